@@ -1,0 +1,163 @@
+"""pytest fixtures: real Consul agents, controllable health, namespaces.
+
+Every fixture starts real processes and always cleans them up. Integration
+tests are marked ``integration`` (and ``cluster`` / ``netns``) automatically
+by the fixtures they use.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.testbed import netns as netns_mod
+from tests.testbed.agents import ConsulAgent, ConsulCluster, dev_agent, new_token
+from tests.testbed.binaries import TestbedMissing, consul_bin, vip_manager_bin
+from tests.testbed.health import HealthCheck, HealthEndpoint
+
+INTEGRATION_FIXTURES = {
+    "consul_dev": "integration",
+    "consul_acl": "integration",
+    "consul_tls": "integration",
+    "consul_cluster": "cluster",
+    "vip_lab": "netns",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        for fixture, marker in INTEGRATION_FIXTURES.items():
+            if fixture in fixtures:
+                item.add_marker(pytest.mark.integration)
+                item.add_marker(getattr(pytest.mark, marker))
+
+
+def _require_consul() -> None:
+    try:
+        consul_bin()
+    except TestbedMissing as exc:
+        # Not a skip: the README's test command builds the test bed first, so a
+        # missing binary is a broken setup that must not pass silently.
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def session_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("testbed")
+
+
+@pytest.fixture(scope="session")
+def consul_dev(session_workdir: Path) -> Iterator[ConsulAgent]:
+    """One `consul agent -dev` for the whole run; tests isolate by key prefix."""
+    _require_consul()
+    agent = dev_agent(session_workdir, "dev").start().wait_ready(60)
+    yield agent
+    agent.kill()
+
+
+@pytest.fixture(scope="session")
+def consul_acl(session_workdir: Path) -> Iterator[ConsulAgent]:
+    """A dev agent with ACLs on, default deny (bootstrap token: ``spec.acl_management_token``)."""
+    _require_consul()
+    agent = dev_agent(session_workdir, "acl", acl_token=new_token()).start().wait_ready(60)
+    yield agent
+    agent.kill()
+
+
+@pytest.fixture(scope="session")
+def consul_tls(session_workdir: Path) -> Iterator[ConsulAgent]:
+    """A dev agent serving HTTPS only, verifying client certificates (CA made at test time)."""
+    _require_consul()
+    agent = dev_agent(session_workdir, "tls", tls=True).start().wait_ready(60)
+    yield agent
+    agent.kill()
+
+
+@pytest.fixture
+def consul_cluster(tmp_path: Path) -> Iterator[ConsulCluster]:
+    """A fresh 3-server + 3-client cluster per test: tests kill nodes and leaders."""
+    _require_consul()
+    cluster = ConsulCluster(tmp_path / "cluster").start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def key_prefix(request: pytest.FixtureRequest, consul_dev: ConsulAgent) -> Iterator[str]:
+    """A key prefix only this test uses on the shared dev agent."""
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name)[:60]
+    prefix = f"vip-elector-test/{name}-{uuid.uuid4().hex[:8]}"
+    yield prefix
+    consul_dev.api().kv_delete(prefix, recurse=True)
+
+
+HealthFactory = Callable[..., HealthCheck]
+
+
+@pytest.fixture
+def health(tmp_path: Path) -> Iterator[HealthFactory]:
+    """Make a health endpoint plus a Consul HTTP check for it on an agent.
+
+    ``health(agent, name)`` returns a registered :class:`HealthCheck` whose
+    endpoint answers 200; the check and endpoint are removed afterwards.
+    """
+    made: list[HealthCheck] = []
+
+    def make(
+        agent: ConsulAgent,
+        name: str,
+        register: bool = True,
+        mode: str = "200",
+        interval: str = "1s",
+        timeout: str = "1s",
+    ) -> HealthCheck:
+        endpoint = HealthEndpoint(f"{name}-{uuid.uuid4().hex[:6]}", tmp_path).start(mode)
+        check = HealthCheck(
+            agent,
+            endpoint,
+            f"vip-http-{name}-{uuid.uuid4().hex[:6]}",
+            interval=interval,
+            timeout=timeout,
+        )
+        if register:
+            check.register()
+        made.append(check)
+        return check
+
+    yield make
+    for check in made:
+        try:
+            if check.agent.running():
+                check.deregister()
+        except Exception:  # noqa: S110 - the agent may be gone on purpose
+            pass
+        check.endpoint.stop()
+
+
+@pytest.fixture
+def vip_lab(tmp_path: Path) -> Iterator[Callable[..., netns_mod.VipLab]]:
+    """Make a :class:`VipLab` (hosts in namespaces with Consul, health and
+    vip-manager); skipped, with the reason, where namespaces cannot be made."""
+    reason = netns_mod.unavailable_reason()
+    if reason:
+        pytest.skip(f"network namespaces unavailable: {reason}")
+    _require_consul()
+    try:
+        vip_manager_bin()
+    except TestbedMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    labs: list[netns_mod.VipLab] = []
+
+    def make(names: list[str], trigger_key: str = "service/vip-test/leader") -> netns_mod.VipLab:
+        lab = netns_mod.VipLab(names, tmp_path / f"lab{len(labs)}", trigger_key)
+        labs.append(lab)
+        return lab.start()
+
+    yield make
+    for lab in labs:
+        lab.stop()

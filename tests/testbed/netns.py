@@ -1,0 +1,275 @@
+"""Test hosts in network namespaces, joined by veth to one bridge.
+
+Each host is a namespace with ``eth0`` (a veth whose peer sits on a bridge in
+the root namespace) on the 198.18.X.0/24 benchmarking range (RFC 2544), so
+nothing here can clash with a real network. A host runs its own Consul client
+agent, health endpoint, vip-elector and vip-manager; the VIP is an address of
+the same /24, and a test sees it move by listing ``eth0``'s addresses.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.testbed.agents import SERF_LAN_PORT, AgentSpec, ConsulAgent
+from tests.testbed.binaries import vip_manager_bin
+from tests.testbed.health import HealthCheck, HealthEndpoint
+from tests.testbed.processes import ManagedProcess, kill_all
+
+
+def _ip(*args: str, netns: str | None = None, check: bool = True) -> str:
+    argv = ["ip", *args] if netns is None else ["ip", "-n", netns, *args]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def unavailable_reason() -> str | None:
+    """Why namespaces cannot be used here, or None when they can."""
+    if shutil.which("ip") is None:
+        return "iproute2's `ip` command is not installed"
+    if os.geteuid() != 0:
+        return "creating network namespaces needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN)"
+    probe = f"vipe-probe-{uuid.uuid4().hex[:6]}"
+    result = subprocess.run(
+        ["ip", "netns", "add", probe], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        return f"`ip netns add` failed: {result.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True, check=False)
+    return None
+
+
+@dataclass
+class Host:
+    """One test host: a namespace with its address on the shared /24."""
+
+    name: str
+    netns: str
+    ip: str
+    host_veth: str  # the peer in the root namespace; setting it down partitions the host
+
+    def addresses(self) -> list[str]:
+        """IPv4 addresses on the host's eth0."""
+        out = _ip("-o", "-4", "addr", "show", "dev", "eth0", netns=self.netns)
+        return [line.split()[3].split("/")[0] for line in out.splitlines()]
+
+    def has_address(self, address: str) -> bool:
+        return address in self.addresses()
+
+    def partition(self) -> None:
+        _ip("link", "set", self.host_veth, "down")
+
+    def heal(self) -> None:
+        _ip("link", "set", self.host_veth, "up")
+
+
+class Network:
+    """A bridge and N hosts; :meth:`teardown` removes every trace."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.id = uuid.uuid4().hex[:6]
+        self.subnet = f"198.18.{random.randint(1, 254)}"
+        self.bridge = f"vebr{self.id}"
+        self.gateway_ip = f"{self.subnet}.1"
+        self.vip = f"{self.subnet}.100"
+        self.hosts = [
+            Host(
+                name=name,
+                netns=f"vipe{self.id}{name}",
+                ip=f"{self.subnet}.{11 + i}",
+                host_veth=f"ve{self.id}{i}",
+            )
+            for i, name in enumerate(names)
+        ]
+
+    def setup(self) -> Network:
+        _ip("link", "add", self.bridge, "type", "bridge")
+        _ip("addr", "add", f"{self.gateway_ip}/24", "dev", self.bridge)
+        _ip("link", "set", self.bridge, "up")
+        for host in self.hosts:
+            _ip("netns", "add", host.netns)
+            _ip(
+                "link",
+                "add",
+                host.host_veth,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                host.netns,
+            )
+            _ip("link", "set", host.host_veth, "master", self.bridge)
+            _ip("link", "set", host.host_veth, "up")
+            _ip("addr", "add", f"{host.ip}/24", "dev", "eth0", netns=host.netns)
+            _ip("link", "set", "eth0", "up", netns=host.netns)
+            _ip("link", "set", "lo", "up", netns=host.netns)
+        return self
+
+    def teardown(self) -> None:
+        for host in self.hosts:
+            _ip("netns", "del", host.netns, check=False)
+            _ip("link", "del", host.host_veth, check=False)
+        _ip("link", "del", self.bridge, check=False)
+
+    def holders(self, address: str | None = None) -> list[str]:
+        """Names of the hosts that have ``address`` (default: the VIP) right now."""
+        address = address or self.vip
+        return [host.name for host in self.hosts if host.has_address(address)]
+
+
+class VipManager:
+    """Real vip-manager in a host's namespace, configured by a vip-manager.yml."""
+
+    def __init__(self, host: Host, config_path: Path, workdir: Path) -> None:
+        self.host = host
+        self.config_path = config_path
+        self.process = ManagedProcess(
+            f"vip-manager-{host.name}",
+            [str(vip_manager_bin()), "--config", str(config_path)],
+            workdir / f"vip-manager-{host.name}.log",
+            netns=host.netns,
+        )
+
+    def start(self) -> VipManager:
+        self.process.start()
+        return self
+
+    def stop(self) -> None:
+        # SIGINT is the signal on which vip-manager removes the VIP.
+        self.process.stop(signal.SIGINT, timeout=5)
+
+
+def write_vip_manager_config(
+    path: Path,
+    *,
+    trigger_key: str,
+    trigger_value: str,
+    vip: str,
+    interface: str = "eth0",
+    endpoint: str = "http://127.0.0.1:8500",
+    interval_ms: int = 100,
+    extra: dict[str, object] | None = None,
+) -> Path:
+    """The vip-manager.yml both vip-manager and vip-elector read."""
+    lines = [
+        "dcs-type: consul",
+        "dcs-endpoints:",
+        f'  - "{endpoint}"',
+        f'trigger-key: "{trigger_key}"',
+        f'trigger-value: "{trigger_value}"',
+        f"ip: {vip}",
+        "netmask: 24",
+        f"interface: {interface}",
+        f"interval: {interval_ms}",
+        "retry-num: 2",
+        "retry-after: 250",
+    ]
+    for key, value in (extra or {}).items():
+        lines.append(f"{key}: {value}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class NetnsNode:
+    """A host with its Consul client agent and health endpoint (check registered)."""
+
+    def __init__(
+        self,
+        host: Host,
+        server_ip: str,
+        workdir: Path,
+        check_id: str = "vip-http",
+        health_port: int = 9000,
+    ) -> None:
+        self.host = host
+        self.workdir = workdir / host.name
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.agent = ConsulAgent(
+            # Local programs use 127.0.0.1 inside the namespace, as on a real
+            # host; the test process reaches the agent on the host's address.
+            AgentSpec(
+                name=host.name,
+                ip=host.ip,
+                netns=host.netns,
+                retry_join=[f"{server_ip}:{SERF_LAN_PORT}"],
+                extra={"client_addr": f"127.0.0.1 {host.ip}"},
+            ),
+            self.workdir,
+        )
+        self.health = HealthEndpoint(host.name, self.workdir, port=health_port, netns=host.netns)
+        self.check = HealthCheck(self.agent, self.health, check_id)
+
+    def start(self) -> NetnsNode:
+        self.health.start()
+        self.agent.start()
+        return self
+
+    def stop(self) -> None:
+        self.agent.kill()
+        self.health.stop()
+
+
+class VipLab:
+    """Hosts in namespaces, a Consul server on the bridge, a client agent,
+    health endpoint and vip-manager per host: the whole VIP path for real."""
+
+    def __init__(self, names: list[str], workdir: Path, trigger_key: str) -> None:
+        self.workdir = workdir
+        self.trigger_key = trigger_key
+        self.network = Network(names)
+        self.server: ConsulAgent | None = None
+        self.nodes: dict[str, NetnsNode] = {}
+        self.vip_managers: dict[str, VipManager] = {}
+        self.config_paths: dict[str, Path] = {}
+
+    @property
+    def vip(self) -> str:
+        return self.network.vip
+
+    def start(self, timeout: float = 60.0) -> VipLab:
+        self.network.setup()
+        self.server = (
+            ConsulAgent(
+                AgentSpec(name="server", ip=self.network.gateway_ip, server=True, dev=True),
+                self.workdir,
+            )
+            .start()
+            .wait_ready(timeout)
+        )
+        for host in self.network.hosts:
+            self.nodes[host.name] = NetnsNode(host, self.network.gateway_ip, self.workdir).start()
+            self.config_paths[host.name] = write_vip_manager_config(
+                self.workdir / f"vip-manager-{host.name}.yml",
+                trigger_key=self.trigger_key,
+                trigger_value=host.name,
+                vip=self.vip,
+            )
+        for node in self.nodes.values():
+            node.agent.wait_ready(timeout)
+        return self
+
+    def start_vip_managers(self) -> None:
+        for name, node in self.nodes.items():
+            self.vip_managers[name] = VipManager(
+                node.host, self.config_paths[name], self.workdir
+            ).start()
+
+    def holders(self) -> list[str]:
+        return self.network.holders()
+
+    def stop(self) -> None:
+        kill_all({host.netns for host in self.network.hosts})
+        if self.server:
+            self.server.kill()
+        self.network.teardown()
