@@ -10,17 +10,23 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.testbed import netns as netns_mod
 from tests.testbed.agents import ConsulAgent, ConsulCluster, dev_agent, new_token
 from tests.testbed.binaries import TestbedMissing, consul_bin, vip_manager_bin
+from tests.testbed.configs import write_vip_manager_config
+from tests.testbed.elector import Elector
 from tests.testbed.health import HealthCheck, HealthEndpoint
+from tests.testbed.waiting import wait_until
 
 INTEGRATION_FIXTURES = {
     "consul_dev": "integration",
+    "election": "integration",
     "consul_acl": "integration",
     "consul_tls": "integration",
     "consul_cluster": "cluster",
@@ -161,3 +167,94 @@ def vip_lab(tmp_path: Path) -> Iterator[Callable[..., netns_mod.VipLab]]:
     yield make
     for lab in labs:
         lab.stop()
+
+
+@dataclass
+class Candidate:
+    """One node competing for the lock: a vip-elector and its health check."""
+
+    name: str
+    elector: Elector
+    check: HealthCheck | None
+
+    @property
+    def value(self) -> str:
+        return self.elector.lock_value
+
+
+class Election:
+    """Several vip-electors competing for one trigger-key on one agent."""
+
+    def __init__(self, agent: ConsulAgent, workdir: Path, key: str, health: HealthFactory) -> None:
+        self.agent = agent
+        self.workdir = workdir
+        self.key = key
+        self.health = health
+        self.api = agent.api()
+        self.config = write_vip_manager_config(
+            workdir / "vip-manager.yml", trigger_key=key, endpoint=agent.http_url
+        )
+        self.candidates: dict[str, Candidate] = {}
+
+    def add(
+        self,
+        name: str,
+        *,
+        check: bool = True,
+        start: bool = True,
+        addr: str | None = None,
+        **kwargs: Any,
+    ) -> Candidate:
+        health_check = self.health(self.agent, name) if check else None
+        if health_check is not None:
+            health_check.wait_status("passing")
+        elector = Elector(
+            name,
+            self.workdir,
+            kwargs.pop("config", self.config),
+            check_id=kwargs.pop("check_id", health_check.check_id if health_check else None),
+            addr=addr,
+            **kwargs,
+        )
+        candidate = Candidate(name, elector, health_check)
+        self.candidates[name] = candidate
+        if start:
+            elector.start()
+        return candidate
+
+    def holder(self) -> str | None:
+        """The value in the trigger-key now (consistent read)."""
+        return self.api.kv_value(self.key)
+
+    def wait_holder(self, timeout: float = 30.0, among: list[str] | None = None) -> Candidate:
+        names = among or list(self.candidates)
+        value = wait_until(
+            lambda: self.holder() in names and self.holder(),
+            timeout,
+            lambda: (
+                f"one of {names} holds {self.key} (holder: {self.holder()})"
+                + "".join(
+                    f"\n--- {n}:\n{c.elector.process.tail(15)}" for n, c in self.candidates.items()
+                )
+            ),
+        )
+        return self.candidates[str(value)]
+
+    def sessions_of(self, candidate: Candidate) -> list[dict[str, Any]]:
+        """Live sessions created by ``candidate`` (matched by lock value and key)."""
+        marker = f"value={candidate.value} key={self.key}"
+        return [s for s in self.api.sessions() if s["Name"].endswith(marker)]
+
+    def stop_all(self) -> None:
+        for candidate in self.candidates.values():
+            candidate.elector.kill()
+
+
+@pytest.fixture
+def election(
+    consul_dev: ConsulAgent, tmp_path: Path, key_prefix: str, health: HealthFactory
+) -> Iterator[Election]:
+    """Electors on the shared dev agent, competing for a key of their own."""
+    race = Election(consul_dev, tmp_path, f"{key_prefix}/leader", health)
+    yield race
+    race.stop_all()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tests.testbed.agents import SERF_LAN_PORT, AgentSpec, ConsulAgent
 from tests.testbed.binaries import vip_manager_bin
+from tests.testbed.configs import write_vip_manager_config
 from tests.testbed.health import HealthCheck, HealthEndpoint
 from tests.testbed.processes import ManagedProcess, kill_all
 
@@ -148,37 +149,6 @@ class VipManager:
     def stop(self) -> None:
         # SIGINT is the signal on which vip-manager removes the VIP.
         self.process.stop(signal.SIGINT, timeout=5)
-
-
-def write_vip_manager_config(
-    path: Path,
-    *,
-    trigger_key: str,
-    trigger_value: str,
-    vip: str,
-    interface: str = "eth0",
-    endpoint: str = "http://127.0.0.1:8500",
-    interval_ms: int = 100,
-    extra: dict[str, object] | None = None,
-) -> Path:
-    """The vip-manager.yml both vip-manager and vip-elector read."""
-    lines = [
-        "dcs-type: consul",
-        "dcs-endpoints:",
-        f'  - "{endpoint}"',
-        f'trigger-key: "{trigger_key}"',
-        f'trigger-value: "{trigger_value}"',
-        f"ip: {vip}",
-        "netmask: 24",
-        f"interface: {interface}",
-        f"interval: {interval_ms}",
-        "retry-num: 2",
-        "retry-after: 250",
-    ]
-    for key, value in (extra or {}).items():
-        lines.append(f"{key}: {value}")
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 class NetnsNode:

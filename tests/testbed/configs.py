@@ -1,0 +1,37 @@
+"""The vip-manager.yml files the tests write (shared by vip-manager and vip-elector)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def write_vip_manager_config(
+    path: Path,
+    *,
+    trigger_key: str,
+    trigger_value: str | None = None,
+    vip: str = "198.18.0.100",
+    interface: str = "eth0",
+    endpoint: str = "http://127.0.0.1:8500",
+    interval_ms: int = 100,
+    extra: dict[str, object] | None = None,
+) -> Path:
+    """The vip-manager.yml both vip-manager and vip-elector read."""
+    lines = [
+        "dcs-type: consul",
+        "dcs-endpoints:",
+        f'  - "{endpoint}"',
+        f'trigger-key: "{trigger_key}"',
+        f"ip: {vip}",
+        "netmask: 24",
+        f"interface: {interface}",
+        f"interval: {interval_ms}",
+        "retry-num: 2",
+        "retry-after: 250",
+    ]
+    if trigger_value is not None:
+        lines.append(f'trigger-value: "{trigger_value}"')
+    for key, value in (extra or {}).items():
+        lines.append(f"{key}: {value}")
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,520 @@
+"""The one place vip-elector talks to Consul.
+
+Built on py-consul (and, for the Debian package, python-consul 0.7.1, which
+imports as the same ``consul``): the library builds the requests, and our own
+HTTP transport underneath it (as Patroni does) sends the ACL token only as the
+``X-Consul-Token`` header, applies the TLS settings and puts a timeout on
+every request. Every library and ``requests`` error is translated here into
+one of a few :class:`ConsulError` kinds, so the threads above reason about
+"unreachable", "permission denied", "session gone" and not about HTTP.
+
+One :class:`ConsulAdapter` per thread: a ``requests.Session`` is not
+documented as thread-safe and a long poll would block other callers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import consul
+import consul.base
+import requests
+import requests.adapters
+
+from vip_elector.config import ConsulSettings
+from vip_elector.durations import format_duration, parse_duration
+
+LOCK_FLAG = 0x2DDCCBC058A50C18  # consul/api/lock.go LockFlagValue = 3304740253564472344
+
+CONNECT_TIMEOUT = 2.0
+REQUEST_TIMEOUT = 5.0
+# A blocking query returns after `wait` plus up to wait/16 of jitter; the read
+# timeout must outlast that by a margin or every idle poll becomes an error.
+BLOCKING_MARGIN = 2.0
+
+
+# -- errors ------------------------------------------------------------------
+
+
+class ConsulError(Exception):
+    """A Consul call failed. ``kind`` names the failure for logs and metrics."""
+
+    kind = "error"
+
+
+class Unavailable(ConsulError):
+    """Transient: connection refused or reset, timeout, 5xx, "No cluster leader"."""
+
+    kind = "unavailable"
+
+    def __init__(self, message: str, kind: str = "unavailable") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class PermissionDenied(ConsulError):
+    """The ACL token lacks a right; needs a person."""
+
+    kind = "permission"
+
+
+class TLSFailure(ConsulError):
+    """The TLS handshake failed (certificate rejected or not trusted); needs a person."""
+
+    kind = "tls"
+
+
+class SessionGone(ConsulError):
+    """The session no longer exists (renew 404, or Consul calls it invalid)."""
+
+    kind = "session_gone"
+
+
+class CheckNotHealthy(ConsulError):
+    """Session create refused: a check it names is missing or critical."""
+
+    kind = "check"
+
+
+class NotFound(ConsulError):
+    kind = "not_found"
+
+
+def _body_of(exc: Exception) -> str:
+    return str(exc).strip() or exc.__class__.__name__
+
+
+def translate(exc: BaseException) -> ConsulError:
+    """Map a library or requests exception onto a ConsulError (cause kept by the caller)."""
+    if isinstance(exc, ConsulError):
+        return exc
+    if isinstance(exc, requests.exceptions.SSLError):
+        return TLSFailure(f"TLS handshake with the Consul agent failed: {_reason(exc)}")
+    if isinstance(exc, requests.exceptions.Timeout):
+        return Unavailable(f"Consul agent did not answer in time: {_reason(exc)}", "timeout")
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return Unavailable(f"cannot reach the Consul agent: {_reason(exc)}", "unreachable")
+    if isinstance(exc, requests.exceptions.RequestException):
+        return Unavailable(f"HTTP error talking to Consul: {_reason(exc)}", "unreachable")
+    if isinstance(exc, consul.ACLPermissionDenied):
+        return PermissionDenied(f"permission denied: {_body_of(exc)}")
+    if isinstance(exc, consul.NotFound):
+        return NotFound(_body_of(exc))
+    if isinstance(exc, consul.ConsulException):
+        text = _body_of(exc)
+        lowered = text.lower()
+        # The libraries put "<HTTP status> <body>" into the message.
+        code = int(text[:3]) if text[:3].isdigit() else None
+        if "no cluster leader" in lowered or "no path to datacenter" in lowered:
+            return Unavailable(f"Consul has no leader right now: {text}", "no_leader")
+        if "missing check" in lowered or "critical state" in lowered:
+            return CheckNotHealthy(text)
+        if "invalid session" in lowered or ("session" in lowered and "not found" in lowered):
+            return SessionGone(text)
+        if "permission denied" in lowered or "acl not found" in lowered:
+            return PermissionDenied(f"permission denied: {text}")
+        if (code is not None and (code >= 500 or code == 429)) or "rpc error" in lowered:
+            return Unavailable(f"Consul error: {text}", "server_error")
+        return ConsulError(f"Consul refused the request: {text}")
+    if isinstance(exc, ValueError | KeyError | TypeError):
+        return ConsulError(f"unexpected answer from Consul: {exc!r}")
+    return ConsulError(repr(exc))
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost useful text of a requests/urllib3 exception chain."""
+    seen = exc
+    for _ in range(5):
+        inner = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
+        reason = getattr(seen, "reason", None)
+        nxt = reason if isinstance(reason, BaseException) else inner
+        if nxt is None:
+            break
+        seen = nxt
+    return str(seen) or seen.__class__.__name__
+
+
+# -- the HTTP transport under the library ------------------------------------
+
+
+class _ServerNameAdapter(requests.adapters.HTTPAdapter):
+    """Verify the agent's certificate against CONSUL_TLS_SERVER_NAME, not the address."""
+
+    def __init__(self, server_name: str) -> None:
+        self._server_name = server_name
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["server_hostname"] = self._server_name
+        kwargs["assert_hostname"] = self._server_name
+        super().init_poolmanager(*args, **kwargs)
+
+
+Observer = Callable[[str, float, str | None], None]
+
+
+class _Transport(consul.base.HTTPClient):  # type: ignore[misc]
+    """requests under py-consul / python-consul: token header, TLS, timeouts."""
+
+    def __init__(self, settings: ConsulSettings, timeout: float, observer: Observer | None) -> None:
+        verify: bool | str = settings.verify
+        if settings.verify and (settings.ca_file or settings.ca_path):
+            verify = settings.ca_file or settings.ca_path or True
+        cert = (settings.client_cert, settings.client_key) if settings.client_cert else None
+        super().__init__(settings.host, settings.port, settings.scheme, verify, cert)
+        self.http = requests.Session()
+        # Our settings only: no REQUESTS_CA_BUNDLE overriding `verify`, no
+        # ~/.netrc credentials, no proxy between us and the local agent.
+        self.http.trust_env = False
+        if settings.tls_server_name:
+            self.http.mount("https://", _ServerNameAdapter(settings.tls_server_name))
+        self._headers = {"X-Consul-Token": settings.token} if settings.token else {}
+        self.timeout = timeout
+        self._observer = observer
+
+    def _read_timeout(self, params: list[tuple[str, Any]]) -> float:
+        values = dict(params)
+        if "index" in values:
+            wait = parse_duration(str(values.get("wait", "5m")))
+            return wait + wait / 16 + BLOCKING_MARGIN
+        return self.timeout
+
+    def _request(
+        self,
+        method: str,
+        callback: Callable[[Any], Any],
+        path: str,
+        params: Any = None,
+        data: Any = None,
+    ) -> Any:
+        items = _param_items(params)
+        # Both libraries may add ?token=; the token travels only as a header.
+        items = [(key, value) for key, value in items if key != "token"]
+        started = time.monotonic()
+        error: str | None = None
+        try:
+            response = self.http.request(
+                method,
+                self.uri(path, items),
+                data=data,
+                headers=self._headers,
+                verify=self.verify,
+                cert=self.cert,
+                timeout=(min(CONNECT_TIMEOUT, self.timeout), self._read_timeout(items)),
+            )
+            response.encoding = "utf-8"
+            return callback(
+                consul.base.Response(response.status_code, response.headers, response.text)
+            )
+        except BaseException as exc:
+            error = translate(exc).kind
+            raise
+        finally:
+            if self._observer is not None:
+                self._observer(method, time.monotonic() - started, error)
+
+    # The signatures differ between python-consul 0.7.1 and py-consul 1.x
+    # (headers=, raw=, connections_timeout=); accept both and use our own.
+    def get(self, callback: Any, path: str, params: Any = None, *_: Any, **__: Any) -> Any:
+        return self._request("GET", callback, path, params)
+
+    def put(
+        self, callback: Any, path: str, params: Any = None, data: Any = "", *_: Any, **__: Any
+    ) -> Any:
+        return self._request("PUT", callback, path, params, data)
+
+    def delete(self, callback: Any, path: str, params: Any = None, *_: Any, **__: Any) -> Any:
+        return self._request("DELETE", callback, path, params)
+
+    def post(
+        self, callback: Any, path: str, params: Any = None, data: Any = "", *_: Any, **__: Any
+    ) -> Any:
+        return self._request("POST", callback, path, params, data)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _param_items(params: Any) -> list[tuple[str, Any]]:
+    if not params:
+        return []
+    if isinstance(params, dict):
+        return list(params.items())
+    return list(params)
+
+
+class _Client(consul.base.Consul):  # type: ignore[misc]
+    """py-consul's (or python-consul's) API on our transport."""
+
+    def __init__(self, transport: _Transport) -> None:
+        self._transport = transport
+        super().__init__(
+            host=transport.host,
+            port=transport.port,
+            scheme=transport.scheme,
+            verify=transport.verify,
+            cert=transport.cert,
+        )
+        # py-consul reads CONSUL_HTTP_TOKEN itself and python-consul sends the
+        # token as a query parameter; the transport owns the token instead.
+        self.token = None
+
+    def http_connect(self, *_: Any, **__: Any) -> _Transport:  # py-consul >= 1.0
+        return self._transport
+
+    def connect(self, *_: Any, **__: Any) -> _Transport:  # python-consul 0.7.1
+        return self._transport
+
+
+# -- what the adapter returns ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyState:
+    """The trigger-key as one GET saw it."""
+
+    index: int  # X-Consul-Index of the answer (for the next blocking query)
+    exists: bool
+    value: bytes | None = None
+    flags: int = 0
+    session: str | None = None
+    modify_index: int = 0
+    lock_index: int = 0
+
+    @property
+    def held(self) -> bool:
+        return bool(self.session)
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    id: str
+    name: str
+    node: str
+    ttl: str
+    lock_delay: float  # seconds
+    behavior: str
+    checks: tuple[str, ...]
+
+    def describe(self) -> str:
+        return (
+            f"id={self.id} name={self.name!r} node={self.node} ttl={self.ttl or '-'} "
+            f"lock-delay={format_duration(self.lock_delay)} behavior={self.behavior} "
+            f"checks={','.join(self.checks)}"
+        )
+
+
+@dataclass(frozen=True)
+class CheckState:
+    check_id: str
+    status: str
+    output: str
+    service: str
+
+
+def _lock_delay_seconds(raw: Any) -> float:
+    # Consul reports LockDelay in nanoseconds (and Go-style strings in some versions).
+    if isinstance(raw, int | float):
+        return float(raw) / 1e9
+    if isinstance(raw, str) and raw:
+        return parse_duration(raw)
+    return 0.0
+
+
+def _session_checks(item: dict[str, Any]) -> tuple[str, ...]:
+    checks: list[str] = list(item.get("Checks") or [])
+    for key in ("NodeChecks", "ServiceChecks"):
+        for entry in item.get(key) or []:
+            name = entry.get("ID") if isinstance(entry, dict) else entry
+            if name and name not in checks:
+                checks.append(str(name))
+    return tuple(checks)
+
+
+class ConsulAdapter:
+    """Typed calls onto the local Consul agent; raises only ConsulError."""
+
+    def __init__(
+        self,
+        settings: ConsulSettings,
+        timeout: float = REQUEST_TIMEOUT,
+        observer: Observer | None = None,
+    ) -> None:
+        self.settings = settings
+        self._transport = _Transport(settings, timeout, observer)
+        self._client = _Client(self._transport)
+
+    def with_timeout(self, timeout: float) -> ConsulAdapter:
+        """A separate adapter (own connection) with a different request timeout."""
+        return ConsulAdapter(self.settings, timeout, self._transport._observer)
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConsulError:
+            raise
+        except Exception as exc:
+            raise translate(exc) from exc
+
+    # -- agent ---------------------------------------------------------------
+    def node_name(self) -> str:
+        info = self._call(self._client.agent.self)
+        return str(info["Config"]["NodeName"])
+
+    def agent_checks(self) -> dict[str, CheckState]:
+        raw = self._call(self._client.agent.checks)
+        return {
+            check_id: CheckState(
+                check_id,
+                str(item.get("Status", "")),
+                str(item.get("Output", "")).strip(),
+                str(item.get("ServiceName", "")),
+            )
+            for check_id, item in (raw or {}).items()
+        }
+
+    def register_ttl_check(self, check_id: str, name: str, ttl: float, notes: str) -> None:
+        # Raw body: python-consul 0.7.1 and py-consul build check payloads differently.
+        body = {
+            "ID": check_id,
+            "Name": name,
+            "Notes": notes,
+            "TTL": format_duration(ttl),
+            "Status": "passing",
+            # If the daemon dies for good, Consul removes the check after a while.
+            "DeregisterCriticalServiceAfter": "1h",
+        }
+        self._put_json("/v1/agent/check/register", body)
+
+    def pass_ttl_check(self, check_id: str, note: str = "") -> None:
+        self._call(
+            self._transport.put,
+            _expect_ok,
+            f"/v1/agent/check/pass/{check_id}",
+            [("note", note)] if note else None,
+        )
+
+    def deregister_check(self, check_id: str) -> None:
+        self._call(self._transport.put, _expect_ok, f"/v1/agent/check/deregister/{check_id}")
+
+    def _put_json(self, path: str, body: dict[str, Any]) -> Any:
+        return self._call(self._transport.put, _expect_ok, path, None, json.dumps(body))
+
+    # -- sessions ------------------------------------------------------------
+    def create_session(
+        self,
+        name: str,
+        ttl: float,
+        lock_delay: float,
+        checks: Iterable[str],
+        behavior: str = "delete",
+    ) -> str:
+        # Raw body, not session.create(): both libraries only take whole-second
+        # lock delays as ints and python-consul 0.7.1 drops lock_delay=15.
+        body = {
+            "Name": name,
+            "TTL": format_duration(ttl),
+            "LockDelay": format_duration(lock_delay),
+            "Behavior": behavior,
+            "Checks": list(checks),
+        }
+        answer = self._put_json("/v1/session/create", body)
+        return str(answer["ID"])
+
+    def session_info(self, session_id: str, consistent: bool = False) -> SessionInfo | None:
+        _, items = self._call(
+            self._client.session.info, session_id, consistency="consistent" if consistent else None
+        )
+        if not items:
+            return None
+        item = items[0] if isinstance(items, list) else items
+        return SessionInfo(
+            id=str(item["ID"]),
+            name=str(item.get("Name", "")),
+            node=str(item.get("Node", "")),
+            ttl=str(item.get("TTL", "")),
+            lock_delay=_lock_delay_seconds(item.get("LockDelay")),
+            behavior=str(item.get("Behavior", "")),
+            checks=_session_checks(item),
+        )
+
+    def renew_session(self, session_id: str) -> None:
+        """Renew; raise SessionGone when Consul no longer knows the session."""
+        try:
+            result = self._call(self._transport.put, _expect_ok, f"/v1/session/renew/{session_id}")
+        except NotFound as exc:
+            raise SessionGone(f"session {session_id} not found") from exc
+        if not result:
+            raise SessionGone(f"session {session_id} not found")
+
+    def destroy_session(self, session_id: str) -> None:
+        self._call(self._transport.put, _expect_ok, f"/v1/session/destroy/{session_id}")
+
+    # -- the trigger-key -----------------------------------------------------
+    def get_key(
+        self,
+        key: str,
+        index: int | None = None,
+        wait: float | None = None,
+        consistent: bool = False,
+    ) -> KeyState:
+        """Read the key; with ``index`` (>= 1) block until it changes or ``wait`` ends."""
+        kwargs: dict[str, Any] = {"consistency": "consistent" if consistent else None}
+        if index is not None and index >= 1:
+            kwargs["index"] = index
+            kwargs["wait"] = format_duration(wait if wait is not None else 300.0)
+        raw_index, item = self._call(self._client.kv.get, key, **kwargs)
+        answer_index = int(raw_index or 0)
+        if not item:
+            return KeyState(index=answer_index, exists=False)
+        value = item.get("Value")
+        if isinstance(value, str):
+            value = value.encode()
+        return KeyState(
+            index=answer_index,
+            exists=True,
+            value=value,
+            flags=int(item.get("Flags") or 0),
+            session=item.get("Session") or None,
+            modify_index=int(item.get("ModifyIndex") or 0),
+            lock_index=int(item.get("LockIndex") or 0),
+        )
+
+    def acquire(self, key: str, value: str, session_id: str) -> bool:
+        """PUT ?acquire with the lock flag; False = held by another session or lock-delay."""
+        return bool(
+            self._call(
+                self._client.kv.put, key, value.encode(), acquire=session_id, flags=LOCK_FLAG
+            )
+        )
+
+    def put(self, key: str, value: bytes, cas: int | None = None) -> bool:
+        return bool(self._call(self._client.kv.put, key, value, cas=cas))
+
+    def delete_key(self, key: str, cas: int) -> bool:
+        """Delete only if the key is still at ``cas`` (its ModifyIndex)."""
+        return bool(self._call(self._client.kv.delete, key, cas=cas))
+
+
+def _expect_ok(response: Any) -> Any:
+    """Callback for raw calls: errors as the libraries raise them, else the JSON body."""
+    if response.code == 404:
+        raise consul.NotFound(response.body)
+    if response.code == 403:
+        raise consul.ACLPermissionDenied(response.body)
+    if response.code >= 400:
+        raise consul.ConsulException(f"{response.code} {response.body}")
+    body = response.body
+    if not body:
+        return True
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body

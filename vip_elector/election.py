@@ -1,0 +1,325 @@
+"""The election thread: blocking-query acquire loops on the trigger-key.
+
+As a follower it long-polls the key and, when it is free, acquires it with
+Consul's lock flag and the lock value. A ``false`` with nobody holding the
+key means lock-delay: it retries when the delay can have ended (the holder
+session's LockDelay after the key went free), not after a fixed 5 s as the
+Go lock helper does. As the leader it watches the key with consistent
+blocking queries; the key deleted, taken or changed is a LOCK LOST, after
+which it competes again with a fresh session. Transient errors are retried
+and are never a loss on their own: the renewer's TTL rule decides that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from vip_elector.config import Settings
+from vip_elector.consul_adapter import (
+    LOCK_FLAG,
+    ConsulAdapter,
+    ConsulError,
+    KeyState,
+    SessionGone,
+)
+from vip_elector.durations import format_duration
+from vip_elector.retrying import Interrupted, Retrier
+from vip_elector.session import Lease, SessionKeeper
+from vip_elector.state import Cause, DaemonState
+
+log = logging.getLogger("vip_elector")
+
+POLL_WAIT = 10.0  # blocking-query wait; a change returns at once anyway
+LOCK_DELAY_MARGIN = 0.02  # retry this long after the lock-delay should have ended
+LOCK_DELAY_RETRY_MAX = 1.0  # then back off up to this
+STANDBY_POLL = 1.0
+
+
+def not_a_lock_message(key: str, flags: int) -> str:
+    """The seed's pre-flight error, plus how to fix it."""
+    return (
+        f"trigger-key pre-flight check failed: existing key at '{key}' is a regular KV entry "
+        f"(Flags={flags}), not a lock key (expected Flags={LOCK_FLAG}). "
+        f"It was created by `consul kv put` or another tool. Fix: delete it with "
+        f"`consul kv delete {key}` and let vip-elector create it; never pre-create the "
+        "trigger-key."
+    )
+
+
+def next_index(previous: int, answered: int) -> int:
+    """The index for the next blocking query (Consul's rules for X-Consul-Index)."""
+    if answered < previous or answered < 1:
+        return 0  # went backwards (snapshot restore, new leader): start over
+    return answered
+
+
+def ownership_problem(key: KeyState, lease: Lease, value: bytes) -> tuple[Cause, str] | None:
+    """Why ``key`` is no longer our lock, or None while it is."""
+    if not key.exists:
+        return (
+            Cause.KEY_DELETED,
+            "the trigger-key was deleted (our session was invalidated, or someone deleted the key)",
+        )
+    if key.session != lease.id:
+        holder = key.session or "nobody"
+        return Cause.KEY_TAKEN, f"the trigger-key is now held by session {holder}"
+    if key.value != value or key.flags != LOCK_FLAG:
+        shown = key.value.decode(errors="replace") if key.value is not None else None
+        return Cause.KEY_CHANGED, (
+            f"the trigger-key changed under our session (value={shown!r}, flags={key.flags})"
+        )
+    return None
+
+
+class PreflightFailed(Exception):
+    """The trigger-key exists and is not a lock: refuse to run (exit 1)."""
+
+
+class Election(threading.Thread):
+    """The election thread (it also runs the trigger-key pre-flight check first)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        adapter: ConsulAdapter,
+        keeper: SessionKeeper,
+        state: DaemonState,
+        stop: threading.Event,
+        write_lock: threading.Lock,
+        standby_reason: Callable[[], str | None] = lambda: None,
+        step_down_cause: Callable[[], tuple[Cause, str] | None] = lambda: None,
+        preflight_passed: threading.Event | None = None,
+    ) -> None:
+        super().__init__(name="election", daemon=True)
+        self.settings = settings
+        self.adapter = adapter
+        self.keeper = keeper
+        self.state = state
+        self.stop = stop
+        self.write_lock = write_lock
+        self.standby_reason = standby_reason
+        self.step_down_cause = step_down_cause
+        self.value = settings.lock_value.encode()
+        self.failure: BaseException | None = None
+        # Set once the trigger-key passed the pre-flight check; the renewer
+        # creates no session before that (nothing half-done in Consul).
+        self.preflight_passed = preflight_passed or threading.Event()
+        self._retrier = Retrier(
+            stop,
+            settings.consul.address,
+            settings.trigger_key,
+            on_wait=lambda: state.beat("election"),
+        )
+        self._reported_not_a_lock: int | None = None
+        self._last_standby: str | None = None
+
+    def run(self) -> None:
+        try:
+            self._preflight()
+            while not self.stop.is_set():
+                self.state.beat("election")
+                lease = self.keeper.wait_for_lease(1.0)
+                if lease is None:
+                    continue
+                # Interrupted: stopping, or the lease ended; the loop decides.
+                with contextlib.suppress(Interrupted):
+                    self._compete(lease)
+        except Interrupted:
+            pass  # stopped during the pre-flight check
+        except PreflightFailed as exc:
+            self.failure = exc
+            log.error(
+                "%s", exc, extra={"event": "preflight_failed", "key": self.settings.trigger_key}
+            )
+            self.stop.set()
+        except BaseException as exc:
+            self.failure = exc
+            log.exception("election thread failed; stopping the daemon")
+            self.stop.set()
+
+    def _preflight(self) -> None:
+        """Refuse a trigger-key that exists but is not a lock."""
+        key = self._retrier.call(
+            "Reading the trigger-key for the pre-flight check failed",
+            lambda: self.adapter.get_key(self.settings.trigger_key),
+            self.stop.is_set,
+        )
+        if key.exists and key.flags != LOCK_FLAG:
+            raise PreflightFailed(not_a_lock_message(self.settings.trigger_key, key.flags))
+        self.preflight_passed.set()
+
+    # -- helpers -------------------------------------------------------------
+    def _done(self, lease: Lease) -> bool:
+        return self.stop.is_set() or not lease.alive()
+
+    def _read(self, lease: Lease, index: int, consistent: bool) -> KeyState:
+        return self._retrier.call(
+            "Reading the trigger-key failed",
+            lambda: self.adapter.get_key(
+                self.settings.trigger_key,
+                index=index or None,
+                wait=POLL_WAIT,
+                consistent=consistent,
+            ),
+            lambda: self._done(lease),
+            initial=0.25,
+            maximum=2.0,
+            quiet_first=1,
+        )
+
+    def _lock_delay_of(self, session_id: str) -> float:
+        """The holder's LockDelay (ours as a guess if it cannot be read)."""
+        try:
+            info = self.adapter.session_info(session_id)
+        except ConsulError:
+            return self.settings.lock_delay
+        return info.lock_delay if info is not None else self.settings.lock_delay
+
+    # -- follower ------------------------------------------------------------
+    def _compete(self, lease: Lease) -> None:
+        index = 0
+        holder: str | None = None
+        holder_lock_delay = self.settings.lock_delay
+        freed_at: float | None = None
+        refused = 0  # acquire answered false this many times since the key went free
+        while not self._done(lease):
+            key = self._read(lease, index, consistent=False)
+            index = next_index(index, key.index)
+            self.state.beat("election")
+            if key.exists and key.flags != LOCK_FLAG:
+                self._report_not_a_lock(key)
+                continue
+            if key.session == lease.id:
+                self._lead(lease)  # ours already (e.g. an acquire whose answer was lost)
+                return
+            if key.held:
+                if key.session != holder:
+                    holder = key.session
+                    assert holder is not None
+                    holder_lock_delay = self._lock_delay_of(holder)
+                freed_at, refused = None, 0
+                continue
+            # Free.
+            if freed_at is None:
+                freed_at = time.monotonic()
+            reason = self.standby_reason()
+            if reason is not None:
+                self._standby(reason)
+                index = 0
+                continue
+            self._last_standby = None
+            won = self._acquire(lease)
+            if won is None:
+                return  # the session is gone: the keeper makes a new one
+            if won:
+                self._lead(lease)
+                return
+            refused += 1
+            self._wait_for_lock_delay(freed_at, holder_lock_delay, refused)
+            index = 0  # look again now: lock-delay, or another node won the race
+
+    def _report_not_a_lock(self, key: KeyState) -> None:
+        if self._reported_not_a_lock != key.modify_index:
+            self._reported_not_a_lock = key.modify_index
+            log.error(
+                "%s Not competing until it is fixed.",
+                not_a_lock_message(self.settings.trigger_key, key.flags),
+                extra={"event": "not_a_lock", "key": self.settings.trigger_key},
+            )
+
+    def _standby(self, reason: str) -> None:
+        if reason != self._last_standby:
+            log.info(
+                "not competing for the lock: %s",
+                reason,
+                extra={"event": "standby", "key": self.settings.trigger_key},
+            )
+            self._last_standby = reason
+        self.stop.wait(STANDBY_POLL)
+
+    def _acquire(self, lease: Lease) -> bool | None:
+        """True won, False refused, None when the session turned out to be gone."""
+        with self.write_lock:
+            if self._done(lease):
+                raise Interrupted("stopping")
+            self.state.count_acquire_attempt()
+            try:
+                return self.adapter.acquire(
+                    self.settings.trigger_key, self.settings.lock_value, lease.id
+                )
+            except SessionGone as exc:
+                self.keeper.discard(lease, f"Consul refused our session for the lock: {exc}")
+                return None
+            except ConsulError as exc:
+                # The PUT may have been applied even if we did not see the answer;
+                # the next read tells (the key then carries our session).
+                log.warning(
+                    "acquiring the trigger-key failed: %s; reading it again",
+                    exc,
+                    extra={"event": "acquire_failed", "cause": exc.kind},
+                )
+                self.stop.wait(0.25)
+                return False
+
+    def _wait_for_lock_delay(self, freed_at: float, lock_delay: float, refused: int) -> None:
+        until = freed_at + lock_delay + LOCK_DELAY_MARGIN
+        remaining = until - time.monotonic()
+        if remaining > 0:
+            log.debug(
+                "lock-delay in force; retrying in %s",
+                format_duration(remaining),
+                extra={"event": "lock_delay"},
+            )
+            self.stop.wait(remaining)
+        else:
+            # Past our estimate (clock skew, a longer lock-delay): back off gently.
+            self.stop.wait(min(LOCK_DELAY_RETRY_MAX, 0.05 * 2 ** min(refused, 5)))
+
+    def _explain(self, problem: tuple[Cause, str], lease: Lease) -> tuple[Cause, str]:
+        """Tell "Consul invalidated our session" apart from "someone deleted the key"."""
+        if problem[0] != Cause.KEY_DELETED:
+            return problem
+        try:
+            alive = self.adapter.session_info(lease.id, consistent=True) is not None
+        except ConsulError:
+            return problem
+        if alive:
+            return Cause.KEY_DELETED, "the trigger-key was deleted by someone else"
+        return Cause.SESSION_LOST, (
+            "Consul invalidated our session (a check it is tied to went critical, the node "
+            "failed, or the session was destroyed) and deleted the trigger-key with it"
+        )
+
+    # -- leader --------------------------------------------------------------
+    def _lead(self, lease: Lease) -> None:
+        """Confirm the lock with a consistent read, then watch it until it is lost."""
+        index = 0
+        leading = False
+        while not self._done(lease):
+            try:
+                key = self._read(lease, index, consistent=True)
+            except Interrupted:
+                break
+            index = next_index(index, key.index)
+            self.state.beat("election")
+            problem = ownership_problem(key, lease, self.value)
+            if problem is not None:
+                cause, detail = self.step_down_cause() or self._explain(problem, lease)
+                if leading:
+                    self.state.lose_leadership(cause, detail)
+                else:
+                    log.warning("the acquire succeeded but the key is not ours: %s", detail)
+                self.keeper.discard(lease, detail)
+                return
+            if not leading:
+                leading = self.state.become_leader(lease.id, key.modify_index) is not None
+                if not leading:
+                    return  # stopping
+            else:
+                self.state.set_held_index(key.modify_index)
+        # Stopping (the main thread releases the lock), or the renewer ended the
+        # lease (TTL rule, or Consul says it is gone) and recorded the loss.

@@ -1,0 +1,146 @@
+"""Retrying Consul calls: capped, jittered backoff that a stop interrupts at once.
+
+Transient trouble (agent unreachable, timeouts, "No cluster leader") is
+retried quickly and logged as a WARNING; trouble that needs a person
+(permission denied, TLS rejected) is retried slowly, logged as an ERROR that
+says what to fix, and never turns into a crash loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+import tenacity
+
+from vip_elector.consul_adapter import (
+    ConsulError,
+    PermissionDenied,
+    SessionGone,
+    TLSFailure,
+    Unavailable,
+)
+
+log = logging.getLogger("vip_elector")
+
+T = TypeVar("T")
+
+NEEDS_A_PERSON_MAX_WAIT = 30.0
+
+
+class Interrupted(Exception):
+    """The retry loop stopped because the caller no longer wants the result."""
+
+
+def advice(error: ConsulError, address: str, trigger_key: str) -> str:
+    """What an operator should do about ``error``."""
+    if isinstance(error, PermissionDenied):
+        return (
+            f'the ACL token lacks a right; vip-elector needs `session_prefix "" '
+            f'{{ policy = "write" }}`, `key "{trigger_key}" {{ policy = "write" }}` and '
+            '`agent_prefix "" { policy = "read" }` (see docs/acl.md)'
+        )
+    if isinstance(error, TLSFailure):
+        return (
+            "check CONSUL_CACERT/CONSUL_CAPATH (the CA that signed the agent's certificate), "
+            "CONSUL_CLIENT_CERT/CONSUL_CLIENT_KEY (if the agent verifies clients) and "
+            "CONSUL_TLS_SERVER_NAME"
+        )
+    if isinstance(error, Unavailable):
+        if error.kind == "no_leader":
+            return "the Consul servers are electing a leader; this normally passes in seconds"
+        return f"is the local Consul agent running and listening on {address}?"
+    return "see the Consul agent's log"
+
+
+class Retrier:
+    """Builds the retry policy for one thread's Consul calls."""
+
+    def __init__(
+        self,
+        wake: threading.Event,
+        address: str,
+        trigger_key: str,
+        on_wait: Callable[[], None] | None = None,
+    ) -> None:
+        self._wake = wake  # setting it (stop) ends every wait at once
+        self._address = address
+        self._trigger_key = trigger_key
+        self._on_wait = on_wait
+
+    def call(
+        self,
+        what: str,
+        fn: Callable[[], T],
+        interrupted: Callable[[], bool],
+        initial: float = 0.5,
+        maximum: float = 10.0,
+        quiet_first: int = 0,
+        give_up_on: tuple[type[ConsulError], ...] = (SessionGone,),
+        level: int | None = None,
+    ) -> T:
+        """Run ``fn`` until it succeeds; raise Interrupted once ``interrupted()``.
+
+        ConsulErrors are retried, except those in ``give_up_on``, which the
+        caller handles. Each retry is logged as "<what>: <error>; <advice>" at
+        ``level`` (default: WARNING, ERROR when a person must act);
+        ``quiet_first`` retries are logged at DEBUG only (short blips).
+        """
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            cap = (
+                NEEDS_A_PERSON_MAX_WAIT
+                if isinstance(error, PermissionDenied | TLSFailure)
+                else maximum
+            )
+            jittered = tenacity.wait_exponential_jitter(initial=initial, max=cap, jitter=initial)
+            return float(jittered(state))
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            assert isinstance(error, ConsulError)
+            delay = state.next_action.sleep if state.next_action else 0.0
+            needs_person = isinstance(error, PermissionDenied | TLSFailure)
+            chosen = level or (logging.ERROR if needs_person else logging.WARNING)
+            if state.attempt_number <= quiet_first and not needs_person:
+                chosen = logging.DEBUG
+            log.log(
+                chosen,
+                "%s: %s; %s; retrying in %.1fs (attempt %d)",
+                what,
+                error,
+                advice(error, self._address, self._trigger_key),
+                delay,
+                state.attempt_number,
+                extra={"event": "consul_error", "cause": error.kind},
+            )
+            if self._on_wait:
+                self._on_wait()
+
+        def sleep(seconds: float) -> None:
+            self._wake.wait(seconds)
+
+        def should_stop(state: tenacity.RetryCallState) -> bool:
+            return interrupted()
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(
+                lambda exc: isinstance(exc, ConsulError) and not isinstance(exc, give_up_on)
+            ),
+            wait=wait,
+            stop=should_stop,
+            sleep=sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        if interrupted():
+            raise Interrupted(what)
+        try:
+            return retrying(fn)
+        except ConsulError:
+            if interrupted():
+                raise Interrupted(what) from None
+            raise

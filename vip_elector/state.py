@@ -1,0 +1,278 @@
+"""The daemon's state machine: the one source of truth for role, session and lock.
+
+Threads report what happened (a session was created, the lock was won or
+lost); this module decides whether that is a transition, logs it exactly
+once at INFO/WARNING with its cause, counts it, and tells the listeners
+(notify hooks, metrics) on the caller's thread, without blocking it.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("vip_elector")
+
+
+class Role(enum.StrEnum):
+    STARTING = "starting"  # no usable session yet (health gate, Consul unreachable)
+    FOLLOWER = "follower"  # holds a session, competes for the lock
+    LEADER = "leader"  # holds the trigger-key lock
+    MAINTENANCE = "maintenance"  # not competing by operator's choice
+    STOPPING = "stopping"
+
+
+class Cause(enum.StrEnum):
+    """Why a transition happened; a small fixed set (a metrics label)."""
+
+    STARTED = "started"
+    SESSION_CREATED = "session_created"
+    SESSION_LOST = "session_lost"  # Consul invalidated it (check, node, TTL)
+    RENEW_TIMEOUT = "renew_timeout"  # no successful renewal for TTL
+    ACQUIRED = "acquired"
+    KEY_DELETED = "key_deleted"
+    KEY_TAKEN = "key_taken"  # another session holds it
+    KEY_CHANGED = "key_changed"  # value or flags changed under our session
+    STEP_DOWN = "step_down"
+    MAINTENANCE = "maintenance"
+    CONFIG_RELOAD = "config_reload"
+    SHUTDOWN = "shutdown"
+
+
+@dataclass(frozen=True)
+class Transition:
+    old: Role
+    new: Role
+    cause: Cause
+    detail: str
+    at: float  # wall clock, for humans and hooks
+    key: str
+    value: str
+    session: str | None
+
+
+Listener = Callable[[Transition], None]
+
+
+@dataclass
+class _Counters:
+    transitions: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    acquire_attempts: int = 0
+    renew_failures: int = 0
+    sessions_created: int = 0
+    leader_seconds: float = 0.0
+
+
+class DaemonState:
+    """Thread-safe role and lock bookkeeping."""
+
+    def __init__(self, trigger_key: str, lock_value: str) -> None:
+        self._lock = threading.RLock()
+        self.trigger_key = trigger_key
+        self.lock_value = lock_value
+        self.role = Role.STARTING
+        self.cause = Cause.STARTED
+        self.detail = ""
+        self.since = time.time()
+        self._since_monotonic = time.monotonic()
+        self.session_id: str | None = None
+        self.held_index: int | None = None  # ModifyIndex of the key while we hold it
+        self.last_renew: float | None = None  # wall clock of the last good renewal
+        self.counters = _Counters()
+        self._listeners: list[Listener] = []
+        self._heartbeats: dict[str, float] = {}
+
+    # -- listeners -----------------------------------------------------------
+    def subscribe(self, listener: Listener) -> None:
+        with self._lock:
+            self._listeners.append(listener)
+
+    # -- transitions ---------------------------------------------------------
+    def transition(
+        self, new: Role, cause: Cause, detail: str = "", only_from: tuple[Role, ...] | None = None
+    ) -> Transition | None:
+        """Move to ``new``; returns the Transition, or None if nothing changed.
+
+        ``only_from`` makes it conditional (e.g. "lose leadership, if leader").
+        """
+        with self._lock:
+            old = self.role
+            if old == new or (only_from is not None and old not in only_from):
+                return None
+            if old == Role.STOPPING:
+                return None  # nothing comes after stopping
+            now = time.monotonic()
+            if old == Role.LEADER:
+                self.counters.leader_seconds += now - self._since_monotonic
+                self.held_index = None
+            self.role, self.cause, self.detail = new, cause, detail
+            self.since, self._since_monotonic = time.time(), now
+            self.counters.transitions[(old.value, new.value, cause.value)] += 1
+            change = Transition(
+                old,
+                new,
+                cause,
+                detail,
+                self.since,
+                self.trigger_key,
+                self.lock_value,
+                self.session_id,
+            )
+            self._log(change)
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(change)
+            except Exception:
+                log.exception("a state listener failed (ignored): %r", listener)
+        return change
+
+    def _log(self, change: Transition) -> None:
+        fields = {
+            "event": "transition",
+            "state": change.new.value,
+            "previous": change.old.value,
+            "cause": change.cause.value,
+            "key": change.key,
+            "session": change.session,
+        }
+        detail = f": {change.detail}" if change.detail else ""
+        if change.new == Role.LEADER:
+            log.info(
+                "*** LOCK ACQUIRED *** key=%s value=%s session=%s",
+                change.key,
+                change.value,
+                change.session,
+                extra={**fields, "event": "lock_acquired", "value": change.value},
+            )
+        elif change.old == Role.LEADER and change.new == Role.STOPPING:
+            log.info(
+                "stopping as leader: releasing the lock on %s",
+                change.key,
+                extra={**fields, "event": "releasing"},
+            )
+        elif change.old == Role.LEADER:
+            log.warning(
+                "*** LOCK LOST *** key=%s cause=%s%s",
+                change.key,
+                change.cause.value,
+                detail,
+                extra={**fields, "event": "lock_lost"},
+            )
+        else:
+            log.info(
+                "state %s -> %s (%s%s)",
+                change.old.value,
+                change.new.value,
+                change.cause.value,
+                detail,
+                extra=fields,
+            )
+
+    def become_leader(self, session_id: str, modify_index: int) -> Transition | None:
+        with self._lock:
+            if self.role == Role.STOPPING:
+                return None
+            self.session_id = session_id
+            self.held_index = modify_index
+            return self.transition(Role.LEADER, Cause.ACQUIRED)
+
+    def lose_leadership(self, cause: Cause, detail: str) -> Transition | None:
+        return self.transition(Role.FOLLOWER, cause, detail, only_from=(Role.LEADER,))
+
+    def set_held_index(self, modify_index: int) -> None:
+        with self._lock:
+            if self.role == Role.LEADER:
+                self.held_index = modify_index
+
+    def is_leader(self) -> bool:
+        with self._lock:
+            return self.role == Role.LEADER
+
+    def leader_index(self) -> tuple[str, int] | None:
+        """(session, ModifyIndex) while leader, for a clean release."""
+        with self._lock:
+            if self.role == Role.LEADER and self.session_id and self.held_index:
+                return self.session_id, self.held_index
+            return None
+
+    # -- sessions ------------------------------------------------------------
+    def session_created(self, session_id: str) -> None:
+        with self._lock:
+            self.session_id = session_id
+            self.last_renew = time.time()
+            self.counters.sessions_created += 1
+        self.transition(
+            Role.FOLLOWER,
+            Cause.SESSION_CREATED,
+            f"session {session_id}",
+            only_from=(Role.STARTING,),
+        )
+
+    def session_renewed(self) -> None:
+        with self._lock:
+            self.last_renew = time.time()
+
+    def session_ended(self, cause: Cause, detail: str) -> None:
+        """The session is gone or presumed gone: no leadership, no session."""
+        with self._lock:
+            self.lose_leadership(cause, detail)
+            self.session_id = None
+
+    def count_acquire_attempt(self) -> None:
+        with self._lock:
+            self.counters.acquire_attempts += 1
+
+    def count_renew_failure(self) -> None:
+        with self._lock:
+            self.counters.renew_failures += 1
+
+    # -- liveness of the threads ---------------------------------------------
+    def beat(self, thread: str) -> None:
+        """A thread finished one turn of its loop."""
+        with self._lock:
+            self._heartbeats[thread] = time.monotonic()
+
+    def stale_threads(self, max_age: float, expected: tuple[str, ...]) -> list[str]:
+        """Threads in ``expected`` that have not beaten within ``max_age`` seconds."""
+        now = time.monotonic()
+        with self._lock:
+            return [
+                name
+                for name in expected
+                if now - self._heartbeats.get(name, float("-inf")) > max_age
+            ]
+
+    # -- reporting -----------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            leader_seconds = self.counters.leader_seconds
+            if self.role == Role.LEADER:
+                leader_seconds += time.monotonic() - self._since_monotonic
+            return {
+                "state": self.role.value,
+                "since": self.since,
+                "cause": self.cause.value,
+                "detail": self.detail,
+                "key": self.trigger_key,
+                "lock_value": self.lock_value,
+                "session": self.session_id,
+                "key_index": self.held_index,
+                "last_renew": self.last_renew,
+                "counters": {
+                    "transitions": [
+                        {"from": a, "to": b, "cause": c, "count": n}
+                        for (a, b, c), n in sorted(self.counters.transitions.items())
+                    ],
+                    "acquire_attempts": self.counters.acquire_attempts,
+                    "renew_failures": self.counters.renew_failures,
+                    "sessions_created": self.counters.sessions_created,
+                    "leader_seconds": round(leader_seconds, 3),
+                },
+            }
