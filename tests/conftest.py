@@ -21,6 +21,7 @@ from tests.testbed.agents import ConsulAgent, ConsulCluster, dev_agent, new_toke
 from tests.testbed.binaries import TestbedMissing, consul_bin, vip_manager_bin
 from tests.testbed.configs import write_vip_manager_config
 from tests.testbed.elector import Elector
+from tests.testbed.fault_proxy import FaultProxy
 from tests.testbed.health import HealthCheck, HealthEndpoint
 from tests.testbed.waiting import wait_until
 
@@ -121,6 +122,7 @@ def health(tmp_path: Path) -> Iterator[HealthFactory]:
         mode: str = "200",
         interval: str = "1s",
         timeout: str = "1s",
+        service: str | None = None,
     ) -> HealthCheck:
         endpoint = HealthEndpoint(f"{name}-{uuid.uuid4().hex[:6]}", tmp_path).start(mode)
         check = HealthCheck(
@@ -129,6 +131,7 @@ def health(tmp_path: Path) -> Iterator[HealthFactory]:
             f"vip-http-{name}-{uuid.uuid4().hex[:6]}",
             interval=interval,
             timeout=timeout,
+            service=service,
         )
         if register:
             check.register()
@@ -176,6 +179,7 @@ class Candidate:
     name: str
     elector: Elector
     check: HealthCheck | None
+    agent: ConsulAgent | None = None  # the local agent it talks to
 
     @property
     def value(self) -> str:
@@ -183,7 +187,12 @@ class Candidate:
 
 
 class Election:
-    """Several vip-electors competing for one trigger-key on one agent."""
+    """Several vip-electors competing for one trigger-key.
+
+    Each candidate talks to its own agent (``add(..., agent=...)``; the dev
+    agent by default) and has a health check there; ``api`` observes Consul
+    through the agent given here.
+    """
 
     def __init__(self, agent: ConsulAgent, workdir: Path, key: str, health: HealthFactory) -> None:
         self.agent = agent
@@ -203,9 +212,11 @@ class Election:
         check: bool = True,
         start: bool = True,
         addr: str | None = None,
+        agent: ConsulAgent | None = None,
         **kwargs: Any,
     ) -> Candidate:
-        health_check = self.health(self.agent, name) if check else None
+        local = agent or self.agent
+        health_check = self.health(local, name) if check else None
         if health_check is not None:
             health_check.wait_status("passing")
         elector = Elector(
@@ -213,10 +224,11 @@ class Election:
             self.workdir,
             kwargs.pop("config", self.config),
             check_id=kwargs.pop("check_id", health_check.check_id if health_check else None),
-            addr=addr,
+            addr=addr or (local.http_addr if agent is not None else None),
             **kwargs,
         )
         candidate = Candidate(name, elector, health_check)
+        candidate.agent = local
         self.candidates[name] = candidate
         if start:
             elector.start()
@@ -258,3 +270,19 @@ def election(
     race = Election(consul_dev, tmp_path, f"{key_prefix}/leader", health)
     yield race
     race.stop_all()
+
+
+@pytest.fixture
+def fault_proxy() -> Iterator[Callable[[ConsulAgent], FaultProxy]]:
+    """A TCP fault proxy in front of an agent's HTTP port (see testbed/fault_proxy.py)."""
+    proxies: list[FaultProxy] = []
+
+    def make(agent: ConsulAgent) -> FaultProxy:
+        host, port = agent.http_addr.rsplit(":", 1)
+        proxy = FaultProxy(host, int(port))
+        proxies.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in proxies:
+        proxy.close()

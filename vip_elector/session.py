@@ -66,8 +66,9 @@ class HealthGate:
             known = ", ".join(sorted(checks)) or "none"
             return (
                 f"check {self.check_id!r} is not registered on the local agent "
-                f"(registered: {known}); register the service with its HTTP check, "
-                "or fix --check-id; waiting for it"
+                f"(visible: {known}); register the service with its HTTP check, "
+                "or fix --check-id (with ACLs, the token needs node and service read to "
+                "see checks); waiting for it"
             )
         if check.status == "critical":
             output = f": {check.output[:200]}" if check.output else ""

@@ -11,8 +11,8 @@ adapter boundary (the HTTP connection), never inside vip-elector:
 - ``http500``: every HTTP request is answered ``500 No cluster leader``
   (what Consul says during a server election) without reaching the agent.
 
-Switching into ``reset`` or ``http500`` drops the open connections, so the
-client's next request meets the new behaviour.
+Every switch resets the open connections, so the client's next request meets
+the new behaviour (and a healed partition does not leave requests hanging).
 """
 
 from __future__ import annotations
@@ -56,9 +56,10 @@ class FaultProxy:
     def set(self, mode: str, latency: float = 0.0) -> None:
         assert mode in MODES, mode
         with self._lock:
+            changed = (mode, latency) != (self.mode, self.latency)
             self.mode = mode
             self.latency = latency
-            drop = list(self._connections) if mode in ("reset", "http500") else []
+            drop = list(self._connections) if changed else []
         for sock in drop:
             _reset(sock)
 

@@ -86,21 +86,40 @@ class HealthCheck:
         check_id: str,
         interval: str = "1s",
         timeout: str = "1s",
+        service: str | None = None,
     ) -> None:
         self.agent = agent
         self.endpoint = endpoint
         self.check_id = check_id
         self.interval = interval
         self.timeout = timeout
+        self.service = service  # register as this service's check (as the seed does)
 
     def register(self) -> HealthCheck:
-        self.agent.api().register_http_check(
-            self.check_id, self.endpoint.url, interval=self.interval, timeout=self.timeout
-        )
+        api = self.agent.api()
+        if self.service:
+            api.register_service(
+                self.service,
+                self.endpoint.port,
+                {
+                    "CheckID": self.check_id,
+                    "Name": f"{self.service} HTTP",
+                    "HTTP": self.endpoint.url,
+                    "Interval": self.interval,
+                    "Timeout": self.timeout,
+                },
+            )
+        else:
+            api.register_http_check(
+                self.check_id, self.endpoint.url, interval=self.interval, timeout=self.timeout
+            )
         return self
 
     def deregister(self) -> None:
-        self.agent.api().deregister_check(self.check_id)
+        if self.service:
+            self.agent.api().ok("PUT", f"/v1/agent/service/deregister/{self.service}")
+        else:
+            self.agent.api().deregister_check(self.check_id)
 
     def status(self) -> str | None:
         """The status the Consul servers hold (what session create and invalidation use)."""

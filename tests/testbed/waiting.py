@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -55,3 +56,18 @@ def stays_true(predicate: Callable[[], bool], duration: float, interval: float =
             return False
         _NEVER.wait(interval)
     return predicate()
+
+
+def sample(observe: Callable[[], T], duration: float, interval: float = 0.2) -> list[T]:
+    """Call ``observe`` every ``interval`` s for ``duration`` s; return what it saw.
+
+    Calls that raise (e.g. Consul briefly without a leader) are skipped.
+    """
+    seen: list[T] = []
+    deadline = time.monotonic() + duration
+    while time.monotonic() < deadline:
+        # A call that raises (Consul briefly without a leader) observes nothing.
+        with contextlib.suppress(Exception):
+            seen.append(observe())
+        _NEVER.wait(interval)
+    return seen

@@ -1,0 +1,127 @@
+"""ACL and TLS for real: a default-deny agent with the documented policy, and HTTPS
+with a CA and client certificates made at test time."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Election, HealthFactory
+from tests.testbed.agents import ConsulAgent, create_acl_token
+from tests.testbed.waiting import stays_true, wait_until
+
+DOCS_ACL = Path(__file__).resolve().parents[1] / "docs" / "acl.md"
+
+
+def documented_policy(key: str, service: str) -> str:
+    """The first HCL block of docs/acl.md, for our key and service."""
+    match = re.search(r"```hcl\n(.*?)```", DOCS_ACL.read_text(), re.DOTALL)
+    assert match, "docs/acl.md has no hcl block"
+    return match.group(1).replace("service/mycluster/vip", key).replace("vip-guard", service)
+
+
+@pytest.fixture
+def acl_election(
+    consul_acl: ConsulAgent, tmp_path: Path, health: HealthFactory
+) -> Iterator[Election]:
+    race = Election(consul_acl, tmp_path, f"acl-test/{uuid.uuid4().hex[:8]}/leader", health)
+    yield race
+    race.stop_all()
+
+
+def test_least_privilege_policy_from_the_docs_is_enough(
+    acl_election: Election, tmp_path: Path
+) -> None:
+    service = f"vip-guard-{uuid.uuid4().hex[:6]}"
+    check = acl_election.health(acl_election.agent, "acl", service=service)
+    check.wait_status("passing")
+    token = create_acl_token(
+        acl_election.api, f"vip-elector-{service}", documented_policy(acl_election.key, service)
+    )
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\n")
+
+    node = acl_election.add(
+        "node-a",
+        check=False,
+        check_id=check.check_id,
+        env={"CONSUL_HTTP_TOKEN_FILE": str(token_file)},
+    )
+    assert acl_election.wait_holder(30) is node
+    assert node.elector.terminate() == 0
+    assert acl_election.api.kv_get(acl_election.key) is None
+    assert acl_election.sessions_of(node) == []
+    log = node.elector.log()
+    assert token not in log  # the token is never logged
+    assert f"token=file {token_file}" in log
+
+
+def test_a_token_without_session_rights_gets_a_clear_error_and_no_crash_loop(
+    acl_election: Election,
+) -> None:
+    check = acl_election.health(acl_election.agent, "nosession")
+    check.wait_status("passing")
+    rules = (
+        f'key "{acl_election.key}" {{ policy = "write" }}\nnode_prefix "" {{ policy = "read" }}\n'
+    )
+    token = create_acl_token(acl_election.api, f"no-session-{uuid.uuid4().hex[:6]}", rules)
+
+    node = acl_election.add(
+        "node-a", check=False, check_id=check.check_id, env={"CONSUL_HTTP_TOKEN": token}
+    )
+    line = node.elector.wait_log(r"ERROR Failed to create session", 20)
+    assert "permission denied" in line.lower()
+    assert "session:write" in line  # Consul's own words: what is missing
+    assert 'session_prefix "" { policy = "write" }' in line  # and our fix
+    assert token not in node.elector.log()
+    # It keeps trying (slowly) instead of exiting, and takes nothing.
+    assert stays_true(lambda: node.elector.running() and acl_election.holder() is None, 3.0)
+    assert node.elector.terminate() == 0
+
+
+def test_tls_with_ca_and_client_certificates(
+    consul_tls: ConsulAgent, tmp_path: Path, health: HealthFactory
+) -> None:
+    tls = consul_tls.spec.tls
+    assert tls is not None
+    race = Election(consul_tls, tmp_path, f"tls-test/{uuid.uuid4().hex[:8]}/leader", health)
+    try:
+        env = {
+            "CONSUL_CACERT": str(tls.ca_file),
+            "CONSUL_CLIENT_CERT": str(tls.client_cert),
+            "CONSUL_CLIENT_KEY": str(tls.client_key),
+        }
+        node = race.add("node-a", env=env)
+        assert race.wait_holder(30) is node
+        assert "consul=https://" in node.elector.log()
+        assert node.elector.terminate() == 0
+        assert race.api.kv_get(race.key) is None
+    finally:
+        race.stop_all()
+
+
+def test_tls_with_an_untrusted_ca_says_what_to_fix(
+    consul_tls: ConsulAgent, tmp_path: Path, health: HealthFactory
+) -> None:
+    tls = consul_tls.spec.tls
+    assert tls is not None
+    race = Election(consul_tls, tmp_path, f"tls-test/{uuid.uuid4().hex[:8]}/leader", health)
+    try:
+        env = {
+            # The client pair as CA: a valid PEM file that did not sign the agent's cert.
+            "CONSUL_CACERT": str(tls.client_cert),
+            "CONSUL_CLIENT_CERT": str(tls.client_cert),
+            "CONSUL_CLIENT_KEY": str(tls.client_key),
+        }
+        node = race.add("node-a", env=env)
+        line = node.elector.wait_log(r"ERROR .*TLS handshake", 20)
+        assert "CONSUL_CACERT" in line
+        wait_until(node.elector.running, 1, "still running")
+        assert race.holder() is None
+        assert node.elector.terminate() == 0
+    finally:
+        race.stop_all()
