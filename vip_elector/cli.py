@@ -105,6 +105,13 @@ def add_common_options(parser: Any) -> None:
         "trigger-value",
     )
     parser.add_argument(
+        "--liveness-ttl",
+        metavar="DURATION",
+        help="tie the session also to a TTL check the daemon passes while its threads make "
+        "progress, so a killed or wedged vip-elector loses the lock after about DURATION "
+        "instead of up to 2 x TTL (off by default; needs service write on 'vip-elector')",
+    )
+    parser.add_argument(
         "--log-level",
         default="INFO",
         type=str.upper,

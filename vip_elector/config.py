@@ -25,6 +25,7 @@ DEFAULT_TTL = "10s"
 DEFAULT_LOCK_DELAY = "1s"
 TTL_MIN, TTL_MAX = 10.0, 86400.0  # Consul refuses other session TTLs
 LOCK_DELAY_MAX = 60.0  # Consul caps lock-delay at 60s
+LIVENESS_TTL_MIN, LIVENESS_TTL_MAX = 1.0, 3600.0
 
 TRUE_WORDS = {"1", "true", "t", "yes", "y", "on"}
 FALSE_WORDS = {"0", "false", "f", "no", "n", "off"}
@@ -84,6 +85,7 @@ class Settings:
     lock_delay: float
     log_level: str = "INFO"
     log_format: str = "text"
+    liveness_ttl: float | None = None  # --liveness-ttl; None = off
     # Things worth a WARNING once logging is set up (config is parsed before).
     warnings: tuple[str, ...] = ()
 
@@ -470,6 +472,17 @@ def load_settings(
         problems,
     )
 
+    liveness_ttl = None
+    if args.get("liveness_ttl"):
+        liveness_ttl = _duration(
+            args["liveness_ttl"],
+            "--liveness-ttl",
+            LIVENESS_TTL_MIN,
+            LIVENESS_TTL_MAX,
+            "it is passed every third of it",
+            problems,
+        )
+
     check_id = args.get("check_id")
     if check_id is not None:
         check_id = check_id.strip() or None
@@ -513,5 +526,6 @@ def load_settings(
         lock_delay=lock_delay,
         log_level=(args.get("log_level") or "INFO").upper(),
         log_format=args.get("log_format") or "text",
+        liveness_ttl=liveness_ttl,
         warnings=tuple(warnings),
     )

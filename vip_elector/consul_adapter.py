@@ -37,6 +37,11 @@ REQUEST_TIMEOUT = 5.0
 BLOCKING_MARGIN = 2.0
 
 
+def blocking_timeout(wait: float) -> float:
+    """The HTTP read timeout for a blocking query of ``wait`` seconds."""
+    return wait + wait / 16 + BLOCKING_MARGIN
+
+
 # -- errors ------------------------------------------------------------------
 
 
@@ -179,8 +184,7 @@ class _Transport(consul.base.HTTPClient):  # type: ignore[misc]
     def _read_timeout(self, params: list[tuple[str, Any]]) -> float:
         values = dict(params)
         if "index" in values:
-            wait = parse_duration(str(values.get("wait", "5m")))
-            return wait + wait / 16 + BLOCKING_MARGIN
+            return blocking_timeout(parse_duration(str(values.get("wait", "5m"))))
         return self.timeout
 
     def _request(
@@ -190,6 +194,7 @@ class _Transport(consul.base.HTTPClient):  # type: ignore[misc]
         path: str,
         params: Any = None,
         data: Any = None,
+        timeout: float | None = None,
     ) -> Any:
         items = _param_items(params)
         # Both libraries may add ?token=; the token travels only as a header.
@@ -204,7 +209,10 @@ class _Transport(consul.base.HTTPClient):  # type: ignore[misc]
                 headers=self._headers,
                 verify=self.verify,
                 cert=self.cert,
-                timeout=(min(CONNECT_TIMEOUT, self.timeout), self._read_timeout(items)),
+                timeout=(
+                    min(CONNECT_TIMEOUT, timeout or self.timeout),
+                    timeout or self._read_timeout(items),
+                ),
             )
             response.encoding = "utf-8"
             return callback(
@@ -223,9 +231,16 @@ class _Transport(consul.base.HTTPClient):  # type: ignore[misc]
         return self._request("GET", callback, path, params)
 
     def put(
-        self, callback: Any, path: str, params: Any = None, data: Any = "", *_: Any, **__: Any
+        self,
+        callback: Any,
+        path: str,
+        params: Any = None,
+        data: Any = "",
+        *_: Any,
+        request_timeout: float | None = None,
+        **__: Any,
     ) -> Any:
-        return self._request("PUT", callback, path, params, data)
+        return self._request("PUT", callback, path, params, data, request_timeout)
 
     def delete(self, callback: Any, path: str, params: Any = None, *_: Any, **__: Any) -> Any:
         return self._request("DELETE", callback, path, params)
@@ -345,6 +360,7 @@ class ConsulAdapter:
         observer: Observer | None = None,
     ) -> None:
         self.settings = settings
+        self.timeout = timeout
         self._transport = _Transport(settings, timeout, observer)
         self._client = _Client(self._transport)
 
@@ -380,18 +396,27 @@ class ConsulAdapter:
             for check_id, item in (raw or {}).items()
         }
 
-    def register_ttl_check(self, check_id: str, name: str, ttl: float, notes: str) -> None:
-        # Raw body: python-consul 0.7.1 and py-consul build check payloads differently.
+    def register_liveness_service(
+        self, service_id: str, name: str, check_id: str, ttl: float, notes: str
+    ) -> None:
+        # Raw body: python-consul 0.7.1 and py-consul build service payloads differently.
         body = {
-            "ID": check_id,
+            "ID": service_id,
             "Name": name,
-            "Notes": notes,
-            "TTL": format_duration(ttl),
-            "Status": "passing",
-            # If the daemon dies for good, Consul removes the check after a while.
-            "DeregisterCriticalServiceAfter": "1h",
+            "Check": {
+                "CheckID": check_id,
+                "Name": f"{name} liveness",
+                "Notes": notes,
+                "TTL": format_duration(ttl),
+                "Status": "passing",
+                # A daemon gone for good does not leave a critical service forever.
+                "DeregisterCriticalServiceAfter": "1h",
+            },
         }
-        self._put_json("/v1/agent/check/register", body)
+        self._put_json("/v1/agent/service/register", body)
+
+    def deregister_service(self, service_id: str) -> None:
+        self._call(self._transport.put, _expect_ok, f"/v1/agent/service/deregister/{service_id}")
 
     def pass_ttl_check(self, check_id: str, note: str = "") -> None:
         self._call(
@@ -445,10 +470,15 @@ class ConsulAdapter:
             checks=_session_checks(item),
         )
 
-    def renew_session(self, session_id: str) -> None:
+    def renew_session(self, session_id: str, timeout: float | None = None) -> None:
         """Renew; raise SessionGone when Consul no longer knows the session."""
         try:
-            result = self._call(self._transport.put, _expect_ok, f"/v1/session/renew/{session_id}")
+            result = self._call(
+                self._transport.put,
+                _expect_ok,
+                f"/v1/session/renew/{session_id}",
+                request_timeout=timeout,
+            )
         except NotFound as exc:
             raise SessionGone(f"session {session_id} not found") from exc
         if not result:

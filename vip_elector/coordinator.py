@@ -19,8 +19,9 @@ import time
 from types import FrameType
 
 from vip_elector.config import Settings
-from vip_elector.consul_adapter import ConsulAdapter, ConsulError
+from vip_elector.consul_adapter import REQUEST_TIMEOUT, ConsulAdapter, ConsulError
 from vip_elector.election import Election
+from vip_elector.liveness import LivenessCheck, LivenessReporter
 from vip_elector.session import SessionKeeper
 from vip_elector.state import Cause, DaemonState, Role, Transition
 from vip_elector.systemd import SystemdNotifier
@@ -32,6 +33,7 @@ EXIT_FAILURE = 1
 SHUTDOWN_LOCK_WAIT = 0.5  # how long to wait for an in-flight acquire/create
 SHUTDOWN_CALL_TIMEOUT = 0.3  # per Consul call while stopping
 TICK = 1.0
+STARTUP_GRACE = 10.0
 THREADS = ("renewer", "election")
 
 
@@ -46,6 +48,7 @@ class Coordinator:
         self.write_lock = threading.Lock()
         self._signals_seen = 0
         self.keeper: SessionKeeper | None = None
+        self.liveness: LivenessCheck | None = None
         self.election: Election | None = None
         self.state.subscribe(self._on_transition)
 
@@ -77,6 +80,16 @@ class Coordinator:
             extra={"event": "starting", "key": self.settings.trigger_key},
         )
         preflight_passed = threading.Event()
+        if self.settings.liveness_ttl:
+            self.liveness = LivenessCheck(
+                ConsulAdapter(
+                    self.settings.consul,
+                    timeout=min(REQUEST_TIMEOUT, self.settings.liveness_ttl / 3),
+                ),
+                self.settings.trigger_key,
+                self.settings.lock_value,
+                self.settings.liveness_ttl,
+            )
         self.keeper = SessionKeeper(
             self.settings,
             # Renewals must end well inside the TTL they protect.
@@ -85,6 +98,7 @@ class Coordinator:
             self.stop,
             self.write_lock,
             on_first_session=self._on_first_session,
+            liveness=self.liveness,
             may_start=preflight_passed,
         )
         self.election = Election(
@@ -96,8 +110,13 @@ class Coordinator:
             self.write_lock,
             preflight_passed=preflight_passed,
         )
+        # Every worker gets a first deadline before it runs.
+        for name in THREADS:
+            self.state.beat(name, STARTUP_GRACE)
         self.keeper.start()
         self.election.start()
+        if self.liveness is not None:
+            LivenessReporter(self.liveness, self.healthy, self.stop).start()
 
         interval = TICK
         if self.notifier.watchdog_interval:
@@ -118,24 +137,19 @@ class Coordinator:
                 log.error("the %s thread died; stopping", thread.name)
                 self.stop.set()
                 return
-        stale = self.state.stale_threads(self.heartbeat_max_age(), THREADS)
-        if stale:
+        stalled = self.state.stalled_threads(THREADS)
+        if stalled:
             log.warning(
                 "no progress from thread(s) %s; not feeding the watchdog",
-                ", ".join(stale),
+                ", ".join(stalled),
                 extra={"event": "stalled"},
             )
         else:
             self.notifier.watchdog()
 
-    def heartbeat_max_age(self) -> float:
-        """How long a working thread can go without finishing a loop turn."""
-        # The election thread may sit in a blocking query of POLL_WAIT + jitter
-        # + margin, the renewer waits at most 5 s between turns.
-        return 20.0
-
     def healthy(self) -> bool:
-        return not self.state.stale_threads(self.heartbeat_max_age(), THREADS)
+        """Every worker thread keeps its promise to make progress."""
+        return not self.state.stalled_threads(THREADS)
 
     # -- the clean release ---------------------------------------------------
     def shutdown(self, adapter: ConsulAdapter) -> int:
@@ -166,6 +180,17 @@ class Coordinator:
                     log.warning(
                         "could not destroy session %s (%s); Consul expires it within 2 x TTL",
                         sid,
+                        exc,
+                        extra={"event": "shutdown_error"},
+                    )
+            if self.liveness is not None:
+                # Last: deregistering the check earlier would invalidate a session
+                # still holding the key, and lock-delay would apply.
+                try:
+                    adapter.deregister_service(self.liveness.service_id)
+                except ConsulError as exc:
+                    log.warning(
+                        "could not deregister the liveness check (%s)",
                         exc,
                         extra={"event": "shutdown_error"},
                     )

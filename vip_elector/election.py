@@ -25,6 +25,7 @@ from vip_elector.consul_adapter import (
     ConsulError,
     KeyState,
     SessionGone,
+    blocking_timeout,
 )
 from vip_elector.durations import format_duration
 from vip_elector.retrying import Interrupted, Retrier
@@ -34,6 +35,7 @@ from vip_elector.state import Cause, DaemonState
 log = logging.getLogger("vip_elector")
 
 POLL_WAIT = 10.0  # blocking-query wait; a change returns at once anyway
+READ_BUDGET = blocking_timeout(POLL_WAIT) + 1.0  # longest a key read can take
 LOCK_DELAY_MARGIN = 0.02  # retry this long after the lock-delay should have ended
 LOCK_DELAY_RETRY_MAX = 1.0  # then back off up to this
 STANDBY_POLL = 1.0
@@ -112,7 +114,7 @@ class Election(threading.Thread):
             stop,
             settings.consul.address,
             settings.trigger_key,
-            on_wait=lambda: state.beat("election"),
+            on_wait=lambda delay: state.beat("election", delay + READ_BUDGET),
         )
         self._reported_not_a_lock: int | None = None
         self._last_standby: str | None = None
@@ -121,7 +123,7 @@ class Election(threading.Thread):
         try:
             self._preflight()
             while not self.stop.is_set():
-                self.state.beat("election")
+                self.state.beat("election", 1.0)
                 lease = self.keeper.wait_for_lease(1.0)
                 if lease is None:
                     continue
@@ -157,14 +159,18 @@ class Election(threading.Thread):
         return self.stop.is_set() or not lease.alive()
 
     def _read(self, lease: Lease, index: int, consistent: bool) -> KeyState:
-        return self._retrier.call(
-            "Reading the trigger-key failed",
-            lambda: self.adapter.get_key(
+        def read() -> KeyState:
+            self.state.beat("election", READ_BUDGET)
+            return self.adapter.get_key(
                 self.settings.trigger_key,
                 index=index or None,
                 wait=POLL_WAIT,
                 consistent=consistent,
-            ),
+            )
+
+        return self._retrier.call(
+            "Reading the trigger-key failed",
+            read,
             lambda: self._done(lease),
             initial=0.25,
             maximum=2.0,
@@ -239,10 +245,12 @@ class Election(threading.Thread):
                 extra={"event": "standby", "key": self.settings.trigger_key},
             )
             self._last_standby = reason
+        self.state.beat("election", STANDBY_POLL)
         self.stop.wait(STANDBY_POLL)
 
     def _acquire(self, lease: Lease) -> bool | None:
         """True won, False refused, None when the session turned out to be gone."""
+        self.state.beat("election", self.adapter.timeout + 1.0)
         with self.write_lock:
             if self._done(lease):
                 raise Interrupted("stopping")
@@ -268,6 +276,7 @@ class Election(threading.Thread):
     def _wait_for_lock_delay(self, freed_at: float, lock_delay: float, refused: int) -> None:
         until = freed_at + lock_delay + LOCK_DELAY_MARGIN
         remaining = until - time.monotonic()
+        self.state.beat("election", max(remaining, LOCK_DELAY_RETRY_MAX))
         if remaining > 0:
             log.debug(
                 "lock-delay in force; retrying in %s",

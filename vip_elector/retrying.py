@@ -64,7 +64,7 @@ class Retrier:
         wake: threading.Event,
         address: str,
         trigger_key: str,
-        on_wait: Callable[[], None] | None = None,
+        on_wait: Callable[[float], None] | None = None,
     ) -> None:
         self._wake = wake  # setting it (stop) ends every wait at once
         self._address = address
@@ -119,7 +119,7 @@ class Retrier:
                 extra={"event": "consul_error", "cause": error.kind},
             )
             if self._on_wait:
-                self._on_wait()
+                self._on_wait(delay)
 
         def sleep(seconds: float) -> None:
             self._wake.wait(seconds)

@@ -24,6 +24,7 @@ from vip_elector.consul_adapter import (
     SessionGone,
 )
 from vip_elector.durations import format_duration
+from vip_elector.liveness import LivenessCheck
 from vip_elector.retrying import Interrupted, Retrier
 from vip_elector.state import Cause, DaemonState
 
@@ -32,6 +33,7 @@ log = logging.getLogger("vip_elector")
 RETRY_AFTER_FAILED_RENEW = 1.0
 HEALTH_GATE_POLL = 1.0
 HEALTH_GATE_REMIND = 30.0  # repeat an unchanged health-gate warning this often
+MAX_WAIT = 5.0
 
 
 @dataclass
@@ -87,7 +89,7 @@ class SessionKeeper(threading.Thread):
         stop: threading.Event,
         write_lock: threading.Lock,
         on_first_session: Callable[[], None] = lambda: None,
-        extra_checks: tuple[str, ...] = (),
+        liveness: LivenessCheck | None = None,
         may_start: threading.Event | None = None,
     ) -> None:
         super().__init__(name="renewer", daemon=True)
@@ -97,7 +99,8 @@ class SessionKeeper(threading.Thread):
         self.stop = stop
         self.write_lock = write_lock
         self.on_first_session = on_first_session
-        self.extra_checks = extra_checks
+        self.liveness = liveness
+        self.extra_checks = (liveness.check_id,) if liveness else ()
         self.may_start = may_start  # the trigger-key pre-flight check passed
         self.gate = HealthGate(settings.check_id)
         self.failure: BaseException | None = None
@@ -106,11 +109,13 @@ class SessionKeeper(threading.Thread):
         self._wake = threading.Event()  # discard() or stop: act now
         self._doomed: list[tuple[str, float]] = []  # sessions to destroy, with give-up time
         self._last_gate_warning: tuple[str, float] | None = None
+        # Longest a turn's Consul calls take (gate, create, read back / renew).
+        self._step_budget = 3 * adapter.timeout + HEALTH_GATE_POLL
         self._retrier = Retrier(
             stop,
             settings.consul.address,
             settings.trigger_key,
-            on_wait=lambda: state.beat("renewer"),
+            on_wait=lambda delay: state.beat("renewer", delay + self._step_budget),
         )
 
     # -- used by the other threads --------------------------------------------
@@ -153,12 +158,13 @@ class SessionKeeper(threading.Thread):
 
     def _run(self) -> None:
         while self.may_start is not None and not self.may_start.wait(0.5):
-            self.state.beat("renewer")
+            self.state.beat("renewer", 0.5)
             if self.stop.is_set():
                 return
         first = True
         while not self.stop.is_set():
-            self.state.beat("renewer")
+            # One turn: at most a wait of MAX_WAIT plus a few Consul calls.
+            self.state.beat("renewer", MAX_WAIT + self._step_budget)
             self._destroy_doomed()
             lease = self._current()
             if lease is None:
@@ -209,6 +215,14 @@ class SessionKeeper(threading.Thread):
                 lambda: self.gate.problem(self.adapter),
                 self.stop.is_set,
             )
+            if problem is None and self.liveness is not None:
+                # (Re-)register it passing right before the session names it.
+                self._retrier.call(
+                    "Registering the liveness check failed",
+                    self.liveness.register,
+                    self.stop.is_set,
+                    level=logging.ERROR,
+                )
             if problem is None:
                 session_id = self._retrier.call(
                     "Failed to create session",
@@ -285,14 +299,17 @@ class SessionKeeper(threading.Thread):
             due = lease.renewed_at + self.settings.ttl / 3
         due = min(due, lease.renewed_at + lease.ttl)  # never sleep past the deadline
         self._wake.clear()
-        self._wake.wait(max(0.0, due - time.monotonic()))
+        # Wake at least every MAX_WAIT (beats, doomed sessions), even for a 24h TTL.
+        self._wake.wait(min(MAX_WAIT, max(0.0, due - time.monotonic())))
         if self.stop.is_set() or lease.ended.is_set() or time.monotonic() < due:
             return  # stopping, discarded, or woken early for other work
         if self._timed_out(lease, None):
             return
         lease.last_attempt = time.monotonic()
+        # A hanging renewal must not run past the TTL deadline it protects.
+        left = lease.renewed_at + lease.ttl - lease.last_attempt
         try:
-            self.adapter.renew_session(lease.id)
+            self.adapter.renew_session(lease.id, timeout=min(self.adapter.timeout, max(0.1, left)))
         except SessionGone:
             self._end(
                 lease,

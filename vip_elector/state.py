@@ -19,6 +19,9 @@ from typing import Any
 
 log = logging.getLogger("vip_elector")
 
+DEFAULT_BEAT = 5.0  # seconds a thread may take to its next beat unless it says otherwise
+BEAT_SLACK = 2.0
+
 
 class Role(enum.StrEnum):
     STARTING = "starting"  # no usable session yet (health gate, Consul unreachable)
@@ -86,7 +89,7 @@ class DaemonState:
         self.last_renew: float | None = None  # wall clock of the last good renewal
         self.counters = _Counters()
         self._listeners: list[Listener] = []
-        self._heartbeats: dict[str, float] = {}
+        self._beat_deadlines: dict[str, float] = {}
 
     # -- listeners -----------------------------------------------------------
     def subscribe(self, listener: Listener) -> None:
@@ -234,19 +237,22 @@ class DaemonState:
             self.counters.renew_failures += 1
 
     # -- liveness of the threads ---------------------------------------------
-    def beat(self, thread: str) -> None:
-        """A thread finished one turn of its loop."""
-        with self._lock:
-            self._heartbeats[thread] = time.monotonic()
+    def beat(self, thread: str, within: float = DEFAULT_BEAT) -> None:
+        """``thread`` is making progress and will beat again within ``within`` s.
 
-    def stale_threads(self, max_age: float, expected: tuple[str, ...]) -> list[str]:
-        """Threads in ``expected`` that have not beaten within ``max_age`` seconds."""
+        Each thread states how long its next step may take (a 10 s long poll,
+        a 30 s backoff), so "stalled" means "late on its own promise", not "quiet
+        for a fixed time".
+        """
+        with self._lock:
+            self._beat_deadlines[thread] = time.monotonic() + within + BEAT_SLACK
+
+    def stalled_threads(self, expected: tuple[str, ...]) -> list[str]:
+        """Threads in ``expected`` that are late for their next beat."""
         now = time.monotonic()
         with self._lock:
             return [
-                name
-                for name in expected
-                if now - self._heartbeats.get(name, float("-inf")) > max_age
+                name for name in expected if self._beat_deadlines.get(name, float("-inf")) < now
             ]
 
     # -- reporting -----------------------------------------------------------
