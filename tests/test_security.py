@@ -17,11 +17,11 @@ from tests.testbed.waiting import stays_true, wait_until
 DOCS_ACL = Path(__file__).resolve().parents[1] / "docs" / "acl.md"
 
 
-def documented_policy(key: str, service: str) -> str:
-    """The first HCL block of docs/acl.md, for our key and service."""
-    match = re.search(r"```hcl\n(.*?)```", DOCS_ACL.read_text(), re.DOTALL)
-    assert match, "docs/acl.md has no hcl block"
-    return match.group(1).replace("service/mycluster/vip", key).replace("vip-guard", service)
+def documented_policy(key: str, service: str, block: int = 0) -> str:
+    """An HCL block of docs/acl.md (0: the base policy, 1: for --liveness-ttl)."""
+    blocks = re.findall(r"```hcl\n(.*?)```", DOCS_ACL.read_text(), re.DOTALL)
+    assert len(blocks) > block, "docs/acl.md lacks the hcl block"
+    return blocks[block].replace("service/mycluster/vip", key).replace("vip-guard", service)
 
 
 @pytest.fixture
@@ -58,6 +58,30 @@ def test_least_privilege_policy_from_the_docs_is_enough(
     log = node.elector.log()
     assert token not in log  # the token is never logged
     assert f"token=file {token_file}" in log
+
+
+def test_the_documented_liveness_rule_is_enough_for_liveness_ttl(
+    acl_election: Election, tmp_path: Path
+) -> None:
+    service = f"vip-guard-{uuid.uuid4().hex[:6]}"
+    check = acl_election.health(acl_election.agent, "live", service=service)
+    check.wait_status("passing")
+    rules = documented_policy(acl_election.key, service) + documented_policy(
+        acl_election.key, service, block=1
+    )
+    token = create_acl_token(acl_election.api, f"vip-elector-live-{service}", rules)
+    node = acl_election.add(
+        "node-a",
+        check=False,
+        check_id=check.check_id,
+        args=["--liveness-ttl", "3s"],
+        env={"CONSUL_HTTP_TOKEN": token},
+    )
+    assert acl_election.wait_holder(30) is node
+    (session,) = acl_election.sessions_of(node)
+    assert any(c.endswith("-liveness") for c in session["Checks"])
+    assert node.elector.terminate() == 0
+    assert acl_election.sessions_of(node) == []
 
 
 def test_a_token_without_session_rights_gets_a_clear_error_and_no_crash_loop(
