@@ -162,8 +162,10 @@ def vip_lab(tmp_path: Path) -> Iterator[Callable[..., netns_mod.VipLab]]:
         pytest.fail(str(exc), pytrace=False)
     labs: list[netns_mod.VipLab] = []
 
-    def make(names: list[str], trigger_key: str = "service/vip-test/leader") -> netns_mod.VipLab:
-        lab = netns_mod.VipLab(names, tmp_path / f"lab{len(labs)}", trigger_key)
+    def make(
+        names: list[str], trigger_key: str = "service/vip-test/leader", servers: int = 1
+    ) -> netns_mod.VipLab:
+        lab = netns_mod.VipLab(names, tmp_path / f"lab{len(labs)}", trigger_key, servers)
         labs.append(lab)
         return lab.start()
 

@@ -21,7 +21,7 @@ def documented_policy(key: str, service: str, block: int = 0) -> str:
     """An HCL block of docs/acl.md (0: the base policy, 1: for --liveness-ttl)."""
     blocks = re.findall(r"```hcl\n(.*?)```", DOCS_ACL.read_text(), re.DOTALL)
     assert len(blocks) > block, "docs/acl.md lacks the hcl block"
-    return blocks[block].replace("service/mycluster/vip", key).replace("vip-guard", service)
+    return str(blocks[block]).replace("service/mycluster/vip", key).replace("vip-guard", service)
 
 
 @pytest.fixture

@@ -254,7 +254,8 @@ class ConsulAgent:
 
 
 class ConsulCluster:
-    """Three servers and some client agents on one loopback /24 each."""
+    """Three servers and some client agents, on a fresh loopback /24 unless
+    ``server_ips`` places the servers elsewhere (e.g. on a bridge)."""
 
     def __init__(
         self,
@@ -262,10 +263,12 @@ class ConsulCluster:
         clients: int = 3,
         servers: int = 3,
         extra: Mapping[str, Any] | None = None,
+        server_ips: list[str] | None = None,
     ) -> None:
         prefix = loopback_subnet()
-        server_ips = [f"{prefix}.{11 + i}" for i in range(servers)]
-        join = [f"{ip}:{SERF_LAN_PORT}" for ip in server_ips]
+        server_ips = server_ips or [f"{prefix}.{11 + i}" for i in range(servers)]
+        servers = len(server_ips)
+        join = self.join_addresses = [f"{ip}:{SERF_LAN_PORT}" for ip in server_ips]
         self.servers = [
             ConsulAgent(
                 AgentSpec(

@@ -47,6 +47,7 @@ class FaultProxy:
         self._connections: set[socket.socket] = set()
         self._closed = threading.Event()
         self.requests_answered_500 = 0
+        self.requests_forwarded = 0  # HTTP requests passed to the agent (for rate measurements)
         threading.Thread(target=self._accept_loop, name="fault-proxy", daemon=True).start()
 
     @property
@@ -113,15 +114,17 @@ class FaultProxy:
                 _reset(client)
                 continue
             self._track(client, upstream)
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+            for src, dst, count in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pump, args=(src, dst, count), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, count: bool) -> None:
         try:
             while True:
                 chunk = src.recv(65536)
                 if not chunk:
                     break
+                if count:
+                    self.requests_forwarded += chunk.count(b" HTTP/1.1\r\n")
                 mode, latency = self.mode, self.latency
                 if mode == "blackhole":
                     continue  # swallowed: the other side waits for its timeout

@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.testbed.agents import SERF_LAN_PORT, AgentSpec, ConsulAgent
+from tests.testbed.agents import SERF_LAN_PORT, AgentSpec, ConsulAgent, ConsulCluster
 from tests.testbed.binaries import vip_manager_bin
 from tests.testbed.configs import write_vip_manager_config
 from tests.testbed.health import HealthCheck, HealthEndpoint
@@ -117,6 +117,13 @@ class Network:
             _ip("link", "set", "lo", "up", netns=host.netns)
         return self
 
+    def add_bridge_addresses(self, count: int) -> list[str]:
+        """``count`` more addresses on the bridge (.2, .3, ...) for services in the root ns."""
+        ips = [f"{self.subnet}.{2 + i}" for i in range(count)]
+        for ip in ips:
+            _ip("addr", "add", f"{ip}/24", "dev", self.bridge)
+        return ips
+
     def teardown(self) -> None:
         for host in self.hosts:
             _ip("netns", "del", host.netns, check=False)
@@ -157,7 +164,7 @@ class NetnsNode:
     def __init__(
         self,
         host: Host,
-        server_ip: str,
+        join: list[str],
         workdir: Path,
         check_id: str = "vip-http",
         health_port: int = 9000,
@@ -172,7 +179,7 @@ class NetnsNode:
                 name=host.name,
                 ip=host.ip,
                 netns=host.netns,
-                retry_join=[f"{server_ip}:{SERF_LAN_PORT}"],
+                retry_join=join,
                 extra={"client_addr": f"127.0.0.1 {host.ip}"},
             ),
             self.workdir,
@@ -194,11 +201,21 @@ class VipLab:
     """Hosts in namespaces, a Consul server on the bridge, a client agent,
     health endpoint and vip-manager per host: the whole VIP path for real."""
 
-    def __init__(self, names: list[str], workdir: Path, trigger_key: str) -> None:
+    def __init__(
+        self,
+        names: list[str],
+        workdir: Path,
+        trigger_key: str,
+        servers: int = 1,
+        vip_manager_interval_ms: int = 100,
+    ) -> None:
         self.workdir = workdir
         self.trigger_key = trigger_key
         self.network = Network(names)
-        self.server: ConsulAgent | None = None
+        self.server_count = servers
+        self.vip_manager_interval_ms = vip_manager_interval_ms
+        self.server: ConsulAgent | None = None  # the one the lab observes Consul through
+        self.cluster: ConsulCluster | None = None  # with servers > 1
         self.nodes: dict[str, NetnsNode] = {}
         self.vip_managers: dict[str, VipManager] = {}
         self.config_paths: dict[str, Path] = {}
@@ -209,21 +226,30 @@ class VipLab:
 
     def start(self, timeout: float = 60.0) -> VipLab:
         self.network.setup()
-        self.server = (
-            ConsulAgent(
-                AgentSpec(name="server", ip=self.network.gateway_ip, server=True, dev=True),
-                self.workdir,
+        if self.server_count == 1:
+            self.server = (
+                ConsulAgent(
+                    AgentSpec(name="server", ip=self.network.gateway_ip, server=True, dev=True),
+                    self.workdir,
+                )
+                .start()
+                .wait_ready(timeout)
             )
-            .start()
-            .wait_ready(timeout)
-        )
+            join = [f"{self.network.gateway_ip}:{SERF_LAN_PORT}"]
+        else:
+            # Real servers (raft, 3-way quorum) on extra addresses of the bridge.
+            ips = self.network.add_bridge_addresses(self.server_count)
+            self.cluster = ConsulCluster(self.workdir, clients=0, server_ips=ips).start(timeout)
+            self.server = self.cluster.servers[0]
+            join = self.cluster.join_addresses
         for host in self.network.hosts:
-            self.nodes[host.name] = NetnsNode(host, self.network.gateway_ip, self.workdir).start()
+            self.nodes[host.name] = NetnsNode(host, join, self.workdir).start()
             self.config_paths[host.name] = write_vip_manager_config(
                 self.workdir / f"vip-manager-{host.name}.yml",
                 trigger_key=self.trigger_key,
                 trigger_value=host.name,
                 vip=self.vip,
+                interval_ms=self.vip_manager_interval_ms,
             )
         for node in self.nodes.values():
             node.agent.wait_ready(timeout)
@@ -240,6 +266,8 @@ class VipLab:
 
     def stop(self) -> None:
         kill_all({host.netns for host in self.network.hosts})
-        if self.server:
+        if self.cluster:
+            self.cluster.stop()
+        elif self.server:
             self.server.kill()
         self.network.teardown()

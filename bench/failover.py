@@ -1,0 +1,660 @@
+"""`make bench`: how fast and how safely the VIP moves, side by side with the Go original.
+
+Runs on the test bed: three real Consul servers on a bridge, and per node a
+network namespace with its own Consul client agent, an HTTP health endpoint
+registered as a check (1 s interval), vip-elector and real vip-manager
+managing the VIP on eth0. Seed defaults: ttl 10s, lock-delay 1s.
+
+Scenarios, each repeated:
+  H  the leader's HTTP check starts failing
+  G  the leader's vip-elector gets SIGTERM
+  K  the leader's vip-elector is SIGKILLed (K3: with --liveness-ttl 3s)
+  N  the leader's Consul agent is SIGKILLed (node failure)
+  L  the Consul leader server is killed (the lock must NOT move)
+
+Per run: time from the fault to the new leader's key write and to the VIP on
+the new node; how long nobody / two nodes held the VIP; whether the lock moved
+(L). Plus start-up, shutdown, idle RSS/CPU and Consul requests per minute.
+
+The Go original (yuuki/vip-elector v0.1.4) runs the same scenarios when a
+binary is given with --original or VIP_ELECTOR_GO_BIN (the Go module proxy
+reachable here refuses that module, so it is not built by this project).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import datetime as dt
+import os
+import platform
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.testbed import netns as netns_mod
+from tests.testbed.agents import ConsulAgent, dev_agent
+from tests.testbed.configs import write_vip_manager_config
+from tests.testbed.consul_http import ConsulHTTP
+from tests.testbed.elector import clean_environment, vip_elector_argv
+from tests.testbed.fault_proxy import FaultProxy
+from tests.testbed.health import HealthCheck, HealthEndpoint
+from tests.testbed.processes import ManagedProcess, kill_all
+from tests.testbed.waiting import ConditionTimeout, wait_until
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS = REPO_ROOT / "bench" / "results"
+NODES = ["a", "b"]
+TTL, LOCK_DELAY = "10s", "1s"
+FAILOVER_TIMEOUT = 45.0
+SAMPLE_INTERVAL = 0.02
+_NEVER = threading.Event()
+
+SCENARIOS = {
+    "H": "leader's HTTP check fails",
+    "G": "leader's daemon gets SIGTERM",
+    "K": "leader's daemon SIGKILLed",
+    "K3": "K with --liveness-ttl 3s",
+    "N": "leader's Consul agent SIGKILLed",
+    "L": "Consul leader server killed",
+}
+
+
+# -- the implementations under test -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Implementation:
+    key: str
+    label: str
+    binary: Path | None  # None: the Python package of this checkout
+
+    def argv(self, config: Path, check_id: str, hostname: str, extra: list[str]) -> list[str]:
+        if self.binary is None:
+            return vip_elector_argv(
+                "--vip-manager-config", str(config), "--check-id", check_id,
+                "--hostname", hostname, "--ttl", TTL, "--lock-delay", LOCK_DELAY, *extra,
+            )
+        return [
+            str(self.binary), "-vip-manager-config", str(config), "-check-id", check_id,
+            "-hostname", hostname, "-ttl", TTL, "-lock-delay", LOCK_DELAY, *extra,
+        ]
+
+
+PYTHON = Implementation("py", "vip-elector (this project)", None)
+
+
+# -- observing ------------------------------------------------------------------------
+
+
+class KeyWatcher(threading.Thread):
+    """Blocking queries on the trigger-key; records (time, value, session) changes."""
+
+    def __init__(self, servers: list[ConsulAgent], key: str) -> None:
+        super().__init__(daemon=True)
+        self.servers = servers
+        self.key = key
+        self.events: list[tuple[float, str | None, str | None]] = []
+        self.stopped = threading.Event()
+        self.lock = threading.Lock()
+
+    def run(self) -> None:
+        index, turn = 0, 0
+        last: tuple[str | None, str | None] | None = None
+        while not self.stopped.is_set():
+            server = self.servers[turn % len(self.servers)]
+            api = ConsulHTTP(server.http_url, timeout=8)
+            try:
+                params = {"index": str(index), "wait": "5s"} if index else {}
+                response = api.request("GET", f"/v1/kv/{self.key}", params=params)
+                if response.status_code not in (200, 404):
+                    raise RuntimeError(response.text)
+            except Exception:  # noqa: BLE001 - that server is down: ask the next one
+                turn += 1
+                index = 0
+                _NEVER.wait(0.05)
+                continue
+            new_index = int(response.headers.get("X-Consul-Index", "0"))
+            index = new_index if new_index >= index else 0
+            current: tuple[str | None, str | None] = (None, None)
+            if response.status_code == 200:
+                item = response.json()[0]
+                value = base64.b64decode(item["Value"]).decode() if item.get("Value") else ""
+                current = (value, item.get("Session"))
+            if current != last:
+                with self.lock:
+                    self.events.append((time.monotonic(), *current))
+                last = current
+
+    def current(self) -> tuple[str | None, str | None]:
+        with self.lock:
+            return self.events[-1][1:] if self.events else (None, None)
+
+    def since(self, t0: float) -> list[tuple[float, str | None, str | None]]:
+        with self.lock:
+            before = [e for e in self.events if e[0] < t0][-1:]
+            return before + [e for e in self.events if e[0] >= t0]
+
+
+class VipSampler(threading.Thread):
+    """Which hosts have the VIP, every 20 ms."""
+
+    def __init__(self, lab: netns_mod.VipLab) -> None:
+        super().__init__(daemon=True)
+        self.lab = lab
+        self.samples: list[tuple[float, tuple[str, ...]]] = []
+        self.stopped = threading.Event()
+        self.lock = threading.Lock()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            with contextlib.suppress(Exception):
+                holders = tuple(self.lab.holders())
+                with self.lock:
+                    self.samples.append((time.monotonic(), holders))
+            _NEVER.wait(SAMPLE_INTERVAL)
+
+    def window(self, t0: float, t1: float) -> list[tuple[float, tuple[str, ...]]]:
+        with self.lock:
+            return [s for s in self.samples if t0 <= s[0] <= t1]
+
+
+# -- one run ------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    scenario: str
+    key_ms: float | None = None  # fault -> new leader's value in the key
+    vip_ms: float | None = None  # fault -> VIP on the new leader's host only
+    zero_ms: float = 0.0  # no host had the VIP
+    two_ms: float = 0.0  # two hosts had it
+    moved: bool = False  # L: the lock moved
+
+
+@dataclass
+class Results:
+    impl: Implementation
+    runs: dict[str, list[Run]] = field(default_factory=dict)
+    never: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Bench:
+    """One implementation on one lab."""
+
+    def __init__(self, impl: Implementation, lab: netns_mod.VipLab, workdir: Path) -> None:
+        self.impl = impl
+        self.lab = lab
+        self.workdir = workdir
+        self.electors: dict[str, ManagedProcess] = {}
+        self.extra_args: list[str] = []
+        assert lab.cluster is not None
+        self.cluster = lab.cluster
+        self.watcher = KeyWatcher(self.cluster.servers, lab.trigger_key)
+        self.sampler = VipSampler(lab)
+        self.watcher.start()
+        self.sampler.start()
+        self.generation = 0
+
+    def close(self) -> None:
+        self.watcher.stopped.set()
+        self.sampler.stopped.set()
+        for process in self.electors.values():
+            process.kill()
+
+    # -- processes -----------------------------------------------------------
+    def start_elector(self, name: str) -> None:
+        node = self.lab.nodes[name]
+        self.generation += 1
+        process = ManagedProcess(
+            f"{self.impl.key}-{name}-{self.generation}",
+            self.impl.argv(self.lab.config_paths[name], node.check.check_id, name,
+                           self.extra_args),
+            self.workdir / f"{self.impl.key}-elector-{name}.log",
+            env=clean_environment(),
+            netns=node.host.netns,
+            cwd=REPO_ROOT,
+        )
+        self.electors[name] = process.start()
+
+    def ensure_electors(self) -> None:
+        for name in NODES:
+            process = self.electors.get(name)
+            if process is None or not process.running():
+                self.start_elector(name)
+
+    def restart_all(self, extra_args: list[str]) -> None:
+        for process in self.electors.values():
+            process.kill()
+        self.electors.clear()
+        self.extra_args = extra_args
+        with contextlib.suppress(Exception):
+            self.cluster.servers[0].api().kv_delete(self.lab.trigger_key)
+        for name in NODES:
+            self.start_elector(name)
+            # The first one started becomes the leader.
+            if name == NODES[0]:
+                wait_until(lambda: self.watcher.current()[0] == NODES[0], 60,
+                           "the first node leads")
+
+    # -- steady state ----------------------------------------------------------
+    def node_has_session(self, name: str) -> bool:
+        for server in self.cluster.servers:
+            if server.running():
+                with contextlib.suppress(Exception):
+                    return bool(server.api().ok("GET", f"/v1/session/node/{name}"))
+        return False
+
+    def steady(self, timeout: float = 90.0) -> str:
+        """Every node runs a daemon with a session, its check passes, one node
+        holds the key and only its host has the VIP. Returns the leader."""
+        self.ensure_electors()
+
+        def settled() -> str | None:
+            value, session = self.watcher.current()
+            if value not in NODES or not session:
+                return None
+            if self.lab.holders() != [value]:
+                return None
+            if not all(self.node_has_session(n) for n in NODES):
+                return None
+            if not all(self.lab.nodes[n].check.status() == "passing" for n in NODES):
+                return None
+            return value
+
+        leader = wait_until(settled, timeout, lambda: f"steady state (key: "
+                            f"{self.watcher.current()}, VIP: {self.lab.holders()})", interval=0.2)
+        _NEVER.wait(1.0)  # let followers settle into their blocking queries
+        return str(leader)
+
+    # -- scenarios -----------------------------------------------------------
+    def run(self, scenario: str) -> Run | None:
+        """One run; None when nothing moved within the timeout (for L: expected)."""
+        leader = self.steady()
+        other = next(n for n in NODES if n != leader)
+        node = self.lab.nodes[leader]
+        t0 = time.monotonic()
+        restore: Callable[[], None]
+        if scenario == "H":
+            node.check.set("500")
+            restore = lambda: node.check.set("200")  # noqa: E731
+        elif scenario == "G":
+            self.electors[leader].send_signal(signal.SIGTERM)
+            restore = lambda: None  # noqa: E731 - ensure_electors restarts it
+        elif scenario in ("K", "K3"):
+            self.electors[leader].kill()
+            restore = lambda: None  # noqa: E731
+        elif scenario == "N":
+            node.agent.kill()
+            restore = lambda: node.agent.start().wait_ready(60) and None  # type: ignore[func-returns-value]
+        elif scenario == "L":
+            server = self.cluster.leader_server()
+            server.kill()
+            restore = lambda: server.start().wait_ready(60) and None  # type: ignore[func-returns-value]
+        else:
+            raise ValueError(scenario)
+
+        result = Run(scenario)
+        if scenario == "L":
+            window = 2 * 10.0 + 2.0  # Consul restarts session timers at 2 x TTL
+            _NEVER.wait(window)
+            before = self.watcher.since(t0)
+            result.moved = len({(v, s) for _, v, s in before}) > 1
+            t_end = t0 + window
+        else:
+            try:
+                t_key = wait_until(lambda: self._first(t0, other), FAILOVER_TIMEOUT,
+                                   "failover", interval=0.01)
+            except ConditionTimeout:
+                restore()
+                return None
+            result.key_ms = (t_key - t0) * 1000
+            try:
+                t_vip = wait_until(lambda: self._vip_on(t0, other), 15, "VIP moves",
+                                   interval=0.01)
+                result.vip_ms = (t_vip - t0) * 1000
+                t_end = t_vip
+            except ConditionTimeout:
+                t_end = time.monotonic()
+        samples = self.sampler.window(t0, t_end)
+        for (ta, holders), (tb, _) in zip(samples, samples[1:], strict=False):
+            if len(holders) == 0:
+                result.zero_ms += (tb - ta) * 1000
+            elif len(holders) > 1:
+                result.two_ms += (tb - ta) * 1000
+        restore()
+        return result
+
+    def _first(self, t0: float, value: str) -> float | None:
+        for t, current, _ in self.watcher.since(t0):
+            if t >= t0 and current == value:
+                return t
+        return None
+
+    def _vip_on(self, t0: float, host: str) -> float | None:
+        for t, holders in self.sampler.window(t0, time.monotonic()):
+            if holders == (host,):
+                return t
+        return None
+
+
+# -- start-up, shutdown, idle cost --------------------------------------------------
+
+
+def measure_startup_and_shutdown(impl: Implementation, agent: ConsulAgent, workdir: Path,
+                                 repeat: int) -> dict[str, list[float]]:
+    """Start to leader on a free key; SIGTERM to exit as leader and as follower."""
+    out: dict[str, list[float]] = {"start": [], "stop_leader": [], "stop_follower": []}
+    api = agent.api()
+    health = [HealthEndpoint(f"{impl.key}-s{i}", workdir).start() for i in range(2)]
+    checks = [HealthCheck(agent, h, f"{impl.key}-start-{i}").register() for i, h in
+              enumerate(health)]
+    for check in checks:
+        check.wait_status("passing")
+    try:
+        for n in range(repeat):
+            key = f"bench/startup/{impl.key}-{n}-{uuid.uuid4().hex[:6]}"
+            config = write_vip_manager_config(workdir / f"{impl.key}-start.yml", trigger_key=key,
+                                              endpoint=agent.http_url)
+            procs = []
+            for i, check in enumerate(checks):
+                argv = impl.argv(config, check.check_id, f"n{i}", [])
+                procs.append(ManagedProcess(f"{impl.key}-start-{i}", argv,
+                                            workdir / f"{impl.key}-start-{i}.log",
+                                            env=clean_environment(), cwd=REPO_ROOT))
+            started = time.monotonic()
+            procs[0].start()
+            wait_until(lambda key=key: api.kv_value(key) == "n0", 30,  # type: ignore[misc]
+                       "leader on a free key", interval=0.005)
+            out["start"].append((time.monotonic() - started) * 1000)
+            procs[1].start()
+            wait_until(lambda: bool(api.ok("GET", f"/v1/session/node/{agent.name}")), 10, "")
+            _NEVER.wait(1.5)
+            for name, proc in (("stop_follower", procs[1]), ("stop_leader", procs[0])):
+                t = time.monotonic()
+                proc.stop(signal.SIGTERM, 30)
+                out[name].append((time.monotonic() - t) * 1000)
+            with contextlib.suppress(Exception):
+                api.kv_delete(key)
+    finally:
+        for check in checks:
+            with contextlib.suppress(Exception):
+                check.deregister()
+        for h in health:
+            h.stop()
+    return out
+
+
+def proc_cpu_rss(pid: int) -> tuple[float, int]:
+    """(CPU seconds used, RSS in KiB) of a process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    rss = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1])
+    return cpu, rss
+
+
+def measure_idle(impl: Implementation, agent: ConsulAgent, workdir: Path,
+                 seconds: float) -> dict[str, float]:
+    """Idle leader and follower, each behind a counting proxy, for ``seconds``."""
+    key = f"bench/idle/{impl.key}-{uuid.uuid4().hex[:6]}"
+    config = write_vip_manager_config(workdir / f"{impl.key}-idle.yml", trigger_key=key,
+                                      endpoint=agent.http_url)
+    host, port = agent.http_addr.rsplit(":", 1)
+    out: dict[str, float] = {}
+    procs: list[tuple[str, ManagedProcess, FaultProxy]] = []
+    health: list[HealthEndpoint] = []
+    try:
+        for role in ("leader", "follower"):
+            endpoint = HealthEndpoint(f"{impl.key}-idle-{role}", workdir).start()
+            health.append(endpoint)
+            check = HealthCheck(agent, endpoint, f"{impl.key}-idle-{role}").register()
+            check.wait_status("passing")
+            proxy = FaultProxy(host, int(port))
+            addr_flag = "-addr" if impl.binary else "--addr"
+            argv = impl.argv(config, check.check_id, role, [addr_flag, proxy.address])
+            proc = ManagedProcess(f"{impl.key}-idle-{role}", argv,
+                                  workdir / f"{impl.key}-idle-{role}.log",
+                                  env=clean_environment(), cwd=REPO_ROOT).start()
+            procs.append((role, proc, proxy))
+            if role == "leader":
+                wait_until(lambda: agent.api().kv_value(key) == "leader", 30, "idle leader")
+        _NEVER.wait(5.0)  # past start-up
+        before = {role: (proxy.requests_forwarded, *proc_cpu_rss(p.pid or 0))
+                  for role, p, proxy in procs}
+        _NEVER.wait(seconds)
+        for role, proc, proxy in procs:
+            requests0, cpu0, _ = before[role]
+            cpu1, rss = proc_cpu_rss(proc.pid or 0)
+            out[f"{role}_requests_per_min"] = (proxy.requests_forwarded - requests0) * 60 / seconds
+            out[f"{role}_cpu_percent"] = (cpu1 - cpu0) / seconds * 100
+            out[f"{role}_rss_mib"] = rss / 1024
+    finally:
+        for _, proc, proxy in procs:
+            proc.stop(signal.SIGTERM, 10)
+            proxy.close()
+        for endpoint in health:
+            endpoint.stop()
+    return out
+
+
+# -- statistics and the report ---------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def fmt_ms(values: list[float]) -> str:
+    if not values:
+        return "-"
+    return (f"{percentile(values, 50):.0f} / {percentile(values, 95):.0f} / "
+            f"{max(values):.0f}")
+
+
+def scenario_row(scenario: str, results: Results) -> tuple[str, ...]:
+    runs = results.runs.get(scenario, [])
+    never = results.never.get(scenario, 0)
+    if scenario not in results.runs and scenario not in results.never:
+        return (results.impl.label, "not run", "", "", "", "", "")
+    if scenario == "L":
+        moved = sum(r.moved for r in runs)
+        return (results.impl.label, f"{len(runs)}", "-", "-",
+                f"{moved} of {len(runs)}", fmt_ms([r.zero_ms for r in runs]),
+                fmt_ms([r.two_ms for r in runs]))
+    key = [r.key_ms for r in runs if r.key_ms is not None]
+    vip = [r.vip_ms for r in runs if r.vip_ms is not None]
+    count = f"{len(runs)}" + (f" (+{never} never failed over in "
+                              f"{FAILOVER_TIMEOUT:.0f} s)" if never else "")
+    if not runs and never:
+        return (results.impl.label, count, "never", "never", "-", "-", "-")
+    return (results.impl.label, count, fmt_ms(key), fmt_ms(vip), "-",
+            fmt_ms([r.zero_ms for r in runs]), fmt_ms([r.two_ms for r in runs]))
+
+
+def ratio(scenario: str, ours: Results, original: Results | None) -> str:
+    if original is None:
+        return ""
+    a = [r.key_ms for r in ours.runs.get(scenario, []) if r.key_ms is not None]
+    b = [r.key_ms for r in original.runs.get(scenario, []) if r.key_ms is not None]
+    if a and b:
+        return f"original / ours (p50 key): {statistics.median(b) / statistics.median(a):.1f}x"
+    if a and original.never.get(scenario):
+        return "the original never fails over"
+    return ""
+
+
+def report(all_results: list[Results], args: argparse.Namespace, elapsed: float,
+           missing_original: str | None) -> str:
+    lines = [
+        f"# Failover benchmark, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
+        "",
+        f"Command: `{' '.join(['make bench'] if not args.cmdline else args.cmdline)}`  ",
+        f"Machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}, Consul 1.14.5, vip-manager 1.0.2  ",
+        f"Set-up: 3 Consul servers, {len(NODES)} nodes in network namespaces (own client "
+        f"agent, HTTP check interval 1s timeout 1s, vip-manager interval 100 ms), "
+        f"ttl {TTL}, lock-delay {LOCK_DELAY}, {args.repeat} runs per scenario, "
+        f"took {elapsed / 60:.1f} min.",
+        "",
+        "Times are p50 / p95 / max in ms from the fault. *key*: the new leader's value "
+        "is in the trigger-key; *VIP*: the VIP is on the new leader's host (and only there); "
+        "*nobody* / *two*: how long no host / two hosts had the VIP.",
+        "",
+    ]
+    if missing_original:
+        lines += [f"The Go original was not run: {missing_original}", ""]
+    lines += ["| scenario | implementation | runs | key | VIP | lock moved | nobody | two |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for scenario, title in SCENARIOS.items():
+        for results in all_results:
+            if scenario == "K3" and results.impl.binary is not None:
+                continue  # the original has no --liveness-ttl
+            row = scenario_row(scenario, results)
+            lines.append(f"| {scenario}: {title} | " + " | ".join(row) + " |")
+        note = ratio(scenario, all_results[0], all_results[1] if len(all_results) > 1 else None)
+        if note:
+            lines.append(f"| | {note} | | | | | | |")
+    lines += ["", "| measure | " + " | ".join(r.impl.label for r in all_results) + " |",
+              "| --- |" + " --- |" * len(all_results)]
+    keys = sorted({k for r in all_results for k in r.extra})
+    for key in keys:
+        lines.append(f"| {key} | " + " | ".join(r.extra.get(key, "-") for r in all_results)
+                     + " |")
+    return "\n".join(lines) + "\n"
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def bench_implementation(impl: Implementation, args: argparse.Namespace,
+                         workdir: Path) -> Results:
+    results = Results(impl)
+    print(f"\n== {impl.label}", flush=True)
+    lab = netns_mod.VipLab(NODES, workdir / f"lab-{impl.key}", f"bench/{impl.key}/vip",
+                           servers=3)
+    try:
+        lab.start()
+        for node in lab.nodes.values():
+            node.check.register()
+            node.check.wait_status("passing")
+        lab.start_vip_managers()
+        bench = Bench(impl, lab, workdir)
+        try:
+            for scenario in args.scenarios:
+                if scenario == "K3" and impl.binary is not None:
+                    continue
+                bench.restart_all(["--liveness-ttl", "3s"] if scenario == "K3" else [])
+                for n in range(args.repeat):
+                    run = bench.run(scenario)
+                    if run is None:
+                        results.never[scenario] = results.never.get(scenario, 0) + 1
+                        print(f"  {scenario} #{n + 1}: no failover in {FAILOVER_TIMEOUT:.0f}s",
+                              flush=True)
+                        if results.never[scenario] >= 2 and not results.runs.get(scenario):
+                            print(f"  {scenario}: never fails over; skipping the other runs",
+                                  flush=True)
+                            break
+                        continue
+                    results.runs.setdefault(scenario, []).append(run)
+                    print(f"  {scenario} #{n + 1}: key {run.key_ms or 0:.0f} ms, VIP "
+                          f"{run.vip_ms or 0:.0f} ms, nobody {run.zero_ms:.0f} ms, two "
+                          f"{run.two_ms:.0f} ms, moved={run.moved}", flush=True)
+        finally:
+            bench.close()
+    finally:
+        lab.stop()
+
+    agent = dev_agent(workdir / f"dev-{impl.key}", f"dev-{impl.key}").start().wait_ready(60)
+    try:
+        timing = measure_startup_and_shutdown(impl, agent, workdir, args.startup_repeat)
+        results.extra["start to leader on a free key, ms (p50 / p95 / max)"] = fmt_ms(
+            timing["start"])
+        results.extra["shutdown as leader, ms"] = fmt_ms(timing["stop_leader"])
+        results.extra["shutdown as follower, ms"] = fmt_ms(timing["stop_follower"])
+        print(f"  start/stop: {timing}", flush=True)
+        idle = measure_idle(impl, agent, workdir, args.idle_seconds)
+        print(f"  idle: {idle}", flush=True)
+        for role in ("leader", "follower"):
+            results.extra[f"idle {role}: Consul requests / min"] = (
+                f"{idle[f'{role}_requests_per_min']:.0f}")
+            results.extra[f"idle {role}: CPU % over {args.idle_seconds:.0f} s"] = (
+                f"{idle[f'{role}_cpu_percent']:.2f}")
+            results.extra[f"idle {role}: RSS MiB"] = f"{idle[f'{role}_rss_mib']:.1f}"
+    finally:
+        agent.kill()
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--quick", action="store_true",
+                        help="2 runs per scenario, short idle window (for CI)")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
+                        help="comma-separated subset of " + ",".join(SCENARIOS))
+    parser.add_argument("--original", type=Path,
+                        default=os.environ.get("VIP_ELECTOR_GO_BIN") or None,
+                        help="binary of the Go original v0.1.4 to run side by side "
+                             "(default: $VIP_ELECTOR_GO_BIN)")
+    parser.add_argument("--idle-seconds", type=float, default=60.0)
+    parser.add_argument("--no-write", action="store_true",
+                        help="do not write bench/results/<date>.md")
+    args = parser.parse_args(argv)
+    args.cmdline = ["python -m bench.failover", *(argv if argv is not None else sys.argv[1:])]
+    if args.quick:
+        args.repeat, args.idle_seconds = 2, 20.0
+    args.startup_repeat = min(args.repeat, 5)
+    args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+
+    reason = netns_mod.unavailable_reason()
+    if reason:
+        print(f"make bench needs network namespaces for real vip-manager: {reason}",
+              file=sys.stderr)
+        return 1
+    implementations = [PYTHON]
+    missing = None
+    if args.original and Path(args.original).is_file():
+        implementations.append(Implementation("go", "yuuki/vip-elector v0.1.4 (Go original)",
+                                              Path(args.original)))
+    else:
+        missing = ("no binary given (--original or VIP_ELECTOR_GO_BIN). `go install "
+                   "github.com/yuuki/vip-elector@v0.1.4` fails here: the Go module proxy "
+                   "answers 403 'This module version is not available'.")
+        print(f"note: {missing}", flush=True)
+
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="vip-elector-bench-"))
+    all_results = []
+    try:
+        for impl in implementations:
+            all_results.append(bench_implementation(impl, args, workdir))
+    finally:
+        kill_all()
+    text = report(all_results, args, time.monotonic() - started, missing)
+    print("\n" + text)
+    if not args.no_write:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path = RESULTS / f"{dt.datetime.now(dt.UTC):%Y-%m-%d}.md"
+        path.write_text(text)
+        print(f"written to {path.relative_to(REPO_ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
