@@ -40,3 +40,20 @@ lint: install
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# --- Debian package (debian/) ---
+# `make deb` builds $(DEB_DIR)/vip-elector_<version>_all.deb with the system
+# Python (not pyenv's or the virtualenv's) from a copy of the working tree,
+# installing missing Build-Depends first, and runs lintian on it.
+# `make deb-test` installs that .deb into a freshly debootstrapped Debian
+# bookworm and runs it there, also under systemd (systemd-nspawn). Both need
+# root (apt, debootstrap, chroot).
+DEB_DIR ?= dist/deb
+.PHONY: deb deb-test
+
+deb:
+	bash debian/build-deb.sh $(DEB_DIR)
+
+deb-test: deb
+	bash tests/packaging/deb_test.sh $(DEB_DIR)
+# --- end of Debian package ---

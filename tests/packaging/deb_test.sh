@@ -1,0 +1,552 @@
+#!/bin/bash
+# Install the vip-elector .deb into a freshly debootstrapped Debian bookworm
+# (minbase, Debian's archive only: no pip) and run it there (`make deb-test`).
+#
+#   tests/packaging/deb_test.sh [DIR_OR_DEB]     (default: dist/deb)
+#
+# Phases (each one timed):
+#   debootstrap  bookworm --variant=minbase into a temporary directory
+#   install      apt-get install ./vip-elector_*.deb from bookworm, -updates
+#                and -security; the package's files, user and conffile mode
+#   cli          --version, --help, the manual page
+#   config       a dcs-type: etcd vip-manager.yml: exit 2, "configuration
+#                error" lines, and no connection to the dcs-endpoints given
+#   run          a valid config pointed at 127.0.0.1:1 (nothing listens),
+#                as the user vip-elector with a group-readable token file:
+#                the daemon runs with Debian's python3-consul 0.7.1 & co.,
+#                SIGTERM (timeout -s TERM) stops it within 2 s with exit 0;
+#                an unreadable token file is a configuration error; the run
+#                once more under PR_SET_MDWE, the kernel's version of the
+#                unit's MemoryDenyWriteExecute=yes
+#   units        systemd from bookworm in the chroot: systemd-analyze verify
+#                of both units and of README.Debian's LoadCredential= drop-in
+#                (no output allowed), the exposure score of
+#                systemd-analyze security --offline=yes
+#   boot         the chroot booted with systemd-nspawn, a Consul dev agent in
+#                it: the units for real, sandbox included (see boot_test);
+#                needs a consul binary (`make testbed` builds one, or
+#                DEB_TEST_CONSUL=PATH), else skipped; DEB_TEST_BOOT=0 skips it
+# The chroot (and the container) are stopped, unmounted and deleted on every
+# exit (trap).
+#
+# Needs root (debootstrap, chroot, mount, nspawn) and the Debian mirror
+# (DEB_TEST_MIRROR, default http://deb.debian.org/debian). Installs
+# debootstrap and systemd-container with apt-get if they are missing.
+# DEB_TEST_KEEP=1 keeps the chroot.
+set -euo pipefail
+
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export LC_ALL=C.UTF-8
+unset PYTHONPATH PYTHONHOME VIRTUAL_ENV || true
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+mirror=${DEB_TEST_MIRROR:-http://deb.debian.org/debian}
+security_mirror=${DEB_TEST_SECURITY_MIRROR:-${mirror%/debian}/debian-security}
+suite=bookworm
+target=${1:-dist/deb}
+case "$target" in /*) ;; *) target=$repo/$target ;; esac
+
+fail() { echo "deb-test: FAIL: $*" >&2; exit 1; }
+note() { echo "deb-test: $*"; }
+
+# -- timing --------------------------------------------------------------------
+now() { date +%s%N; }
+seconds() { awk -v ns="$1" 'BEGIN { printf "%.1f", ns / 1e9 }'; }
+t_all=$(now)
+phase_name="" phase_start=0
+phase_report=()
+phase() {  # phase NAME: closes the running phase, starts the next one
+	local t
+	t=$(now)
+	if [ -n "$phase_name" ]; then
+		phase_report+=("$(printf '%-12s %6s s' "$phase_name" "$(seconds $((t - phase_start)))")")
+		note "phase $phase_name done in $(seconds $((t - phase_start))) s"
+	fi
+	phase_name=${1:-} phase_start=$t
+	[ -z "$phase_name" ] || echo "== deb-test: $phase_name"
+}
+
+# -- inputs --------------------------------------------------------------------
+[ "$(id -u)" = 0 ] || fail "needs root (debootstrap, chroot, mount)"
+if [ -d "$target" ]; then
+	debs=("$target"/vip-elector_*_all.deb)
+	[ -f "${debs[0]}" ] || fail "no vip-elector_*_all.deb in $target (run make deb)"
+	[ "${#debs[@]}" = 1 ] || fail "more than one .deb in $target: ${debs[*]}"
+	deb=${debs[0]}
+else
+	deb=$target
+fi
+[ -f "$deb" ] || fail "$deb not found"
+version=$(dpkg-deb --field "$deb" Version)
+note "testing $deb (version $version)"
+
+phase prerequisites
+if ! command -v debootstrap >/dev/null; then
+	note "installing debootstrap"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap ||
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap; }
+fi
+
+# -- the chroot and its cleanup ---------------------------------------------------
+root=$(mktemp -d "${TMPDIR:-/tmp}/vip-elector-deb-test.XXXXXX")
+chmod 0755 "$root"  # it becomes /: every user in the chroot must traverse it
+cleanup() {
+	local rc=$? p
+	set +e
+	# A container still running (phase boot): power it off, then kill it.
+	if [ -n "${nspawn_pid:-}" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
+		if [ "$rc" != 0 ] && [ -n "${container:-}" ]; then
+			echo "deb-test: the journal of vip-elector*.service in the container:" >&2
+			nsenter -t "$container" -a journalctl -b --no-pager -u 'vip-elector*' | tail -30 >&2
+		fi
+		kill -TERM "$nspawn_pid"
+		for p in $(seq 50); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.2; done
+		kill -KILL "$nspawn_pid" 2>/dev/null
+		[ "$rc" = 0 ] || { echo "deb-test: container console:" >&2; tail -25 "$root.boot.log" >&2; }
+		rm -f "$root.boot.log"
+	fi
+	# Processes started inside the chroot (the listener, a daemon under test).
+	for p in /proc/[0-9]*; do
+		[ "$(readlink "$p/root" 2>/dev/null)" = "$root" ] && kill -9 "${p#/proc/}" 2>/dev/null
+	done
+	# Unmount everything below the chroot (deepest first), then delete it
+	# without crossing into anything that is still mounted.
+	findmnt -rn -o TARGET | grep -F "$root/" | sort -r | while read -r m; do
+		umount "$m" 2>/dev/null || umount -l "$m"
+	done
+	if findmnt -rn -o TARGET | grep -qF "$root/"; then
+		echo "deb-test: still mounted below $root; not deleting it" >&2
+	elif [ "${DEB_TEST_KEEP:-0}" = 1 ]; then
+		echo "deb-test: kept the chroot in $root" >&2
+	else
+		rm -rf --one-file-system "$root"
+	fi
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+	HOME=/root LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"; }
+
+phase debootstrap
+debootstrap --variant=minbase "$suite" "$root" "$mirror" >"$root.debootstrap.log" 2>&1 ||
+	{ tail -20 "$root.debootstrap.log" >&2; rm -f "$root.debootstrap.log"; fail "debootstrap failed"; }
+rm -f "$root.debootstrap.log"
+note "$(du -sh --one-file-system "$root" | cut -f1) debootstrapped"
+
+phase install
+mount -t proc proc "$root/proc"
+cat >"$root/etc/apt/sources.list" <<EOF
+deb $mirror $suite main
+deb $mirror $suite-updates main
+deb $security_mirror $suite-security main
+EOF
+# No daemon may start inside the chroot.
+printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+chmod 0755 "$root/usr/sbin/policy-rc.d"
+cp "$deb" "$root/tmp/"
+in_root apt-get update -q >/dev/null
+in_root apt-get install -y -q "/tmp/$(basename "$deb")" >"$root/tmp/install.log" 2>&1 ||
+	{ cat "$root/tmp/install.log" >&2; fail "apt-get install of the .deb failed"; }
+grep -E 'newly installed' "$root/tmp/install.log" || true
+if in_root sh -c 'command -v pip pip3' >/dev/null 2>&1; then fail "pip got installed"; fi
+in_root dpkg-query -W -f '  ${Package} ${Version}\n' vip-elector python3 python3-consul \
+	python3-yaml python3-configargparse python3-tenacity python3-requests \
+	python3-prometheus-client
+
+# What the package put on the system.
+[ "$(in_root stat -c '%a %U:%G' /etc/default/vip-elector)" = "640 root:root" ] ||
+	fail "/etc/default/vip-elector is $(in_root stat -c '%a %U:%G' /etc/default/vip-elector), want 640 root:root"
+in_root getent passwd vip-elector | grep -q ':/nonexistent:/usr/sbin/nologin$' ||
+	fail "system user vip-elector missing or wrong: $(in_root getent passwd vip-elector || true)"
+for f in /usr/bin/vip-elector /lib/systemd/system/vip-elector.service \
+	/lib/systemd/system/vip-elector@.service /usr/share/man/man8/vip-elector.8.gz; do
+	[ -e "$root$f" ] || fail "$f is missing"
+done
+if ls "$root"/etc/systemd/system/*.wants/vip-elector* >/dev/null 2>&1; then
+	fail "the service got enabled on installation"
+fi
+note "files, user vip-elector, /etc/default/vip-elector 0640: ok"
+
+phase cli
+out=$(in_root vip-elector --version)
+[ "$out" = "vip-elector $version" ] || fail "--version says '$out', want 'vip-elector $version'"
+note "vip-elector --version: $out"
+help=$(in_root vip-elector --help)
+for word in --vip-manager-config VIP_ELECTOR_CHECK_ID CONSUL_HTTP_TOKEN_FILE "Exit status"; do
+	grep -qF -- "$word" <<<"$help" || fail "--help does not mention $word"
+done
+note "vip-elector --help: $(wc -l <<<"$help") lines, usage: $(head -1 <<<"$help")"
+in_root sh -c 'zcat /usr/share/man/man8/vip-elector.8.gz' | grep -q 'VIP_ELECTOR_CHECK_ID' ||
+	fail "the manual page lacks the options"
+note "vip-elector(8): ok"
+
+phase config
+# A listener on a free port records whether anything connects to it; the
+# invalid config names it as its dcs-endpoint.
+mkdir -p "$root/srv/test"
+cat >"$root/srv/test/listener.py" <<'EOF'
+import socket, sys
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(8)
+s.settimeout(0.2)
+with open(sys.argv[1], "w") as f:
+    f.write(str(s.getsockname()[1]))
+connections = 0
+while True:
+    try:
+        conn, _ = s.accept()
+    except socket.timeout:
+        continue
+    connections += 1
+    with open(sys.argv[2], "w") as f:
+        f.write(str(connections))
+    conn.close()
+EOF
+# (chroot execs env execs python3: $! is the listener itself)
+chroot "$root" /usr/bin/env -i PATH=/usr/bin:/bin python3 /srv/test/listener.py \
+	/srv/test/port /srv/test/connections &
+listener=$!
+for _ in $(seq 50); do [ -s "$root/srv/test/port" ] && break; sleep 0.1; done
+port=$(cat "$root/srv/test/port")
+cat >"$root/srv/test/etcd.yml" <<EOF
+# vip-manager's own default store: vip-elector must refuse it.
+dcs-type: etcd
+trigger-key: "/service/pgtest/leader"
+trigger-value: "node1"
+dcs-endpoints:
+  - http://127.0.0.1:$port
+EOF
+set +e
+in_root vip-elector --vip-manager-config /srv/test/etcd.yml \
+	>"$root/srv/test/etcd.out" 2>"$root/srv/test/etcd.err"
+rc=$?
+set -e
+sleep 0.3
+kill "$listener" 2>/dev/null || true
+wait "$listener" 2>/dev/null || true
+sed 's/^/    /' "$root/srv/test/etcd.err"
+[ "$rc" = 2 ] || fail "dcs-type: etcd exited $rc, want 2"
+grep -q '^vip-elector: configuration error: .*dcs-type' "$root/srv/test/etcd.err" ||
+	fail "no 'configuration error' line about dcs-type"
+[ ! -s "$root/srv/test/connections" ] ||
+	fail "vip-elector connected to the dcs-endpoint $(cat "$root/srv/test/connections") time(s) despite the bad config"
+note "dcs-type: etcd: exit 2, configuration error reported, no connection to 127.0.0.1:$port"
+
+phase run
+cat >"$root/srv/test/ok.yml" <<'EOF'
+dcs-type: consul
+trigger-key: "service/pgtest/vip"
+trigger-value: "node1"
+dcs-endpoints:
+  - http://127.0.0.1:1
+EOF
+run_seconds=3
+run_daemon() {  # run_daemon LABEL [WRAPPER...]: run, SIGTERM after 3 s, check
+	local label=$1 start end rc stop_ms
+	shift
+	start=$(now)
+	set +e
+	# -k 2: SIGKILL if still running 2 s after SIGTERM (exit status 137).
+	in_root timeout --preserve-status -k 2 -s TERM "$run_seconds" "$@" \
+		/usr/bin/vip-elector --vip-manager-config /srv/test/ok.yml \
+		>"$root/srv/test/run.log" 2>&1
+	rc=$?
+	set -e
+	end=$(now)
+	stop_ms=$(( (end - start) / 1000000 - run_seconds * 1000 ))
+	sed 's/^/    /' "$root/srv/test/run.log" | cut -c1-200
+	[ "$rc" = 0 ] || fail "$label: exit status $rc after SIGTERM, want 0 (137 = killed 2 s after SIGTERM)"
+	[ "$stop_ms" -le 2000 ] || fail "$label: took $stop_ms ms to stop, want <= 2000"
+	grep -q 'vip-elector starting' "$root/srv/test/run.log" || fail "$label: no start-up line"
+	grep -q 'Connection refused' "$root/srv/test/run.log" || fail "$label: did not try Consul at 127.0.0.1:1"
+	grep -q 'vip-elector stopped' "$root/srv/test/run.log" || fail "$label: no clean-stop line"
+	note "$label: ran ${run_seconds} s against 127.0.0.1:1, stopped ${stop_ms} ms after SIGTERM, exit 0"
+}
+# As the unit runs it: user vip-elector, with an ACL token file given to the
+# vip-elector group as /etc/default/vip-elector and README.Debian describe.
+mkdir -p "$root/etc/vip-elector"
+echo 00000000-0000-0000-0000-000000000001 >"$root/etc/vip-elector/consul.token"
+in_root chgrp vip-elector /etc/vip-elector/consul.token
+chmod 0640 "$root/etc/vip-elector/consul.token"
+as_service=(env CONSUL_HTTP_TOKEN_FILE=/etc/vip-elector/consul.token
+	setpriv --reuid=vip-elector --regid=vip-elector --init-groups)
+run_daemon "vip-elector (user vip-elector)" "${as_service[@]}"
+grep -q 'token=file /etc/vip-elector/consul.token' "$root/srv/test/run.log" ||
+	fail "the token file was not used"
+
+# A token file the user cannot read is a configuration error (exit 2).
+chmod 0600 "$root/etc/vip-elector/consul.token"
+set +e
+in_root "${as_service[@]}" /usr/bin/vip-elector --vip-manager-config /srv/test/ok.yml \
+	>"$root/srv/test/token.err" 2>&1
+rc=$?
+set -e
+sed 's/^/    /' "$root/srv/test/token.err" | cut -c1-200
+[ "$rc" = 2 ] && grep -q 'configuration error: token file' "$root/srv/test/token.err" ||
+	fail "an unreadable token file gave exit $rc, want 2 with a configuration error"
+note "unreadable token file: exit 2, configuration error"
+
+# MemoryDenyWriteExecute=yes: run it again with PR_SET_MDWE (Linux >= 6.3),
+# which forbids writable+executable memory for the process and what it execs.
+cat >"$root/srv/test/mdwe.py" <<'EOF'
+import ctypes, os, sys
+PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = 65, 1
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0:
+    sys.exit(77)  # kernel without MDWE
+os.execv(sys.argv[1], sys.argv[1:])
+EOF
+if in_root python3 /srv/test/mdwe.py /bin/true; then
+	if in_root python3 /srv/test/mdwe.py /usr/bin/python3 -c \
+		'import mmap; mmap.mmap(-1, 4096, prot=7)' 2>/dev/null; then
+		fail "PR_SET_MDWE did not forbid a writable+executable mapping"
+	fi
+	run_daemon "vip-elector under PR_SET_MDWE" setpriv --reuid=vip-elector \
+		--regid=vip-elector --init-groups python3 /srv/test/mdwe.py
+else
+	note "kernel $(uname -r) has no PR_SET_MDWE; skipped the MemoryDenyWriteExecute run"
+fi
+
+phase units
+# man-db: verify checks that Documentation=man:vip-elector(8) resolves.
+in_root apt-get install -y -q --no-install-recommends systemd man-db >"$root/tmp/systemd.log" 2>&1 ||
+	{ tail -20 "$root/tmp/systemd.log" >&2; fail "could not install systemd in the chroot"; }
+note "$(in_root systemctl --version | head -1)"
+for unit in vip-elector.service vip-elector@15-main.service; do
+	out=$(in_root systemd-analyze verify "$unit" 2>&1) || fail "systemd-analyze verify $unit: $out"
+	[ -z "$out" ] || fail "systemd-analyze verify $unit is not clean: $out"
+	note "systemd-analyze verify $unit: clean"
+done
+# The LoadCredential= drop-in README.Debian suggests for root-only files.
+mkdir -p "$root/etc/systemd/system/vip-elector.service.d"
+cat >"$root/etc/systemd/system/vip-elector.service.d/credentials.conf" <<'EOF'
+[Service]
+LoadCredential=consul-token:/etc/vip-elector/consul.token
+Environment=VIP_ELECTOR_TOKEN_FILE=%d/consul-token
+LoadCredential=vip-manager.yml:/etc/default/vip-manager.yml
+ExecStart=
+ExecStart=/usr/bin/vip-elector --vip-manager-config=%d/vip-manager.yml $VIP_ELECTOR_OPTS
+EOF
+out=$(in_root systemd-analyze verify vip-elector.service 2>&1) && [ -z "$out" ] ||
+	fail "systemd-analyze verify with the LoadCredential= drop-in of README.Debian: $out"
+rm -r "$root/etc/systemd/system/vip-elector.service.d"
+note "systemd-analyze verify with README.Debian's LoadCredential= drop-in: clean"
+in_root systemd-analyze security --offline=yes /lib/systemd/system/vip-elector.service \
+	>"$root/tmp/security.txt" 2>&1 || true
+# The settings that still add to the exposure (the ✓ ones are fine).
+grep -E '^✗' "$root/tmp/security.txt" | sed 's/^/    /' || true
+score=$(grep -o 'Overall exposure level for .*' "$root/tmp/security.txt" || true)
+[ -n "$score" ] || { cat "$root/tmp/security.txt" >&2; fail "no exposure score"; }
+note "systemd-analyze security --offline=yes: $score"
+
+phase boot
+# The units for real: boot the chroot with systemd-nspawn, run a Consul dev
+# agent in it (the binary the test bed builds, `make testbed`) and a health
+# endpoint, and watch vip-elector.service under its full sandbox: activating
+# while the check is critical, leader once it passes, a Consul restart, a
+# clean stop, a crash, a configuration error, the watchdog, an @ instance.
+consul_bin=${DEB_TEST_CONSUL:-}
+if [ -z "$consul_bin" ]; then
+	for c in "${XDG_CACHE_HOME:-${HOME:-/root}/.cache}"/vip-elector/testbed/consul-*/consul; do
+		[ -x "$c" ] && consul_bin=$c
+	done
+fi
+nspawn_pid=""
+X() { nsenter -t "$container" -a "$@"; }
+prop() { X systemctl show -P "$2" "$1"; }
+wait_for() {  # wait_for SECONDS WHAT COMMAND...: until COMMAND succeeds
+	local limit=$1 what=$2 deadline=$(( $(date +%s) + $1 ))
+	shift 2
+	until "$@" >/dev/null 2>&1; do
+		[ "$(date +%s)" -lt "$deadline" ] || fail "waited $limit s in vain for $what"
+		sleep 0.5
+	done
+}
+is_prop() { [ "$(prop "$1" "$2")" = "$3" ]; }
+is_leader() { case "$(prop "$1" StatusText)" in "leader of $2 "*) ;; *) return 1 ;; esac; }
+kv() { X /usr/local/bin/consul kv get "$1" 2>/dev/null; }
+boot_test() {
+	local pid restarts
+	umount "$root/proc"
+	install -m 0755 "$consul_bin" "$root/usr/local/bin/consul"
+	mkdir -p "$root/etc/consul.d" "$root/srv/health" "$root/etc/vip-manager"
+	cat >"$root/etc/consul.d/check.hcl" <<'EOF'
+check {
+  id       = "vip-http"
+  name     = "vip-http"
+  http     = "http://127.0.0.1:8080/"
+  interval = "1s"
+}
+EOF
+	cat >"$root/etc/systemd/system/consul.service" <<'EOF'
+[Unit]
+Description=Consul dev agent (deb-test)
+[Service]
+ExecStart=/usr/local/bin/consul agent -dev -node node1 -bind 127.0.0.1 -client 127.0.0.1 -config-dir /etc/consul.d -log-level warn
+[Install]
+WantedBy=multi-user.target
+EOF
+	cat >"$root/etc/systemd/system/health.service" <<'EOF'
+[Unit]
+Description=The health endpoint vip-http checks (deb-test)
+[Service]
+ExecStart=/usr/bin/python3 -m http.server --bind 127.0.0.1 --directory /srv/health 8080
+EOF
+	cat >"$root/etc/default/vip-manager.yml" <<'EOF'
+dcs-type: consul
+trigger-key: "service/pgtest/vip"
+trigger-value: "node1"
+dcs-endpoints: ["http://127.0.0.1:8500"]
+EOF
+	printf 'dcs-type: consul\ntrigger-key: "service/15-main/vip"\ntrigger-value: "node1"\n' \
+		>"$root/etc/vip-manager/15-main.yml"
+	echo 'VIP_ELECTOR_CHECK_ID=vip-http' >>"$root/etc/default/vip-elector"
+	in_root systemctl enable --quiet consul.service vip-elector.service
+
+	setsid systemd-nspawn --quiet --directory="$root" --boot --register=no --keep-unit \
+		--machine=vip-elector-deb-test --resolv-conf=off --console=read-only \
+		>"$root.boot.log" 2>&1 </dev/null &
+	nspawn_pid=$!
+	container=""
+	for _ in $(seq 100); do
+		container=$(pgrep -P "$nspawn_pid" | head -1 || true)
+		[ -n "$container" ] && X systemctl is-system-running >/dev/null 2>&1 && break
+		case "$(X systemctl is-system-running 2>/dev/null)" in starting|running|degraded) break ;; esac
+		sleep 0.2
+	done
+	[ -n "$container" ] || { cat "$root.boot.log" >&2; fail "the container did not boot"; }
+	note "booted $(X systemctl --version | head -1) in systemd-nspawn"
+
+	# 1. The health check is critical (nothing serves it yet): no READY=1,
+	#    the unit stays activating and so does the boot.
+	wait_for 60 "vip-elector.service to be activating" is_prop vip-elector.service ActiveState activating
+	sleep 5
+	is_prop vip-elector.service ActiveState activating || fail "not activating with the check critical: $(prop vip-elector.service ActiveState)"
+	[ "$(X systemctl is-system-running 2>/dev/null || true)" = starting ] ||
+		fail "the boot did not wait for vip-elector: $(X systemctl is-system-running || true)"
+	X journalctl -b -u vip-elector.service | grep -q "vip-http" || fail "the journal does not say it waits for vip-http"
+	note "check critical: vip-elector.service activating for 5 s, system 'starting'"
+
+	# 2. The check passes: READY=1, leader, the key holds this node's value.
+	X systemctl start health.service
+	wait_for 30 "vip-elector.service to become a leader" is_leader vip-elector.service service/pgtest/vip
+	is_prop vip-elector.service ActiveState active || fail "leader but not active"
+	[ "$(kv service/pgtest/vip)" = node1 ] || fail "service/pgtest/vip is '$(kv service/pgtest/vip)', want node1"
+	wait_for 10 "multi-user.target" X systemctl is-active --quiet multi-user.target
+	note "check passing: active, Status: $(prop vip-elector.service StatusText)"
+	pid=$(prop vip-elector.service MainPID)
+	X grep -E '^(Uid|NoNewPrivs|Seccomp|CapEff):' "/proc/$pid/status" | tr -s '\t ' ' ' | sed 's/^/    /'
+	[ "$(X stat -c %U "/proc/$pid")" = vip-elector ] || fail "the daemon does not run as vip-elector"
+	X grep -q '^NoNewPrivs:.1' "/proc/$pid/status" || fail "NoNewPrivileges not in force"
+	X grep -q '^Seccomp:.2' "/proc/$pid/status" || fail "no seccomp filter"
+	X grep -q '^CapEff:.0000000000000000' "/proc/$pid/status" || fail "the daemon has capabilities"
+
+	# 3. A Consul restart (the dev agent forgets everything): vip-elector
+	#    stays up, the same process, and is leader again by itself.
+	restarts=$(prop vip-elector.service NRestarts)
+	X systemctl restart consul.service
+	sleep 2
+	wait_for 60 "leadership after the Consul restart" is_leader vip-elector.service service/pgtest/vip
+	[ "$(prop vip-elector.service MainPID)" = "$pid" ] && is_prop vip-elector.service NRestarts "$restarts" ||
+		fail "vip-elector was restarted along with Consul"
+	note "Consul restarted: same vip-elector process, leader again"
+
+	# 4. A clean stop releases the lock at once.
+	t=$(now)
+	X systemctl stop vip-elector.service
+	note "systemctl stop vip-elector: $(( ($(now) - t) / 1000000 )) ms"
+	is_prop vip-elector.service Result success || fail "stop result $(prop vip-elector.service Result)"
+	[ -z "$(kv service/pgtest/vip)" ] || fail "the trigger-key is still there after the stop"
+	note "stopped: Result=success, the trigger-key is gone"
+
+	# 5. A crash: Restart=always brings it back after RestartSec=2.
+	X systemctl start vip-elector.service
+	wait_for 30 "leadership after the start" is_leader vip-elector.service service/pgtest/vip
+	restarts=$(prop vip-elector.service NRestarts)
+	X sh -c "kill -KILL $(prop vip-elector.service MainPID)"
+	wait_for 20 "the restart after SIGKILL" is_prop vip-elector.service NRestarts $((restarts + 1))
+	wait_for 20 "vip-elector.service active again" is_prop vip-elector.service ActiveState active
+	note "SIGKILL: restarted by systemd, active again"
+
+	# 6. The watchdog: a frozen daemon is killed and restarted. WatchdogSec
+	#    is cut to 5 s for this (a runtime drop-in) to keep the test short.
+	X sh -c 'mkdir -p /run/systemd/system/vip-elector.service.d &&
+		printf "[Service]\nWatchdogSec=5s\n" >/run/systemd/system/vip-elector.service.d/watchdog.conf'
+	X systemctl daemon-reload
+	X systemctl restart vip-elector.service
+	restarts=$(prop vip-elector.service NRestarts)
+	X sh -c "kill -STOP $(prop vip-elector.service MainPID)"
+	wait_for 30 "the watchdog restart" is_prop vip-elector.service NRestarts $((restarts + 1))
+	X journalctl -b -u vip-elector.service | grep -q 'Watchdog timeout' || fail "no watchdog timeout in the journal"
+	X rm -r /run/systemd/system/vip-elector.service.d
+	X systemctl daemon-reload
+	note "frozen daemon: watchdog timeout, restarted"
+
+	# 7. A configuration error: failed, and no restart loop (exit status 2).
+	X systemctl stop vip-elector.service
+	sed -i 's/^dcs-type: consul$/dcs-type: etcd/' "$root/etc/default/vip-manager.yml"
+	X systemctl start vip-elector.service 2>/dev/null && fail "started with dcs-type: etcd"
+	restarts=$(prop vip-elector.service NRestarts)
+	sleep 4  # twice RestartSec
+	is_prop vip-elector.service ActiveState failed && is_prop vip-elector.service ExecMainStatus 2 ||
+		fail "config error: $(prop vip-elector.service ActiveState), status $(prop vip-elector.service ExecMainStatus)"
+	is_prop vip-elector.service NRestarts "$restarts" || fail "restarted after a configuration error"
+	sed -i 's/^dcs-type: etcd$/dcs-type: consul/' "$root/etc/default/vip-manager.yml"
+	note "dcs-type: etcd: failed with status 2, not restarted"
+
+	# 8. One instance per vip-manager configuration, with its own settings
+	#    in /etc/default/vip-elector@15-main: the status endpoint, if this
+	#    version has one (a listening socket and Debian's prometheus-client
+	#    under the sandbox).
+	local status=""
+	if X vip-elector --help | grep -q -- '--status-addr'; then
+		status=127.0.0.1:9333
+		echo "VIP_ELECTOR_OPTS=\"--status-addr=$status\"" >"$root/etc/default/vip-elector@15-main"
+	fi
+	X systemctl start vip-elector@15-main.service
+	wait_for 30 "vip-elector@15-main leadership" is_leader vip-elector@15-main.service service/15-main/vip
+	[ "$(kv service/15-main/vip)" = node1 ] || fail "service/15-main/vip is not node1"
+	note "vip-elector@15-main: leader of service/15-main/vip, reading /etc/vip-manager/15-main.yml"
+	if [ -n "$status" ]; then
+		wait_for 10 "vip-elector@15-main to listen on $status" X python3 -c \
+			"import socket; socket.create_connection(('${status%:*}', ${status##*:}), 1)"
+		X python3 - "$status" <<'EOF' || fail "the status endpoint of vip-elector@15-main does not answer"
+import sys, urllib.request
+base = "http://" + sys.argv[1]
+for path in ("/healthz", "/status", "/metrics"):
+    with urllib.request.urlopen(base + path, timeout=5) as reply:
+        body = reply.read().decode()
+    assert reply.status == 200, (path, reply.status)
+    print(f"    GET {path}: {reply.status}, {len(body)} bytes")
+assert "vip_elector" in body, "no vip_elector metrics"
+EOF
+		note "vip-elector@15-main --status-addr=$status: /healthz, /status, /metrics answer"
+	fi
+
+	X systemctl poweroff 2>/dev/null || true  # (no D-Bus in the container: it says so)
+	for _ in $(seq 100); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.2; done
+	kill -0 "$nspawn_pid" 2>/dev/null && fail "the container did not power off within 20 s"
+	wait "$nspawn_pid" 2>/dev/null || true
+	nspawn_pid=""
+	note "container powered off"
+	rm -f "$root.boot.log"
+}
+if [ "${DEB_TEST_BOOT:-1}" = 0 ]; then
+	note "skipped (DEB_TEST_BOOT=0)"
+elif [ -z "$consul_bin" ]; then
+	note "skipped: no Consul binary (\`make testbed\` builds one, or set DEB_TEST_CONSUL)"
+else
+	if ! command -v systemd-nspawn >/dev/null; then
+		note "installing systemd-container (systemd-nspawn)"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q systemd-container >/dev/null
+	fi
+	boot_test
+fi
+
+phase
+total=$(seconds $(( $(now) - t_all )))
+echo "== deb-test: PASSED in $total s"
+printf '   %s\n' "${phase_report[@]}"
