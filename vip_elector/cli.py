@@ -14,7 +14,7 @@ from typing import Any
 
 import configargparse
 
-from vip_elector import __version__
+from vip_elector import __version__, config_check, status_report
 from vip_elector.config import DEFAULT_LOCK_DELAY, DEFAULT_TTL, ConfigError, Settings, load_settings
 from vip_elector.coordinator import Coordinator
 from vip_elector.logs import setup_logging, stop_logging
@@ -38,6 +38,14 @@ CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_HTTP_SSL, CONSUL_HTTP_SSL_VERIFY,
 CONSUL_TLS_SERVER_NAME. Precedence: option > VIP_ELECTOR_* > CONSUL_* >
 vip-manager.yml (dcs-endpoints, consul-token, trigger-value) > default.
 
+Commands:
+  vip-elector status [--json]         who holds the trigger-key, is it healthy
+  vip-elector check-config [--online] validate before a restart
+
+Signals: SIGTERM/SIGINT stop cleanly (a second one exits at once), SIGHUP
+reloads the configuration, SIGUSR1 makes a leader step down for
+--step-down-hold.
+
 Exit status: 0 after a clean stop, 1 on a runtime failure (such as the
 trigger-key pre-flight check), 2 on invalid configuration.
 """
@@ -45,6 +53,14 @@ trigger-key pre-flight check), 2 on invalid configuration.
 
 def add_common_options(parser: Any) -> None:
     """Options every command takes: where the config is and how to reach Consul."""
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        is_config_file=True,
+        help="file of vip-elector's own options, one `option = value` (or `option: value`) "
+        "per line, e.g. `log-level = DEBUG`; below options and VIP_ELECTOR_* variables in "
+        "precedence; re-read on SIGHUP",
+    )
     parser.add_argument(
         "--vip-manager-config",
         metavar="PATH",
@@ -111,6 +127,7 @@ def add_common_options(parser: Any) -> None:
         "progress, so a killed or wedged vip-elector loses the lock after about DURATION "
         "instead of up to 2 x TTL (off by default; needs service write on 'vip-elector')",
     )
+    add_operator_options(parser)
     parser.add_argument(
         "--log-level",
         default="INFO",
@@ -126,10 +143,54 @@ def add_common_options(parser: Any) -> None:
     )
 
 
-def build_parser() -> Any:
+def add_operator_options(parser: Any) -> None:
+    """Status endpoint, hooks, maintenance: features beyond the seed."""
+    parser.add_argument(
+        "--status-addr",
+        metavar="[HOST]:PORT",
+        help="serve /status (JSON), /metrics (Prometheus) and /healthz on this address "
+        "(off by default; without HOST: 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--notify",
+        metavar="CMD",
+        help="run CMD STATE KEY VALUE on every state change (LEADER, FOLLOWER, MAINTENANCE, "
+        "STOPPING), with VIP_ELECTOR_STATE/_PREVIOUS_STATE/_KEY/_VALUE/_CAUSE/_SESSION in its "
+        "environment; one at a time, off the election path",
+    )
+    parser.add_argument(
+        "--notify-timeout",
+        metavar="DURATION",
+        default="30s",
+        help="kill a --notify hook running longer (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--maintenance-file",
+        metavar="PATH",
+        help="while this file exists, do not compete; a leader steps down at once (deleting "
+        "the key, so another node takes over without lock-delay)",
+    )
+    parser.add_argument(
+        "--step-down-hold",
+        metavar="DURATION",
+        default="10s",
+        help="after SIGUSR1 a leader steps down and stays out this long (default: %(default)s)",
+    )
+
+
+COMMANDS = {
+    "status": "show who holds the trigger-key and whether that is healthy "
+    "(exit 0 healthy leader, 1 none, 2 error)",
+    "check-config": "validate the configuration; --online also checks the agent, token, "
+    "permissions and health check (exit 0 ok, 1 a check failed, 2 invalid configuration)",
+}
+
+
+def build_parser(command: str | None = None) -> Any:
+    """The parser of the daemon (``command`` None) or of a subcommand."""
     parser = configargparse.ArgumentParser(
-        prog=PROG,
-        description=DESCRIPTION,
+        prog=f"{PROG} {command}" if command else f"{PROG} [status|check-config]",
+        description=COMMANDS[command] if command else DESCRIPTION,
         epilog=EPILOG,
         formatter_class=configargparse.RawDescriptionHelpFormatter,
         auto_env_var_prefix="VIP_ELECTOR_",
@@ -137,7 +198,16 @@ def build_parser() -> Any:
         add_env_var_help=True,
     )
     add_common_options(parser)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    if command == "status":
+        parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    elif command == "check-config":
+        parser.add_argument(
+            "--online",
+            action="store_true",
+            help="also check the agent, token, permissions and health check",
+        )
+    else:
+        parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     return parser
 
 
@@ -148,6 +218,19 @@ def parse_settings(parser: Any, argv: Sequence[str]) -> Settings:
         arg == "--token" or arg.startswith("--token=") for arg in argv
     )
     return load_settings(args)
+
+
+def run_command(command: str, argv: list[str]) -> int:
+    """`status` and `check-config`: same options and environment as the daemon."""
+    parser = build_parser(command)
+    try:
+        settings = parse_settings(parser, argv)
+    except ConfigError as error:
+        return report_config_error(error)
+    options = vars(parser.parse_known_args(argv)[0])
+    if command == "status":
+        return status_report.run(settings, as_json=options["json"])
+    return config_check.run(settings, with_online=options["online"])
 
 
 def report_config_error(error: ConfigError) -> int:
@@ -163,6 +246,9 @@ def report_config_error(error: ConfigError) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv and argv[0] in COMMANDS else None
+    if command is not None:
+        return run_command(command, argv[1:])
     parser = build_parser()
     try:
         settings = parse_settings(parser, argv)
@@ -175,6 +261,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.getLogger("vip_elector").warning(
                 "%s", warning, extra={"event": "config_warning"}
             )
-        return Coordinator(settings).run()
+        return Coordinator(settings, reload_settings=lambda: parse_settings(parser, argv)).run()
     finally:
         stop_logging()

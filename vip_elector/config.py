@@ -9,6 +9,8 @@ is reported, each on its own line, and the process exits with code 2.
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import socket
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -86,6 +88,11 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"
     liveness_ttl: float | None = None  # --liveness-ttl; None = off
+    status_addr: tuple[str, int] | None = None  # --status-addr; None = off
+    notify: tuple[str, ...] | None = None  # --notify command (split, no shell)
+    notify_timeout: float = 30.0
+    maintenance_file: Path | None = None
+    step_down_hold: float = 10.0
     # Things worth a WARNING once logging is set up (config is parsed before).
     warnings: tuple[str, ...] = ()
 
@@ -374,6 +381,31 @@ def resolve_consul_settings(
     )
 
 
+def parse_listen_address(text: str) -> tuple[str, int]:
+    """``PORT``, ``:PORT`` or ``HOST:PORT`` -> (host, port); no host means loopback."""
+    host, _, port_text = text.strip().rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:9876 or :9876)")
+    return host, int(port_text)
+
+
+def _check_command(argv: tuple[str, ...], problems: list[str]) -> None:
+    if not argv:
+        problems.append("--notify is empty")
+        return
+    program = argv[0]
+    found = (
+        shutil.which(program)
+        if "/" not in program
+        else (program if os.access(program, os.X_OK) else None)
+    )
+    if not found:
+        problems.append(
+            f"--notify: {program!r} is not an executable file (give a path, or a program on PATH)"
+        )
+
+
 # -- the lock value ----------------------------------------------------------
 
 
@@ -483,6 +515,43 @@ def load_settings(
             problems,
         )
 
+    status_addr = None
+    if args.get("status_addr"):
+        try:
+            status_addr = parse_listen_address(args["status_addr"])
+        except ValueError as exc:
+            problems.append(f"--status-addr: {exc}")
+    notify = None
+    if args.get("notify"):
+        try:
+            notify = tuple(shlex.split(args["notify"]))
+        except ValueError as exc:
+            problems.append(f"--notify: cannot split {args['notify']!r} into a command: {exc}")
+        if notify is not None:
+            _check_command(notify, problems)
+    notify_timeout = _duration(
+        args.get("notify_timeout") or "30s",
+        "--notify-timeout",
+        0.1,
+        3600.0,
+        "a hook running longer is killed",
+        problems,
+    )
+    step_down_hold = _duration(
+        args.get("step_down_hold") or "10s",
+        "--step-down-hold",
+        0.0,
+        86400.0,
+        "how long a leader stays out after SIGUSR1",
+        problems,
+    )
+    maintenance_file = Path(args["maintenance_file"]) if args.get("maintenance_file") else None
+    if maintenance_file is not None and not maintenance_file.parent.is_dir():
+        problems.append(
+            f"--maintenance-file {maintenance_file}: directory "
+            f"{maintenance_file.parent} does not exist"
+        )
+
     check_id = args.get("check_id")
     if check_id is not None:
         check_id = check_id.strip() or None
@@ -527,5 +596,10 @@ def load_settings(
         log_level=(args.get("log_level") or "INFO").upper(),
         log_format=args.get("log_format") or "text",
         liveness_ttl=liveness_ttl,
+        status_addr=status_addr,
+        notify=notify,
+        notify_timeout=notify_timeout,
+        maintenance_file=maintenance_file,
+        step_down_hold=step_down_hold,
         warnings=tuple(warnings),
     )

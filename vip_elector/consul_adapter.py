@@ -371,6 +371,12 @@ class ConsulAdapter:
     def close(self) -> None:
         self._transport.close()
 
+    def __enter__(self) -> ConsulAdapter:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
@@ -380,9 +386,59 @@ class ConsulAdapter:
             raise translate(exc) from exc
 
     # -- agent ---------------------------------------------------------------
+    def agent_self(self) -> dict[str, Any]:
+        """The local agent's own description (/v1/agent/self)."""
+        return dict(self._call(self._client.agent.self))
+
+    def raft_leader(self) -> str:
+        """The Consul servers' leader address ("" while there is none); needs no ACL."""
+        return str(self._call(self._transport.get, _expect_ok, "/v1/status/leader") or "")
+
     def node_name(self) -> str:
-        info = self._call(self._client.agent.self)
-        return str(info["Config"]["NodeName"])
+        return str(self.agent_self()["Config"]["NodeName"])
+
+    def node_checks(self, node: str) -> dict[str, CheckState]:
+        """A node's checks as the servers hold them (what session validity uses)."""
+        raw = self._call(
+            self._transport.get, _expect_ok, f"/v1/health/node/{node}", [("consistent", "1")]
+        )
+        return {
+            str(item["CheckID"]): CheckState(
+                str(item["CheckID"]),
+                str(item.get("Status", "")),
+                str(item.get("Output", "")).strip(),
+                str(item.get("ServiceName", "")),
+            )
+            for item in raw or []
+        }
+
+    def token_self(self) -> dict[str, Any] | None:
+        """The token's own description; None when ACLs are disabled."""
+        try:
+            return dict(self._call(self._transport.get, _expect_ok, "/v1/acl/token/self"))
+        except ConsulError as exc:
+            if "acl support disabled" in str(exc).lower() or "401" in str(exc)[:3]:
+                return None
+            raise
+
+    def authorize(self, requests_: list[dict[str, str]]) -> list[bool] | None:
+        """Would the token be allowed these (Resource, Access, Segment)? None when the
+        agent cannot tell (ACLs disabled, or no /v1/internal/acl/authorize)."""
+        try:
+            answer = self._call(
+                self._transport.post,
+                _expect_ok,
+                "/v1/internal/acl/authorize",
+                None,
+                json.dumps(requests_),
+            )
+        except NotFound:
+            return None
+        except ConsulError as exc:
+            if "acl support disabled" in str(exc).lower() or str(exc)[:3] == "401":
+                return None
+            raise
+        return [bool(item.get("Allow")) for item in answer]
 
     def agent_checks(self) -> dict[str, CheckState]:
         raw = self._call(self._client.agent.checks)
@@ -452,6 +508,9 @@ class ConsulAdapter:
         }
         answer = self._put_json("/v1/session/create", body)
         return str(answer["ID"])
+
+    def list_sessions(self) -> list[dict[str, Any]]:
+        return list(self._call(self._transport.get, _expect_ok, "/v1/session/list") or [])
 
     def session_info(self, session_id: str, consistent: bool = False) -> SessionInfo | None:
         _, items = self._call(
@@ -539,6 +598,8 @@ def _expect_ok(response: Any) -> Any:
         raise consul.NotFound(response.body)
     if response.code == 403:
         raise consul.ACLPermissionDenied(response.body)
+    if response.code == 401:
+        raise consul.ConsulException(f"401 {response.body}")
     if response.code >= 400:
         raise consul.ConsulException(f"{response.code} {response.body}")
     body = response.body

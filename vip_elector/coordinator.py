@@ -1,4 +1,4 @@
-"""The main thread: pre-flight, the two worker threads, signals and the clean release.
+"""The main thread: signals, the worker threads, step-downs, reloads and the clean release.
 
 Signal handlers only set Events; this thread acts on them. On SIGTERM/SIGINT
 a leader deletes the trigger-key with ``cas`` at the index it holds it at
@@ -6,24 +6,38 @@ a leader deletes the trigger-key with ``cas`` at the index it holds it at
 sets no lock-delay, so another node takes over immediately), then destroys
 its session; a follower destroys its session. The process exits within 2 s
 in every state, even with a worker thread sitting in a long poll (they are
-daemon threads and never write after the stop). A second signal exits at once.
+daemon threads and never write after their stop). A second signal exits at
+once.
+
+The workers of one configuration form a :class:`Workers` generation; SIGHUP
+with a changed trigger-key, lock value or Consul setting releases the old
+generation cleanly and starts a new one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
-from vip_elector.config import Settings
+from vip_elector.config import ConfigError, Settings
 from vip_elector.consul_adapter import REQUEST_TIMEOUT, ConsulAdapter, ConsulError
 from vip_elector.election import Election
 from vip_elector.liveness import LivenessCheck, LivenessReporter
+from vip_elector.logs import apply_settings
+from vip_elector.metrics import Metrics
+from vip_elector.notify import NotifyRunner
+from vip_elector.retrying import Interrupted, Retrier
 from vip_elector.session import SessionKeeper
+from vip_elector.standby import Standby
 from vip_elector.state import Cause, DaemonState, Role, Transition
+from vip_elector.status_server import StatusServer
 from vip_elector.systemd import SystemdNotifier
 
 log = logging.getLogger("vip_elector")
@@ -35,81 +49,64 @@ SHUTDOWN_CALL_TIMEOUT = 0.3  # per Consul call while stopping
 TICK = 1.0
 STARTUP_GRACE = 10.0
 THREADS = ("renewer", "election")
+LOG_ONLY_FIELDS = ("log_level", "log_format", "warnings")
 
 
-class Coordinator:
-    """Runs one vip-elector daemon until it is told to stop."""
+class Workers:
+    """One generation of worker threads for one configuration."""
 
-    def __init__(self, settings: Settings, notifier: SystemdNotifier | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        state: DaemonState,
+        standby: Standby,
+        metrics: Metrics | None,
+        on_first_session: Callable[[], None],
+    ) -> None:
         self.settings = settings
-        self.notifier = notifier or SystemdNotifier()
-        self.state = DaemonState(settings.trigger_key, settings.lock_value)
+        self.state = state
+        self.standby = standby
         self.stop = threading.Event()
         self.write_lock = threading.Lock()
-        self._signals_seen = 0
-        self.keeper: SessionKeeper | None = None
+        self._step_down: tuple[str, Cause, str] | None = None  # (session, cause, detail)
+        observer = metrics.observe_request if metrics else None
         self.liveness: LivenessCheck | None = None
-        self.election: Election | None = None
-        self.state.subscribe(self._on_transition)
-
-    # -- signals -------------------------------------------------------------
-    def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, self._on_stop_signal)
-        signal.signal(signal.SIGINT, self._on_stop_signal)
-
-    def _on_stop_signal(self, signum: int, _frame: FrameType | None) -> None:
-        self._signals_seen += 1
-        if self._signals_seen > 1:
-            # The one thing a handler does besides setting an Event: an operator
-            # asked twice, so leave now (the session expires after 2 x TTL).
-            os.write(2, b"vip-elector: second signal, exiting immediately without releasing\n")
-            os._exit(128 + signum)
-        self.stop.set()
-
-    # -- the run -------------------------------------------------------------
-    def run(self) -> int:
-        """Run until stopped.
-
-        The main thread never blocks on Consul (a signal must be acted on at
-        once) except in the bounded release at the end.
-        """
-        self.install_signal_handlers()
-        log.info(
-            "vip-elector starting: %s",
-            self.settings.describe(),
-            extra={"event": "starting", "key": self.settings.trigger_key},
-        )
-        preflight_passed = threading.Event()
-        if self.settings.liveness_ttl:
+        if settings.liveness_ttl:
             self.liveness = LivenessCheck(
                 ConsulAdapter(
-                    self.settings.consul,
-                    timeout=min(REQUEST_TIMEOUT, self.settings.liveness_ttl / 3),
+                    settings.consul,
+                    timeout=min(REQUEST_TIMEOUT, settings.liveness_ttl / 3),
+                    observer=observer,
                 ),
-                self.settings.trigger_key,
-                self.settings.lock_value,
-                self.settings.liveness_ttl,
+                settings.trigger_key,
+                settings.lock_value,
+                settings.liveness_ttl,
             )
+        preflight_passed = threading.Event()
         self.keeper = SessionKeeper(
-            self.settings,
+            settings,
             # Renewals must end well inside the TTL they protect.
-            ConsulAdapter(self.settings.consul, timeout=min(5.0, self.settings.ttl / 4)),
-            self.state,
+            ConsulAdapter(settings.consul, timeout=min(5.0, settings.ttl / 4), observer=observer),
+            state,
             self.stop,
             self.write_lock,
-            on_first_session=self._on_first_session,
+            on_first_session=on_first_session,
             liveness=self.liveness,
             may_start=preflight_passed,
         )
         self.election = Election(
-            self.settings,
-            ConsulAdapter(self.settings.consul),
+            settings,
+            ConsulAdapter(settings.consul, observer=observer),
             self.keeper,
-            self.state,
+            state,
             self.stop,
             self.write_lock,
+            standby_reason=standby.reason,
+            step_down_cause=self.step_down_cause,
             preflight_passed=preflight_passed,
         )
+
+    def start(self) -> Workers:
         # Every worker gets a first deadline before it runs.
         for name in THREADS:
             self.state.beat(name, STARTUP_GRACE)
@@ -117,57 +114,76 @@ class Coordinator:
         self.election.start()
         if self.liveness is not None:
             LivenessReporter(self.liveness, self.healthy, self.stop).start()
-
-        interval = TICK
-        if self.notifier.watchdog_interval:
-            interval = min(TICK, self.notifier.watchdog_interval / 3)
-        while not self.stop.wait(interval):
-            self._tick()
-        return self.shutdown(ConsulAdapter(self.settings.consul, timeout=SHUTDOWN_CALL_TIMEOUT))
-
-    def _on_first_session(self) -> None:
-        self.notifier.ready(f"follower of {self.settings.trigger_key}")
-
-    def _on_transition(self, change: Transition) -> None:
-        self.notifier.status(f"{change.new.value} of {change.key} ({change.cause.value})")
-
-    def _tick(self) -> None:
-        for thread in (self.keeper, self.election):
-            if thread is not None and not thread.is_alive() and not self.stop.is_set():
-                log.error("the %s thread died; stopping", thread.name)
-                self.stop.set()
-                return
-        stalled = self.state.stalled_threads(THREADS)
-        if stalled:
-            log.warning(
-                "no progress from thread(s) %s; not feeding the watchdog",
-                ", ".join(stalled),
-                extra={"event": "stalled"},
-            )
-        else:
-            self.notifier.watchdog()
+        return self
 
     def healthy(self) -> bool:
         """Every worker thread keeps its promise to make progress."""
         return not self.state.stalled_threads(THREADS)
 
+    def failure(self) -> BaseException | None:
+        return self.keeper.failure or self.election.failure
+
+    def dead_thread(self) -> str | None:
+        for thread in (self.keeper, self.election):
+            if not thread.is_alive():
+                return thread.name
+        return None
+
+    # -- stepping down -------------------------------------------------------
+    def step_down(self, cause: Cause, detail: str, new: Role = Role.FOLLOWER) -> None:
+        """Leave LEADER for ``new`` and delete the key we hold (cas), off the
+        main thread; the election thread sees it go and starts over."""
+        held = self.state.leader_index()
+        if held is None:
+            return
+        self._step_down = (held[0], cause, detail)
+        self.state.lose_leadership(cause, detail, new=new)
+        threading.Thread(
+            target=self._delete_held_key, args=(held,), name="step-down", daemon=True
+        ).start()
+
+    def step_down_cause(self, session_id: str) -> tuple[Cause, str] | None:
+        """Why the key went, if we deleted it ourselves while ``session_id`` held it."""
+        step = self._step_down
+        return (step[1], step[2]) if step and step[0] == session_id else None
+
+    def _delete_held_key(self, held: tuple[str, int]) -> None:
+        session_id, index = held
+        adapter = ConsulAdapter(self.settings.consul, timeout=2.0)
+        retrier = Retrier(self.stop, self.settings.consul.address, self.settings.trigger_key)
+        try:
+            deleted = retrier.call(
+                "Stepping down (deleting the trigger-key) failed",
+                lambda: adapter.delete_key(self.settings.trigger_key, cas=index),
+                lambda: self.stop.is_set() or self.state.session_id != session_id,
+            )
+        except Interrupted:
+            return
+        finally:
+            adapter.close()
+        if deleted:
+            log.info(
+                "deleted %s at index %d: another node can take over at once",
+                self.settings.trigger_key,
+                index,
+                extra={"event": "lock_released", "key": self.settings.trigger_key},
+            )
+
     # -- the clean release ---------------------------------------------------
-    def shutdown(self, adapter: ConsulAdapter) -> int:
-        started = time.monotonic()
-        self.stop.set()
-        self.notifier.stopping()
-        failed = any(t is not None and t.failure is not None for t in (self.keeper, self.election))
+    def release(self, adapter: ConsulAdapter) -> None:
+        """Stop the threads and leave nothing behind in Consul (bounded time)."""
         held = self.state.leader_index()
         session_id = self.state.session_id
-        self.state.transition(Role.STOPPING, Cause.SHUTDOWN)
+        self.stop.set()
         # Let an in-flight acquire or session create finish, so that what it
         # wrote is released below; both re-check the stop flag under this lock.
         got_lock = self.write_lock.acquire(timeout=SHUTDOWN_LOCK_WAIT)
         try:
-            session_id = self._release(adapter, held, session_id)
+            current = self.keeper.lease
+            session_id = session_id or (current.id if current else None)
+            self._release_key(adapter, held, session_id)
             sessions = [session_id] if session_id else []
-            if self.keeper is not None:
-                sessions += [s for s in self.keeper.doomed_sessions() if s not in sessions]
+            sessions += [s for s in self.keeper.doomed_sessions() if s not in sessions]
             for sid in sessions:
                 try:
                     adapter.destroy_session(sid)
@@ -197,22 +213,14 @@ class Coordinator:
         finally:
             if got_lock:
                 self.write_lock.release()
-        log.info(
-            "vip-elector stopped in %.0f ms",
-            (time.monotonic() - started) * 1000,
-            extra={"event": "stopped"},
-        )
-        return EXIT_FAILURE if failed else EXIT_OK
 
-    def _release(
+    def _release_key(
         self, adapter: ConsulAdapter, held: tuple[str, int] | None, session_id: str | None
-    ) -> str | None:
-        """Delete the trigger-key if our session holds it; return the session to destroy."""
-        key_name = self.settings.trigger_key
-        current = self.keeper.lease if self.keeper is not None else None
-        session_id = session_id or (current.id if current else None)
+    ) -> None:
+        """Delete the trigger-key if our session holds it."""
         if session_id is None:
-            return None
+            return
+        key_name = self.settings.trigger_key
         cas = held[1] if held and held[0] == session_id else None
         try:
             # The state may not know we hold it (an acquire whose answer was
@@ -224,26 +232,297 @@ class Coordinator:
                 cas = None  # someone else's now: leave it alone
         except ConsulError as exc:
             log.debug("reading the trigger-key while stopping failed: %s", exc)
-        if cas:
-            try:
-                if adapter.delete_key(key_name, cas=cas):
-                    log.info(
-                        "released the lock: deleted %s at index %d",
-                        key_name,
-                        cas,
-                        extra={"event": "lock_released", "key": key_name, "session": session_id},
-                    )
-                else:
-                    log.warning(
-                        "the trigger-key changed since index %d; not deleting it "
-                        "(destroying the session releases it)",
-                        cas,
-                    )
-            except ConsulError as exc:
-                log.warning(
-                    "could not delete the trigger-key (%s); destroying the session "
-                    "releases it after lock-delay",
-                    exc,
-                    extra={"event": "shutdown_error"},
+        if not cas:
+            return
+        try:
+            if adapter.delete_key(key_name, cas=cas):
+                log.info(
+                    "released the lock: deleted %s at index %d",
+                    key_name,
+                    cas,
+                    extra={"event": "lock_released", "key": key_name, "session": session_id},
                 )
-        return session_id
+            else:
+                log.warning(
+                    "the trigger-key changed since index %d; not deleting it "
+                    "(destroying the session releases it)",
+                    cas,
+                )
+        except ConsulError as exc:
+            log.warning(
+                "could not delete the trigger-key (%s); destroying the session "
+                "releases it after lock-delay",
+                exc,
+                extra={"event": "shutdown_error"},
+            )
+
+
+class Coordinator:
+    """Runs one vip-elector daemon until it is told to stop."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        notifier: SystemdNotifier | None = None,
+        reload_settings: Callable[[], Settings] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.notifier = notifier or SystemdNotifier()
+        self.reload_settings = reload_settings
+        self.state = DaemonState(settings.trigger_key, settings.lock_value)
+        self.standby = Standby(settings.maintenance_file)
+        self.stop = threading.Event()
+        self.reload = threading.Event()
+        self.step_down_request = threading.Event()
+        self.wake = threading.Event()  # any of the above, or a thread failure
+        self._signals_seen = 0
+        self._ready = False
+        self.metrics: Metrics | None = None
+        self.status_server: StatusServer | None = None
+        self.notify_runner: NotifyRunner | None = None
+        self.workers: Workers | None = None
+        self.state.subscribe(self._on_transition)
+
+    # -- signals -------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        # Without a handler SIGHUP and SIGUSR1 would kill the daemon.
+        signal.signal(signal.SIGHUP, lambda *_: self._wake_for(self.reload))
+        signal.signal(signal.SIGUSR1, lambda *_: self._wake_for(self.step_down_request))
+
+    def _wake_for(self, event: threading.Event) -> None:
+        event.set()
+        self.wake.set()
+
+    def _on_stop_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._signals_seen += 1
+        if self._signals_seen > 1:
+            # The one thing a handler does besides setting an Event: an operator
+            # asked twice, so leave now (the session expires after 2 x TTL).
+            os.write(2, b"vip-elector: second signal, exiting immediately without releasing\n")
+            os._exit(128 + signum)
+        self._wake_for(self.stop)
+
+    # -- the run -------------------------------------------------------------
+    def run(self) -> int:
+        """Run until stopped.
+
+        The main thread never blocks on Consul (a signal must be acted on at
+        once) except in the bounded release at the end.
+        """
+        self.install_signal_handlers()
+        log.info(
+            "vip-elector starting: %s",
+            self.settings.describe(),
+            extra={"event": "starting", "key": self.settings.trigger_key},
+        )
+        try:
+            self._start_side_services()
+        except OSError as exc:
+            log.error(
+                "cannot serve --status-addr %s:%d: %s",
+                *(self.settings.status_addr or ("?", 0)),
+                exc,
+                extra={"event": "status_server_failed"},
+            )
+            return EXIT_FAILURE
+        self.workers = Workers(
+            self.settings, self.state, self.standby, self.metrics, self._on_first_session
+        ).start()
+        interval = TICK
+        if self.notifier.watchdog_interval:
+            interval = min(TICK, self.notifier.watchdog_interval / 3)
+        while not self.stop.is_set():
+            self.wake.wait(interval)
+            self.wake.clear()
+            if self.stop.is_set():
+                break
+            if self.reload.is_set():
+                self.reload.clear()
+                self._reload()
+            if self.step_down_request.is_set():
+                self.step_down_request.clear()
+                self._step_down_on_signal()
+            self._tick()
+        return self.shutdown()
+
+    def _start_side_services(self) -> None:
+        settings = self.settings
+        if settings.notify:
+            self.notify_runner = NotifyRunner(settings.notify, settings.notify_timeout)
+            self.notify_runner.start()
+            self.state.subscribe(self.notify_runner)
+        if settings.status_addr:
+            self.metrics = Metrics(self.state, self._status_extra)
+            self.status_server = StatusServer(
+                settings.status_addr, self.status, self.metrics.render, self.healthy
+            ).start()
+
+    def _on_first_session(self) -> None:
+        if not self._ready:
+            self._ready = True
+            self.notifier.ready(f"{self.state.role.value} of {self.state.trigger_key}")
+
+    def _on_transition(self, change: Transition) -> None:
+        self.notifier.status(f"{change.new.value} of {change.key} ({change.cause.value})")
+
+    def _tick(self) -> None:
+        workers = self.workers
+        assert workers is not None
+        dead = workers.dead_thread()
+        if dead is not None or workers.failure() is not None:
+            log.error(
+                "the %s thread stopped; stopping",
+                dead or "a worker",
+                extra={"event": "thread_failed"},
+            )
+            self.stop.set()
+            return
+        self._follow_maintenance_file()
+        if workers.healthy():
+            self.notifier.watchdog()
+        else:
+            log.warning(
+                "no progress from thread(s) %s; not feeding the watchdog",
+                ", ".join(self.state.stalled_threads(THREADS)),
+                extra={"event": "stalled"},
+            )
+
+    def healthy(self) -> bool:
+        return self.workers is not None and self.workers.healthy()
+
+    # -- status --------------------------------------------------------------
+    def _status_extra(self) -> dict[str, Any]:
+        return {
+            "healthy": self.healthy(),
+            "maintenance": self.standby.in_maintenance(),
+            "step_down_hold_left": round(self.standby.hold_left(), 3),
+        }
+
+    def status(self) -> dict[str, Any]:
+        """What /status serves."""
+        snapshot = self.state.snapshot()
+        snapshot.update(self._status_extra())
+        snapshot["standby_reason"] = self.standby.reason()
+        snapshot["stalled_threads"] = self.state.stalled_threads(THREADS)
+        return snapshot
+
+    # -- maintenance and step-down -------------------------------------------
+    def _follow_maintenance_file(self) -> None:
+        if self.settings.maintenance_file is None or self.workers is None:
+            return
+        role = self.state.role
+        if self.standby.in_maintenance():
+            if role == Role.MAINTENANCE:
+                return
+            detail = f"maintenance file {self.settings.maintenance_file} exists"
+            if role == Role.LEADER:
+                self.workers.step_down(Cause.MAINTENANCE, detail, new=Role.MAINTENANCE)
+            elif role != Role.STOPPING:
+                self.state.transition(Role.MAINTENANCE, Cause.MAINTENANCE, detail)
+        elif role == Role.MAINTENANCE:
+            self.state.transition(
+                Role.FOLLOWER,
+                Cause.MAINTENANCE,
+                f"maintenance file {self.settings.maintenance_file} removed",
+            )
+
+    def _step_down_on_signal(self) -> None:
+        assert self.workers is not None
+        if self.state.role != Role.LEADER:
+            log.info(
+                "SIGUSR1: not the leader, nothing to step down from",
+                extra={"event": "step_down_ignored"},
+            )
+            return
+        hold = self.settings.step_down_hold
+        detail = f"SIGUSR1; staying out for {hold:g}s"
+        self.standby.hold(hold, "stepped down on SIGUSR1")
+        self.workers.step_down(Cause.STEP_DOWN, detail)
+
+    # -- reload --------------------------------------------------------------
+    def _reload(self) -> None:
+        if self.reload_settings is None:
+            return
+        try:
+            new = self.reload_settings()
+        except ConfigError as error:
+            for problem in error.problems:
+                log.error(
+                    "configuration reload failed: %s", problem, extra={"event": "reload_failed"}
+                )
+            log.error("keeping the running configuration", extra={"event": "reload_failed"})
+            return
+        except SystemExit:
+            log.error(
+                "configuration reload failed: invalid command line; keeping the "
+                "running configuration",
+                extra={"event": "reload_failed"},
+            )
+            return
+        apply_settings(new.log_level, new.log_format)
+        for warning in new.warnings:
+            log.warning("%s", warning, extra={"event": "config_warning"})
+        changed = _changed_fields(self.settings, new)
+        old, self.settings = self.settings, new
+        self.standby.maintenance_file = new.maintenance_file
+        if not changed:
+            log.info("configuration reloaded: %s", new.describe(), extra={"event": "reloaded"})
+            return
+        log.info(
+            "configuration reloaded; %s changed: handing over and starting again",
+            ", ".join(changed),
+            extra={"event": "reloaded"},
+        )
+        workers = self.workers
+        assert workers is not None
+        self.state.lose_leadership(Cause.CONFIG_RELOAD, f"{', '.join(changed)} changed")
+        with ConsulAdapter(old.consul, timeout=SHUTDOWN_CALL_TIMEOUT) as adapter:
+            workers.release(adapter)
+        self.state.configure(new.trigger_key, new.lock_value)
+        self.workers = Workers(
+            new, self.state, self.standby, self.metrics, self._on_first_session
+        ).start()
+
+    # -- the clean release ---------------------------------------------------
+    def shutdown(self) -> int:
+        started = time.monotonic()
+        self.stop.set()
+        self.notifier.stopping()
+        workers = self.workers
+        failed = workers is not None and workers.failure() is not None
+        self.state.transition(Role.STOPPING, Cause.SHUTDOWN)
+        if workers is not None:
+            with ConsulAdapter(self.settings.consul, timeout=SHUTDOWN_CALL_TIMEOUT) as adapter:
+                workers.release(adapter)
+        if self.status_server is not None:
+            self.status_server.close()
+        if self.notify_runner is not None:
+            self.notify_runner.close()
+            self.notify_runner.join(timeout=max(0.0, 1.5 - (time.monotonic() - started)))
+        log.info(
+            "vip-elector stopped in %.0f ms",
+            (time.monotonic() - started) * 1000,
+            extra={"event": "stopped"},
+        )
+        return EXIT_FAILURE if failed else EXIT_OK
+
+
+def _changed_fields(old: Settings, new: Settings) -> list[str]:
+    """Settings that need a new session (everything but logging and hooks)."""
+    ignore = {
+        *LOG_ONLY_FIELDS,
+        "notify",
+        "notify_timeout",
+        "status_addr",
+        "step_down_hold",
+        "maintenance_file",
+    }
+    names = []
+    for item in dataclasses.fields(Settings):
+        if item.name in ignore:
+            continue
+        if getattr(old, item.name) != getattr(new, item.name):
+            names.append(item.name.replace("_", "-"))
+    return names

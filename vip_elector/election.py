@@ -93,7 +93,7 @@ class Election(threading.Thread):
         stop: threading.Event,
         write_lock: threading.Lock,
         standby_reason: Callable[[], str | None] = lambda: None,
-        step_down_cause: Callable[[], tuple[Cause, str] | None] = lambda: None,
+        step_down_cause: Callable[[str], tuple[Cause, str] | None] = lambda _: None,
         preflight_passed: threading.Event | None = None,
     ) -> None:
         super().__init__(name="election", daemon=True)
@@ -317,7 +317,7 @@ class Election(threading.Thread):
             self.state.beat("election")
             problem = ownership_problem(key, lease, self.value)
             if problem is not None:
-                cause, detail = self.step_down_cause() or self._explain(problem, lease)
+                cause, detail = self.step_down_cause(lease.id) or self._explain(problem, lease)
                 if leading:
                     self.state.lose_leadership(cause, detail)
                 else:

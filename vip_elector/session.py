@@ -342,6 +342,7 @@ class SessionKeeper(threading.Thread):
         lease.failures = 0
         lease.renewed_at = time.monotonic()
         self.state.session_renewed()
+        log.debug("session %s renewed", lease.id, extra={"event": "renewed", "session": lease.id})
 
     def _timed_out(self, lease: Lease, error: ConsulError | None) -> bool:
         silent_for = time.monotonic() - lease.renewed_at

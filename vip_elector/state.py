@@ -48,6 +48,10 @@ class Cause(enum.StrEnum):
     SHUTDOWN = "shutdown"
 
 
+# Leaving LEADER for these causes is our own choice, not a LOCK LOST.
+VOLUNTARY = frozenset({Cause.STEP_DOWN, Cause.MAINTENANCE, Cause.CONFIG_RELOAD})
+
+
 @dataclass(frozen=True)
 class Transition:
     old: Role
@@ -154,6 +158,14 @@ class DaemonState:
                 change.session,
                 extra={**fields, "event": "lock_acquired", "value": change.value},
             )
+        elif change.old == Role.LEADER and change.cause in VOLUNTARY:
+            log.info(
+                "*** STEPPED DOWN *** key=%s cause=%s%s",
+                change.key,
+                change.cause.value,
+                detail,
+                extra={**fields, "event": "stepped_down"},
+            )
         elif change.old == Role.LEADER and change.new == Role.STOPPING:
             log.info(
                 "stopping as leader: releasing the lock on %s",
@@ -186,8 +198,15 @@ class DaemonState:
             self.held_index = modify_index
             return self.transition(Role.LEADER, Cause.ACQUIRED)
 
-    def lose_leadership(self, cause: Cause, detail: str) -> Transition | None:
-        return self.transition(Role.FOLLOWER, cause, detail, only_from=(Role.LEADER,))
+    def lose_leadership(
+        self, cause: Cause, detail: str, new: Role = Role.FOLLOWER
+    ) -> Transition | None:
+        return self.transition(new, cause, detail, only_from=(Role.LEADER,))
+
+    def configure(self, trigger_key: str, lock_value: str) -> None:
+        """A reload changed what is elected (only while not leader)."""
+        with self._lock:
+            self.trigger_key, self.lock_value = trigger_key, lock_value
 
     def set_held_index(self, modify_index: int) -> None:
         with self._lock:

@@ -1,0 +1,451 @@
+"""Operator features on the real agent: status, check-config, the status endpoint,
+notify hooks, maintenance, SIGUSR1 step-down, SIGHUP reload, log formats."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import Candidate, Election
+from tests.test_security import documented_policy
+from tests.testbed.agents import ConsulAgent, create_acl_token, free_port
+from tests.testbed.elector import REPO_ROOT, clean_environment, vip_elector_argv
+from tests.testbed.waiting import stays_true, wait_until
+from vip_elector.metrics import Metrics
+from vip_elector.state import DaemonState
+from vip_elector.status_server import StatusServer
+
+
+def command(
+    election: Election, *args: str, env: dict[str, str] | None = None, config: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a vip-elector subcommand against the election's agent and key."""
+    return subprocess.run(
+        vip_elector_argv(
+            *args, "--vip-manager-config", str(config or election.config), "--hostname", "node-a"
+        ),
+        capture_output=True,
+        text=True,
+        env=clean_environment(env),
+        cwd=REPO_ROOT,
+        timeout=60,
+        check=False,
+    )
+
+
+# -- vip-elector status ---------------------------------------------------------------
+
+
+def test_status_reports_a_healthy_leader(election: Election) -> None:
+    leader = election.add("node-a")
+    election.wait_holder()
+    follower = election.add("node-b")
+    wait_until(lambda: election.sessions_of(follower), 20, "node-b has a session")
+    assert leader.check is not None
+
+    text = command(election, "status")
+    assert text.returncode == 0, text.stderr
+    assert "result        healthy leader" in text.stdout
+    assert "value 'node-a', lock flag ok" in text.stdout
+    assert "ttl 10s, behavior delete, lock-delay 1s" in text.stdout
+    assert f"{leader.check.check_id} passing" in text.stdout
+
+    result = command(election, "status", "--json")
+    assert result.returncode == 0
+    report = json.loads(result.stdout)
+    assert report["healthy_leader"] is True
+    assert report["holder"]["value"] == "node-a"
+    assert report["holder"]["lock_flag_ok"] is True
+    assert {c["value"] for c in report["candidates"]} == {"node-a", "node-b"}
+    assert [c["leader"] for c in report["candidates"] if c["value"] == "node-a"] == [True]
+    assert report["holder"]["matches_a_candidate"] is True
+
+
+def test_status_without_a_leader_exits_1(election: Election) -> None:
+    result = command(election, "status", "--json")
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["holder"] is None
+    assert "no leader" in command(election, "status").stdout
+
+
+def test_status_flags_a_plain_key(election: Election) -> None:
+    election.api.kv_put(election.key, "node-a")
+    result = command(election, "status")
+    assert result.returncode == 1
+    assert "lock flag WRONG (Flags=0)" in result.stdout
+    assert "PROBLEM" in result.stdout
+
+
+def test_status_exits_2_when_consul_is_unreachable(election: Election) -> None:
+    result = command(election, "status", "--addr", "127.0.0.1:1")
+    assert result.returncode == 2
+    assert "cannot reach the Consul agent" in result.stderr
+
+
+# -- vip-elector check-config ---------------------------------------------------------------
+
+
+def test_check_config_offline_and_invalid(election: Election, tmp_path: Path) -> None:
+    result = command(election, "check-config")
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.splitlines()[-1] == "result: OK"
+    bad = tmp_path / "bad.yml"
+    bad.write_text("dcs-type: etcd\n")
+    result = command(election, "check-config", config=bad)
+    assert result.returncode == 2
+    assert "configuration error" in result.stderr
+
+
+def test_check_config_online_with_the_documented_token(
+    consul_acl: ConsulAgent, tmp_path: Path, health: Any
+) -> None:
+    race = Election(consul_acl, tmp_path, f"cc-test/{uuid.uuid4().hex[:8]}/leader", health)
+    service = f"vip-guard-{uuid.uuid4().hex[:6]}"
+    check = health(consul_acl, "cc", service=service)
+    check.wait_status("passing")
+    good = create_acl_token(race.api, f"cc-{service}", documented_policy(race.key, service))
+    weak = create_acl_token(
+        race.api,
+        f"cc-weak-{service}",
+        'session_prefix "" { policy = "write" }\n'
+        'node_prefix "" { policy = "read" }\n'
+        f'key "{race.key}" {{ policy = "read" }}\n',
+    )
+
+    ok = command(
+        race,
+        "check-config",
+        "--online",
+        "--check-id",
+        check.check_id,
+        env={"CONSUL_HTTP_TOKEN": good},
+    )
+    assert ok.returncode == 0, ok.stdout
+    for expected in (
+        "reachable",
+        "token valid",
+        "token may write the trigger-key",
+        "token may create and destroy this node's session",
+        "created and destroyed a test session on node",
+        f"check '{check.check_id}' passing",
+        "trigger-key does not exist yet",
+    ):
+        assert expected in ok.stdout, ok.stdout
+
+    weak_run = command(
+        race,
+        "check-config",
+        "--online",
+        "--check-id",
+        check.check_id,
+        env={"CONSUL_HTTP_TOKEN": weak},
+    )
+    assert weak_run.returncode == 1
+    assert "FAIL  token may NOT write the trigger-key" in weak_run.stdout
+    # The real trigger-key was never written by either run.
+    assert race.api.kv_get(race.key) is None
+    assert good not in ok.stdout + ok.stderr
+
+
+def test_check_config_online_reports_a_missing_check(election: Election) -> None:
+    result = command(election, "check-config", "--online", "--check-id", "no-such-check")
+    assert result.returncode == 1
+    assert "FAIL  check 'no-such-check' is not registered" in result.stdout
+    assert "ACLs are disabled" in result.stdout
+
+
+# -- the status endpoint ---------------------------------------------------------------------
+
+
+def status_url(port: int, path: str) -> str:
+    return f"http://127.0.0.1:{port}{path}"
+
+
+def test_status_endpoint_serves_status_metrics_and_healthz(election: Election) -> None:
+    port = free_port()
+    election.add("node-a", args=["--status-addr", f":{port}"])
+    election.wait_holder()
+
+    status = wait_until(
+        lambda: requests.get(status_url(port, "/status"), timeout=2).json(), 10, "/status answers"
+    )
+    assert status["state"] == "leader"
+    assert status["key"] == election.key
+    assert status["lock_value"] == "node-a"
+    assert status["session"]
+    assert status["key_index"] > 0
+    assert status["last_renew"] > 0
+    assert status["healthy"] is True
+    assert status["counters"]["acquire_attempts"] >= 1
+
+    text = requests.get(status_url(port, "/metrics"), timeout=2).text
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples[("vip_elector_state", (("state", "leader"),))] == 1
+    assert samples[("vip_elector_state", (("state", "follower"),))] == 0
+    assert (
+        samples[
+            (
+                "vip_elector_transitions_total",
+                (("cause", "acquired"), ("from", "follower"), ("to", "leader")),
+            )
+        ]
+        == 1
+    )
+    assert samples[("vip_elector_consul_request_seconds_count", (("method", "GET"),))] > 0
+    assert ("vip_elector_leader_seconds_total", ()) in samples
+    assert ("vip_elector_renew_failures_total", ()) in samples
+    assert samples[("vip_elector_healthy", ())] == 1
+
+    assert requests.get(status_url(port, "/healthz"), timeout=2).status_code == 200
+
+
+def test_healthz_is_503_when_threads_stall() -> None:
+    state = DaemonState("k", "v")
+    server = StatusServer(
+        ("127.0.0.1", 0), state.snapshot, Metrics(state, dict).render, lambda: False
+    ).start()
+    try:
+        host, port = server.address
+        response = requests.get(f"http://{host}:{port}/healthz", timeout=2)
+        assert response.status_code == 503
+    finally:
+        server.close()
+
+
+def test_status_addr_in_use_fails_clearly(election: Election) -> None:
+    port = free_port()
+    with socket.create_server(("127.0.0.1", port)):
+        node = election.add("node-a", args=["--status-addr", f"127.0.0.1:{port}"])
+        assert node.elector.process.wait(20) == 1
+    assert f"cannot serve --status-addr 127.0.0.1:{port}" in node.elector.log()
+    assert election.sessions_of(node) == []
+
+
+# -- notify hooks ------------------------------------------------------------------------------
+
+
+def hook(tmp_path: Path, name: str, body: str = "") -> tuple[Path, Path]:
+    """A hook script appending `STATE KEY VALUE cause` lines to a file."""
+    out = tmp_path / f"{name}.calls"
+    script = tmp_path / f"{name}.sh"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'echo "$1 $2 $3 $VIP_ELECTOR_CAUSE $VIP_ELECTOR_PREVIOUS_STATE" >> {out}\n' + body
+    )
+    script.chmod(0o755)
+    return script, out
+
+
+def calls(path: Path) -> list[list[str]]:
+    return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_hooks_fire_exactly_once_per_transition_through_a_failover(
+    election: Election, tmp_path: Path
+) -> None:
+    script_a, out_a = hook(tmp_path, "a")
+    script_b, out_b = hook(tmp_path, "b")
+    a = election.add("node-a", args=["--notify", str(script_a)])
+    election.wait_holder()
+    b = election.add("node-b", args=["--notify", str(script_b)])
+    wait_until(lambda: election.sessions_of(b), 20, "node-b has a session")
+    assert a.check is not None
+
+    a.check.set("500")  # a loses, b takes over
+    election.wait_holder(20, among=["node-b"])
+    a.check.set("200")
+    wait_until(lambda: election.sessions_of(a), 30, "node-a competes again")
+    assert b.elector.terminate() == 0  # b stops: a re-acquires
+    election.wait_holder(10, among=["node-a"])
+    wait_until(lambda: len(calls(out_a)) >= 4 and len(calls(out_b)) >= 3, 10, "hooks ran")
+
+    key = election.key
+    assert [c[:3] for c in calls(out_a)] == [
+        ["FOLLOWER", key, "node-a"],
+        ["LEADER", key, "node-a"],
+        ["FOLLOWER", key, "node-a"],
+        ["LEADER", key, "node-a"],
+    ]
+    assert [c[:3] for c in calls(out_b)] == [
+        ["FOLLOWER", key, "node-b"],
+        ["LEADER", key, "node-b"],
+        ["STOPPING", key, "node-b"],
+    ]
+    assert calls(out_a)[2][3] == "session_lost"
+    assert "notify hook" in a.elector.log()
+    assert "exit 0" in a.elector.log()
+
+
+def test_a_hook_still_running_at_the_next_change_is_terminated(
+    election: Election, tmp_path: Path
+) -> None:
+    script, out = hook(tmp_path, "slow", body="sleep 30\n")
+    node = election.add("node-a", args=["--notify", str(script)])
+    election.wait_holder()
+    line = node.elector.wait_log(r"notify hook .* FOLLOWER: .*terminated", 10)
+    assert "the next state change came while it ran" in line
+    assert [c[0] for c in calls(out)][:2] == ["FOLLOWER", "LEADER"]
+
+
+def test_a_hook_past_its_timeout_is_killed(election: Election, tmp_path: Path) -> None:
+    script, _ = hook(tmp_path, "stuck", body="sleep 30\n")
+    node = election.add(
+        "node-a", check=False, args=["--notify", str(script), "--notify-timeout", "500ms"]
+    )
+    election.wait_holder()
+    # FOLLOWER's run is cut short by the LEADER transition; LEADER's runs into the timeout.
+    line = node.elector.wait_log(r"notify hook .*killed after the 0.5s timeout", 10)
+    assert "LEADER: exit -15" in line
+
+
+# -- maintenance and step-down ----------------------------------------------------------------
+
+
+def two_with(election: Election, args: list[str]) -> tuple[Candidate, Candidate]:
+    """node-a leading, node-b following, both with a 15 s lock-delay."""
+    first = election.add("node-a", lock_delay="15s", args=args)
+    election.wait_holder()
+    second = election.add("node-b", lock_delay="15s", args=args)
+    wait_until(lambda: election.sessions_of(second), 20, "node-b has a session")
+    return first, second
+
+
+def test_maintenance_file_hands_over_at_once_and_back(election: Election, tmp_path: Path) -> None:
+    flag = tmp_path / "maintenance"
+    port = free_port()
+    first = election.add(
+        "node-a",
+        lock_delay="15s",
+        args=["--maintenance-file", str(flag), "--status-addr", f":{port}"],
+    )
+    election.wait_holder()
+    second = election.add("node-b", lock_delay="15s")
+    wait_until(lambda: election.sessions_of(second), 20, "node-b has a session")
+
+    started = time.monotonic()
+    flag.touch()
+    election.wait_holder(5, among=["node-b"])
+    assert time.monotonic() - started < 3.0  # no 15 s lock-delay: the key was deleted
+    status = requests.get(status_url(port, "/status"), timeout=2).json()
+    assert status["state"] == "maintenance"
+    assert status["maintenance"] is True
+    line = first.elector.wait_log(r"\*\*\* STEPPED DOWN \*\*\*", 5)
+    assert "cause=maintenance" in line
+    assert first.elector.count("LOCK LOST") == 0
+
+    # The only other node leaves: a node in maintenance still does not take over.
+    assert second.elector.terminate() == 0
+    assert stays_true(lambda: election.holder() is None, 2.0)
+
+    flag.unlink()
+    election.wait_holder(10, among=["node-a"])
+    status = requests.get(status_url(port, "/status"), timeout=2).json()
+    assert status["state"] == "leader"
+    assert status["maintenance"] is False
+
+
+def test_sigusr1_steps_down_and_holds(election: Election) -> None:
+    first, second = two_with(election, ["--step-down-hold", "4s"])
+    started = time.monotonic()
+    first.elector.process.send_signal(signal.SIGUSR1)
+    election.wait_holder(5, among=["node-b"])
+    assert time.monotonic() - started < 3.0  # no lock-delay
+    line = first.elector.wait_log(r"\*\*\* STEPPED DOWN \*\*\*", 5)
+    assert "cause=step_down" in line
+    assert "SIGUSR1" in line
+    assert first.elector.count("LOCK LOST") == 0
+
+    # node-b leaves during the hold: node-a must not take over before the hold ends.
+    assert second.elector.terminate() == 0
+    assert stays_true(
+        lambda: election.holder() is None, max(0.0, 3.0 - (time.monotonic() - started))
+    )
+    election.wait_holder(6, among=["node-a"])
+    assert time.monotonic() - started >= 3.8
+
+
+# -- SIGHUP -------------------------------------------------------------------------------------
+
+
+def test_sighup_applies_log_settings_and_keeps_the_lock(election: Election, tmp_path: Path) -> None:
+    options = tmp_path / "vip-elector.conf"
+    options.write_text("log-level = INFO\n")
+    node = election.add("node-a", args=["--config", str(options)])
+    election.wait_holder()
+    session = election.api.kv_get(election.key)
+    assert session is not None
+    assert node.elector.count(" DEBUG ") == 0
+
+    options.write_text("log-level = DEBUG\n")
+    node.elector.process.send_signal(signal.SIGHUP)
+    node.elector.wait_log("configuration reloaded", 5)
+    node.elector.wait_log(" DEBUG ", 15)  # the next poll is logged at DEBUG
+    after = election.api.kv_get(election.key)
+    assert after is not None
+    assert after.session == session.session  # no hand-over for a log change
+
+
+def test_sighup_with_a_new_trigger_key_hands_over(election: Election) -> None:
+    node = election.add("node-a")
+    election.wait_holder()
+    new_key = f"{election.key}-moved"
+    election.config.write_text(election.config.read_text().replace(election.key, new_key))
+
+    node.elector.process.send_signal(signal.SIGHUP)
+    wait_until(lambda: election.api.kv_value(new_key) == "node-a", 15, "the new key is held")
+    assert election.api.kv_get(election.key) is None  # the old one was released
+    assert (
+        "trigger-key changed" in node.elector.log() or "vip-manager changed" in node.elector.log()
+    )
+    assert len(election.api.sessions()) >= 1
+    election.api.kv_delete(new_key)
+
+
+def test_sighup_with_an_invalid_config_keeps_running(election: Election) -> None:
+    node = election.add("node-a")
+    election.wait_holder()
+    before = election.api.kv_get(election.key)
+    election.config.write_text("dcs-type: etcd\ntrigger-key: [broken\n")
+
+    node.elector.process.send_signal(signal.SIGHUP)
+    node.elector.wait_log("keeping the running configuration", 5)
+    assert "configuration reload failed" in node.elector.log()
+    assert node.elector.running()
+    after = election.api.kv_get(election.key)
+    assert before is not None
+    assert after is not None
+    assert after.session == before.session
+
+
+# -- log format -------------------------------------------------------------------------------
+
+
+def test_text_logs_have_no_timestamp_under_systemd(election: Election) -> None:
+    node = election.add("node-a", env={"JOURNAL_STREAM": "8:1234"})
+    election.wait_holder()
+    line = node.elector.wait_log("LOCK ACQUIRED")
+    assert line.startswith("INFO *** LOCK ACQUIRED ***")
+    plain = election.add("node-b")
+    first = plain.elector.wait_log("vip-elector starting")
+    assert first[:4].isdigit()  # a timestamp outside systemd
+
+
+@pytest.mark.parametrize("flag", ["--json"])
+def test_status_json_on_error_is_json(election: Election, flag: str) -> None:
+    result = command(election, "status", flag, "--addr", "127.0.0.1:1")
+    assert result.returncode == 2
+    assert json.loads(result.stdout)["kind"] == "unreachable"

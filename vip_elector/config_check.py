@@ -1,0 +1,189 @@
+"""`vip-elector check-config [--online]`: validate before a restart.
+
+Like `keepalived -t` and `patroni --validate-config`. Offline it validates the
+configuration; with --online it also checks, against the local agent: it is
+reachable (and TLS works), the token is valid and may create and destroy a
+session and write the trigger-key (asked of Consul's ACL authorizer; the real
+trigger-key is never written), the health check exists and its status, and
+the trigger-key pre-flight. One line per check; exit 0 when all pass, 1 when
+an online check fails, 2 when the configuration is invalid.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from vip_elector.config import Settings
+from vip_elector.consul_adapter import LOCK_FLAG, ConsulAdapter, ConsulError
+from vip_elector.durations import format_duration
+from vip_elector.election import not_a_lock_message
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+class Report:
+    def __init__(self) -> None:
+        self.failed = 0
+
+    def ok(self, text: str) -> None:
+        print(f"ok    {text}", flush=True)
+
+    def warn(self, text: str) -> None:
+        print(f"WARN  {text}", flush=True)
+
+    def fail(self, text: str) -> None:
+        self.failed += 1
+        print(f"FAIL  {text}", flush=True)
+
+
+def offline(settings: Settings, report: Report) -> None:
+    report.ok(
+        f"vip-manager config {settings.vip_manager.path}: dcs-type consul, trigger-key "
+        f"{settings.trigger_key}"
+    )
+    report.ok(f"lock value {settings.lock_value!r} ({settings.lock_value_source})")
+    report.ok(
+        f"ttl {format_duration(settings.ttl)}, lock-delay "
+        f"{format_duration(settings.lock_delay)}"
+        + (
+            f", liveness-ttl {format_duration(settings.liveness_ttl)}"
+            if settings.liveness_ttl
+            else ""
+        )
+    )
+    report.ok(f"Consul agent {settings.consul.address}, token: {settings.consul.token_source}")
+    if settings.check_id is None:
+        report.warn(
+            "no --check-id: only the node's serfHealth decides; an unhealthy service "
+            "will not move the VIP"
+        )
+    for warning in settings.warnings:
+        report.warn(warning)
+
+
+def online(settings: Settings, report: Report) -> None:
+    adapter = ConsulAdapter(settings.consul)
+    try:
+        leader = adapter.raft_leader()  # needs no ACL rights
+    except ConsulError as exc:
+        report.fail(f"agent {settings.consul.address}: {exc}")
+        return
+    tls = " over TLS" if settings.consul.scheme == "https" else ""
+    if leader:
+        report.ok(f"agent {settings.consul.address} reachable{tls}; Consul leader {leader}")
+    else:
+        report.fail(
+            f"agent {settings.consul.address} reachable{tls}, but the Consul servers have no leader"
+        )
+
+    try:
+        token = adapter.token_self()
+        if token is None:
+            report.ok("ACLs are disabled on this agent")
+        else:
+            report.ok(f"token valid: {token.get('Description') or token.get('AccessorID')}")
+    except ConsulError as exc:
+        report.fail(f"token: {exc}")
+
+    node = _session_round_trip(settings, adapter, report)
+    if node is not None:
+        _permissions(settings, adapter, node, report)
+
+    if settings.check_id:
+        try:
+            check = adapter.agent_checks().get(settings.check_id)
+        except ConsulError as exc:
+            report.fail(f"reading the agent's checks: {exc}")
+        else:
+            if check is None:
+                report.fail(
+                    f"check {settings.check_id!r} is not registered on the local agent "
+                    "(or the token may not read it)"
+                )
+            elif check.status == "passing":
+                report.ok(f"check {settings.check_id!r} passing")
+            else:
+                report.warn(
+                    f"check {settings.check_id!r} is {check.status}: this node will not "
+                    f"compete until it passes ({check.output[:120]})"
+                )
+
+    try:
+        key = adapter.get_key(settings.trigger_key)
+    except ConsulError as exc:
+        report.fail(f"reading the trigger-key: {exc}")
+    else:
+        if key.exists and key.flags != LOCK_FLAG:
+            report.fail(not_a_lock_message(settings.trigger_key, key.flags))
+        elif key.exists:
+            holder = key.value.decode(errors="replace") if key.value else ""
+            report.ok(
+                f"trigger-key is a lock, held by value {holder!r}"
+                if key.session
+                else "trigger-key is a lock (free)"
+            )
+        else:
+            report.ok("trigger-key does not exist yet (the first leader creates it)")
+
+
+def _permissions(settings: Settings, adapter: ConsulAdapter, node: str, report: Report) -> None:
+    wanted = [
+        ("session", "write", node, "create and destroy this node's session"),
+        ("key", "write", settings.trigger_key, "write the trigger-key"),
+        ("node", "read", node, "read the node (to see its checks)"),
+    ]
+    try:
+        answers = adapter.authorize(
+            [{"Resource": r, "Access": a, "Segment": s} for r, a, s, _ in wanted]
+        )
+    except ConsulError as exc:
+        report.warn(f"cannot ask Consul's ACL authorizer ({exc}); see docs/acl.md")
+        return
+    if answers is None:
+        report.ok("permissions: ACLs are disabled (everything is allowed)")
+        return
+    for (_, _, _, what), allowed in zip(wanted, answers, strict=False):
+        if allowed:
+            report.ok(f"token may {what}")
+        else:
+            report.fail(f"token may NOT {what}; see docs/acl.md for the policy")
+
+
+def _session_round_trip(settings: Settings, adapter: ConsulAdapter, report: Report) -> str | None:
+    """Create and destroy a throw-away session (holds nothing); returns its node."""
+    try:
+        session_id = adapter.create_session(
+            name=f"vip-elector check-config {uuid.uuid4().hex[:8]}",
+            ttl=settings.ttl,
+            lock_delay=0,
+            checks=["serfHealth"],
+            behavior="delete",
+        )
+    except ConsulError as exc:
+        report.fail(f"creating a session: {exc}")
+        return None
+    node = None
+    try:
+        info = adapter.session_info(session_id)
+        node = info.node if info else None
+    except ConsulError as exc:
+        report.warn(f"reading the test session back: {exc}")
+    try:
+        adapter.destroy_session(session_id)
+    except ConsulError as exc:
+        report.fail(
+            f"destroying the test session {session_id}: {exc} (it expires after "
+            f"{format_duration(2 * settings.ttl)})"
+        )
+        return node
+    report.ok(f"created and destroyed a test session on node {node or '?'}")
+    return node
+
+
+def run(settings: Settings, with_online: bool) -> int:
+    report = Report()
+    offline(settings, report)
+    if with_online:
+        online(settings, report)
+    print("result: " + ("OK" if not report.failed else f"{report.failed} check(s) failed"))
+    return EXIT_OK if not report.failed else EXIT_FAILED

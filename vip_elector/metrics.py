@@ -1,0 +1,129 @@
+"""Prometheus metrics, read from the state machine at scrape time.
+
+Role, transitions, renew failures, acquire attempts and time as leader come
+from ``DaemonState`` when scraped (no second copy of the state); only the
+Consul request latency and errors are recorded as they happen, by the
+adapter's observer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import generate_latest
+from prometheus_client.process_collector import ProcessCollector
+
+from vip_elector import __version__
+from vip_elector.state import DaemonState, Role
+
+PREFIX = "vip_elector"
+
+
+class StateCollector:
+    """Yields metric families from a state snapshot on every scrape."""
+
+    def __init__(self, state: DaemonState, extra: Callable[[], dict[str, Any]]) -> None:
+        self.state = state
+        self.extra = extra
+
+    def collect(self) -> Iterator[Any]:
+        snap = self.state.snapshot()
+        extra = self.extra()
+        info = GaugeMetricFamily(
+            f"{PREFIX}_info",
+            "vip-elector version and what it elects",
+            labels=["version", "key", "value"],
+        )
+        info.add_metric([__version__, snap["key"], snap["lock_value"]], 1)
+        yield info
+
+        role = GaugeMetricFamily(
+            f"{PREFIX}_state", "1 for the current state, 0 otherwise", labels=["state"]
+        )
+        for candidate in Role:
+            role.add_metric([candidate.value], 1 if snap["state"] == candidate.value else 0)
+        yield role
+
+        yield GaugeMetricFamily(
+            f"{PREFIX}_state_since_timestamp_seconds",
+            "when the current state began",
+            value=snap["since"],
+        )
+        transitions = CounterMetricFamily(
+            f"{PREFIX}_transitions", "state transitions by cause", labels=["from", "to", "cause"]
+        )
+        for item in snap["counters"]["transitions"]:
+            transitions.add_metric([item["from"], item["to"], item["cause"]], item["count"])
+        yield transitions
+        counters = snap["counters"]
+        yield CounterMetricFamily(
+            f"{PREFIX}_renew_failures", "failed session renewals", value=counters["renew_failures"]
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_acquire_attempts",
+            "lock acquire attempts",
+            value=counters["acquire_attempts"],
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_sessions_created",
+            "Consul sessions created",
+            value=counters["sessions_created"],
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_leader_seconds", "time spent as leader", value=counters["leader_seconds"]
+        )
+        if snap["last_renew"] is not None:
+            yield GaugeMetricFamily(
+                f"{PREFIX}_last_renew_timestamp_seconds",
+                "last successful session renewal",
+                value=snap["last_renew"],
+            )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_healthy",
+            "1 while every thread makes progress",
+            value=1 if extra.get("healthy") else 0,
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_maintenance",
+            "1 while the maintenance file exists",
+            value=1 if extra.get("maintenance") else 0,
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_step_down_hold_seconds",
+            "seconds left of a SIGUSR1 step-down hold",
+            value=extra.get("step_down_hold_left", 0.0),
+        )
+
+
+class Metrics:
+    """The registry: state at scrape time, Consul requests as they happen."""
+
+    def __init__(self, state: DaemonState, extra: Callable[[], dict[str, Any]]) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(StateCollector(state, extra))
+        ProcessCollector(registry=self.registry)
+        self.request_seconds = Histogram(
+            f"{PREFIX}_consul_request_seconds",
+            "Consul HTTP request latency (blocking queries included)",
+            ["method"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15),
+        )
+        self.errors = Counter(
+            f"{PREFIX}_consul_errors",
+            "failed Consul requests by kind",
+            ["kind"],
+            registry=self.registry,
+        )
+
+    def observe_request(self, method: str, seconds: float, error: str | None) -> None:
+        """The adapter's observer (called on the worker threads)."""
+        self.request_seconds.labels(method).observe(seconds)
+        if error:
+            self.errors.labels(error).inc()
+
+    def render(self) -> bytes:
+        return bytes(generate_latest(self.registry))

@@ -1,0 +1,47 @@
+"""When this node must not compete: a maintenance file, or a step-down hold.
+
+Like ExaBGP's healthcheck `--disable FILE`: while the maintenance file exists
+the node stays out of the election (and a leader steps down). SIGUSR1 makes a
+leader step down and stay out for ``--step-down-hold``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from vip_elector.durations import format_duration
+
+
+class Standby:
+    """Thread-safe answers to "may this node compete now?"."""
+
+    def __init__(self, maintenance_file: Path | None) -> None:
+        self.maintenance_file = maintenance_file
+        self._lock = threading.Lock()
+        self._hold_until = 0.0  # monotonic
+        self._hold_reason = ""
+
+    def in_maintenance(self) -> bool:
+        return self.maintenance_file is not None and self.maintenance_file.exists()
+
+    def hold(self, seconds: float, reason: str) -> None:
+        with self._lock:
+            self._hold_until = time.monotonic() + seconds
+            self._hold_reason = reason
+
+    def hold_left(self) -> float:
+        with self._lock:
+            return max(0.0, self._hold_until - time.monotonic())
+
+    def reason(self) -> str | None:
+        """Why the node must not compete now, or None."""
+        if self.in_maintenance():
+            return f"maintenance file {self.maintenance_file} exists"
+        left = self.hold_left()
+        if left > 0:
+            with self._lock:
+                why = self._hold_reason
+            return f"{why}; competing again in {format_duration(round(left, 1))}"
+        return None

@@ -1,0 +1,184 @@
+"""`vip-elector status`: who holds the trigger-key, and is that healthy?
+
+Replaces the seed's advice to run `consul kv get -detailed`. It reads the key,
+the holder's session (TTL, behaviour, lock-delay, checks and their status on
+the servers), the vip-elector sessions competing for the key (their names
+carry each node's lock value), and this node's check. Exit status: 0 when a
+healthy leader holds the key, 1 when nobody does (or the holder is not
+healthy), 2 on errors.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from typing import Any
+
+from vip_elector.config import Settings
+from vip_elector.consul_adapter import LOCK_FLAG, ConsulAdapter, ConsulError
+from vip_elector.durations import format_duration
+
+EXIT_HEALTHY, EXIT_NO_LEADER, EXIT_ERROR = 0, 1, 2
+_SESSION_NAME = re.compile(r"^vip-elector@(?P<host>\S+) value=(?P<value>.*) key=(?P<key>\S+)$")
+
+
+def gather(settings: Settings, adapter: ConsulAdapter) -> dict[str, Any]:
+    """Everything `status` reports, as a JSON-able dict (raises ConsulError)."""
+    key_name = settings.trigger_key
+    key = adapter.get_key(key_name, consistent=True)
+    report: dict[str, Any] = {
+        "key": key_name,
+        "holder": None,
+        "this_node": {
+            "lock_value": settings.lock_value,
+            "value_source": settings.lock_value_source,
+            "check_id": settings.check_id,
+        },
+    }
+    candidates = []
+    for session in adapter.list_sessions():
+        match = _SESSION_NAME.match(str(session.get("Name", "")))
+        if match and match.group("key") == key_name:
+            candidates.append(
+                {
+                    "node": session.get("Node"),
+                    "value": match.group("value"),
+                    "session": session.get("ID"),
+                    "leader": session.get("ID") == key.session,
+                }
+            )
+    report["candidates"] = candidates
+    problems: list[str] = []
+
+    if key.exists:
+        value = key.value.decode(errors="replace") if key.value is not None else ""
+        holder: dict[str, Any] = {
+            "value": value,
+            "flags": key.flags,
+            "lock_flag_ok": key.flags == LOCK_FLAG,
+            "session": key.session,
+            "modify_index": key.modify_index,
+            "lock_index": key.lock_index,
+        }
+        if not holder["lock_flag_ok"]:
+            problems.append(
+                f"the key has Flags={key.flags}, not the lock flag {LOCK_FLAG}: "
+                "it was not written by a lock (delete it)"
+            )
+        if key.session:
+            info = adapter.session_info(key.session, consistent=True)
+            if info is None:
+                problems.append(f"the holder's session {key.session} no longer exists")
+            else:
+                checks = adapter.node_checks(info.node)
+                holder.update(
+                    node=info.node,
+                    session_name=info.name,
+                    ttl=info.ttl,
+                    behavior=info.behavior,
+                    lock_delay=format_duration(info.lock_delay),
+                    checks=[
+                        {"id": c, "status": checks[c].status if c in checks else "missing"}
+                        for c in info.checks
+                    ],
+                )
+                bad = [c["id"] for c in holder["checks"] if c["status"] != "passing"]
+                if bad:
+                    problems.append(f"the holder's check(s) {', '.join(bad)} are not passing")
+                if info.behavior != "delete":
+                    problems.append(
+                        f"the holder's session has Behavior={info.behavior}: "
+                        "the key would outlive it and keep the VIP there"
+                    )
+        else:
+            problems.append(
+                "the key exists but no session holds it (released): vip-manager "
+                f"still puts the VIP on the node whose value is {value!r}"
+            )
+        known = {str(c["value"]) for c in candidates}
+        if candidates and value not in known:
+            problems.append(
+                f"the value {value!r} is not what any vip-elector on this key "
+                f"writes ({', '.join(sorted(known))}): no vip-manager may match it"
+            )
+        holder["matches_a_candidate"] = value in known if candidates else None
+        report["holder"] = holder
+
+    try:
+        node = adapter.node_name()
+        report["this_node"]["node"] = node
+        if settings.check_id:
+            local = adapter.agent_checks().get(settings.check_id)
+            report["this_node"]["check_status"] = local.status if local else "missing"
+    except ConsulError as exc:
+        report["this_node"]["error"] = str(exc)
+
+    healthy = bool(key.exists and key.session and not problems)
+    report["problems"] = problems
+    report["healthy_leader"] = healthy
+    return report
+
+
+def render_text(report: dict[str, Any]) -> str:
+    lines = [f"trigger-key   {report['key']}"]
+    holder = report["holder"]
+    if holder is None:
+        lines.append("holder        nobody (the key does not exist): no node has the VIP")
+    else:
+        lines.append(
+            f"holder        value {holder['value']!r}, lock flag "
+            f"{'ok' if holder['lock_flag_ok'] else 'WRONG (Flags=' + str(holder['flags']) + ')'}"
+        )
+        if holder.get("node"):
+            lines.append(
+                f"session       {holder['session']} on node {holder['node']}: "
+                f"ttl {holder['ttl'] or '-'}, behavior {holder['behavior']}, "
+                f"lock-delay {holder['lock_delay']}"
+            )
+            lines.append(
+                "checks        " + "; ".join(f"{c['id']} {c['status']}" for c in holder["checks"])
+            )
+        elif holder["session"]:
+            lines.append(f"session       {holder['session']} (gone)")
+    if report["candidates"]:
+        lines.append(
+            "candidates    "
+            + "; ".join(
+                f"{c['node']} value {c['value']!r}{' (leader)' if c['leader'] else ''}"
+                for c in report["candidates"]
+            )
+        )
+    this = report["this_node"]
+    check = (
+        f", check {this['check_id']} {this.get('check_status', '?')}"
+        if this.get("check_id")
+        else ""
+    )
+    lines.append(
+        f"this node     {this.get('node', '?')}{check}, lock value "
+        f"{this['lock_value']!r} ({this['value_source']})"
+    )
+    for problem in report["problems"]:
+        lines.append(f"PROBLEM       {problem}")
+    verdict = (
+        "healthy leader"
+        if report["healthy_leader"]
+        else ("no leader" if holder is None or not holder.get("session") else "leader NOT healthy")
+    )
+    lines.append(f"result        {verdict}")
+    return "\n".join(lines)
+
+
+def run(settings: Settings, as_json: bool) -> int:
+    try:
+        with ConsulAdapter(settings.consul) as adapter:
+            report = gather(settings, adapter)
+    except ConsulError as exc:
+        if as_json:
+            print(json.dumps({"error": str(exc), "kind": exc.kind}))
+        else:
+            print(f"vip-elector status: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(json.dumps(report, indent=2) if as_json else render_text(report))
+    return EXIT_HEALTHY if report["healthy_leader"] else EXIT_NO_LEADER
