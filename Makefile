@@ -6,17 +6,23 @@ VENV ?= .venv
 VPY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help install test lint testbed demo bench soak deb deb-test clean
+# The system Python with Debian bookworm's packages (python3-consul 0.7.1...).
+DEBIAN_PYTHON ?= /usr/bin/python3
+SOAK_MINUTES ?= 10
+
+.PHONY: help install test test-debian lint testbed demo bench soak clean
 
 help:
-	@echo "make install   create $(VENV) with vip-elector (editable) and the test tools"
-	@echo "make testbed   build Consul and vip-manager for the tests (cached in ~/.cache/vip-elector)"
-	@echo "make test      lint-free? run 'make lint'; this runs the test suite on the real test bed"
-	@echo "make lint      ruff + mypy --strict"
-	@echo "make demo      a real failover on a local Consul, with its timeline"
-	@echo "make bench     failover benchmark (see bench/README.md)"
-	@echo "make deb       build the Debian package (system Python)"
-	@echo "make deb-test  install the .deb into a clean debootstrapped bookworm and run it"
+	@echo "make demo         a real failover on a local Consul agent, with its timeline"
+	@echo "make test         the test suite against real Consul agents, a cluster, vip-manager"
+	@echo "make test-debian  the same suite on Debian bookworm's library versions"
+	@echo "make lint         ruff + mypy --strict"
+	@echo "make testbed      build Consul and vip-manager (cached in ~/.cache/vip-elector)"
+	@echo "make install      create $(VENV) with vip-elector (editable) and the test tools"
+	@echo "make bench        failover benchmark, side by side with the Go original if given"
+	@echo "make soak         $(SOAK_MINUTES) minutes of random faults with invariant checks"
+	@echo "make deb          build the Debian package (system Python)"
+	@echo "make deb-test     install the .deb into a clean debootstrapped bookworm and run it"
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +37,21 @@ testbed:
 
 test: install testbed
 	$(VPY) -m pytest $(PYTEST_ARGS)
+
+# Same tests, run by Debian's python3 with Debian's python3-consul 0.7.1,
+# python3-configargparse 1.5.3, ... (apt-get install them first; .ci/run does).
+test-debian: testbed
+	env -u VIRTUAL_ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin PYTHONPATH=$(CURDIR) \
+	    $(DEBIAN_PYTHON) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+demo: install testbed
+	$(VPY) -m tests.testbed.demo
+
+bench: install testbed
+	$(VPY) -m bench.failover $(BENCH_ARGS)
+
+soak: install testbed
+	$(VPY) -m bench.soak --minutes $(SOAK_MINUTES)
 
 lint: install
 	$(VENV)/bin/ruff check vip_elector tests bench

@@ -27,6 +27,7 @@ import argparse
 import base64
 import contextlib
 import datetime as dt
+import itertools
 import os
 import platform
 import signal
@@ -38,6 +39,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from tests.testbed import netns as netns_mod
@@ -80,12 +82,31 @@ class Implementation:
     def argv(self, config: Path, check_id: str, hostname: str, extra: list[str]) -> list[str]:
         if self.binary is None:
             return vip_elector_argv(
-                "--vip-manager-config", str(config), "--check-id", check_id,
-                "--hostname", hostname, "--ttl", TTL, "--lock-delay", LOCK_DELAY, *extra,
+                "--vip-manager-config",
+                str(config),
+                "--check-id",
+                check_id,
+                "--hostname",
+                hostname,
+                "--ttl",
+                TTL,
+                "--lock-delay",
+                LOCK_DELAY,
+                *extra,
             )
         return [
-            str(self.binary), "-vip-manager-config", str(config), "-check-id", check_id,
-            "-hostname", hostname, "-ttl", TTL, "-lock-delay", LOCK_DELAY, *extra,
+            str(self.binary),
+            "-vip-manager-config",
+            str(config),
+            "-check-id",
+            check_id,
+            "-hostname",
+            hostname,
+            "-ttl",
+            TTL,
+            "-lock-delay",
+            LOCK_DELAY,
+            *extra,
         ]
 
 
@@ -117,7 +138,7 @@ class KeyWatcher(threading.Thread):
                 response = api.request("GET", f"/v1/kv/{self.key}", params=params)
                 if response.status_code not in (200, 404):
                     raise RuntimeError(response.text)
-            except Exception:  # noqa: BLE001 - that server is down: ask the next one
+            except Exception:
                 turn += 1
                 index = 0
                 _NEVER.wait(0.05)
@@ -217,8 +238,7 @@ class Bench:
         self.generation += 1
         process = ManagedProcess(
             f"{self.impl.key}-{name}-{self.generation}",
-            self.impl.argv(self.lab.config_paths[name], node.check.check_id, name,
-                           self.extra_args),
+            self.impl.argv(self.lab.config_paths[name], node.check.check_id, name, self.extra_args),
             self.workdir / f"{self.impl.key}-elector-{name}.log",
             env=clean_environment(),
             netns=node.host.netns,
@@ -243,8 +263,9 @@ class Bench:
             self.start_elector(name)
             # The first one started becomes the leader.
             if name == NODES[0]:
-                wait_until(lambda: self.watcher.current()[0] == NODES[0], 60,
-                           "the first node leads")
+                wait_until(
+                    lambda: self.watcher.current()[0] == NODES[0], 60, "the first node leads"
+                )
 
     # -- steady state ----------------------------------------------------------
     def node_has_session(self, name: str) -> bool:
@@ -271,8 +292,12 @@ class Bench:
                 return None
             return value
 
-        leader = wait_until(settled, timeout, lambda: f"steady state (key: "
-                            f"{self.watcher.current()}, VIP: {self.lab.holders()})", interval=0.2)
+        leader = wait_until(
+            settled,
+            timeout,
+            lambda: f"steady state (key: {self.watcher.current()}, VIP: {self.lab.holders()})",
+            interval=0.2,
+        )
         _NEVER.wait(1.0)  # let followers settle into their blocking queries
         return str(leader)
 
@@ -283,7 +308,7 @@ class Bench:
         other = next(n for n in NODES if n != leader)
         node = self.lab.nodes[leader]
         t0 = time.monotonic()
-        restore: Callable[[], None]
+        restore: Callable[[], object]
         if scenario == "H":
             node.check.set("500")
             restore = lambda: node.check.set("200")  # noqa: E731
@@ -295,11 +320,11 @@ class Bench:
             restore = lambda: None  # noqa: E731
         elif scenario == "N":
             node.agent.kill()
-            restore = lambda: node.agent.start().wait_ready(60) and None  # type: ignore[func-returns-value]
+            restore = lambda: node.agent.start().wait_ready(60)  # noqa: E731
         elif scenario == "L":
             server = self.cluster.leader_server()
             server.kill()
-            restore = lambda: server.start().wait_ready(60) and None  # type: ignore[func-returns-value]
+            restore = lambda: server.start().wait_ready(60)  # noqa: E731
         else:
             raise ValueError(scenario)
 
@@ -312,21 +337,21 @@ class Bench:
             t_end = t0 + window
         else:
             try:
-                t_key = wait_until(lambda: self._first(t0, other), FAILOVER_TIMEOUT,
-                                   "failover", interval=0.01)
+                t_key = wait_until(
+                    lambda: self._first(t0, other), FAILOVER_TIMEOUT, "failover", interval=0.01
+                )
             except ConditionTimeout:
                 restore()
                 return None
             result.key_ms = (t_key - t0) * 1000
             try:
-                t_vip = wait_until(lambda: self._vip_on(t0, other), 15, "VIP moves",
-                                   interval=0.01)
+                t_vip = wait_until(lambda: self._vip_on(t0, other), 15, "VIP moves", interval=0.01)
                 result.vip_ms = (t_vip - t0) * 1000
                 t_end = t_vip
             except ConditionTimeout:
                 t_end = time.monotonic()
         samples = self.sampler.window(t0, t_end)
-        for (ta, holders), (tb, _) in zip(samples, samples[1:], strict=False):
+        for (ta, holders), (tb, _) in itertools.pairwise(samples):
             if len(holders) == 0:
                 result.zero_ms += (tb - ta) * 1000
             elif len(holders) > 1:
@@ -350,31 +375,39 @@ class Bench:
 # -- start-up, shutdown, idle cost --------------------------------------------------
 
 
-def measure_startup_and_shutdown(impl: Implementation, agent: ConsulAgent, workdir: Path,
-                                 repeat: int) -> dict[str, list[float]]:
+def measure_startup_and_shutdown(
+    impl: Implementation, agent: ConsulAgent, workdir: Path, repeat: int
+) -> dict[str, list[float]]:
     """Start to leader on a free key; SIGTERM to exit as leader and as follower."""
     out: dict[str, list[float]] = {"start": [], "stop_leader": [], "stop_follower": []}
     api = agent.api()
     health = [HealthEndpoint(f"{impl.key}-s{i}", workdir).start() for i in range(2)]
-    checks = [HealthCheck(agent, h, f"{impl.key}-start-{i}").register() for i, h in
-              enumerate(health)]
+    checks = [
+        HealthCheck(agent, h, f"{impl.key}-start-{i}").register() for i, h in enumerate(health)
+    ]
     for check in checks:
         check.wait_status("passing")
     try:
         for n in range(repeat):
             key = f"bench/startup/{impl.key}-{n}-{uuid.uuid4().hex[:6]}"
-            config = write_vip_manager_config(workdir / f"{impl.key}-start.yml", trigger_key=key,
-                                              endpoint=agent.http_url)
+            config = write_vip_manager_config(
+                workdir / f"{impl.key}-start.yml", trigger_key=key, endpoint=agent.http_url
+            )
             procs = []
             for i, check in enumerate(checks):
                 argv = impl.argv(config, check.check_id, f"n{i}", [])
-                procs.append(ManagedProcess(f"{impl.key}-start-{i}", argv,
-                                            workdir / f"{impl.key}-start-{i}.log",
-                                            env=clean_environment(), cwd=REPO_ROOT))
+                procs.append(
+                    ManagedProcess(
+                        f"{impl.key}-start-{i}",
+                        argv,
+                        workdir / f"{impl.key}-start-{i}.log",
+                        env=clean_environment(),
+                        cwd=REPO_ROOT,
+                    )
+                )
             started = time.monotonic()
             procs[0].start()
-            wait_until(lambda key=key: api.kv_value(key) == "n0", 30,  # type: ignore[misc]
-                       "leader on a free key", interval=0.005)
+            wait_until(partial(leads, api, key, "n0"), 30, "leader on a free key", interval=0.005)
             out["start"].append((time.monotonic() - started) * 1000)
             procs[1].start()
             wait_until(lambda: bool(api.ok("GET", f"/v1/session/node/{agent.name}")), 10, "")
@@ -394,6 +427,10 @@ def measure_startup_and_shutdown(impl: Implementation, agent: ConsulAgent, workd
     return out
 
 
+def leads(api: ConsulHTTP, key: str, value: str) -> bool:
+    return api.kv_value(key) == value
+
+
 def proc_cpu_rss(pid: int) -> tuple[float, int]:
     """(CPU seconds used, RSS in KiB) of a process."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -406,12 +443,14 @@ def proc_cpu_rss(pid: int) -> tuple[float, int]:
     return cpu, rss
 
 
-def measure_idle(impl: Implementation, agent: ConsulAgent, workdir: Path,
-                 seconds: float) -> dict[str, float]:
+def measure_idle(
+    impl: Implementation, agent: ConsulAgent, workdir: Path, seconds: float
+) -> dict[str, float]:
     """Idle leader and follower, each behind a counting proxy, for ``seconds``."""
     key = f"bench/idle/{impl.key}-{uuid.uuid4().hex[:6]}"
-    config = write_vip_manager_config(workdir / f"{impl.key}-idle.yml", trigger_key=key,
-                                      endpoint=agent.http_url)
+    config = write_vip_manager_config(
+        workdir / f"{impl.key}-idle.yml", trigger_key=key, endpoint=agent.http_url
+    )
     host, port = agent.http_addr.rsplit(":", 1)
     out: dict[str, float] = {}
     procs: list[tuple[str, ManagedProcess, FaultProxy]] = []
@@ -425,15 +464,20 @@ def measure_idle(impl: Implementation, agent: ConsulAgent, workdir: Path,
             proxy = FaultProxy(host, int(port))
             addr_flag = "-addr" if impl.binary else "--addr"
             argv = impl.argv(config, check.check_id, role, [addr_flag, proxy.address])
-            proc = ManagedProcess(f"{impl.key}-idle-{role}", argv,
-                                  workdir / f"{impl.key}-idle-{role}.log",
-                                  env=clean_environment(), cwd=REPO_ROOT).start()
+            proc = ManagedProcess(
+                f"{impl.key}-idle-{role}",
+                argv,
+                workdir / f"{impl.key}-idle-{role}.log",
+                env=clean_environment(),
+                cwd=REPO_ROOT,
+            ).start()
             procs.append((role, proc, proxy))
             if role == "leader":
                 wait_until(lambda: agent.api().kv_value(key) == "leader", 30, "idle leader")
         _NEVER.wait(5.0)  # past start-up
-        before = {role: (proxy.requests_forwarded, *proc_cpu_rss(p.pid or 0))
-                  for role, p, proxy in procs}
+        before = {
+            role: (proxy.requests_forwarded, *proc_cpu_rss(p.pid or 0)) for role, p, proxy in procs
+        }
         _NEVER.wait(seconds)
         for role, proc, proxy in procs:
             requests0, cpu0, _ = before[role]
@@ -462,8 +506,7 @@ def percentile(values: list[float], q: float) -> float:
 def fmt_ms(values: list[float]) -> str:
     if not values:
         return "-"
-    return (f"{percentile(values, 50):.0f} / {percentile(values, 95):.0f} / "
-            f"{max(values):.0f}")
+    return f"{percentile(values, 50):.0f} / {percentile(values, 95):.0f} / {max(values):.0f}"
 
 
 def scenario_row(scenario: str, results: Results) -> tuple[str, ...]:
@@ -473,17 +516,31 @@ def scenario_row(scenario: str, results: Results) -> tuple[str, ...]:
         return (results.impl.label, "not run", "", "", "", "", "")
     if scenario == "L":
         moved = sum(r.moved for r in runs)
-        return (results.impl.label, f"{len(runs)}", "-", "-",
-                f"{moved} of {len(runs)}", fmt_ms([r.zero_ms for r in runs]),
-                fmt_ms([r.two_ms for r in runs]))
+        return (
+            results.impl.label,
+            f"{len(runs)}",
+            "-",
+            "-",
+            f"{moved} of {len(runs)}",
+            fmt_ms([r.zero_ms for r in runs]),
+            fmt_ms([r.two_ms for r in runs]),
+        )
     key = [r.key_ms for r in runs if r.key_ms is not None]
     vip = [r.vip_ms for r in runs if r.vip_ms is not None]
-    count = f"{len(runs)}" + (f" (+{never} never failed over in "
-                              f"{FAILOVER_TIMEOUT:.0f} s)" if never else "")
+    count = f"{len(runs)}" + (
+        f" (+{never} never failed over in {FAILOVER_TIMEOUT:.0f} s)" if never else ""
+    )
     if not runs and never:
         return (results.impl.label, count, "never", "never", "-", "-", "-")
-    return (results.impl.label, count, fmt_ms(key), fmt_ms(vip), "-",
-            fmt_ms([r.zero_ms for r in runs]), fmt_ms([r.two_ms for r in runs]))
+    return (
+        results.impl.label,
+        count,
+        fmt_ms(key),
+        fmt_ms(vip),
+        "-",
+        fmt_ms([r.zero_ms for r in runs]),
+        fmt_ms([r.two_ms for r in runs]),
+    )
 
 
 def ratio(scenario: str, ours: Results, original: Results | None) -> str:
@@ -498,8 +555,12 @@ def ratio(scenario: str, ours: Results, original: Results | None) -> str:
     return ""
 
 
-def report(all_results: list[Results], args: argparse.Namespace, elapsed: float,
-           missing_original: str | None) -> str:
+def report(
+    all_results: list[Results],
+    args: argparse.Namespace,
+    elapsed: float,
+    missing_original: str | None,
+) -> str:
     lines = [
         f"# Failover benchmark, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
         "",
@@ -518,8 +579,10 @@ def report(all_results: list[Results], args: argparse.Namespace, elapsed: float,
     ]
     if missing_original:
         lines += [f"The Go original was not run: {missing_original}", ""]
-    lines += ["| scenario | implementation | runs | key | VIP | lock moved | nobody | two |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        "| scenario | implementation | runs | key | VIP | lock moved | nobody | two |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for scenario, title in SCENARIOS.items():
         for results in all_results:
             if scenario == "K3" and results.impl.binary is not None:
@@ -529,24 +592,24 @@ def report(all_results: list[Results], args: argparse.Namespace, elapsed: float,
         note = ratio(scenario, all_results[0], all_results[1] if len(all_results) > 1 else None)
         if note:
             lines.append(f"| | {note} | | | | | | |")
-    lines += ["", "| measure | " + " | ".join(r.impl.label for r in all_results) + " |",
-              "| --- |" + " --- |" * len(all_results)]
+    lines += [
+        "",
+        "| measure | " + " | ".join(r.impl.label for r in all_results) + " |",
+        "| --- |" + " --- |" * len(all_results),
+    ]
     keys = sorted({k for r in all_results for k in r.extra})
     for key in keys:
-        lines.append(f"| {key} | " + " | ".join(r.extra.get(key, "-") for r in all_results)
-                     + " |")
+        lines.append(f"| {key} | " + " | ".join(r.extra.get(key, "-") for r in all_results) + " |")
     return "\n".join(lines) + "\n"
 
 
 # -- main ------------------------------------------------------------------------------------
 
 
-def bench_implementation(impl: Implementation, args: argparse.Namespace,
-                         workdir: Path) -> Results:
+def bench_implementation(impl: Implementation, args: argparse.Namespace, workdir: Path) -> Results:
     results = Results(impl)
     print(f"\n== {impl.label}", flush=True)
-    lab = netns_mod.VipLab(NODES, workdir / f"lab-{impl.key}", f"bench/{impl.key}/vip",
-                           servers=3)
+    lab = netns_mod.VipLab(NODES, workdir / f"lab-{impl.key}", f"bench/{impl.key}/vip", servers=3)
     try:
         lab.start()
         for node in lab.nodes.values():
@@ -563,17 +626,24 @@ def bench_implementation(impl: Implementation, args: argparse.Namespace,
                     run = bench.run(scenario)
                     if run is None:
                         results.never[scenario] = results.never.get(scenario, 0) + 1
-                        print(f"  {scenario} #{n + 1}: no failover in {FAILOVER_TIMEOUT:.0f}s",
-                              flush=True)
+                        print(
+                            f"  {scenario} #{n + 1}: no failover in {FAILOVER_TIMEOUT:.0f}s",
+                            flush=True,
+                        )
                         if results.never[scenario] >= 2 and not results.runs.get(scenario):
-                            print(f"  {scenario}: never fails over; skipping the other runs",
-                                  flush=True)
+                            print(
+                                f"  {scenario}: never fails over; skipping the other runs",
+                                flush=True,
+                            )
                             break
                         continue
                     results.runs.setdefault(scenario, []).append(run)
-                    print(f"  {scenario} #{n + 1}: key {run.key_ms or 0:.0f} ms, VIP "
-                          f"{run.vip_ms or 0:.0f} ms, nobody {run.zero_ms:.0f} ms, two "
-                          f"{run.two_ms:.0f} ms, moved={run.moved}", flush=True)
+                    print(
+                        f"  {scenario} #{n + 1}: key {run.key_ms or 0:.0f} ms, VIP "
+                        f"{run.vip_ms or 0:.0f} ms, nobody {run.zero_ms:.0f} ms, two "
+                        f"{run.two_ms:.0f} ms, moved={run.moved}",
+                        flush=True,
+                    )
         finally:
             bench.close()
     finally:
@@ -583,7 +653,8 @@ def bench_implementation(impl: Implementation, args: argparse.Namespace,
     try:
         timing = measure_startup_and_shutdown(impl, agent, workdir, args.startup_repeat)
         results.extra["start to leader on a free key, ms (p50 / p95 / max)"] = fmt_ms(
-            timing["start"])
+            timing["start"]
+        )
         results.extra["shutdown as leader, ms"] = fmt_ms(timing["stop_leader"])
         results.extra["shutdown as follower, ms"] = fmt_ms(timing["stop_follower"])
         print(f"  start/stop: {timing}", flush=True)
@@ -591,9 +662,11 @@ def bench_implementation(impl: Implementation, args: argparse.Namespace,
         print(f"  idle: {idle}", flush=True)
         for role in ("leader", "follower"):
             results.extra[f"idle {role}: Consul requests / min"] = (
-                f"{idle[f'{role}_requests_per_min']:.0f}")
+                f"{idle[f'{role}_requests_per_min']:.0f}"
+            )
             results.extra[f"idle {role}: CPU % over {args.idle_seconds:.0f} s"] = (
-                f"{idle[f'{role}_cpu_percent']:.2f}")
+                f"{idle[f'{role}_cpu_percent']:.2f}"
+            )
             results.extra[f"idle {role}: RSS MiB"] = f"{idle[f'{role}_rss_mib']:.1f}"
     finally:
         agent.kill()
@@ -601,20 +674,28 @@ def bench_implementation(impl: Implementation, args: argparse.Namespace,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeat", type=int, default=10)
-    parser.add_argument("--quick", action="store_true",
-                        help="2 runs per scenario, short idle window (for CI)")
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
-                        help="comma-separated subset of " + ",".join(SCENARIOS))
-    parser.add_argument("--original", type=Path,
-                        default=os.environ.get("VIP_ELECTOR_GO_BIN") or None,
-                        help="binary of the Go original v0.1.4 to run side by side "
-                             "(default: $VIP_ELECTOR_GO_BIN)")
+    parser.add_argument(
+        "--quick", action="store_true", help="2 runs per scenario, short idle window (for CI)"
+    )
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help="comma-separated subset of " + ",".join(SCENARIOS),
+    )
+    parser.add_argument(
+        "--original",
+        type=Path,
+        default=os.environ.get("VIP_ELECTOR_GO_BIN") or None,
+        help="binary of the Go original v0.1.4 to run side by side (default: $VIP_ELECTOR_GO_BIN)",
+    )
     parser.add_argument("--idle-seconds", type=float, default=60.0)
-    parser.add_argument("--no-write", action="store_true",
-                        help="do not write bench/results/<date>.md")
+    parser.add_argument(
+        "--no-write", action="store_true", help="do not write bench/results/<date>.md"
+    )
     args = parser.parse_args(argv)
     args.cmdline = ["python -m bench.failover", *(argv if argv is not None else sys.argv[1:])]
     if args.quick:
@@ -624,18 +705,22 @@ def main(argv: list[str] | None = None) -> int:
 
     reason = netns_mod.unavailable_reason()
     if reason:
-        print(f"make bench needs network namespaces for real vip-manager: {reason}",
-              file=sys.stderr)
+        print(
+            f"make bench needs network namespaces for real vip-manager: {reason}", file=sys.stderr
+        )
         return 1
     implementations = [PYTHON]
     missing = None
     if args.original and Path(args.original).is_file():
-        implementations.append(Implementation("go", "yuuki/vip-elector v0.1.4 (Go original)",
-                                              Path(args.original)))
+        implementations.append(
+            Implementation("go", "yuuki/vip-elector v0.1.4 (Go original)", Path(args.original))
+        )
     else:
-        missing = ("no binary given (--original or VIP_ELECTOR_GO_BIN). `go install "
-                   "github.com/yuuki/vip-elector@v0.1.4` fails here: the Go module proxy "
-                   "answers 403 'This module version is not available'.")
+        missing = (
+            "no binary given (--original or VIP_ELECTOR_GO_BIN). `go install "
+            "github.com/yuuki/vip-elector@v0.1.4` fails here: the Go module proxy "
+            "answers 403 'This module version is not available'."
+        )
         print(f"note: {missing}", flush=True)
 
     started = time.monotonic()

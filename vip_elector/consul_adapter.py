@@ -15,6 +15,7 @@ documented as thread-safe and a long poll would block other callers.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -140,7 +141,12 @@ def _reason(exc: BaseException) -> str:
         if nxt is None:
             break
         seen = nxt
-    return str(seen) or seen.__class__.__name__
+    text = str(seen) or seen.__class__.__name__
+    # urllib3 1.26 (Debian bookworm) puts the connection object's repr first.
+    return _OBJECT_REPR.sub("", text)
+
+
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-f]+>:\s*")
 
 
 # -- the HTTP transport under the library ------------------------------------

@@ -62,6 +62,7 @@ class Workers:
         standby: Standby,
         metrics: Metrics | None,
         on_first_session: Callable[[], None],
+        on_status: Callable[[str], None],
     ) -> None:
         self.settings = settings
         self.state = state
@@ -91,6 +92,7 @@ class Workers:
             self.stop,
             self.write_lock,
             on_first_session=on_first_session,
+            on_status=on_status,
             liveness=self.liveness,
             may_start=preflight_passed,
         )
@@ -327,8 +329,14 @@ class Coordinator:
                 extra={"event": "status_server_failed"},
             )
             return EXIT_FAILURE
+        self.notifier.status(f"starting: pre-flight check of {self.settings.trigger_key}")
         self.workers = Workers(
-            self.settings, self.state, self.standby, self.metrics, self._on_first_session
+            self.settings,
+            self.state,
+            self.standby,
+            self.metrics,
+            self._on_first_session,
+            self.notifier.status,
         ).start()
         interval = TICK
         if self.notifier.watchdog_interval:
@@ -482,7 +490,12 @@ class Coordinator:
             workers.release(adapter)
         self.state.configure(new.trigger_key, new.lock_value)
         self.workers = Workers(
-            new, self.state, self.standby, self.metrics, self._on_first_session
+            new,
+            self.state,
+            self.standby,
+            self.metrics,
+            self._on_first_session,
+            self.notifier.status,
         ).start()
 
     # -- the clean release ---------------------------------------------------

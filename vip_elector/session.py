@@ -91,6 +91,7 @@ class SessionKeeper(threading.Thread):
         on_first_session: Callable[[], None] = lambda: None,
         liveness: LivenessCheck | None = None,
         may_start: threading.Event | None = None,
+        on_status: Callable[[str], None] = lambda _: None,
     ) -> None:
         super().__init__(name="renewer", daemon=True)
         self.settings = settings
@@ -102,6 +103,7 @@ class SessionKeeper(threading.Thread):
         self.liveness = liveness
         self.extra_checks = (liveness.check_id,) if liveness else ()
         self.may_start = may_start  # the trigger-key pre-flight check passed
+        self.on_status = on_status  # why we are not competing, for systemctl status
         self.gate = HealthGate(settings.check_id)
         self.failure: BaseException | None = None
         self._lease: Lease | None = None
@@ -289,6 +291,7 @@ class SessionKeeper(threading.Thread):
                 extra={"event": "health_gate", "cause": "check"},
             )
             self._last_gate_warning = (problem, now)
+            self.on_status(f"not competing: {problem}")
 
     # -- renewing ------------------------------------------------------------
     def _renew_when_due(self, lease: Lease) -> None:
