@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Election, HealthFactory
-from tests.testbed.agents import ConsulAgent, create_acl_token
+from tests.testbed.agents import ConsulAgent, TLSFiles, create_acl_token
 from tests.testbed.waiting import stays_true, wait_until
 
 DOCS_ACL = Path(__file__).resolve().parents[1] / "docs" / "acl.md"
@@ -107,45 +107,42 @@ def test_a_token_without_session_rights_gets_a_clear_error_and_no_crash_loop(
     assert node.elector.terminate() == 0
 
 
-def test_tls_with_ca_and_client_certificates(
+@pytest.fixture
+def tls_election(
     consul_tls: ConsulAgent, tmp_path: Path, health: HealthFactory
-) -> None:
+) -> Iterator[tuple[Election, TLSFiles]]:
     tls = consul_tls.spec.tls
     assert tls is not None
     race = Election(consul_tls, tmp_path, f"tls-test/{uuid.uuid4().hex[:8]}/leader", health)
-    try:
-        env = {
-            "CONSUL_CACERT": str(tls.ca_file),
-            "CONSUL_CLIENT_CERT": str(tls.client_cert),
-            "CONSUL_CLIENT_KEY": str(tls.client_key),
-        }
-        node = race.add("node-a", env=env)
-        assert race.wait_holder(30) is node
-        assert "consul=https://" in node.elector.log()
-        assert node.elector.terminate() == 0
-        assert race.api.kv_get(race.key) is None
-    finally:
-        race.stop_all()
+    yield race, tls
+    race.stop_all()
+
+
+def tls_env(ca_file: Path, tls: TLSFiles) -> dict[str, str]:
+    return {
+        "CONSUL_CACERT": str(ca_file),
+        "CONSUL_CLIENT_CERT": str(tls.client_cert),
+        "CONSUL_CLIENT_KEY": str(tls.client_key),
+    }
+
+
+def test_tls_with_ca_and_client_certificates(tls_election: tuple[Election, TLSFiles]) -> None:
+    race, tls = tls_election
+    node = race.add("node-a", env=tls_env(tls.ca_file, tls))
+    assert race.wait_holder(30) is node
+    assert "consul=https://" in node.elector.log()
+    assert node.elector.terminate() == 0
+    assert race.api.kv_get(race.key) is None
 
 
 def test_tls_with_an_untrusted_ca_says_what_to_fix(
-    consul_tls: ConsulAgent, tmp_path: Path, health: HealthFactory
+    tls_election: tuple[Election, TLSFiles],
 ) -> None:
-    tls = consul_tls.spec.tls
-    assert tls is not None
-    race = Election(consul_tls, tmp_path, f"tls-test/{uuid.uuid4().hex[:8]}/leader", health)
-    try:
-        env = {
-            # The client pair as CA: a valid PEM file that did not sign the agent's cert.
-            "CONSUL_CACERT": str(tls.client_cert),
-            "CONSUL_CLIENT_CERT": str(tls.client_cert),
-            "CONSUL_CLIENT_KEY": str(tls.client_key),
-        }
-        node = race.add("node-a", env=env)
-        line = node.elector.wait_log(r"ERROR .*TLS handshake", 20)
-        assert "CONSUL_CACERT" in line
-        wait_until(node.elector.running, 1, "still running")
-        assert race.holder() is None
-        assert node.elector.terminate() == 0
-    finally:
-        race.stop_all()
+    race, tls = tls_election
+    # The client certificate as CA: a valid PEM file that did not sign the agent's cert.
+    node = race.add("node-a", env=tls_env(tls.client_cert, tls))
+    line = node.elector.wait_log(r"ERROR .*TLS handshake", 20)
+    assert "CONSUL_CACERT" in line
+    wait_until(node.elector.running, 1, "still running")
+    assert race.holder() is None
+    assert node.elector.terminate() == 0

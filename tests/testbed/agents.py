@@ -326,6 +326,24 @@ class ConsulCluster:
                     return candidate
         raise RuntimeError("no Consul leader")
 
+    def healthy(self) -> bool:
+        """Every server is up and a healthy raft voter (autopilot's view).
+
+        After a server restarts, autopilot first adds it as a non-voter and
+        promotes it only after it has been stable for a while; killing another
+        server before that leaves the cluster without a quorum. Faults must
+        wait for this between them, as an operator would.
+        """
+        server = next((s for s in self.servers if s.running()), None)
+        if server is None:
+            return False
+        health = server.api().ok("GET", "/v1/operator/autopilot/health")
+        voters = [s for s in health.get("Servers") or [] if s.get("Voter") and s.get("Healthy")]
+        return bool(health.get("Healthy")) and len(voters) == len(self.servers)
+
+    def wait_healthy(self, timeout: float = 90.0) -> None:
+        wait_until(self.healthy, timeout, "every Consul server is a healthy voter", interval=0.5)
+
     def wait_leader(
         self, timeout: float = 60.0, not_this: ConsulAgent | None = None
     ) -> ConsulAgent:

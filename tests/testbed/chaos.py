@@ -278,7 +278,13 @@ def kill_consul_leader(chaos: ChaosLab, leader: str) -> Callable[[], object]:
     server = chaos.lab.cluster.leader_server()
     server.kill()
     chaos.lab.cluster.wait_leader(30, not_this=server)
-    return lambda: server.start().wait_ready(60)
+
+    def heal() -> None:
+        server.start().wait_ready(60)
+        assert chaos.lab.cluster is not None
+        chaos.lab.cluster.wait_healthy()
+
+    return heal
 
 
 def partition(chaos: ChaosLab, leader: str) -> Callable[[], object]:
