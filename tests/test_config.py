@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.testbed.elector import REPO_ROOT, clean_environment, vip_elector_argv
+from tests.testbed.elector import run_vip_elector
 from vip_elector import __version__
 from vip_elector.cli import build_parser, parse_settings
 from vip_elector.config import ConfigError, Settings, load_settings, parse_address
@@ -306,14 +305,8 @@ def test_hostname_differing_from_trigger_value_is_warned(tmp_path: Path) -> None
 def test_bad_configuration_exits_2_with_one_line_per_problem(tmp_path: Path) -> None:
     path = tmp_path / "vm.yml"
     path.write_text("dcs-type: etcd\n")
-    result = subprocess.run(
-        vip_elector_argv("--vip-manager-config", str(path), "--ttl", "1s", "--addr", "127.0.0.1:1"),
-        capture_output=True,
-        text=True,
-        env=clean_environment(),
-        cwd=REPO_ROOT,
-        timeout=30,
-        check=False,
+    result = run_vip_elector(
+        "--vip-manager-config", str(path), "--ttl", "1s", "--addr", "127.0.0.1:1"
     )
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if "configuration error" in line]
@@ -323,25 +316,9 @@ def test_bad_configuration_exits_2_with_one_line_per_problem(tmp_path: Path) -> 
 
 
 def test_version_and_help() -> None:
-    version = subprocess.run(
-        vip_elector_argv("--version"),
-        capture_output=True,
-        text=True,
-        env=clean_environment(),
-        cwd=REPO_ROOT,
-        timeout=30,
-        check=True,
-    )
+    version = run_vip_elector("--version")
     assert version.stdout.strip() == f"vip-elector {__version__}"
-    help_text = subprocess.run(
-        vip_elector_argv("--help"),
-        capture_output=True,
-        text=True,
-        env=clean_environment(),
-        cwd=REPO_ROOT,
-        timeout=30,
-        check=True,
-    ).stdout
+    help_text = run_vip_elector("--help").stdout
     for flag in (
         "--vip-manager-config",
         "--check-id",

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import Candidate, Election
 from tests.test_security import documented_policy
 from tests.testbed.agents import ConsulAgent, create_acl_token, free_port
-from tests.testbed.elector import REPO_ROOT, clean_environment, vip_elector_argv
+from tests.testbed.elector import run_vip_elector
 from tests.testbed.waiting import stays_true, wait_until
 from vip_elector.metrics import Metrics
 from vip_elector.state import DaemonState
@@ -27,19 +27,19 @@ from vip_elector.status_server import StatusServer
 
 
 def command(
-    election: Election, *args: str, env: dict[str, str] | None = None, config: Path | None = None
+    election: Election,
+    *args: str,
+    env: dict[str, str] | None = None,
+    config: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a vip-elector subcommand against the election's agent and key."""
-    return subprocess.run(
-        vip_elector_argv(
-            *args, "--vip-manager-config", str(config or election.config), "--hostname", "node-a"
-        ),
-        capture_output=True,
-        text=True,
-        env=clean_environment(env),
-        cwd=REPO_ROOT,
-        timeout=60,
-        check=False,
+    return run_vip_elector(
+        *args,
+        "--vip-manager-config",
+        str(config or election.config),
+        "--hostname",
+        "node-a",
+        env=env,
     )
 
 

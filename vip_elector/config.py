@@ -238,6 +238,17 @@ def parse_bool(text: str, name: str) -> bool:
     raise ValueError(f"{name}={text!r} is not a boolean (use true or false)")
 
 
+def _env_bool(environ: Mapping[str, str], name: str, default: bool, problems: list[str]) -> bool:
+    text = environ.get(name)
+    if not text:
+        return default
+    try:
+        return parse_bool(text, name)
+    except ValueError as exc:
+        problems.append(str(exc))
+        return default
+
+
 def _read_token_file(path: str, origin: str, problems: list[str]) -> str | None:
     try:
         token = Path(path).read_text().strip()
@@ -312,20 +323,8 @@ def resolve_consul_settings(
     )
     layers = [Layer("command line", flags), env_layer, file_layer]
 
-    use_ssl = False
-    ssl_text = environ.get("CONSUL_HTTP_SSL")
-    if ssl_text:
-        try:
-            use_ssl = parse_bool(ssl_text, "CONSUL_HTTP_SSL")
-        except ValueError as exc:
-            problems.append(str(exc))
-    verify = True
-    verify_text = environ.get("CONSUL_HTTP_SSL_VERIFY")
-    if verify_text:
-        try:
-            verify = parse_bool(verify_text, "CONSUL_HTTP_SSL_VERIFY")
-        except ValueError as exc:
-            problems.append(str(exc))
+    use_ssl = _env_bool(environ, "CONSUL_HTTP_SSL", False, problems)
+    verify = _env_bool(environ, "CONSUL_HTTP_SSL_VERIFY", True, problems)
 
     address, address_origin = _first(layers, "addr") or (DEFAULT_ADDRESS, "default")
     try:

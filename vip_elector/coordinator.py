@@ -172,9 +172,12 @@ class Workers:
             )
 
     # -- the clean release ---------------------------------------------------
-    def release(self, adapter: ConsulAdapter) -> None:
-        """Stop the threads and leave nothing behind in Consul (bounded time)."""
-        held = self.state.leader_index()
+    def release(self, adapter: ConsulAdapter, held: tuple[str, int] | None) -> None:
+        """Stop the threads and leave nothing behind in Consul (bounded time).
+
+        ``held`` is (session, ModifyIndex) if we led, taken before the state
+        left LEADER.
+        """
         session_id = self.state.session_id
         self.stop.set()
         # Let an in-flight acquire or session create finish, so that what it
@@ -330,14 +333,7 @@ class Coordinator:
             )
             return EXIT_FAILURE
         self.notifier.status(f"starting: pre-flight check of {self.settings.trigger_key}")
-        self.workers = Workers(
-            self.settings,
-            self.state,
-            self.standby,
-            self.metrics,
-            self._on_first_session,
-            self.notifier.status,
-        ).start()
+        self.workers = self._start_workers(self.settings)
         interval = TICK
         if self.notifier.watchdog_interval:
             interval = min(TICK, self.notifier.watchdog_interval / 3)
@@ -366,6 +362,16 @@ class Coordinator:
             self.status_server = StatusServer(
                 settings.status_addr, self.status, self.metrics.render, self.healthy
             ).start()
+
+    def _start_workers(self, settings: Settings) -> Workers:
+        return Workers(
+            settings,
+            self.state,
+            self.standby,
+            self.metrics,
+            self._on_first_session,
+            self.notifier.status,
+        ).start()
 
     def _on_first_session(self) -> None:
         if not self._ready:
@@ -485,18 +491,12 @@ class Coordinator:
         )
         workers = self.workers
         assert workers is not None
+        held = self.state.leader_index()
         self.state.lose_leadership(Cause.CONFIG_RELOAD, f"{', '.join(changed)} changed")
         with ConsulAdapter(old.consul, timeout=SHUTDOWN_CALL_TIMEOUT) as adapter:
-            workers.release(adapter)
+            workers.release(adapter, held)
         self.state.configure(new.trigger_key, new.lock_value)
-        self.workers = Workers(
-            new,
-            self.state,
-            self.standby,
-            self.metrics,
-            self._on_first_session,
-            self.notifier.status,
-        ).start()
+        self.workers = self._start_workers(new)
 
     # -- the clean release ---------------------------------------------------
     def shutdown(self) -> int:
@@ -505,10 +505,11 @@ class Coordinator:
         self.notifier.stopping()
         workers = self.workers
         failed = workers is not None and workers.failure() is not None
+        held = self.state.leader_index()
         self.state.transition(Role.STOPPING, Cause.SHUTDOWN)
         if workers is not None:
             with ConsulAdapter(self.settings.consul, timeout=SHUTDOWN_CALL_TIMEOUT) as adapter:
-                workers.release(adapter)
+                workers.release(adapter, held)
         if self.status_server is not None:
             self.status_server.close()
         if self.notify_runner is not None:

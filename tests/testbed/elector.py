@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -94,3 +95,18 @@ class Elector:
 
     def log(self) -> str:
         return self.process.log_text()
+
+
+def run_vip_elector(
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    """Run a short-lived vip-elector command (--help, status, check-config...)."""
+    return subprocess.run(
+        vip_elector_argv(*args),
+        capture_output=True,
+        text=True,
+        env=clean_environment(env),
+        cwd=REPO_ROOT,
+        timeout=timeout,
+        check=False,
+    )
