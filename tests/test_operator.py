@@ -17,7 +17,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Candidate, Election
-from tests.test_security import documented_policy
+from tests.test_security import documented_token
 from tests.testbed.agents import ConsulAgent, create_acl_token, free_port
 from tests.testbed.elector import run_vip_elector
 from tests.testbed.waiting import stays_true, wait_until
@@ -110,13 +110,10 @@ def test_check_config_online_with_the_documented_token(
     consul_acl: ConsulAgent, tmp_path: Path, health: Any
 ) -> None:
     race = Election(consul_acl, tmp_path, f"cc-test/{uuid.uuid4().hex[:8]}/leader", health)
-    service = f"vip-guard-{uuid.uuid4().hex[:6]}"
-    check = health(consul_acl, "cc", service=service)
-    check.wait_status("passing")
-    good = create_acl_token(race.api, f"cc-{service}", documented_policy(race.key, service))
+    check, good = documented_token(race, "cc")
     weak = create_acl_token(
         race.api,
-        f"cc-weak-{service}",
+        f"cc-weak-{uuid.uuid4().hex[:6]}",
         'session_prefix "" { policy = "write" }\n'
         'node_prefix "" { policy = "read" }\n'
         f'key "{race.key}" {{ policy = "read" }}\n',

@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import Election, HealthFactory
 from tests.testbed.agents import ConsulAgent, TLSFiles, create_acl_token
+from tests.testbed.health import HealthCheck
 from tests.testbed.waiting import stays_true, wait_until
 
 DOCS_ACL = Path(__file__).resolve().parents[1] / "docs" / "acl.md"
@@ -33,15 +34,21 @@ def acl_election(
     race.stop_all()
 
 
+def documented_token(
+    race: Election, name: str, blocks: tuple[int, ...] = (0,)
+) -> tuple[HealthCheck, str]:
+    """A service with a passing HTTP check, and a token with the docs/acl.md rules for it."""
+    service = f"vip-guard-{uuid.uuid4().hex[:6]}"
+    check = race.health(race.agent, name, service=service)
+    check.wait_status("passing")
+    rules = "".join(documented_policy(race.key, service, block) for block in blocks)
+    return check, create_acl_token(race.api, f"vip-elector-{name}-{service}", rules)
+
+
 def test_least_privilege_policy_from_the_docs_is_enough(
     acl_election: Election, tmp_path: Path
 ) -> None:
-    service = f"vip-guard-{uuid.uuid4().hex[:6]}"
-    check = acl_election.health(acl_election.agent, "acl", service=service)
-    check.wait_status("passing")
-    token = create_acl_token(
-        acl_election.api, f"vip-elector-{service}", documented_policy(acl_election.key, service)
-    )
+    check, token = documented_token(acl_election, "acl")
     token_file = tmp_path / "token"
     token_file.write_text(token + "\n")
 
@@ -63,13 +70,7 @@ def test_least_privilege_policy_from_the_docs_is_enough(
 def test_the_documented_liveness_rule_is_enough_for_liveness_ttl(
     acl_election: Election, tmp_path: Path
 ) -> None:
-    service = f"vip-guard-{uuid.uuid4().hex[:6]}"
-    check = acl_election.health(acl_election.agent, "live", service=service)
-    check.wait_status("passing")
-    rules = documented_policy(acl_election.key, service) + documented_policy(
-        acl_election.key, service, block=1
-    )
-    token = create_acl_token(acl_election.api, f"vip-elector-live-{service}", rules)
+    check, token = documented_token(acl_election, "live", blocks=(0, 1))
     node = acl_election.add(
         "node-a",
         check=False,
