@@ -82,12 +82,15 @@ echo "build-deb: lintian $(dpkg-query -W -f='${Version}' lintian)"
 # lintian leaves scratch files in TMPDIR: give it one of its own.
 lintmp=$(mktemp -d "${TMPDIR:-/tmp}/vip-elector-lintian.XXXXXX")
 trap 'rm -rf "$stage" "$lintmp"' EXIT
-lint=(env TMPDIR="$lintmp" HOME="$lintmp" lintian --fail-on "error,warning" --display-info "$deb")
+# lintian reads a copy in its own directory, and runs from there: as root it
+# runs as nobody, who may not enter the checkout (mktemp -d makes it 0700).
+cp "$deb" "$lintmp/"
+lint=(env TMPDIR="$lintmp" HOME="$lintmp" lintian --fail-on "error,warning" --display-info "$(basename "$deb")")
 if [ "$(id -u)" = 0 ] && command -v runuser >/dev/null; then
 	# lintian advises against running as root
-	chown nobody "$lintmp"
-	runuser -u nobody -- "${lint[@]}"
+	chown -R nobody "$lintmp"
+	(cd "$lintmp" && runuser -u nobody -- "${lint[@]}")
 else
-	"${lint[@]}"
+	(cd "$lintmp" && "${lint[@]}")
 fi
 echo "build-deb: lintian: no errors or warnings"
