@@ -299,7 +299,7 @@ def resolve_consul_settings(
     environ: Mapping[str, str],
     vip_manager: VipManagerConfig | None,
     problems: list[str],
-) -> ConsulSettings | None:
+) -> ConsulSettings:
     """Where the agent is and how to talk to it; appends to ``problems``."""
     env_layer = Layer(
         "environment",
@@ -582,7 +582,7 @@ def load_settings(
         if not lock_value.strip():
             problems.append("the lock value is empty: set --hostname or trigger-value")
 
-    if problems or vip_manager is None or consul is None:
+    if problems or vip_manager is None:
         raise ConfigError(problems)
     return Settings(
         vip_manager=vip_manager,

@@ -346,6 +346,21 @@ def _lock_delay_seconds(raw: Any) -> float:
     return 0.0
 
 
+def _check_state(check_id: str, item: dict[str, Any]) -> CheckState:
+    """A check as /v1/agent/checks and /v1/health/node/<node> both describe it."""
+    return CheckState(
+        check_id,
+        str(item.get("Status", "")),
+        str(item.get("Output", "")).strip(),
+        str(item.get("ServiceName", "")),
+    )
+
+
+def _acls_disabled(exc: ConsulError) -> bool:
+    """Consul answers ACL endpoints with 401 "ACL support disabled" when ACLs are off."""
+    return "acl support disabled" in str(exc).lower()
+
+
 def _session_checks(item: dict[str, Any]) -> tuple[str, ...]:
     checks: list[str] = list(item.get("Checks") or [])
     for key in ("NodeChecks", "ServiceChecks"):
@@ -369,10 +384,6 @@ class ConsulAdapter:
         self.timeout = timeout
         self._transport = _Transport(settings, timeout, observer)
         self._client = _Client(self._transport)
-
-    def with_timeout(self, timeout: float) -> ConsulAdapter:
-        """A separate adapter (own connection) with a different request timeout."""
-        return ConsulAdapter(self.settings, timeout, self._transport._observer)
 
     def close(self) -> None:
         self._transport.close()
@@ -408,22 +419,15 @@ class ConsulAdapter:
         raw = self._call(
             self._transport.get, _expect_ok, f"/v1/health/node/{node}", [("consistent", "1")]
         )
-        return {
-            str(item["CheckID"]): CheckState(
-                str(item["CheckID"]),
-                str(item.get("Status", "")),
-                str(item.get("Output", "")).strip(),
-                str(item.get("ServiceName", "")),
-            )
-            for item in raw or []
-        }
+        checks = [_check_state(str(item["CheckID"]), item) for item in raw or []]
+        return {check.check_id: check for check in checks}
 
     def token_self(self) -> dict[str, Any] | None:
         """The token's own description; None when ACLs are disabled."""
         try:
             return dict(self._call(self._transport.get, _expect_ok, "/v1/acl/token/self"))
         except ConsulError as exc:
-            if "acl support disabled" in str(exc).lower() or "401" in str(exc)[:3]:
+            if _acls_disabled(exc):
                 return None
             raise
 
@@ -441,22 +445,14 @@ class ConsulAdapter:
         except NotFound:
             return None
         except ConsulError as exc:
-            if "acl support disabled" in str(exc).lower() or str(exc)[:3] == "401":
+            if _acls_disabled(exc):
                 return None
             raise
         return [bool(item.get("Allow")) for item in answer]
 
     def agent_checks(self) -> dict[str, CheckState]:
         raw = self._call(self._client.agent.checks)
-        return {
-            check_id: CheckState(
-                check_id,
-                str(item.get("Status", "")),
-                str(item.get("Output", "")).strip(),
-                str(item.get("ServiceName", "")),
-            )
-            for check_id, item in (raw or {}).items()
-        }
+        return {check_id: _check_state(check_id, item) for check_id, item in (raw or {}).items()}
 
     def register_liveness_service(
         self, service_id: str, name: str, check_id: str, ttl: float, notes: str
@@ -487,9 +483,6 @@ class ConsulAdapter:
             f"/v1/agent/check/pass/{check_id}",
             [("note", note)] if note else None,
         )
-
-    def deregister_check(self, check_id: str) -> None:
-        self._call(self._transport.put, _expect_ok, f"/v1/agent/check/deregister/{check_id}")
 
     def _put_json(self, path: str, body: dict[str, Any]) -> Any:
         return self._call(self._transport.put, _expect_ok, path, None, json.dumps(body))
@@ -589,9 +582,6 @@ class ConsulAdapter:
                 self._client.kv.put, key, value.encode(), acquire=session_id, flags=LOCK_FLAG
             )
         )
-
-    def put(self, key: str, value: bytes, cas: int | None = None) -> bool:
-        return bool(self._call(self._client.kv.put, key, value, cas=cas))
 
     def delete_key(self, key: str, cas: int) -> bool:
         """Delete only if the key is still at ``cas`` (its ModifyIndex)."""

@@ -62,9 +62,6 @@ class LivenessCheck:
     def passed(self) -> None:
         self.adapter.pass_ttl_check(self.check_id)
 
-    def deregister(self) -> None:
-        self.adapter.deregister_service(self.service_id)
-
 
 class LivenessReporter(threading.Thread):
     """Passes the check every TTL/3 while ``healthy()`` says the threads progress."""
@@ -76,7 +73,6 @@ class LivenessReporter(threading.Thread):
         self.check = check
         self.healthy = healthy
         self.stop = stop
-        self.failure: BaseException | None = None
 
     def run(self) -> None:
         interval = self.check.ttl / PASSES_PER_TTL

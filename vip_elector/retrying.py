@@ -30,6 +30,11 @@ T = TypeVar("T")
 NEEDS_A_PERSON_MAX_WAIT = 30.0
 
 
+def needs_a_person(error: BaseException | None) -> bool:
+    """Retrying alone will not fix it: a wrong token or TLS setting."""
+    return isinstance(error, PermissionDenied | TLSFailure)
+
+
 class Interrupted(Exception):
     """The retry loop stopped because the caller no longer wants the result."""
 
@@ -92,11 +97,7 @@ class Retrier:
 
         def wait(state: tenacity.RetryCallState) -> float:
             error = state.outcome.exception() if state.outcome else None
-            cap = (
-                NEEDS_A_PERSON_MAX_WAIT
-                if isinstance(error, PermissionDenied | TLSFailure)
-                else maximum
-            )
+            cap = NEEDS_A_PERSON_MAX_WAIT if needs_a_person(error) else maximum
             jittered = tenacity.wait_exponential_jitter(initial=initial, max=cap, jitter=initial)
             return float(jittered(state))
 
@@ -104,7 +105,7 @@ class Retrier:
             error = state.outcome.exception() if state.outcome else None
             assert isinstance(error, ConsulError)
             delay = state.next_action.sleep if state.next_action else 0.0
-            needs_person = isinstance(error, PermissionDenied | TLSFailure)
+            needs_person = needs_a_person(error)
             chosen = level or (logging.ERROR if needs_person else logging.WARNING)
             if state.attempt_number <= quiet_first and not needs_person:
                 chosen = logging.DEBUG

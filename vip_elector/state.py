@@ -213,10 +213,6 @@ class DaemonState:
             if self.role == Role.LEADER:
                 self.held_index = modify_index
 
-    def is_leader(self) -> bool:
-        with self._lock:
-            return self.role == Role.LEADER
-
     def leader_index(self) -> tuple[str, int] | None:
         """(session, ModifyIndex) while leader, for a clean release."""
         with self._lock:
