@@ -1,4 +1,4 @@
-"""The command line: the seed's flags, VIP_ELECTOR_* variables, exit codes.
+"""The command line: the flags of the Go original, VIP_ELECTOR_* variables, exit codes.
 
 Exit codes: 0 after a clean stop, 1 on a fatal runtime error (e.g. the
 trigger-key pre-flight check), 2 on bad configuration (nothing is touched in
@@ -15,9 +15,10 @@ from typing import Any
 import configargparse
 
 from vip_elector import __version__, config_check, status_report
-from vip_elector.config import DEFAULT_LOCK_DELAY, DEFAULT_TTL, ConfigError, Settings, load_settings
+from vip_elector.config import ConfigError, Settings, load_settings
 from vip_elector.coordinator import Coordinator
 from vip_elector.logs import setup_logging, stop_logging
+from vip_elector.options import with_flags
 
 EXIT_CONFIG = 2
 PROG = "vip-elector"
@@ -51,131 +52,20 @@ trigger-key pre-flight check), 2 on invalid configuration.
 """
 
 
-def add_common_options(parser: Any) -> None:
-    """Options every command takes: where the config is and how to reach Consul."""
-    parser.add_argument(
-        "--config",
-        metavar="PATH",
-        is_config_file=True,
-        help="file of vip-elector's own options, one `option = value` (or `option: value`) "
-        "per line, e.g. `log-level = DEBUG`; below options and VIP_ELECTOR_* variables in "
-        "precedence; re-read on SIGHUP",
-    )
-    parser.add_argument(
-        "--vip-manager-config",
-        metavar="PATH",
-        help="vip-manager.yml shared with vip-manager (trigger-key, trigger-value, "
-        "dcs-endpoints, consul-token); required",
-    )
-    parser.add_argument(
-        "--check-id",
-        metavar="ID",
-        help="Consul check ID to tie the session to (e.g. vip-http); without it only the "
-        "node's serfHealth counts",
-    )
-    parser.add_argument(
-        "--ttl",
-        metavar="DURATION",
-        default=DEFAULT_TTL,
-        help="session TTL, 10s..24h (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--lock-delay",
-        metavar="DURATION",
-        default=DEFAULT_LOCK_DELAY,
-        help="lock-delay after a leader's session is invalidated, 0..60s; "
-        "0 disables (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--addr",
-        metavar="ADDR",
-        help="Consul agent address, [http[s]://]host[:port] (overrides "
-        "CONSUL_HTTP_ADDR and dcs-endpoints)",
-    )
-    parser.add_argument(
-        "--token",
-        metavar="TOKEN",
-        help="Consul ACL token (overrides CONSUL_HTTP_TOKEN; visible in ps, prefer --token-file)",
-    )
-    parser.add_argument(
-        "--token-file",
-        metavar="PATH",
-        help="file holding the Consul ACL token (overrides CONSUL_HTTP_TOKEN_FILE)",
-    )
-    parser.add_argument("--ca-file", metavar="PATH", help="CA certificate (CONSUL_CACERT)")
-    parser.add_argument("--ca-path", metavar="DIR", help="CA certificate directory (CONSUL_CAPATH)")
-    parser.add_argument(
-        "--client-cert", metavar="PATH", help="client certificate (CONSUL_CLIENT_CERT)"
-    )
-    parser.add_argument("--client-key", metavar="PATH", help="client key (CONSUL_CLIENT_KEY)")
-    parser.add_argument(
-        "--tls-server-name",
-        metavar="NAME",
-        help="name to verify the agent's certificate against (CONSUL_TLS_SERVER_NAME)",
-    )
-    parser.add_argument(
-        "--hostname",
-        metavar="VALUE",
-        help="lock value written to the trigger-key (default: trigger-value "
-        "from the yml, else the short hostname); must equal vip-manager's "
-        "trigger-value",
-    )
-    parser.add_argument(
-        "--liveness-ttl",
-        metavar="DURATION",
-        help="tie the session also to a TTL check the daemon passes while its threads make "
-        "progress, so a killed or wedged vip-elector loses the lock after about DURATION "
-        "instead of up to 2 x TTL (off by default; needs service write on 'vip-elector')",
-    )
-    add_operator_options(parser)
-    parser.add_argument(
-        "--log-level",
-        default="INFO",
-        type=str.upper,
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="(default: %(default)s)",
-    )
-    parser.add_argument(
-        "--log-format",
-        default="text",
-        choices=["text", "json"],
-        help="text, or one JSON object per line (default: %(default)s)",
-    )
-
-
-def add_operator_options(parser: Any) -> None:
-    """Status endpoint, hooks, maintenance: features beyond the seed."""
-    parser.add_argument(
-        "--status-addr",
-        metavar="[HOST]:PORT",
-        help="serve /status (JSON), /metrics (Prometheus) and /healthz on this address "
-        "(off by default; without HOST: 127.0.0.1)",
-    )
-    parser.add_argument(
-        "--notify",
-        metavar="CMD",
-        help="run CMD STATE KEY VALUE on every state change (LEADER, FOLLOWER, MAINTENANCE, "
-        "STOPPING), with VIP_ELECTOR_STATE/_PREVIOUS_STATE/_KEY/_VALUE/_CAUSE/_SESSION in its "
-        "environment; one at a time, off the election path",
-    )
-    parser.add_argument(
-        "--notify-timeout",
-        metavar="DURATION",
-        default="30s",
-        help="kill a --notify hook running longer (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--maintenance-file",
-        metavar="PATH",
-        help="while this file exists, do not compete; a leader steps down at once (deleting "
-        "the key, so another node takes over without lock-delay)",
-    )
-    parser.add_argument(
-        "--step-down-hold",
-        metavar="DURATION",
-        default="10s",
-        help="after SIGUSR1 a leader steps down and stays out this long (default: %(default)s)",
-    )
+def add_options(parser: Any) -> None:
+    """Every flag of the option table."""
+    for row in with_flags():
+        kwargs: dict[str, Any] = {"metavar": row.metavar, "help": row.help_text()}
+        if row.config_file:
+            kwargs["is_config_file"] = True
+        if row.default is not None:
+            kwargs["default"] = row.default
+        if row.choices:
+            kwargs["choices"] = list(row.choices)
+            # Case-insensitive levels (`--log-level debug`), as before.
+            if row.name == "log-level":
+                kwargs["type"] = str.upper
+        parser.add_argument(row.flag, **kwargs)
 
 
 COMMANDS = {
@@ -197,7 +87,7 @@ def build_parser(command: str | None = None) -> Any:
         add_config_file_help=False,
         add_env_var_help=True,
     )
-    add_common_options(parser)
+    add_options(parser)
     if command == "status":
         parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     elif command == "check-config":

@@ -1,9 +1,11 @@
-"""Configuration: vip-manager.yml, CONSUL_* variables and flags, merged and validated.
+"""Configuration: the parsed command line, environment and vip-manager.yml, assembled
+into validated Settings.
 
 Precedence for every setting: command-line flag (or its ``VIP_ELECTOR_*``
 variable) > Consul's own environment variable > vip-manager.yml > default.
 Everything is checked before the daemon touches Consul; every problem found
 is reported, each on its own line, and the process exits with code 2.
+Defaults and ranges come from the option table (``options``).
 """
 
 from __future__ import annotations
@@ -12,372 +14,36 @@ import os
 import shlex
 import shutil
 import socket
-import urllib.parse
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from vip_elector.consul_settings import parse_address, resolve_consul_settings
 from vip_elector.durations import format_duration, parse_duration
+from vip_elector.options import Option, option
+from vip_elector.settings import ConfigError, Settings, VipManagerConfig
+from vip_elector.vip_manager_config import read_vip_manager_config
 
-DEFAULT_ADDRESS = "http://127.0.0.1:8500"
-DEFAULT_TTL = "10s"
-DEFAULT_LOCK_DELAY = "1s"
-TTL_MIN, TTL_MAX = 10.0, 86400.0  # Consul refuses other session TTLs
-LOCK_DELAY_MAX = 60.0  # Consul caps lock-delay at 60s
-LIVENESS_TTL_MIN, LIVENESS_TTL_MAX = 1.0, 3600.0
+__all__ = [
+    "ConfigError",
+    "Settings",
+    "load_settings",
+    "parse_address",
+    "parse_listen_address",
+    "resolve_lock_value",
+]
 
-TRUE_WORDS = {"1", "true", "t", "yes", "y", "on"}
-FALSE_WORDS = {"0", "false", "f", "no", "n", "off"}
-
-
-class ConfigError(Exception):
-    """The configuration is unusable; ``problems`` says why, one line each."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
-
-
-@dataclass(frozen=True)
-class ConsulSettings:
-    """How to reach the local Consul agent."""
-
-    scheme: str
-    host: str
-    port: int
-    token: str | None = field(default=None, repr=False)  # never printed
-    token_source: str = "none"  # where the token came from, safe to log
-    ca_file: str | None = None
-    ca_path: str | None = None
-    client_cert: str | None = None
-    client_key: str | None = None
-    verify: bool = True
-    tls_server_name: str | None = None
-
-    @property
-    def address(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
-
-
-@dataclass(frozen=True)
-class VipManagerConfig:
-    """The keys vip-elector reads from the vip-manager.yml it shares with vip-manager."""
-
-    path: Path
-    trigger_key: str
-    trigger_value: str | None
-    endpoints: tuple[str, ...]
-    consul_token: str | None = field(default=None, repr=False)
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything the daemon needs, validated."""
-
-    vip_manager: VipManagerConfig
-    consul: ConsulSettings
-    lock_value: str
-    lock_value_source: str
-    check_id: str | None
-    ttl: float
-    lock_delay: float
-    log_level: str = "INFO"
-    log_format: str = "text"
-    liveness_ttl: float | None = None  # --liveness-ttl; None = off
-    status_addr: tuple[str, int] | None = None  # --status-addr; None = off
-    notify: tuple[str, ...] | None = None  # --notify command (split, no shell)
-    notify_timeout: float = 30.0
-    maintenance_file: Path | None = None
-    step_down_hold: float = 10.0
-    # Things worth a WARNING once logging is set up (config is parsed before).
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def trigger_key(self) -> str:
-        return self.vip_manager.trigger_key
-
-    @property
-    def session_checks(self) -> list[str]:
-        """serfHealth always (sending Checks replaces Consul's default), plus ours."""
-        checks = ["serfHealth"]
-        if self.check_id:
-            checks.append(self.check_id)
-        return checks
-
-    def describe(self) -> str:
-        """One line for the start-up log (no secrets)."""
-        return (
-            f"trigger-key={self.trigger_key} value={self.lock_value!r} "
-            f"({self.lock_value_source}) check-id={self.check_id or '-'} "
-            f"ttl={format_duration(self.ttl)} lock-delay={format_duration(self.lock_delay)} "
-            f"consul={self.consul.address} token={self.consul.token_source}"
-        )
-
-
-# -- vip-manager.yml ---------------------------------------------------------
-
-
-def _as_text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool | int | float):
-        return str(value).lower() if isinstance(value, bool) else str(value)
-    if isinstance(value, str):
-        return value
-    return None
-
-
-def read_vip_manager_config(path: Path) -> VipManagerConfig:
-    """Read and check the keys vip-elector needs; raise ConfigError listing every problem."""
-    where = f"vip-manager config {path}"
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(
-            [
-                f"{where}: cannot read it ({exc.strerror or exc}); "
-                "pass the file vip-manager uses with --vip-manager-config"
-            ]
-        ) from exc
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"{where}: malformed YAML{at}: {problem}"]) from exc
-    if document is None:
-        document = {}
-    if not isinstance(document, dict):
-        raise ConfigError(
-            [
-                f"{where}: expected a mapping of keys (like `trigger-key: ...`), "
-                f"got {type(document).__name__}"
-            ]
-        )
-
-    problems: list[str] = []
-    dcs_type = _as_text(document.get("dcs-type"))
-    if dcs_type is None:
-        problems.append(
-            f"{where}: `dcs-type` is not set; vip-manager then defaults to etcd, so "
-            "vip-manager and vip-elector would not use the same store: add `dcs-type: consul`"
-        )
-    elif dcs_type.strip().lower() != "consul":
-        problems.append(
-            f"{where}: `dcs-type` is {dcs_type!r}; vip-elector elects through Consul: "
-            "set `dcs-type: consul` (and point vip-manager at Consul too)"
-        )
-
-    raw_key = _as_text(document.get("trigger-key"))
-    trigger_key = (raw_key or "").strip().lstrip("/")  # vip-manager strips a leading '/'
-    if not trigger_key:
-        problems.append(
-            f"{where}: `trigger-key` is missing or empty; set the key vip-manager watches, "
-            'e.g. `trigger-key: "service/mycluster/vip"`'
-        )
-
-    trigger_value = _as_text(document.get("trigger-value"))
-    if trigger_value is not None and trigger_value == "":
-        trigger_value = None
-
-    endpoints_raw = document.get("dcs-endpoints")
-    endpoints: list[str] = []
-    if isinstance(endpoints_raw, str):
-        endpoints = [part.strip() for part in endpoints_raw.split(",") if part.strip()]
-    elif isinstance(endpoints_raw, list):
-        endpoints = [str(item).strip() for item in endpoints_raw if str(item).strip()]
-    elif endpoints_raw is not None:
-        problems.append(f"{where}: `dcs-endpoints` must be a list or a comma-separated string")
-
-    token = _as_text(document.get("consul-token")) or None
-    if problems:
-        raise ConfigError(problems)
-    return VipManagerConfig(
-        path=path,
-        trigger_key=trigger_key,
-        trigger_value=trigger_value,
-        endpoints=tuple(endpoints),
-        consul_token=token,
-    )
-
-
-# -- addresses, tokens, TLS --------------------------------------------------
-
-
-def parse_address(address: str, default_scheme: str = "http") -> tuple[str, str, int]:
-    """``[scheme://]host[:port]`` -> (scheme, host, port). Raises ValueError."""
-    text = address.strip()
-    if "://" not in text:
-        text = f"{default_scheme}://{text}"
-    parsed = urllib.parse.urlsplit(text)
-    scheme = parsed.scheme.lower()
-    if scheme not in ("http", "https"):
-        raise ValueError(f"unsupported scheme {parsed.scheme!r} in {address!r} (use http or https)")
-    try:
-        port = parsed.port
-    except ValueError as exc:
-        raise ValueError(f"invalid port in {address!r}") from exc
-    if not parsed.hostname:
-        raise ValueError(f"no host in {address!r}")
-    if parsed.path not in ("", "/"):
-        raise ValueError(f"unexpected path {parsed.path!r} in {address!r}")
-    return scheme, parsed.hostname, port or (8501 if scheme == "https" else 8500)
-
-
-def parse_bool(text: str, name: str) -> bool:
-    word = text.strip().lower()
-    if word in TRUE_WORDS:
-        return True
-    if word in FALSE_WORDS:
-        return False
-    raise ValueError(f"{name}={text!r} is not a boolean (use true or false)")
-
-
-def _env_bool(environ: Mapping[str, str], name: str, default: bool, problems: list[str]) -> bool:
-    text = environ.get(name)
-    if not text:
-        return default
-    try:
-        return parse_bool(text, name)
-    except ValueError as exc:
-        problems.append(str(exc))
-        return default
-
-
-def _read_token_file(path: str, origin: str, problems: list[str]) -> str | None:
-    try:
-        token = Path(path).read_text().strip()
-    except OSError as exc:
-        problems.append(
-            f"token file {path} (from {origin}) cannot be read: {exc.strerror or exc}; "
-            "check the path and that the vip-elector user may read it"
-        )
-        return None
-    if not token:
-        problems.append(f"token file {path} (from {origin}) is empty")
-        return None
-    return token
-
-
-def _check_readable(
-    path: str, what: str, origin: str, problems: list[str], directory: bool = False
-) -> None:
-    target = Path(path)
-    ok = target.is_dir() if directory else target.is_file()
-    if not ok or not os.access(target, os.R_OK | (os.X_OK if directory else 0)):
-        kind = "directory" if directory else "file"
-        problems.append(f"{what} {path} (from {origin}) is not a readable {kind}")
-
-
-@dataclass
-class Layer:
-    """One source of settings, highest precedence first: flags, environment, file."""
-
-    name: str
-    values: Mapping[str, str | None]
-
-    def get(self, key: str) -> str | None:
-        value = self.values.get(key)
-        return value if value not in (None, "") else None
-
-
-def _first(layers: list[Layer], key: str) -> tuple[str, str] | None:
-    for layer in layers:
-        value = layer.get(key)
-        if value is not None:
-            return value, layer.name
-    return None
-
-
-def resolve_consul_settings(
-    flags: Mapping[str, str | None],
-    environ: Mapping[str, str],
-    vip_manager: VipManagerConfig | None,
-    problems: list[str],
-) -> ConsulSettings:
-    """Where the agent is and how to talk to it; appends to ``problems``."""
-    env_layer = Layer(
-        "environment",
-        {
-            "addr": environ.get("CONSUL_HTTP_ADDR"),
-            "token": environ.get("CONSUL_HTTP_TOKEN"),
-            "token_file": environ.get("CONSUL_HTTP_TOKEN_FILE"),
-            "ca_file": environ.get("CONSUL_CACERT"),
-            "ca_path": environ.get("CONSUL_CAPATH"),
-            "client_cert": environ.get("CONSUL_CLIENT_CERT"),
-            "client_key": environ.get("CONSUL_CLIENT_KEY"),
-            "tls_server_name": environ.get("CONSUL_TLS_SERVER_NAME"),
-        },
-    )
-    file_layer = Layer(
-        f"{vip_manager.path}" if vip_manager else "vip-manager.yml",
-        {
-            "addr": vip_manager.endpoints[0] if vip_manager and vip_manager.endpoints else None,
-            "token": vip_manager.consul_token if vip_manager else None,
-        },
-    )
-    layers = [Layer("command line", flags), env_layer, file_layer]
-
-    use_ssl = _env_bool(environ, "CONSUL_HTTP_SSL", False, problems)
-    verify = _env_bool(environ, "CONSUL_HTTP_SSL_VERIFY", True, problems)
-
-    address, address_origin = _first(layers, "addr") or (DEFAULT_ADDRESS, "default")
-    try:
-        scheme, host, port = parse_address(address, "https" if use_ssl else "http")
-    except ValueError as exc:
-        problems.append(f"Consul address (from {address_origin}): {exc}")
-        scheme, host, port = "http", "127.0.0.1", 8500
-
-    # Token: the highest layer that has one wins; within a layer a token file
-    # wins over a token, as in Consul's own CLI and API client.
-    token: str | None = None
-    token_source = "none (the agent's default token applies)"
-    for layer in layers:
-        token_file = layer.get("token_file")
-        if token_file:
-            token = _read_token_file(token_file, layer.name, problems)
-            token_source = f"file {token_file} ({layer.name})"
-            break
-        if layer.get("token"):
-            token = layer.get("token")
-            token_source = f"{layer.name}"
-            break
-
-    tls: dict[str, str | None] = {}
-    for key, what, is_dir in (
-        ("ca_file", "CA certificate", False),
-        ("ca_path", "CA certificate directory", True),
-        ("client_cert", "client certificate", False),
-        ("client_key", "client key", False),
-    ):
-        found = _first(layers[:2], key)
-        tls[key] = found[0] if found else None
-        if found:
-            _check_readable(found[0], what, found[1], problems, directory=is_dir)
-    if bool(tls["client_cert"]) != bool(tls["client_key"]):
-        problems.append(
-            "a client certificate needs its key and the other way round: set both "
-            "CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY (or --client-cert and --client-key)"
-        )
-    server_name = _first(layers[:2], "tls_server_name")
-    return ConsulSettings(
-        scheme=scheme,
-        host=host,
-        port=port,
-        token=token,
-        token_source=token_source,
-        ca_file=tls["ca_file"],
-        ca_path=tls["ca_path"],
-        client_cert=tls["client_cert"],
-        client_key=tls["client_key"],
-        verify=verify,
-        tls_server_name=server_name[0] if server_name else None,
-    )
+# The Consul layers' names for the flags they read (see consul_settings).
+CONSUL_FLAGS = (
+    "addr",
+    "token",
+    "token_file",
+    "ca_file",
+    "ca_path",
+    "client_cert",
+    "client_key",
+    "tls_server_name",
+)
 
 
 def parse_listen_address(text: str) -> tuple[str, int]:
@@ -420,7 +86,8 @@ def resolve_lock_value(
     """The value written to the trigger-key: (value, where it came from, warnings).
 
     vip-manager compares the key's value byte for byte with its trigger-value,
-    which defaults to the kernel hostname; the seed's default is the short name.
+    which defaults to the kernel hostname; the Go original's default (and
+    ours, for compatibility) is the short name.
     """
     warnings: list[str] = []
     if flag_hostname:
@@ -447,20 +114,34 @@ def resolve_lock_value(
 # -- durations ---------------------------------------------------------------
 
 
-def _duration(
-    text: str, name: str, low: float, high: float, hint: str, problems: list[str]
-) -> float:
+def duration_setting(row: Option, text: str | None, problems: list[str]) -> float:
+    """A duration option's value in seconds, checked against the row's range.
+
+    ``text`` None means "not given": the row's default applies.
+    """
+    assert row.flag is not None
+    assert row.low is not None
+    assert row.high is not None
+    spec = text or row.default
+    assert spec is not None, f"{row.name} has no default"
     try:
-        seconds = parse_duration(text)
+        seconds = parse_duration(spec)
     except ValueError as exc:
-        problems.append(f"{name}: {exc}")
-        return low
-    if not low <= seconds <= high:
+        problems.append(f"{row.flag}: {exc}")
+        return row.low
+    if not row.low <= seconds <= row.high:
         problems.append(
-            f"{name} {text} is out of range: must be between {format_duration(low)} and "
-            f"{format_duration(high)} ({hint})"
+            f"{row.flag} {spec} is out of range: must be between {format_duration(row.low)} "
+            f"and {format_duration(row.high)} ({row.range_hint})"
         )
     return seconds
+
+
+def _given(args: Mapping[str, Any], name: str) -> Any:
+    """The parsed value of option ``name``, or its default."""
+    row = option(name)
+    value = args.get(row.dest)
+    return value if value not in (None, "") else row.default
 
 
 def load_settings(
@@ -486,33 +167,15 @@ def load_settings(
         except ConfigError as exc:
             problems.extend(exc.problems)
 
-    ttl = _duration(
-        args.get("ttl") or DEFAULT_TTL,
-        "--ttl",
-        TTL_MIN,
-        TTL_MAX,
-        "Consul accepts session TTLs of 10s to 24h",
-        problems,
-    )
-    lock_delay = _duration(
-        args.get("lock_delay") or DEFAULT_LOCK_DELAY,
-        "--lock-delay",
-        0.0,
-        LOCK_DELAY_MAX,
-        "Consul caps lock-delay at 60s; 0 disables it",
-        problems,
-    )
+    def duration(name: str) -> float:
+        row = option(name)
+        return duration_setting(row, args.get(row.dest), problems)
 
-    liveness_ttl = None
-    if args.get("liveness_ttl"):
-        liveness_ttl = _duration(
-            args["liveness_ttl"],
-            "--liveness-ttl",
-            LIVENESS_TTL_MIN,
-            LIVENESS_TTL_MAX,
-            "it is passed every third of it",
-            problems,
-        )
+    ttl = duration("ttl")
+    lock_delay = duration("lock-delay")
+    liveness_ttl = duration("liveness-ttl") if args.get("liveness_ttl") else None
+    notify_timeout = duration("notify-timeout")
+    step_down_hold = duration("step-down-hold")
 
     status_addr = None
     if args.get("status_addr"):
@@ -528,22 +191,6 @@ def load_settings(
             problems.append(f"--notify: cannot split {args['notify']!r} into a command: {exc}")
         if notify is not None:
             _check_command(notify, problems)
-    notify_timeout = _duration(
-        args.get("notify_timeout") or "30s",
-        "--notify-timeout",
-        0.1,
-        3600.0,
-        "a hook running longer is killed",
-        problems,
-    )
-    step_down_hold = _duration(
-        args.get("step_down_hold") or "10s",
-        "--step-down-hold",
-        0.0,
-        86400.0,
-        "how long a leader stays out after SIGUSR1",
-        problems,
-    )
     maintenance_file = Path(args["maintenance_file"]) if args.get("maintenance_file") else None
     if maintenance_file is not None and not maintenance_file.parent.is_dir():
         problems.append(
@@ -555,16 +202,7 @@ def load_settings(
     if check_id is not None:
         check_id = check_id.strip() or None
 
-    flags = {
-        "addr": args.get("addr"),
-        "token": args.get("token"),
-        "token_file": args.get("token_file"),
-        "ca_file": args.get("ca_file"),
-        "ca_path": args.get("ca_path"),
-        "client_cert": args.get("client_cert"),
-        "client_key": args.get("client_key"),
-        "tls_server_name": args.get("tls_server_name"),
-    }
+    flags = {name: args.get(name) for name in CONSUL_FLAGS}
     consul = resolve_consul_settings(flags, environ, vip_manager, problems)
 
     warnings: list[str] = []
@@ -592,8 +230,8 @@ def load_settings(
         check_id=check_id,
         ttl=ttl,
         lock_delay=lock_delay,
-        log_level=(args.get("log_level") or "INFO").upper(),
-        log_format=args.get("log_format") or "text",
+        log_level=str(_given(args, "log-level")).upper(),
+        log_format=str(_given(args, "log-format")),
         liveness_ttl=liveness_ttl,
         status_addr=status_addr,
         notify=notify,

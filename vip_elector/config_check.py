@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import uuid
 
-from vip_elector.config import Settings
-from vip_elector.consul_adapter import LOCK_FLAG, ConsulAdapter, ConsulError
+from vip_elector.consul_adapter import ConsulAdapter, ConsulError
 from vip_elector.durations import format_duration
-from vip_elector.election import not_a_lock_message
+from vip_elector.settings import Settings
+from vip_elector.trigger_key import TriggerKey, is_foreign, not_a_lock_message
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -109,11 +109,11 @@ def online(settings: Settings, report: Report) -> None:
                 )
 
     try:
-        key = adapter.get_key(settings.trigger_key)
+        key = TriggerKey(adapter, settings.trigger_key, settings.lock_value).read()
     except ConsulError as exc:
         report.fail(f"reading the trigger-key: {exc}")
     else:
-        if key.exists and key.flags != LOCK_FLAG:
+        if is_foreign(key):
             report.fail(not_a_lock_message(settings.trigger_key, key.flags))
         elif key.exists:
             holder = key.value.decode(errors="replace") if key.value else ""

@@ -26,10 +26,8 @@ import consul.base
 import requests
 import requests.adapters
 
-from vip_elector.config import ConsulSettings
 from vip_elector.durations import format_duration, parse_duration
-
-LOCK_FLAG = 0x2DDCCBC058A50C18  # consul/api/lock.go LockFlagValue = 3304740253564472344
+from vip_elector.settings import ConsulSettings
 
 CONNECT_TIMEOUT = 2.0
 REQUEST_TIMEOUT = 5.0
@@ -119,7 +117,9 @@ def translate(exc: BaseException) -> ConsulError:
             return Unavailable(f"Consul has no leader right now: {text}", "no_leader")
         if "missing check" in lowered or "critical state" in lowered:
             return CheckNotHealthy(text)
-        if "invalid session" in lowered or ("session" in lowered and "not found" in lowered):
+        # `invalid session "<id>"` (acquire), "Session id '<id>' not found" (renew);
+        # not "Invalid Session TTL", which is a refused setting.
+        if _SESSION_GONE.search(lowered):
             return SessionGone(text)
         if "permission denied" in lowered or "acl not found" in lowered:
             return PermissionDenied(f"permission denied: {text}")
@@ -129,6 +129,9 @@ def translate(exc: BaseException) -> ConsulError:
     if isinstance(exc, ValueError | KeyError | TypeError):
         return ConsulError(f"unexpected answer from Consul: {exc!r}")
     return ConsulError(repr(exc))
+
+
+_SESSION_GONE = re.compile(r"invalid session(?! ttl)|session id '[^']*' not found")
 
 
 def _reason(exc: BaseException) -> str:
@@ -575,12 +578,10 @@ class ConsulAdapter:
             lock_index=int(item.get("LockIndex") or 0),
         )
 
-    def acquire(self, key: str, value: str, session_id: str) -> bool:
-        """PUT ?acquire with the lock flag; False = held by another session or lock-delay."""
+    def acquire(self, key: str, value: str, session_id: str, flags: int) -> bool:
+        """PUT ?acquire=<session>&flags=<flags>; False = held by another session or lock-delay."""
         return bool(
-            self._call(
-                self._client.kv.put, key, value.encode(), acquire=session_id, flags=LOCK_FLAG
-            )
+            self._call(self._client.kv.put, key, value.encode(), acquire=session_id, flags=flags)
         )
 
     def delete_key(self, key: str, cas: int) -> bool:

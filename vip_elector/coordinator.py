@@ -9,14 +9,13 @@ in every state, even with a worker thread sitting in a long poll (they are
 daemon threads and never write after their stop). A second signal exits at
 once.
 
-The workers of one configuration form a :class:`Workers` generation; SIGHUP
-with a changed trigger-key, lock value or Consul setting releases the old
-generation cleanly and starts a new one.
+The workers of one configuration form a :class:`Generation`; a SIGHUP that
+changes a setting marked ``Reload.HANDOVER`` in the option table releases
+the old generation cleanly and starts a new one.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import signal
@@ -26,15 +25,13 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from vip_elector.config import ConfigError, Settings
-from vip_elector.consul_adapter import REQUEST_TIMEOUT, ConsulAdapter, ConsulError
-from vip_elector.election import Election
-from vip_elector.liveness import LivenessCheck, LivenessReporter
+from vip_elector.consul_adapter import ConsulAdapter
+from vip_elector.generation import THREADS, Generation
 from vip_elector.logs import apply_settings
 from vip_elector.metrics import Metrics
 from vip_elector.notify import NotifyRunner
-from vip_elector.retrying import Interrupted, Retrier
-from vip_elector.session import SessionKeeper
+from vip_elector.options import RELOAD_WORDS, Reload, reload_plan
+from vip_elector.settings import ConfigError, Settings
 from vip_elector.standby import Standby
 from vip_elector.state import Cause, DaemonState, Role, Transition
 from vip_elector.status_server import StatusServer
@@ -44,222 +41,8 @@ log = logging.getLogger("vip_elector")
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
-SHUTDOWN_LOCK_WAIT = 0.5  # how long to wait for an in-flight acquire/create
 SHUTDOWN_CALL_TIMEOUT = 0.3  # per Consul call while stopping
 TICK = 1.0
-STARTUP_GRACE = 10.0
-THREADS = ("renewer", "election")
-LOG_ONLY_FIELDS = ("log_level", "log_format", "warnings")
-
-
-class Workers:
-    """One generation of worker threads for one configuration."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        state: DaemonState,
-        standby: Standby,
-        metrics: Metrics | None,
-        on_first_session: Callable[[], None],
-        on_status: Callable[[str], None],
-    ) -> None:
-        self.settings = settings
-        self.state = state
-        self.standby = standby
-        self.stop = threading.Event()
-        self.write_lock = threading.Lock()
-        self._step_down: tuple[str, Cause, str] | None = None  # (session, cause, detail)
-        observer = metrics.observe_request if metrics else None
-        self.liveness: LivenessCheck | None = None
-        if settings.liveness_ttl:
-            self.liveness = LivenessCheck(
-                ConsulAdapter(
-                    settings.consul,
-                    timeout=min(REQUEST_TIMEOUT, settings.liveness_ttl / 3),
-                    observer=observer,
-                ),
-                settings.trigger_key,
-                settings.lock_value,
-                settings.liveness_ttl,
-            )
-        preflight_passed = threading.Event()
-        self.keeper = SessionKeeper(
-            settings,
-            # Renewals must end well inside the TTL they protect.
-            ConsulAdapter(settings.consul, timeout=min(5.0, settings.ttl / 4), observer=observer),
-            state,
-            self.stop,
-            self.write_lock,
-            on_first_session=on_first_session,
-            on_status=on_status,
-            liveness=self.liveness,
-            may_start=preflight_passed,
-        )
-        self.election = Election(
-            settings,
-            ConsulAdapter(settings.consul, observer=observer),
-            self.keeper,
-            state,
-            self.stop,
-            self.write_lock,
-            standby_reason=standby.reason,
-            step_down_cause=self.step_down_cause,
-            preflight_passed=preflight_passed,
-        )
-
-    def start(self) -> Workers:
-        # Every worker gets a first deadline before it runs.
-        for name in THREADS:
-            self.state.beat(name, STARTUP_GRACE)
-        self.keeper.start()
-        self.election.start()
-        if self.liveness is not None:
-            LivenessReporter(self.liveness, self.healthy, self.stop).start()
-        return self
-
-    def healthy(self) -> bool:
-        """Every worker thread keeps its promise to make progress."""
-        return not self.state.stalled_threads(THREADS)
-
-    def failure(self) -> BaseException | None:
-        return self.keeper.failure or self.election.failure
-
-    def dead_thread(self) -> str | None:
-        for thread in (self.keeper, self.election):
-            if not thread.is_alive():
-                return thread.name
-        return None
-
-    # -- stepping down -------------------------------------------------------
-    def step_down(self, cause: Cause, detail: str, new: Role = Role.FOLLOWER) -> None:
-        """Leave LEADER for ``new`` and delete the key we hold (cas), off the
-        main thread; the election thread sees it go and starts over."""
-        held = self.state.leader_index()
-        if held is None:
-            return
-        self._step_down = (held[0], cause, detail)
-        self.state.lose_leadership(cause, detail, new=new)
-        threading.Thread(
-            target=self._delete_held_key, args=(held,), name="step-down", daemon=True
-        ).start()
-
-    def step_down_cause(self, session_id: str) -> tuple[Cause, str] | None:
-        """Why the key went, if we deleted it ourselves while ``session_id`` held it."""
-        step = self._step_down
-        return (step[1], step[2]) if step and step[0] == session_id else None
-
-    def _delete_held_key(self, held: tuple[str, int]) -> None:
-        session_id, index = held
-        adapter = ConsulAdapter(self.settings.consul, timeout=2.0)
-        retrier = Retrier(self.stop, self.settings.consul.address, self.settings.trigger_key)
-        try:
-            deleted = retrier.call(
-                "Stepping down (deleting the trigger-key) failed",
-                lambda: adapter.delete_key(self.settings.trigger_key, cas=index),
-                lambda: self.stop.is_set() or self.state.session_id != session_id,
-            )
-        except Interrupted:
-            return
-        finally:
-            adapter.close()
-        if deleted:
-            log.info(
-                "deleted %s at index %d: another node can take over at once",
-                self.settings.trigger_key,
-                index,
-                extra={"event": "lock_released", "key": self.settings.trigger_key},
-            )
-
-    # -- the clean release ---------------------------------------------------
-    def release(self, adapter: ConsulAdapter, held: tuple[str, int] | None) -> None:
-        """Stop the threads and leave nothing behind in Consul (bounded time).
-
-        ``held`` is (session, ModifyIndex) if we led, taken before the state
-        left LEADER.
-        """
-        session_id = self.state.session_id
-        self.stop.set()
-        # Let an in-flight acquire or session create finish, so that what it
-        # wrote is released below; both re-check the stop flag under this lock.
-        got_lock = self.write_lock.acquire(timeout=SHUTDOWN_LOCK_WAIT)
-        try:
-            current = self.keeper.lease
-            session_id = session_id or (current.id if current else None)
-            self._release_key(adapter, held, session_id)
-            sessions = [session_id] if session_id else []
-            sessions += [s for s in self.keeper.doomed_sessions() if s not in sessions]
-            for sid in sessions:
-                try:
-                    adapter.destroy_session(sid)
-                    log.info(
-                        "session %s destroyed",
-                        sid,
-                        extra={"event": "session_destroyed", "session": sid},
-                    )
-                except ConsulError as exc:
-                    log.warning(
-                        "could not destroy session %s (%s); Consul expires it within 2 x TTL",
-                        sid,
-                        exc,
-                        extra={"event": "shutdown_error"},
-                    )
-            if self.liveness is not None:
-                # Last: deregistering the check earlier would invalidate a session
-                # still holding the key, and lock-delay would apply.
-                try:
-                    adapter.deregister_service(self.liveness.service_id)
-                except ConsulError as exc:
-                    log.warning(
-                        "could not deregister the liveness check (%s)",
-                        exc,
-                        extra={"event": "shutdown_error"},
-                    )
-        finally:
-            if got_lock:
-                self.write_lock.release()
-
-    def _release_key(
-        self, adapter: ConsulAdapter, held: tuple[str, int] | None, session_id: str | None
-    ) -> None:
-        """Delete the trigger-key if our session holds it."""
-        if session_id is None:
-            return
-        key_name = self.settings.trigger_key
-        cas = held[1] if held and held[0] == session_id else None
-        try:
-            # The state may not know we hold it (an acquire whose answer was
-            # lost); one quick read settles it and gives the exact index.
-            key = adapter.get_key(key_name, consistent=False)
-            if key.session == session_id:
-                cas = key.modify_index
-            elif key.exists:
-                cas = None  # someone else's now: leave it alone
-        except ConsulError as exc:
-            log.debug("reading the trigger-key while stopping failed: %s", exc)
-        if not cas:
-            return
-        try:
-            if adapter.delete_key(key_name, cas=cas):
-                log.info(
-                    "released the lock: deleted %s at index %d",
-                    key_name,
-                    cas,
-                    extra={"event": "lock_released", "key": key_name, "session": session_id},
-                )
-            else:
-                log.warning(
-                    "the trigger-key changed since index %d; not deleting it "
-                    "(destroying the session releases it)",
-                    cas,
-                )
-        except ConsulError as exc:
-            log.warning(
-                "could not delete the trigger-key (%s); destroying the session "
-                "releases it after lock-delay",
-                exc,
-                extra={"event": "shutdown_error"},
-            )
 
 
 class Coordinator:
@@ -285,7 +68,7 @@ class Coordinator:
         self.metrics: Metrics | None = None
         self.status_server: StatusServer | None = None
         self.notify_runner: NotifyRunner | None = None
-        self.workers: Workers | None = None
+        self.workers: Generation | None = None
         self.state.subscribe(self._on_transition)
 
     # -- signals -------------------------------------------------------------
@@ -354,7 +137,7 @@ class Coordinator:
     def _start_side_services(self) -> None:
         settings = self.settings
         if settings.notify:
-            self.notify_runner = NotifyRunner(settings.notify, settings.notify_timeout)
+            self.notify_runner = NotifyRunner(settings.notify, settings.notify_timeout, self.state)
             self.notify_runner.start()
             self.state.subscribe(self.notify_runner)
         if settings.status_addr:
@@ -363,8 +146,8 @@ class Coordinator:
                 settings.status_addr, self.status, self.metrics.render, self.healthy
             ).start()
 
-    def _start_workers(self, settings: Settings) -> Workers:
-        return Workers(
+    def _start_workers(self, settings: Settings) -> Generation:
+        return Generation(
             settings,
             self.state,
             self.standby,
@@ -478,9 +261,17 @@ class Coordinator:
         apply_settings(new.log_level, new.log_format)
         for warning in new.warnings:
             log.warning("%s", warning, extra={"event": "config_warning"})
-        changed = _changed_fields(self.settings, new)
+        plan = reload_plan(self.settings, new)
         old, self.settings = self.settings, new
         self.standby.maintenance_file = new.maintenance_file
+        if Reload.RESTART in plan:
+            log.warning(
+                "configuration reloaded; %s changed: %s",
+                ", ".join(plan[Reload.RESTART]),
+                RELOAD_WORDS[Reload.RESTART],
+                extra={"event": "reload_needs_restart"},
+            )
+        changed = plan.get(Reload.HANDOVER)
         if not changed:
             log.info("configuration reloaded: %s", new.describe(), extra={"event": "reloaded"})
             return
@@ -521,22 +312,3 @@ class Coordinator:
             extra={"event": "stopped"},
         )
         return EXIT_FAILURE if failed else EXIT_OK
-
-
-def _changed_fields(old: Settings, new: Settings) -> list[str]:
-    """Settings that need a new session (everything but logging and hooks)."""
-    ignore = {
-        *LOG_ONLY_FIELDS,
-        "notify",
-        "notify_timeout",
-        "status_addr",
-        "step_down_hold",
-        "maintenance_file",
-    }
-    names = []
-    for item in dataclasses.fields(Settings):
-        if item.name in ignore:
-            continue
-        if getattr(old, item.name) != getattr(new, item.name):
-            names.append(item.name.replace("_", "-"))
-    return names

@@ -1,4 +1,4 @@
-"""Go-style durations ("500ms", "10s", "1m30s"), as the seed's flags and Consul take them."""
+"""Go-style durations ("500ms", "10s", "1m30s"), as the Go original's flags and Consul take them."""
 
 from __future__ import annotations
 

@@ -18,9 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from vip_elector.config import Settings
 from vip_elector.consul_adapter import (
-    LOCK_FLAG,
     ConsulAdapter,
     ConsulError,
     KeyState,
@@ -28,9 +26,11 @@ from vip_elector.consul_adapter import (
     blocking_timeout,
 )
 from vip_elector.durations import format_duration
+from vip_elector.renewer import Renewer, Session
 from vip_elector.retrying import Interrupted, Retrier
-from vip_elector.session import Lease, SessionKeeper
-from vip_elector.state import Cause, DaemonState
+from vip_elector.state import Cause
+from vip_elector.trigger_key import TriggerKey, is_foreign, next_index, not_a_lock_message
+from vip_elector.worker import Fatal, Worker, WorkerContext
 
 log = logging.getLogger("vip_elector")
 
@@ -41,137 +41,82 @@ LOCK_DELAY_RETRY_MAX = 1.0  # then back off up to this
 STANDBY_POLL = 1.0
 
 
-def not_a_lock_message(key: str, flags: int) -> str:
-    """The seed's pre-flight error, plus how to fix it."""
-    return (
-        f"trigger-key pre-flight check failed: existing key at '{key}' is a regular KV entry "
-        f"(Flags={flags}), not a lock key (expected Flags={LOCK_FLAG}). "
-        f"It was created by `consul kv put` or another tool. Fix: delete it with "
-        f"`consul kv delete {key}` and let vip-elector create it; never pre-create the "
-        "trigger-key."
-    )
+class Election(Worker):
+    """The election thread (it also runs the trigger-key pre-flight check first).
 
-
-def next_index(previous: int, answered: int) -> int:
-    """The index for the next blocking query (Consul's rules for X-Consul-Index)."""
-    if answered < previous or answered < 1:
-        return 0  # went backwards (snapshot restore, new leader): start over
-    return answered
-
-
-def ownership_problem(key: KeyState, lease: Lease, value: bytes) -> tuple[Cause, str] | None:
-    """Why ``key`` is no longer our lock, or None while it is."""
-    if not key.exists:
-        return (
-            Cause.KEY_DELETED,
-            "the trigger-key was deleted (our session was invalidated, or someone deleted the key)",
-        )
-    if key.session != lease.id:
-        holder = key.session or "nobody"
-        return Cause.KEY_TAKEN, f"the trigger-key is now held by session {holder}"
-    if key.value != value or key.flags != LOCK_FLAG:
-        shown = key.value.decode(errors="replace") if key.value is not None else None
-        return Cause.KEY_CHANGED, (
-            f"the trigger-key changed under our session (value={shown!r}, flags={key.flags})"
-        )
-    return None
-
-
-class PreflightFailed(Exception):
-    """The trigger-key exists and is not a lock: refuse to run (exit 1)."""
-
-
-class Election(threading.Thread):
-    """The election thread (it also runs the trigger-key pre-flight check first)."""
+    Thread contract: everything here runs on the election thread; it reads the
+    renewer's session and tells the renewer (``discard``) when it is done with
+    one. ``preflight_passed`` is set by this thread and waited on by the renewer.
+    """
 
     def __init__(
         self,
-        settings: Settings,
+        context: WorkerContext,
         adapter: ConsulAdapter,
-        keeper: SessionKeeper,
-        state: DaemonState,
-        stop: threading.Event,
-        write_lock: threading.Lock,
+        renewer: Renewer,
         standby_reason: Callable[[], str | None] = lambda: None,
         step_down_cause: Callable[[str], tuple[Cause, str] | None] = lambda _: None,
         preflight_passed: threading.Event | None = None,
     ) -> None:
-        super().__init__(name="election", daemon=True)
-        self.settings = settings
+        super().__init__("election", context.state, context.stop)
+        self.settings = context.settings
         self.adapter = adapter
-        self.keeper = keeper
-        self.state = state
-        self.stop = stop
-        self.write_lock = write_lock
+        self.key = TriggerKey(adapter, self.settings.trigger_key, self.settings.lock_value)
+        self.renewer = renewer
+        self.write_lock = context.write_lock
         self.standby_reason = standby_reason
         self.step_down_cause = step_down_cause
-        self.value = settings.lock_value.encode()
-        self.failure: BaseException | None = None
         # Set once the trigger-key passed the pre-flight check; the renewer
         # creates no session before that (nothing half-done in Consul).
         self.preflight_passed = preflight_passed or threading.Event()
         self._retrier = Retrier(
-            stop,
-            settings.consul.address,
-            settings.trigger_key,
-            on_wait=lambda delay: state.beat("election", delay + READ_BUDGET),
+            self.stop,
+            self.settings.consul.address,
+            self.settings.trigger_key,
+            on_wait=lambda delay: self.beat(delay + READ_BUDGET),
         )
         self._reported_not_a_lock: int | None = None
         self._last_standby: str | None = None
 
-    def run(self) -> None:
-        try:
-            self._preflight()
-            while not self.stop.is_set():
-                self.state.beat("election", 1.0)
-                lease = self.keeper.wait_for_lease(1.0)
-                if lease is None:
-                    continue
-                # Interrupted: stopping, or the lease ended; the loop decides.
-                with contextlib.suppress(Interrupted):
-                    self._compete(lease)
-        except Interrupted:
-            pass  # stopped during the pre-flight check
-        except PreflightFailed as exc:
-            self.failure = exc
-            log.error(
-                "%s", exc, extra={"event": "preflight_failed", "key": self.settings.trigger_key}
-            )
-            self.stop.set()
-        except BaseException as exc:
-            self.failure = exc
-            log.exception("election thread failed; stopping the daemon")
-            self.stop.set()
+    def work(self) -> None:
+        self._preflight()
+        while not self.stop.is_set():
+            self.beat(1.0)
+            session = self.renewer.wait_for_session(1.0)
+            if session is None:
+                continue
+            # Interrupted: stopping, or the session ended; the loop decides.
+            with contextlib.suppress(Interrupted):
+                self._compete(session)
 
     def _preflight(self) -> None:
         """Refuse a trigger-key that exists but is not a lock."""
         key = self._retrier.call(
             "Reading the trigger-key for the pre-flight check failed",
-            lambda: self.adapter.get_key(self.settings.trigger_key),
+            self.key.read,
             self.stop.is_set,
         )
-        if key.exists and key.flags != LOCK_FLAG:
-            raise PreflightFailed(not_a_lock_message(self.settings.trigger_key, key.flags))
+        if is_foreign(key):
+            raise Fatal(
+                not_a_lock_message(self.key.name, key.flags),
+                event="preflight_failed",
+                key=self.key.name,
+            )
         self.preflight_passed.set()
 
     # -- helpers -------------------------------------------------------------
-    def _done(self, lease: Lease) -> bool:
-        return self.stop.is_set() or not lease.alive()
+    def _done(self, session: Session) -> bool:
+        return self.stop.is_set() or not session.alive()
 
-    def _read(self, lease: Lease, index: int, consistent: bool) -> KeyState:
+    def _read(self, session: Session, index: int, consistent: bool) -> KeyState:
         def read() -> KeyState:
-            self.state.beat("election", READ_BUDGET)
-            return self.adapter.get_key(
-                self.settings.trigger_key,
-                index=index or None,
-                wait=POLL_WAIT,
-                consistent=consistent,
-            )
+            self.beat(READ_BUDGET)
+            return self.key.read(index, wait=POLL_WAIT, consistent=consistent)
 
         return self._retrier.call(
             "Reading the trigger-key failed",
             read,
-            lambda: self._done(lease),
+            lambda: self._done(session),
             initial=0.25,
             maximum=2.0,
             quiet_first=1,
@@ -186,21 +131,21 @@ class Election(threading.Thread):
         return info.lock_delay if info is not None else self.settings.lock_delay
 
     # -- follower ------------------------------------------------------------
-    def _compete(self, lease: Lease) -> None:
+    def _compete(self, session: Session) -> None:
         index = 0
         holder: str | None = None
         holder_lock_delay = self.settings.lock_delay
         freed_at: float | None = None
         refused = 0  # acquire answered false this many times since the key went free
-        while not self._done(lease):
-            key = self._read(lease, index, consistent=False)
+        while not self._done(session):
+            key = self._read(session, index, consistent=False)
             index = next_index(index, key.index)
-            self.state.beat("election")
-            if key.exists and key.flags != LOCK_FLAG:
+            self.beat()
+            if is_foreign(key):
                 self._report_not_a_lock(key)
                 continue
-            if key.session == lease.id:
-                self._lead(lease)  # ours already (e.g. an acquire whose answer was lost)
+            if key.session == session.id:
+                self._lead(session)  # ours already (e.g. an acquire whose answer was lost)
                 return
             if key.held:
                 if key.session != holder:
@@ -218,11 +163,11 @@ class Election(threading.Thread):
                 index = 0
                 continue
             self._last_standby = None
-            won = self._acquire(lease)
+            won = self._acquire(session)
             if won is None:
-                return  # the session is gone: the keeper makes a new one
+                return  # the session is gone: the renewer makes a new one
             if won:
-                self._lead(lease)
+                self._lead(session)
                 return
             refused += 1
             self._wait_for_lock_delay(freed_at, holder_lock_delay, refused)
@@ -233,7 +178,7 @@ class Election(threading.Thread):
             self._reported_not_a_lock = key.modify_index
             log.error(
                 "%s Not competing until it is fixed.",
-                not_a_lock_message(self.settings.trigger_key, key.flags),
+                not_a_lock_message(self.key.name, key.flags),
                 extra={"event": "not_a_lock", "key": self.settings.trigger_key},
             )
 
@@ -245,22 +190,20 @@ class Election(threading.Thread):
                 extra={"event": "standby", "key": self.settings.trigger_key},
             )
             self._last_standby = reason
-        self.state.beat("election", STANDBY_POLL)
+        self.beat(STANDBY_POLL)
         self.stop.wait(STANDBY_POLL)
 
-    def _acquire(self, lease: Lease) -> bool | None:
+    def _acquire(self, session: Session) -> bool | None:
         """True won, False refused, None when the session turned out to be gone."""
-        self.state.beat("election", self.adapter.timeout + 1.0)
+        self.beat(self.adapter.timeout + 1.0)
         with self.write_lock:
-            if self._done(lease):
+            if self._done(session):
                 raise Interrupted("stopping")
             self.state.count_acquire_attempt()
             try:
-                return self.adapter.acquire(
-                    self.settings.trigger_key, self.settings.lock_value, lease.id
-                )
+                return self.key.acquire(session.id)
             except SessionGone as exc:
-                self.keeper.discard(lease, f"Consul refused our session for the lock: {exc}")
+                self.renewer.discard(session, f"Consul refused our session for the lock: {exc}")
                 return None
             except ConsulError as exc:
                 # The PUT may have been applied even if we did not see the answer;
@@ -276,7 +219,7 @@ class Election(threading.Thread):
     def _wait_for_lock_delay(self, freed_at: float, lock_delay: float, refused: int) -> None:
         until = freed_at + lock_delay + LOCK_DELAY_MARGIN
         remaining = until - time.monotonic()
-        self.state.beat("election", max(remaining, LOCK_DELAY_RETRY_MAX))
+        self.beat(max(remaining, LOCK_DELAY_RETRY_MAX))
         if remaining > 0:
             log.debug(
                 "lock-delay in force; retrying in %s",
@@ -288,12 +231,12 @@ class Election(threading.Thread):
             # Past our estimate (clock skew, a longer lock-delay): back off gently.
             self.stop.wait(min(LOCK_DELAY_RETRY_MAX, 0.05 * 2 ** min(refused, 5)))
 
-    def _explain(self, problem: tuple[Cause, str], lease: Lease) -> tuple[Cause, str]:
+    def _explain(self, problem: tuple[Cause, str], session: Session) -> tuple[Cause, str]:
         """Tell "Consul invalidated our session" apart from "someone deleted the key"."""
         if problem[0] != Cause.KEY_DELETED:
             return problem
         try:
-            alive = self.adapter.session_info(lease.id, consistent=True) is not None
+            alive = self.adapter.session_info(session.id, consistent=True) is not None
         except ConsulError:
             return problem
         if alive:
@@ -304,31 +247,31 @@ class Election(threading.Thread):
         )
 
     # -- leader --------------------------------------------------------------
-    def _lead(self, lease: Lease) -> None:
+    def _lead(self, session: Session) -> None:
         """Confirm the lock with a consistent read, then watch it until it is lost."""
         index = 0
         leading = False
-        while not self._done(lease):
+        while not self._done(session):
             try:
-                key = self._read(lease, index, consistent=True)
+                key = self._read(session, index, consistent=True)
             except Interrupted:
                 break
             index = next_index(index, key.index)
-            self.state.beat("election")
-            problem = ownership_problem(key, lease, self.value)
+            self.beat()
+            problem = self.key.ownership_problem(key, session.id)
             if problem is not None:
-                cause, detail = self.step_down_cause(lease.id) or self._explain(problem, lease)
+                cause, detail = self.step_down_cause(session.id) or self._explain(problem, session)
                 if leading:
                     self.state.lose_leadership(cause, detail)
                 else:
                     log.warning("the acquire succeeded but the key is not ours: %s", detail)
-                self.keeper.discard(lease, detail)
+                self.renewer.discard(session, detail)
                 return
             if not leading:
-                leading = self.state.become_leader(lease.id, key.modify_index) is not None
+                leading = self.state.become_leader(session.id, key.modify_index) is not None
                 if not leading:
                     return  # stopping
             else:
                 self.state.set_held_index(key.modify_index)
-        # Stopping (the main thread releases the lock), or the renewer ended the
-        # lease (TTL rule, or Consul says it is gone) and recorded the loss.
+        # Stopping (the main thread resessions the lock), or the renewer ended the
+        # session (TTL rule, or Consul says it is gone) and recorded the loss.

@@ -21,6 +21,8 @@ from collections.abc import Callable
 
 from vip_elector.consul_adapter import ConsulAdapter, ConsulError
 from vip_elector.durations import format_duration
+from vip_elector.state import DaemonState
+from vip_elector.worker import Worker
 
 log = logging.getLogger("vip_elector")
 
@@ -63,18 +65,25 @@ class LivenessCheck:
         self.adapter.pass_ttl_check(self.check_id)
 
 
-class LivenessReporter(threading.Thread):
-    """Passes the check every TTL/3 while ``healthy()`` says the threads progress."""
+class LivenessReporter(Worker):
+    """Passes the check every TTL/3 while ``healthy()`` says the threads progress.
+
+    Not watched by the watchdog itself (it reports the others' progress); if it
+    fails, the check goes critical and Consul ends the session, as intended.
+    """
 
     def __init__(
-        self, check: LivenessCheck, healthy: Callable[[], bool], stop: threading.Event
+        self,
+        check: LivenessCheck,
+        healthy: Callable[[], bool],
+        state: DaemonState,
+        stop: threading.Event,
     ) -> None:
-        super().__init__(name="liveness", daemon=True)
+        super().__init__("liveness", state, stop)
         self.check = check
         self.healthy = healthy
-        self.stop = stop
 
-    def run(self) -> None:
+    def work(self) -> None:
         interval = self.check.ttl / PASSES_PER_TTL
         withheld = False
         while not self.stop.wait(interval):

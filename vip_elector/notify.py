@@ -19,7 +19,8 @@ import subprocess
 import threading
 import time
 
-from vip_elector.state import Transition
+from vip_elector.state import DaemonState, Transition
+from vip_elector.worker import Worker
 
 log = logging.getLogger("vip_elector")
 
@@ -27,9 +28,16 @@ KILL_GRACE = 1.0  # SIGTERM, then SIGKILL after this
 SECRET_VARIABLES = ("CONSUL_HTTP_TOKEN", "VIP_ELECTOR_TOKEN")
 
 
-class NotifyRunner(threading.Thread):
-    def __init__(self, command: tuple[str, ...], timeout: float) -> None:
-        super().__init__(name="notify", daemon=True)
+class NotifyRunner(Worker):
+    """The notify thread. ``__call__`` and ``close`` may be called from any thread
+    (they only queue); everything else runs on the notify thread."""
+
+    # Hooks are off the election path: if this thread fails, hooks stop
+    # running (logged), the lock is not affected.
+    critical = False
+
+    def __init__(self, command: tuple[str, ...], timeout: float, state: DaemonState) -> None:
+        super().__init__("notify", state, threading.Event())
         self.command = command
         self.timeout = timeout
         self._queue: queue.SimpleQueue[Transition | None] = queue.SimpleQueue()
@@ -44,7 +52,7 @@ class NotifyRunner(threading.Thread):
         self._queue.put(None)
         self._pending.set()
 
-    def run(self) -> None:
+    def work(self) -> None:
         while True:
             change = self._queue.get()
             if change is None:

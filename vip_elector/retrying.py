@@ -9,6 +9,7 @@ says what to fix, and never turns into a crash loop.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -33,6 +34,17 @@ NEEDS_A_PERSON_MAX_WAIT = 30.0
 def needs_a_person(error: BaseException | None) -> bool:
     """Retrying alone will not fix it: a wrong token or TLS setting."""
     return isinstance(error, PermissionDenied | TLSFailure)
+
+
+def backoff(attempt: int, initial: float, cap: float) -> float:
+    """Exponential from ``initial`` plus up to ``initial`` of jitter, capped at ``cap``.
+
+    (tenacity's wait_exponential_jitter does the same, but renamed its
+    arguments between Debian's 8.2 and PyPI's 9.x.)
+    """
+    exponential = initial * 2.0 ** min(attempt - 1, 30)
+    jitter = random.uniform(0, initial)  # noqa: S311 - jitter, not crypto
+    return min(cap, exponential + jitter)
 
 
 class Interrupted(Exception):
@@ -98,8 +110,7 @@ class Retrier:
         def wait(state: tenacity.RetryCallState) -> float:
             error = state.outcome.exception() if state.outcome else None
             cap = NEEDS_A_PERSON_MAX_WAIT if needs_a_person(error) else maximum
-            jittered = tenacity.wait_exponential_jitter(initial=initial, max=cap, jitter=initial)
-            return float(jittered(state))
+            return backoff(state.attempt_number, initial, cap)
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None

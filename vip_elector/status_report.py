@@ -1,6 +1,6 @@
 """`vip-elector status`: who holds the trigger-key, and is that healthy?
 
-Replaces the seed's advice to run `consul kv get -detailed`. It reads the key,
+Replaces the Go original's advice to run `consul kv get -detailed`. It reads the key,
 the holder's session (TTL, behaviour, lock-delay, checks and their status on
 the servers), the vip-elector sessions competing for the key (their names
 carry each node's lock value), and this node's check. Exit status: 0 when a
@@ -11,22 +11,21 @@ healthy), 2 on errors.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from typing import Any
 
-from vip_elector.config import Settings
-from vip_elector.consul_adapter import LOCK_FLAG, ConsulAdapter, ConsulError
+from vip_elector.consul_adapter import ConsulAdapter, ConsulError
 from vip_elector.durations import format_duration
+from vip_elector.settings import Settings
+from vip_elector.trigger_key import LOCK_FLAG, TriggerKey, parse_session_name
 
 EXIT_HEALTHY, EXIT_NO_LEADER, EXIT_ERROR = 0, 1, 2
-_SESSION_NAME = re.compile(r"^vip-elector@(?P<host>\S+) value=(?P<value>.*) key=(?P<key>\S+)$")
 
 
 def gather(settings: Settings, adapter: ConsulAdapter) -> dict[str, Any]:
     """Everything `status` reports, as a JSON-able dict (raises ConsulError)."""
     key_name = settings.trigger_key
-    key = adapter.get_key(key_name, consistent=True)
+    key = TriggerKey(adapter, key_name, settings.lock_value).read(consistent=True)
     report: dict[str, Any] = {
         "key": key_name,
         "holder": None,
@@ -38,12 +37,12 @@ def gather(settings: Settings, adapter: ConsulAdapter) -> dict[str, Any]:
     }
     candidates = []
     for session in adapter.list_sessions():
-        match = _SESSION_NAME.match(str(session.get("Name", "")))
-        if match and match.group("key") == key_name:
+        candidacy = parse_session_name(str(session.get("Name", "")))
+        if candidacy is not None and candidacy.key == key_name:
             candidates.append(
                 {
                     "node": session.get("Node"),
-                    "value": match.group("value"),
+                    "value": candidacy.value,
                     "session": session.get("ID"),
                     "leader": session.get("ID") == key.session,
                 }

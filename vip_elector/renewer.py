@@ -1,4 +1,4 @@
-"""Session keeping: the renewer thread and the health gate in front of it.
+"""The renewer thread: it keeps this node's Consul session, behind the health gate.
 
 The renewer creates the Consul session once the node's health check passes,
 renews it every TTL/3 and replaces it when it is gone. It treats a session
@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from vip_elector.config import Settings
 from vip_elector.consul_adapter import (
     CheckNotHealthy,
     ConsulAdapter,
@@ -26,7 +25,9 @@ from vip_elector.consul_adapter import (
 from vip_elector.durations import format_duration
 from vip_elector.liveness import LivenessCheck
 from vip_elector.retrying import Interrupted, Retrier
-from vip_elector.state import Cause, DaemonState
+from vip_elector.state import Cause
+from vip_elector.trigger_key import session_name
+from vip_elector.worker import Worker, WorkerContext
 
 log = logging.getLogger("vip_elector")
 
@@ -36,20 +37,38 @@ HEALTH_GATE_REMIND = 30.0  # repeat an unchanged health-gate warning this often
 MAX_WAIT = 5.0
 
 
-@dataclass
-class Lease:
-    """One Consul session as this daemon holds it."""
+@dataclass(eq=False)
+class Session:
+    """One Consul session as this daemon holds it.
+
+    ``id`` and ``ttl`` never change. ``renewed_at``, ``failures`` and
+    ``last_attempt`` are written by the renewer thread only; any thread may
+    read them. Any thread may :meth:`end` it; only the first call counts.
+    """
 
     id: str
     ttl: float
     renewed_at: float = field(default_factory=time.monotonic)
-    ended: threading.Event = field(default_factory=threading.Event)
     failures: int = 0  # renewals failed in a row
     last_attempt: float = 0.0
+    _ended: threading.Event = field(default_factory=threading.Event, repr=False)
+    _ending: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def ended(self) -> bool:
+        return self._ended.is_set()
+
+    def end(self) -> bool:
+        """Mark it ended; True for the one caller that ended it (check-and-set, atomic)."""
+        with self._ending:
+            if self._ended.is_set():
+                return False
+            self._ended.set()
+            return True
 
     def alive(self) -> bool:
         """Not ended, and renewed within one TTL (our own clock)."""
-        return not self.ended.is_set() and time.monotonic() - self.renewed_at < self.ttl
+        return not self.ended and time.monotonic() - self.renewed_at < self.ttl
 
 
 class HealthGate:
@@ -78,134 +97,134 @@ class HealthGate:
         return None
 
 
-class SessionKeeper(threading.Thread):
-    """The renewer thread."""
+class Renewer(Worker):
+    """The renewer thread: health gate, session create, renewals, clean-up.
+
+    Thread contract: ``session``, ``wait_for_session``, ``discard`` and
+    ``wake`` may be called from any thread; everything else runs on the
+    renewer. The current session (``_session``) is written under
+    ``_session_changed``; the sessions still to destroy (``_doomed``) under
+    ``_doomed_lock``, because the election thread adds to them (``discard``)
+    while the renewer works through them.
+    """
 
     def __init__(
         self,
-        settings: Settings,
+        context: WorkerContext,
         adapter: ConsulAdapter,
-        state: DaemonState,
-        stop: threading.Event,
-        write_lock: threading.Lock,
         on_first_session: Callable[[], None] = lambda: None,
         liveness: LivenessCheck | None = None,
         may_start: threading.Event | None = None,
         on_status: Callable[[str], None] = lambda _: None,
     ) -> None:
-        super().__init__(name="renewer", daemon=True)
-        self.settings = settings
+        super().__init__("renewer", context.state, context.stop)
+        self.settings = context.settings
         self.adapter = adapter
-        self.state = state
-        self.stop = stop
-        self.write_lock = write_lock
+        self.write_lock = context.write_lock
         self.on_first_session = on_first_session
         self.liveness = liveness
         self.extra_checks = (liveness.check_id,) if liveness else ()
         self.may_start = may_start  # the trigger-key pre-flight check passed
         self.on_status = on_status  # why we are not competing, for systemctl status
-        self.gate = HealthGate(settings.check_id)
-        self.failure: BaseException | None = None
-        self._lease: Lease | None = None
-        self._lease_changed = threading.Condition()
+        self.gate = HealthGate(self.settings.check_id)
+        self._session: Session | None = None
+        self._session_changed = threading.Condition()
         self._wake = threading.Event()  # discard() or stop: act now
-        self._doomed: list[tuple[str, float]] = []  # sessions to destroy, with give-up time
-        self._last_gate_warning: tuple[str, float] | None = None
+        self._doomed: dict[str, float] = {}  # session id -> give-up time (monotonic)
+        self._doomed_lock = threading.Lock()
+        self._last_gate_warning: tuple[str, float] | None = None  # renewer only
         # Longest a turn's Consul calls take (gate, create, read back / renew).
         self._step_budget = 3 * adapter.timeout + HEALTH_GATE_POLL
         self._retrier = Retrier(
-            stop,
-            settings.consul.address,
-            settings.trigger_key,
-            on_wait=lambda delay: state.beat("renewer", delay + self._step_budget),
+            self.stop,
+            self.settings.consul.address,
+            self.settings.trigger_key,
+            on_wait=lambda delay: self.beat(delay + self._step_budget),
         )
 
     # -- used by the other threads --------------------------------------------
     @property
-    def lease(self) -> Lease | None:
-        with self._lease_changed:
-            lease = self._lease
-        return lease if lease is not None and lease.alive() else None
+    def session(self) -> Session | None:
+        """The live session, if there is one."""
+        with self._session_changed:
+            session = self._session
+        return session if session is not None and session.alive() else None
 
-    def wait_for_lease(self, timeout: float) -> Lease | None:
-        """A live lease, waiting up to ``timeout`` seconds for one."""
+    def wait_for_session(self, timeout: float) -> Session | None:
+        """A live session, waiting up to ``timeout`` seconds for one."""
         deadline = time.monotonic() + timeout
-        with self._lease_changed:
+        with self._session_changed:
             while True:
-                lease = self._lease
-                if lease is not None and lease.alive():
-                    return lease
+                session = self._session
+                if session is not None and session.alive():
+                    return session
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self.stop.is_set():
                     return None
-                self._lease_changed.wait(remaining)
+                self._session_changed.wait(remaining)
 
-    def discard(self, lease: Lease, detail: str) -> None:
-        """The election is done with ``lease``: destroy it and make a new one."""
-        self._end(lease, Cause.SESSION_LOST, detail, log_it=False)
+    def discard(self, session: Session, detail: str) -> None:
+        """The election is done with ``session``: destroy it and make a new one."""
+        self._end(session, Cause.SESSION_LOST, detail, log_it=False)
 
     def wake(self) -> None:
         self._wake.set()
 
-    # -- the thread ----------------------------------------------------------
-    def run(self) -> None:
-        try:
-            self._run()
-        except Interrupted:
-            pass
-        except BaseException as exc:
-            self.failure = exc
-            log.exception("renewer thread failed; stopping the daemon")
-            self.stop.set()
+    def doomed_sessions(self) -> list[str]:
+        """Sessions ended but not destroyed yet (for the resession at shutdown)."""
+        with self._doomed_lock:
+            return list(self._doomed)
 
-    def _run(self) -> None:
+    # -- the thread ----------------------------------------------------------
+    def work(self) -> None:
         while self.may_start is not None and not self.may_start.wait(0.5):
-            self.state.beat("renewer", 0.5)
+            self.beat(0.5)
             if self.stop.is_set():
                 return
         first = True
         while not self.stop.is_set():
             # One turn: at most a wait of MAX_WAIT plus a few Consul calls.
-            self.state.beat("renewer", MAX_WAIT + self._step_budget)
+            self.beat(MAX_WAIT + self._step_budget)
             self._destroy_doomed()
-            lease = self._current()
-            if lease is None:
+            session = self._current()
+            if session is None:
                 if self._create() and first:
                     first = False
                     self.on_first_session()
                 continue
-            self._renew_when_due(lease)
+            self._renew_when_due(session)
 
-    def _current(self) -> Lease | None:
-        with self._lease_changed:
-            lease = self._lease
-        if lease is not None and lease.ended.is_set():
+    def _current(self) -> Session | None:
+        with self._session_changed:
+            session = self._session
+        if session is not None and session.ended:
             return None
-        return lease
+        return session
 
-    def _set_lease(self, lease: Lease | None) -> None:
-        with self._lease_changed:
-            self._lease = lease
-            self._lease_changed.notify_all()
+    def _set_session(self, session: Session | None) -> None:
+        with self._session_changed:
+            self._session = session
+            self._session_changed.notify_all()
 
-    def _end(self, lease: Lease, cause: Cause, detail: str, log_it: bool = True) -> None:
-        if lease.ended.is_set():
-            return
-        lease.ended.set()
-        with self._lease_changed:
-            if self._lease is lease:
-                self._lease = None
-            self._lease_changed.notify_all()
+    def _end(self, session: Session, cause: Cause, detail: str, log_it: bool = True) -> None:
+        """End ``session`` (from any thread): forget it, record the loss, destroy it later."""
+        if not session.end():
+            return  # another thread ended it first
+        with self._session_changed:
+            if self._session is session:
+                self._session = None
+            self._session_changed.notify_all()
         if log_it:
             log.warning(
                 "session %s lost: %s",
-                lease.id,
+                session.id,
                 detail,
-                extra={"event": "session_lost", "session": lease.id, "cause": cause.value},
+                extra={"event": "session_lost", "session": session.id, "cause": cause.value},
             )
         self.state.session_ended(cause, detail)
         # Destroy it while it can still exist (Consul keeps it up to 2 x TTL).
-        self._doomed.append((lease.id, time.monotonic() + 2 * lease.ttl + 5))
+        with self._doomed_lock:
+            self._doomed[session.id] = time.monotonic() + 2 * session.ttl + 5
         self._wake.set()
 
     # -- creating ------------------------------------------------------------
@@ -248,9 +267,8 @@ class SessionKeeper(threading.Thread):
 
     def _create_session(self) -> str:
         checks = [*self.settings.session_checks, *self.extra_checks]
-        name = (
-            f"vip-elector@{socket.gethostname()} value={self.settings.lock_value} "
-            f"key={self.settings.trigger_key}"
+        name = session_name(
+            socket.gethostname(), self.settings.lock_value, self.settings.trigger_key
         )
         with self.write_lock:
             if self.stop.is_set():
@@ -263,7 +281,7 @@ class SessionKeeper(threading.Thread):
                 behavior="delete",
             )
             self.state.session_created(session_id)
-            self._set_lease(Lease(session_id, self.settings.ttl))
+            self._set_session(Session(session_id, self.settings.ttl))
         return session_id
 
     def _log_session(self, session_id: str) -> None:
@@ -294,77 +312,82 @@ class SessionKeeper(threading.Thread):
             self.on_status(f"not competing: {problem}")
 
     # -- renewing ------------------------------------------------------------
-    def _renew_when_due(self, lease: Lease) -> None:
+    def _renew_when_due(self, session: Session) -> None:
         """Renew every TTL/3; after a failure retry every second until the TTL is up."""
-        if lease.failures:
-            due = lease.last_attempt + RETRY_AFTER_FAILED_RENEW
+        if session.failures:
+            due = session.last_attempt + RETRY_AFTER_FAILED_RENEW
         else:
-            due = lease.renewed_at + self.settings.ttl / 3
-        due = min(due, lease.renewed_at + lease.ttl)  # never sleep past the deadline
+            due = session.renewed_at + self.settings.ttl / 3
+        due = min(due, session.renewed_at + session.ttl)  # never sleep past the deadline
         self._wake.clear()
         # Wake at least every MAX_WAIT (beats, doomed sessions), even for a 24h TTL.
         self._wake.wait(min(MAX_WAIT, max(0.0, due - time.monotonic())))
-        if self.stop.is_set() or lease.ended.is_set() or time.monotonic() < due:
+        if self.stop.is_set() or session.ended or time.monotonic() < due:
             return  # stopping, discarded, or woken early for other work
-        if self._timed_out(lease, None):
+        if self._timed_out(session, None):
             return
-        lease.last_attempt = time.monotonic()
+        session.last_attempt = time.monotonic()
         # A hanging renewal must not run past the TTL deadline it protects.
-        left = lease.renewed_at + lease.ttl - lease.last_attempt
+        left = session.renewed_at + session.ttl - session.last_attempt
         try:
-            self.adapter.renew_session(lease.id, timeout=min(self.adapter.timeout, max(0.1, left)))
+            self.adapter.renew_session(
+                session.id, timeout=min(self.adapter.timeout, max(0.1, left))
+            )
         except SessionGone:
             self._end(
-                lease,
+                session,
                 Cause.SESSION_LOST,
                 "Consul no longer knows the session (its check went critical, its node "
                 "failed, it expired or it was destroyed); creating a new one",
             )
             return
         except ConsulError as exc:
-            lease.failures += 1
+            session.failures += 1
             self.state.count_renew_failure()
-            if not self._timed_out(lease, exc):
-                left = lease.ttl - (time.monotonic() - lease.renewed_at)
+            if not self._timed_out(session, exc):
+                left = session.ttl - (time.monotonic() - session.renewed_at)
                 log.warning(
                     "session %s renewal failed: %s; retrying in %.0fs (%.1fs of TTL left)",
-                    lease.id,
+                    session.id,
                     exc,
                     RETRY_AFTER_FAILED_RENEW,
                     left,
-                    extra={"event": "renew_failed", "session": lease.id, "cause": exc.kind},
+                    extra={"event": "renew_failed", "session": session.id, "cause": exc.kind},
                 )
             return
-        if lease.failures:
+        if session.failures:
             log.info(
                 "session %s renewed again after %d failed attempts",
-                lease.id,
-                lease.failures,
-                extra={"event": "renew_recovered", "session": lease.id},
+                session.id,
+                session.failures,
+                extra={"event": "renew_recovered", "session": session.id},
             )
-        lease.failures = 0
-        lease.renewed_at = time.monotonic()
+        session.failures = 0
+        session.renewed_at = time.monotonic()
         self.state.session_renewed()
-        log.debug("session %s renewed", lease.id, extra={"event": "renewed", "session": lease.id})
+        log.debug(
+            "session %s renewed", session.id, extra={"event": "renewed", "session": session.id}
+        )
 
-    def _timed_out(self, lease: Lease, error: ConsulError | None) -> bool:
-        silent_for = time.monotonic() - lease.renewed_at
-        if silent_for < lease.ttl:
+    def _timed_out(self, session: Session, error: ConsulError | None) -> bool:
+        silent_for = time.monotonic() - session.renewed_at
+        if silent_for < session.ttl:
             return False
         last = f"; last error: {error}" if error else ""
         self._end(
-            lease,
+            session,
             Cause.RENEW_TIMEOUT,
             f"no successful renewal for {format_duration(silent_for)} "
-            f"(TTL {format_duration(lease.ttl)}){last}; stepping down before Consul "
+            f"(TTL {format_duration(session.ttl)}){last}; stepping down before Consul "
             "can give the lock to another node",
         )
         return True
 
     # -- cleaning up ---------------------------------------------------------
     def _destroy_doomed(self) -> None:
-        keep: list[tuple[str, float]] = []
-        for session_id, give_up_at in self._doomed:
+        with self._doomed_lock:
+            doomed = list(self._doomed.items())
+        for session_id, give_up_at in doomed:
             try:
                 self.adapter.destroy_session(session_id)
                 log.info(
@@ -374,14 +397,11 @@ class SessionKeeper(threading.Thread):
                 )
             except ConsulError as exc:
                 if time.monotonic() < give_up_at:
-                    keep.append((session_id, give_up_at))
-                else:
-                    log.info(
-                        "session %s could not be destroyed (%s); Consul has expired it",
-                        session_id,
-                        exc,
-                    )
-        self._doomed = keep
-
-    def doomed_sessions(self) -> list[str]:
-        return [session_id for session_id, _ in self._doomed]
+                    continue
+                log.info(
+                    "session %s could not be destroyed (%s); Consul has expired it",
+                    session_id,
+                    exc,
+                )
+            with self._doomed_lock:
+                self._doomed.pop(session_id, None)

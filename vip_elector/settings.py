@@ -1,0 +1,98 @@
+"""The validated configuration, as types: what every other module is given.
+
+This is the bottom layer of the configuration: no reading, no validation,
+nothing but the frozen results. ``vip_manager_config``, ``consul_settings``
+and ``config`` produce them; the Consul adapter and the threads consume them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vip_elector.durations import format_duration
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; ``problems`` says why, one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class ConsulSettings:
+    """How to reach the local Consul agent."""
+
+    scheme: str
+    host: str
+    port: int
+    token: str | None = field(default=None, repr=False)  # never printed
+    token_source: str = "none"  # where the token came from, safe to log
+    ca_file: str | None = None
+    ca_path: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    verify: bool = True
+    tls_server_name: str | None = None
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class VipManagerConfig:
+    """The keys vip-elector reads from the vip-manager.yml it shares with vip-manager."""
+
+    path: Path
+    trigger_key: str
+    trigger_value: str | None
+    endpoints: tuple[str, ...]
+    consul_token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the daemon needs, validated."""
+
+    vip_manager: VipManagerConfig
+    consul: ConsulSettings
+    lock_value: str
+    lock_value_source: str
+    check_id: str | None
+    ttl: float
+    lock_delay: float
+    log_level: str = "INFO"
+    log_format: str = "text"
+    liveness_ttl: float | None = None  # --liveness-ttl; None = off
+    status_addr: tuple[str, int] | None = None  # --status-addr; None = off
+    notify: tuple[str, ...] | None = None  # --notify command (split, no shell)
+    notify_timeout: float = 30.0
+    maintenance_file: Path | None = None
+    step_down_hold: float = 10.0
+    # Things worth a WARNING once logging is set up (config is parsed before).
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def trigger_key(self) -> str:
+        return self.vip_manager.trigger_key
+
+    @property
+    def session_checks(self) -> list[str]:
+        """serfHealth always (sending Checks replaces Consul's default), plus ours."""
+        checks = ["serfHealth"]
+        if self.check_id:
+            checks.append(self.check_id)
+        return checks
+
+    def describe(self) -> str:
+        """One line for the start-up log (no secrets)."""
+        return (
+            f"trigger-key={self.trigger_key} value={self.lock_value!r} "
+            f"({self.lock_value_source}) check-id={self.check_id or '-'} "
+            f"ttl={format_duration(self.ttl)} lock-delay={format_duration(self.lock_delay)} "
+            f"consul={self.consul.address} token={self.consul.token_source}"
+        )
