@@ -14,7 +14,7 @@ SOAK_MINUTES ?= 10
 
 help:
 	@echo "make demo         a real failover on a local Consul agent, with its timeline"
-	@echo "make test         the test suite against real Consul agents, a cluster, vip-manager"
+	@echo "make test         unit tests (seconds), then the suite against real Consul, a cluster, vip-manager"
 	@echo "make test-debian  the same suite on Debian bookworm's library versions"
 	@echo "make lint         ruff + mypy --strict"
 	@echo "make testbed      build Consul and vip-manager (cached in ~/.cache/vip-elector)"
@@ -35,14 +35,18 @@ install: $(VENV)/.installed
 testbed:
 	$(PYTHON) -m tests.testbed.binaries
 
+# The fast unit layer first (seconds, no Consul), then the real-Consul suite.
 test: install testbed
-	$(VPY) -m pytest $(PYTEST_ARGS)
+	$(VPY) -m pytest -q tests/unit
+	$(VPY) -m pytest --ignore=tests/unit $(PYTEST_ARGS)
 
 # Same tests, run by Debian's python3 with Debian's python3-consul 0.7.1,
 # python3-configargparse 1.5.3, ... (apt-get install them first; .ci/run does).
+DEBIAN_PYTEST = env -u VIRTUAL_ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin PYTHONPATH=$(CURDIR) \
+	    $(DEBIAN_PYTHON) -m pytest -p no:cacheprovider
 test-debian: testbed
-	env -u VIRTUAL_ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin PYTHONPATH=$(CURDIR) \
-	    $(DEBIAN_PYTHON) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+	$(DEBIAN_PYTEST) -q tests/unit
+	$(DEBIAN_PYTEST) --ignore=tests/unit $(PYTEST_ARGS)
 
 demo: install testbed
 	$(VPY) -m tests.testbed.demo
