@@ -142,7 +142,7 @@ def test_sigint_stops_cleanly_too(election: Election) -> None:
     assert election.sessions_of(node) == []
 
 
-def test_a_preexisting_plain_key_is_refused_with_the_seed_message(election: Election) -> None:
+def test_a_preexisting_plain_key_is_refused_with_the_original_message(election: Election) -> None:
     election.api.kv_put(election.key, "manual")
     node = election.add("node-a")
 

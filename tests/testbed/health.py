@@ -93,7 +93,7 @@ class HealthCheck:
         self.check_id = check_id
         self.interval = interval
         self.timeout = timeout
-        self.service = service  # register as this service's check (as the seed does)
+        self.service = service  # register as this service's check (as the Go original's docs do)
 
     def register(self) -> HealthCheck:
         api = self.agent.api()
