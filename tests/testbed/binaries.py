@@ -21,6 +21,7 @@ import tarfile
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,11 +35,18 @@ CONSUL_VERSION = "1.14.5"
 
 # vip-manager: the Go module proxy reachable here refuses every version of
 # github.com/cybertec-postgresql/vip-manager (403 "This module version is not
-# available", see tests/testbed/README.md), so v5.0.0 cannot be fetched. The
-# upstream 1.0.2 source, as Debian distributes it (orig tarball, BSD-2-Clause),
-# has the Consul leader checker; Debian's own build only drops it because
-# consul/api is not packaged. We build the upstream source with its own go.mod
-# and the Consul client from the module proxy.
+# available", see tests/testbed/README.md), so v5.0.0 cannot be fetched.
+# - Given its source tarball (VIP_MANAGER_SRC=path, upstream's tag v5.0.0 made
+#   with `git archive`, BSD-2-Clause), the test bed builds v5.0.0: what users
+#   run today, and the only one with the `dcs-type: patroni` mode the fenced
+#   /leader endpoint needs. .ci/run passes the copy CI has.
+# - Without it: upstream 1.0.2, as Debian distributes it (orig tarball), which
+#   has the Consul leader checker (Debian's own build only drops it because
+#   consul/api is not packaged).
+# Either is built as the main module with its own go.mod and its dependencies
+# from the module proxy. When both are built, the tests use v5.
+VIP_MANAGER_V5_VERSION = "5.0.0"
+VIP_MANAGER_SRC_ENV = "VIP_MANAGER_SRC"
 VIP_MANAGER_VERSION = "1.0.2"
 VIP_MANAGER_TARBALL_URL = (
     "http://deb.debian.org/debian/pool/main/v/vip-manager/vip-manager_1.0.2.orig.tar.gz"
@@ -91,14 +99,45 @@ class Binary:
 
 CONSUL = Binary("consul", CONSUL_VERSION, "CONSUL_BIN")
 VIP_MANAGER = Binary("vip-manager", VIP_MANAGER_VERSION, "VIP_MANAGER_BIN")
+VIP_MANAGER_V5 = Binary("vip-manager", VIP_MANAGER_V5_VERSION, "VIP_MANAGER_BIN")
 
 
 def consul_bin() -> Path:
     return CONSUL.require()
 
 
+def vip_manager_binary() -> Binary:
+    """v5 when the test bed has built it (or VIP_MANAGER_BIN says so), else 1.0.2."""
+    override = os.environ.get("VIP_MANAGER_BIN")
+    if override:
+        return VIP_MANAGER_V5 if _reports_v5(Path(override)) else VIP_MANAGER
+    return VIP_MANAGER_V5 if VIP_MANAGER_V5.cached_path.is_file() else VIP_MANAGER
+
+
+def _reports_v5(path: Path) -> bool:
+    try:
+        out = subprocess.run(
+            [str(path), "--version"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except OSError:
+        return False
+    return out.stdout.startswith("version: 5.")
+
+
 def vip_manager_bin() -> Path:
-    return VIP_MANAGER.require()
+    return vip_manager_binary().require()
+
+
+def vip_manager_has_patroni_mode() -> str | None:
+    """None when the test bed's vip-manager has `dcs-type: patroni`, else why not."""
+    if vip_manager_binary() is VIP_MANAGER_V5:
+        return None
+    return (
+        f"the test bed's vip-manager is {VIP_MANAGER_VERSION}, which has no `dcs-type: "
+        f"patroni` mode (since 2.8); build v{VIP_MANAGER_V5_VERSION} with "
+        f"{VIP_MANAGER_SRC_ENV}=path/to/vip-manager-{VIP_MANAGER_V5_VERSION}.tar.gz "
+        "make testbed (the Go module proxy refuses that module)"
+    )
 
 
 def _go_env() -> dict[str, str]:
@@ -172,7 +211,44 @@ def build_vip_manager(target: Path) -> None:
         _install(out, target)
 
 
+def build_vip_manager_v5(target: Path) -> None:
+    """Build vip-manager v5 from the source tarball VIP_MANAGER_SRC names."""
+    source = Path(os.environ[VIP_MANAGER_SRC_ENV])
+    with tempfile.TemporaryDirectory(prefix="vip-manager-build-") as tmp:
+        with tarfile.open(source) as archive:
+            if hasattr(tarfile, "data_filter"):
+                archive.extractall(tmp, filter="data")
+            else:  # pragma: no cover - Pythons before 3.11.4
+                archive.extractall(tmp)  # noqa: S202
+        (src,) = [p for p in Path(tmp).iterdir() if (p / "go.mod").is_file()]
+        out = Path(tmp) / "vip-manager"
+        subprocess.run(
+            [
+                "go",
+                "build",
+                "-trimpath",
+                # What upstream's release build stamps in (`vip-manager --version`).
+                f"-ldflags=-X main.version={VIP_MANAGER_V5_VERSION}",
+                "-o",
+                str(out),
+                ".",
+            ],
+            cwd=src,
+            env=_go_env(),
+            check=True,
+        )
+        _install(out, target)
+
+
 BUILDERS = {CONSUL: build_consul, VIP_MANAGER: build_vip_manager}
+
+
+def builders() -> dict[Binary, Callable[[Path], None]]:
+    """What `make testbed` builds: v5 too when its source tarball is given."""
+    chosen: dict[Binary, Callable[[Path], None]] = dict(BUILDERS)
+    if os.environ.get(VIP_MANAGER_SRC_ENV):
+        chosen[VIP_MANAGER_V5] = build_vip_manager_v5
+    return chosen
 
 
 def main() -> int:
@@ -180,7 +256,12 @@ def main() -> int:
     if shutil.which("go") is None:
         print("make testbed: the `go` command is needed to build the test bed", file=sys.stderr)
         return 1
-    for binary, builder in BUILDERS.items():
+    if not os.environ.get(VIP_MANAGER_SRC_ENV) and not VIP_MANAGER_V5.cached_path.is_file():
+        print(
+            f"vip-manager {VIP_MANAGER_V5_VERSION}: not built ({VIP_MANAGER_SRC_ENV} is not "
+            "set); the tests use 1.0.2 and skip the patroni-mode tests"
+        )
+    for binary, builder in builders().items():
         target = binary.cached_path
         if os.environ.get(binary.env_override):
             print(f"{binary.name}: using {binary.env_override}={binary.path()}")
@@ -192,8 +273,8 @@ def main() -> int:
         started = time.monotonic()
         builder(target)
         print(f"{binary.name} {binary.version}: built in {time.monotonic() - started:.0f}s")
-    for binary in BUILDERS:
-        print(f"{binary.env_override}={binary.require()}")
+    print(f"CONSUL_BIN={consul_bin()}")
+    print(f"VIP_MANAGER_BIN={vip_manager_bin()}")
     return 0
 
 
