@@ -27,7 +27,6 @@ import argparse
 import base64
 import contextlib
 import datetime as dt
-import itertools
 import os
 import platform
 import signal
@@ -50,6 +49,7 @@ from tests.testbed.elector import clean_environment, vip_elector_argv
 from tests.testbed.fault_proxy import FaultProxy
 from tests.testbed.health import HealthCheck, HealthEndpoint
 from tests.testbed.processes import ManagedProcess, kill_all
+from tests.testbed.vip_watch import VipWatcher
 from tests.testbed.waiting import ConditionTimeout, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +57,6 @@ RESULTS = REPO_ROOT / "bench" / "results"
 NODES = ["a", "b"]
 TTL, LOCK_DELAY = "10s", "1s"
 FAILOVER_TIMEOUT = 45.0
-SAMPLE_INTERVAL = 0.02
 _NEVER = threading.Event()
 
 SCENARIOS = {
@@ -165,29 +164,6 @@ class KeyWatcher(threading.Thread):
             return before + [e for e in self.events if e[0] >= t0]
 
 
-class VipSampler(threading.Thread):
-    """Which hosts have the VIP, every 20 ms."""
-
-    def __init__(self, lab: netns_mod.VipLab) -> None:
-        super().__init__(daemon=True)
-        self.lab = lab
-        self.samples: list[tuple[float, tuple[str, ...]]] = []
-        self.stopped = threading.Event()
-        self.lock = threading.Lock()
-
-    def run(self) -> None:
-        while not self.stopped.is_set():
-            with contextlib.suppress(Exception):
-                holders = tuple(self.lab.holders())
-                with self.lock:
-                    self.samples.append((time.monotonic(), holders))
-            _NEVER.wait(SAMPLE_INTERVAL)
-
-    def window(self, t0: float, t1: float) -> list[tuple[float, tuple[str, ...]]]:
-        with self.lock:
-            return [s for s in self.samples if t0 <= s[0] <= t1]
-
-
 # -- one run ------------------------------------------------------------------------------
 
 
@@ -198,6 +174,7 @@ class Run:
     vip_ms: float | None = None  # fault -> VIP on the new leader's host only
     zero_ms: float = 0.0  # no host had the VIP
     two_ms: float = 0.0  # two hosts had it
+    unobserved_ms: float = 0.0  # a host's VIP was not watched (its monitor restarting)
     moved: bool = False  # L: the lock moved
 
 
@@ -221,14 +198,13 @@ class Bench:
         assert lab.cluster is not None
         self.cluster = lab.cluster
         self.watcher = KeyWatcher(self.cluster.servers, lab.trigger_key)
-        self.sampler = VipSampler(lab)
+        self.vip = VipWatcher(lab.network.hosts, lab.vip).start().wait_watching()
         self.watcher.start()
-        self.sampler.start()
         self.generation = 0
 
     def close(self) -> None:
         self.watcher.stopped.set()
-        self.sampler.stopped.set()
+        self.vip.stop()
         for process in self.electors.values():
             process.kill()
 
@@ -284,7 +260,7 @@ class Bench:
             value, session = self.watcher.current()
             if value not in NODES or not session:
                 return None
-            if self.lab.holders() != [value]:
+            if self.vip.holders() != (value,):
                 return None
             if not all(self.node_has_session(n) for n in NODES):
                 return None
@@ -298,7 +274,7 @@ class Bench:
         leader = wait_until(
             settled,
             timeout,
-            lambda: f"steady state (key: {self.watcher.current()}, VIP: {self.lab.holders()})",
+            lambda: f"steady state (key: {self.watcher.current()}, VIP: {self.vip.holders()})",
             interval=0.2,
         )
         _NEVER.wait(1.0)  # let followers settle into their blocking queries
@@ -346,17 +322,16 @@ class Bench:
                 return None
             result.key_ms = (t_key - t0) * 1000
             try:
-                t_vip = wait_until(lambda: self._vip_on(t0, other), 15, "VIP moves", interval=0.01)
+                t_vip = wait_until(
+                    lambda: self.vip.first(t0, (other,)), 15, "VIP moves", interval=0.01
+                )
                 result.vip_ms = (t_vip - t0) * 1000
                 t_end = t_vip
             except ConditionTimeout:
                 t_end = time.monotonic()
-        samples = self.sampler.window(t0, t_end)
-        for (ta, holders), (tb, _) in itertools.pairwise(samples):
-            if len(holders) == 0:
-                result.zero_ms += (tb - ta) * 1000
-            elif len(holders) > 1:
-                result.two_ms += (tb - ta) * 1000
+        measure = self.vip.measure(t0, t_end)
+        result.zero_ms, result.two_ms = measure.nobody_ms, measure.two_ms
+        result.unobserved_ms = measure.unobserved_ms
         restore()
         if scenario == "L":
             # The lock must not have moved at any time, until all is healthy again.
@@ -370,11 +345,6 @@ class Bench:
                 return t
         return None
 
-    def _vip_on(self, t0: float, host: str) -> float | None:
-        for t, holders in self.sampler.window(t0, time.monotonic()):
-            if holders == (host,):
-                return t
-        return None
 
 
 # -- start-up, shutdown, idle cost --------------------------------------------------

@@ -35,6 +35,18 @@ INTEGRATION_FIXTURES = {
 }
 
 
+# The fault suite's per-fault summary, printed at the end of the run.
+FAULT_SUMMARY = pytest.StashKey[list[str]]()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    lines = terminalreporter.config.stash.get(FAULT_SUMMARY, None)
+    if lines:
+        terminalreporter.section("fault suite: the VIP per fault kind")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))

@@ -1,5 +1,6 @@
 """The fault-injection suite (pytest -m faults): each fault on the real 3-server
-cluster, in namespaces, with invariants checked continuously (tests/testbed/chaos.py)."""
+cluster, in namespaces, with real vip-manager on every host, and the VIP-level
+and daemon-level invariants checked continuously (tests/testbed/chaos.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.conftest import FAULT_SUMMARY
 from tests.testbed import netns as netns_mod
 from tests.testbed.chaos import FAULTS, ChaosLab, InvariantMonitor, run_fault
 
@@ -14,7 +16,9 @@ pytestmark = [pytest.mark.faults, pytest.mark.netns, pytest.mark.integration]
 
 
 @pytest.fixture(scope="module")
-def chaos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ChaosLab, InvariantMonitor]]:
+def chaos(
+    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> Iterator[tuple[ChaosLab, InvariantMonitor]]:
     reason = netns_mod.unavailable_reason()
     if reason:
         pytest.skip(f"network namespaces unavailable: {reason}")
@@ -23,9 +27,11 @@ def chaos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ChaosLab, 
     try:
         monitor.wait_recovered()
         yield lab, monitor
-        # Invariant 4: clean stops leave no session; no traceback anywhere.
+        # Invariant 6: clean stops leave no session; no traceback anywhere.
+        monitor.finish()
         monitor.check_logs()
         monitor.check_no_sessions_left()
+        pytestconfig.stash[FAULT_SUMMARY] = monitor.summary()
         assert [str(v) for v in monitor.violations] == []
     finally:
         monitor.stop()
@@ -37,8 +43,11 @@ def test_invariants_hold_through(chaos: tuple[ChaosLab, InvariantMonitor], fault
     lab, monitor = chaos
     before = len(monitor.violations)
     leader = run_fault(lab, monitor, fault)
-    assert leader, "the cluster recovered with a leader"
+    record = monitor.records[-1]
+    print(monitor.record_line(record))  # shown with -rP, and on failure
+    assert leader, "the cluster recovered with a leader and the VIP on its host"
     assert [str(v) for v in monitor.violations[before:]] == []
     assert monitor.samples > 0
     for name, elector in lab.electors.items():
         assert elector.running(), f"{name} is still running"
+

@@ -1,25 +1,53 @@
 """Fault injection with invariants checked all the time, for the fault suite and the soak.
 
 A ChaosLab is the VIP lab with three Consul servers and three hosts; each
-host runs vip-elector with --status-addr on its own address, and host ``a``
-reaches its agent through a FaultProxy. An InvariantMonitor polls every
+host runs vip-elector (with --status-addr on its own address) and real
+vip-manager managing the VIP on its eth0, and host ``a`` reaches its agent
+through a FaultProxy. A VipWatcher sees every change of the VIP on every
+host as the kernel reports it. The InvariantMonitor also polls every
 daemon's /status, the trigger-key and the servers' view of every node's
-checks, ten times a second, and records each violation of:
+checks ten times a second, and judges:
 
-1. two daemons report LEADER at once for longer than the renewal rule allows
-   (one TTL, plus a second of slack);
-2. the key names a node whose check (or serfHealth) has been critical for
-   longer than lock-delay + 1 s (Consul must have invalidated its session);
-3. after a fault is healed, every daemon runs and is FOLLOWER or LEADER, and
-   one of them leads, within RECOVERY_TIMEOUT;
-4. no sessions are left over when the daemons stop; no traceback in any log.
+VIP level (what users notice)
+1. **two holders**: no two hosts have the VIP at once. vip-manager notices a
+   change of the key up to its interval (100 ms here) late; the daemon does
+   not take a freed key before max(lock-delay, that interval + margin) has
+   passed since it saw it go, so the old holder has dropped the VIP first.
+   The bound is therefore 0, held to the observation's resolution
+   (TWO_HOLDER_SLACK): two event readers stamp changes on arrival.
+   One fault is different: a *partitioned* holder's vip-manager cannot see
+   the key go. Its read (a 1 s blocking query) hangs in the local agent until
+   the agent gives up on the unreachable servers (Consul's rpc_hold_timeout,
+   7 s; measured 8.1 s from the partition to the VIP gone) and only then
+   drops the VIP, while the other side may already have taken over. In the
+   trigger-key mode that window is unavoidable (the fenced mode closes it);
+   it must end within PARTITION_VIP_BOUND of the partition, and its length
+   is reported.
+2. **VIP on a critical node**: no host keeps the VIP longer than check
+   interval + lock-delay + vip-manager interval + margin after the servers
+   see its check (or serfHealth) critical.
+3. **recovery**: after a fault is healed, the VIP is on exactly one host, the
+   leader's, whose checks pass, within VIP_RECOVERY_DEADLINE.
+
+Daemon level
+4. **two leaders**: two daemons report LEADER at once only while a fault cuts
+   one of them off from Consul (CUT_OFF_FAULTS: it cannot know it lost the
+   lock), and then no longer than the renewal rule (one TTL) plus slack.
+   Every such window is reported with its fault and length.
+5. **critical holder**: the key does not name a node whose check has been
+   critical for longer than lock-delay + 1 s.
+6. no sessions are left when the daemons stop; no traceback in any log.
+
+Nothing is skipped silently: a sample that fails (a /status that does not
+answer, Consul without a leader, a VIP monitor restarting) is an
+*unobserved* interval, recorded with its length and reported.
 """
 
 from __future__ import annotations
 
-import contextlib
 import random
 import signal
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -33,12 +61,33 @@ from tests.testbed.agents import HTTP_PORT
 from tests.testbed.elector import Elector
 from tests.testbed.fault_proxy import FaultProxy
 from tests.testbed.netns import VipLab
+from tests.testbed.vip_watch import Interval, VipWatcher
 from tests.testbed.waiting import ConditionTimeout, wait_until
 
 STATUS_PORT = 9100
 TTL_SECONDS = 10.0
 LOCK_DELAY_SECONDS = 1.0
+CHECK_INTERVAL_SECONDS = 1.0
+VIP_MANAGER_INTERVAL_SECONDS = 0.1  # VipLab's vip-manager.yml `interval`
+SAMPLE_EVERY = 0.1
 RECOVERY_TIMEOUT = 60.0
+# After the heal: daemons back, a session through the health gate, an
+# acquire after lock-delay, vip-manager's next poll. The slowest heal (a
+# killed agent that rejoins) takes about 10 s on the test bed.
+VIP_RECOVERY_DEADLINE = 30.0
+TWO_HOLDER_SLACK = 0.020
+RPC_HOLD_TIMEOUT = 7.0  # Consul's default rpc_hold_timeout
+VIP_MANAGER_WAIT = 1.0  # vip-manager v5's blocking-query wait on the trigger-key
+PARTITION_VIP_BOUND = RPC_HOLD_TIMEOUT + VIP_MANAGER_WAIT + VIP_MANAGER_INTERVAL_SECONDS + 1.0
+# Faults that cut the VIP holder's vip-manager off from the Consul servers.
+VIP_CUT_OFF_FAULTS = frozenset({"partition"})
+CRITICAL_VIP_BOUND = (
+    CHECK_INTERVAL_SECONDS + LOCK_DELAY_SECONDS + VIP_MANAGER_INTERVAL_SECONDS + 0.5
+)
+LEADER_OVERLAP_BOUND = TTL_SECONDS + 1.0
+# Faults that cut a daemon off from Consul: it cannot know that Consul gave
+# the lock away until its renewal rule fires.
+CUT_OFF_FAULTS = frozenset({"partition", "kill-agent", "restart-agent"})
 _NEVER = threading.Event()
 
 
@@ -47,13 +96,33 @@ class Violation:
     at: float
     invariant: str
     detail: str
+    fault: str = ""
 
     def __str__(self) -> str:
-        return f"[{self.invariant}] {self.detail}"
+        during = f" (during {self.fault})" if self.fault else ""
+        return f"[{self.invariant}]{during} {self.detail}"
+
+
+@dataclass
+class FaultRecord:
+    """One injected fault, from injection to recovery."""
+
+    kind: str
+    started: float
+    healed: float = 0.0
+    recovered: float = 0.0  # 0: never
+    vip_nobody_ms: float = 0.0
+    vip_two_ms: float = 0.0  # longest single window
+    unobserved_ms: float = 0.0
+    leader_overlaps: list[float] = field(default_factory=list)  # seconds each
+
+    @property
+    def recovery_s(self) -> float | None:
+        return self.recovered - self.healed if self.recovered else None
 
 
 class ChaosLab:
-    """VipLab(servers=3, hosts a b c) with one vip-elector per host."""
+    """VipLab(servers=3, hosts a b c) with vip-elector and vip-manager on every host."""
 
     def __init__(self, workdir: Path, names: tuple[str, ...] = ("a", "b", "c")) -> None:
         self.workdir = workdir
@@ -61,12 +130,15 @@ class ChaosLab:
         self.proxy: FaultProxy | None = None
         self.electors: dict[str, Elector] = {}
         self.names = names
+        self.vip: VipWatcher | None = None
 
     def start(self) -> ChaosLab:
         self.lab.start()
         for node in self.lab.nodes.values():
             node.check.register()
             node.check.wait_status("passing")
+        self.vip = VipWatcher(self.lab.network.hosts, self.lab.vip).start().wait_watching()
+        self.lab.start_vip_managers()
         # Host a talks to its agent through the fault proxy, on the bridge.
         first = self.lab.nodes[self.names[0]]
         self.proxy = FaultProxy(first.host.ip, HTTP_PORT, host=self.lab.network.gateway_ip)
@@ -76,7 +148,8 @@ class ChaosLab:
 
     def start_elector(self, name: str) -> Elector:
         node = self.lab.nodes[name]
-        args = ["--status-addr", f"{node.host.ip}:{STATUS_PORT}"]
+        # On the observation link: a partition must not blind the monitor.
+        args = ["--status-addr", f"{node.host.mgmt_ip}:{STATUS_PORT}"]
         if name == self.names[0] and self.proxy is not None:
             args += ["--addr", self.proxy.address]
         elector = Elector(
@@ -93,7 +166,7 @@ class ChaosLab:
     def status(self, name: str) -> dict[str, Any] | None:
         host = self.lab.nodes[name].host
         try:
-            answer = requests.get(f"http://{host.ip}:{STATUS_PORT}/status", timeout=0.5)
+            answer = requests.get(f"http://{host.mgmt_ip}:{STATUS_PORT}/status", timeout=0.5)
             return dict(answer.json())
         except (requests.RequestException, ValueError):
             return None
@@ -107,9 +180,39 @@ class ChaosLab:
         raise RuntimeError("no Consul server running")
 
     def stop(self) -> None:
+        if self.vip:
+            self.vip.stop()
         if self.proxy:
             self.proxy.close()
         self.lab.stop()
+
+
+class Blind:
+    """Consecutive failed samples of one source, as unobserved intervals."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.since: float | None = None
+        self.intervals: list[Interval] = []
+
+    def failed(self, now: float) -> None:
+        if self.since is None:
+            self.since = now
+
+    def ok(self, now: float) -> None:
+        if self.since is not None:
+            self.intervals.append(Interval(self.since, now, self.what))
+            self.since = None
+
+    def within(self, t0: float, t1: float) -> list[Interval]:
+        found = [*self.intervals]
+        if self.since is not None:
+            found.append(Interval(self.since, t1, self.what))
+        return [
+            Interval(max(i.start, t0), min(i.end, t1), i.detail)
+            for i in found
+            if min(i.end, t1) > max(i.start, t0)
+        ]
 
 
 @dataclass
@@ -117,14 +220,24 @@ class InvariantMonitor:
     chaos: ChaosLab
     violations: list[Violation] = field(default_factory=list)
     samples: int = 0
+    records: list[FaultRecord] = field(default_factory=list)
+    holder: str | None = None  # the last node seen in the key
+    failovers: int = 0  # times the key went to another node
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _leaders_since: float | None = None
+    _leaders_fault: str = ""
     _critical_since: dict[str, float] = field(default_factory=dict)
-    holder: str | None = None  # the last node seen in the key
-    failovers: int = 0  # times the key went to another node
+    _reported_vip_critical: set[tuple[str, float]] = field(default_factory=set)
+    _blind: dict[str, Blind] = field(default_factory=dict)
+    _current: FaultRecord | None = None
+    _judged_until: float = 0.0  # the VIP's two-holder rule is judged up to here
 
     def start(self) -> InvariantMonitor:
+        self._judged_until = time.monotonic()
+        for name in self.chaos.names:
+            self._blind[f"status-{name}"] = Blind(f"{name}'s /status")
+        self._blind["consul"] = Blind("the key and checks in Consul")
         self._thread = threading.Thread(target=self._run, name="invariants", daemon=True)
         self._thread.start()
         return self
@@ -134,54 +247,85 @@ class InvariantMonitor:
         if self._thread:
             self._thread.join(5)
 
-    def violate(self, invariant: str, detail: str) -> None:
-        self.violations.append(Violation(time.monotonic(), invariant, detail))
+    @property
+    def fault(self) -> str:
+        return self._current.kind if self._current else ""
 
+    def violate(self, invariant: str, detail: str) -> None:
+        self.violations.append(Violation(time.monotonic(), invariant, detail, self.fault))
+
+    # -- sampling ------------------------------------------------------------
     def _run(self) -> None:
         while not self._stop.is_set():
-            with contextlib.suppress(Exception):
-                self._sample()
-                self.samples += 1
-            _NEVER.wait(0.1)
+            started = time.monotonic()
+            self._sample(started)
+            self.samples += 1
+            _NEVER.wait(max(0.0, SAMPLE_EVERY - (time.monotonic() - started)))
 
-    def _sample(self) -> None:
-        now = time.monotonic()
-        # 1. at most one daemon reports LEADER, beyond the renewal rule.
-        leaders = [
-            n
-            for n in self.chaos.names
-            if (s := self.chaos.status(n)) is not None and s["state"] == "leader"
-        ]
+    def _sample(self, now: float) -> None:
+        leaders = []
+        for name in self.chaos.names:
+            status = self.chaos.status(name)
+            blind = self._blind[f"status-{name}"]
+            if status is None:
+                blind.failed(now)
+                continue
+            blind.ok(now)
+            if status["state"] == "leader":
+                leaders.append(name)
+        self._check_leaders(now, leaders)
+        try:
+            self._check_consul(now)
+        except Exception:  # Consul without a leader, a server just killed: unobserved
+            self._blind["consul"].failed(now)
+        else:
+            self._blind["consul"].ok(now)
+        self._check_vip_on_critical(now)
+
+    def _check_leaders(self, now: float, leaders: list[str]) -> None:
+        """Invariant 4: two daemons LEADER only when cut off, for one TTL at most."""
         if len(leaders) > 1:
             if self._leaders_since is None:
-                self._leaders_since = now
-            elif now - self._leaders_since > TTL_SECONDS + 1.0:
-                self.violate(
-                    "two-leaders",
-                    f"{leaders} all report LEADER for "
-                    f"{now - self._leaders_since:.1f}s (> TTL + 1 s)",
-                )
-                self._leaders_since = now
-        else:
-            self._leaders_since = None
-        # 2. the key does not name a node whose check has long been critical.
+                self._leaders_since, self._leaders_fault = now, self.fault
+            return
+        if self._leaders_since is None:
+            return
+        lasted = now - self._leaders_since
+        fault, self._leaders_since = self._leaders_fault, None
+        if self._current is not None:
+            self._current.leader_overlaps.append(lasted)
+        # One sample's worth is the resolution of /status polling.
+        if fault not in CUT_OFF_FAULTS and lasted > SAMPLE_EVERY * 1.5:
+            self.violate(
+                "two-leaders",
+                f"two daemons reported LEADER for {lasted:.1f}s though no fault cut "
+                "either off from Consul",
+            )
+        elif lasted > LEADER_OVERLAP_BOUND:
+            self.violate(
+                "two-leaders",
+                f"two daemons reported LEADER for {lasted:.1f}s (> TTL + 1 s)",
+            )
+
+    def _check_consul(self, now: float) -> None:
+        """Invariant 5, and the servers' view of every node's checks."""
         api = self.chaos.api
         entry = api.kv_get(self.chaos.lab.trigger_key, consistent=False)
-        if entry is not None and entry.text != self.holder:
-            if self.holder is not None:
-                self.failovers += 1
-            self.holder = entry.text
+        critical: dict[str, float] = {}
         for name in self.chaos.names:
             statuses = [
                 api.catalog_check_status(name, "serfHealth"),
                 api.catalog_check_status(name, self.chaos.lab.nodes[name].check.check_id),
             ]
             if "critical" in statuses:
-                self._critical_since.setdefault(name, now)
-            else:
-                self._critical_since.pop(name, None)
-        if entry is not None and entry.text in self._critical_since:
-            critical_for = now - self._critical_since[entry.text]
+                critical[name] = self._critical_since.get(name, now)
+        self._critical_since = critical
+        if entry is not None and entry.text != self.holder:
+            if self.holder is not None:
+                self.failovers += 1
+            self.holder = entry.text
+        if entry is not None and entry.text in critical:
+            critical_for = now - critical[entry.text]
             if critical_for > LOCK_DELAY_SECONDS + 1.0:
                 self.violate(
                     "critical-holder",
@@ -190,8 +334,84 @@ class InvariantMonitor:
                 )
                 self._critical_since[entry.text] = now
 
+    def _check_vip_on_critical(self, now: float) -> None:
+        """Invariant 2: the VIP leaves a critical node within the bound."""
+        assert self.chaos.vip is not None
+        for name in self.chaos.vip.holders():
+            since = self._critical_since.get(name)
+            if since is None or (name, since) in self._reported_vip_critical:
+                continue
+            if now - since > CRITICAL_VIP_BOUND:
+                self._reported_vip_critical.add((name, since))
+                self.violate(
+                    "vip-on-critical",
+                    f"{name} has the VIP {now - since:.1f}s after its check went critical "
+                    f"(bound {CRITICAL_VIP_BOUND:.1f}s)",
+                )
+
+    # -- faults ----------------------------------------------------------------
+    def begin(self, kind: str) -> FaultRecord:
+        self._current = FaultRecord(kind, time.monotonic())
+        self.records.append(self._current)
+        return self._current
+
+    def healed(self) -> None:
+        assert self._current is not None
+        self._current.healed = time.monotonic()
+
+    def end(self, leader: str) -> None:
+        """Invariants 1 and 3 over the fault's window, and its record."""
+        record = self._current
+        assert record is not None
+        assert self.chaos.vip is not None
+        record.recovered = time.monotonic() if leader else 0.0
+        t1 = record.recovered or time.monotonic()
+        measure = self.chaos.vip.measure(record.started, t1)
+        record.vip_nobody_ms = measure.nobody_ms
+        record.vip_two_ms = measure.longest_two_ms
+        blind = [*measure.unobserved]
+        for source in self._blind.values():
+            blind += source.within(record.started, t1)
+        record.unobserved_ms = sum(i.seconds for i in blind) * 1000
+        self._judge_two_holders(t1, record)
+        self._current = None
+
+    def _judge_two_holders(self, t1: float, record: FaultRecord | None = None) -> None:
+        """Invariant 1 over everything since it was last judged (faults and the
+        quiet time between them alike)."""
+        assert self.chaos.vip is not None
+        for window in self.chaos.vip.measure(self._judged_until, t1).two:
+            during = record if record is not None and window.end > record.started else None
+            if window.seconds <= TWO_HOLDER_SLACK:
+                continue
+            if during is not None and during.kind in VIP_CUT_OFF_FAULTS:
+                if window.end - during.started <= PARTITION_VIP_BOUND:
+                    continue  # the partitioned side's vip-manager could not know
+                detail = (
+                    f"{window.detail} had the VIP at once until "
+                    f"{window.end - during.started:.1f}s into the {during.kind} "
+                    f"(bound {PARTITION_VIP_BOUND:.1f}s)"
+                )
+            else:
+                detail = f"{window.detail} had the VIP at once for {window.seconds * 1000:.0f} ms"
+            self.violations.append(
+                Violation(window.start, "two-vip-holders", detail, during.kind if during else "")
+            )
+        self._judged_until = t1
+
+    def finish(self) -> None:
+        """Judge the time since the last fault, and what could not be watched."""
+        self._judge_two_holders(time.monotonic())
+        assert self.chaos.vip is not None
+        for mismatch in self.chaos.vip.mismatches:
+            self.violate("vip-watch", f"a VIP change was not reported by the kernel: {mismatch}")
+
     def wait_recovered(self, timeout: float = RECOVERY_TIMEOUT) -> str:
-        """Invariant 3: all daemons run and are FOLLOWER/LEADER, one leads the key."""
+        """All daemons run and are FOLLOWER/LEADER, one leads the key, and the VIP
+        is on its host only (invariant 3 within VIP_RECOVERY_DEADLINE)."""
+        assert self.chaos.vip is not None
+        vip = self.chaos.vip
+        started = time.monotonic()
 
         def recovered() -> str | None:
             states = {}
@@ -206,24 +426,41 @@ class InvariantMonitor:
             if len(leaders) != 1:
                 return None
             entry = self.chaos.api.kv_get(self.chaos.lab.trigger_key)
-            return leaders[0] if entry is not None and entry.text == leaders[0] else None
+            if entry is None or entry.text != leaders[0]:
+                return None
+            if vip.holders() != (leaders[0],) or leaders[0] in self._critical_since:
+                return None
+            return leaders[0]
 
         try:
-            return str(wait_until(recovered, timeout, "recovery", interval=0.2))
+            leader = str(wait_until(recovered, timeout, "recovery", interval=0.1))
         except ConditionTimeout:
             states = {n: (self.chaos.status(n) or {}).get("state") for n in self.chaos.names}
-            self.violate("recovery", f"not recovered within {timeout:.0f}s: {states}")
+            self.violate(
+                "recovery",
+                f"not recovered within {timeout:.0f}s: daemons {states}, VIP on "
+                f"{list(vip.holders())}",
+            )
             return ""
+        took = time.monotonic() - started
+        if self._current is not None and took > VIP_RECOVERY_DEADLINE:
+            self.violate(
+                "recovery",
+                f"the VIP was on exactly one healthy node only {took:.1f}s after the heal "
+                f"(deadline {VIP_RECOVERY_DEADLINE:.0f}s)",
+            )
+        return leader
 
+    # -- after the run -----------------------------------------------------------
     def check_logs(self) -> None:
-        """Invariant 4b: no unhandled exception in any daemon's log."""
+        """Invariant 6b: no unhandled exception in any daemon's log."""
         for name, elector in self.chaos.electors.items():
             text = elector.log()
             if "Traceback" in text or "thread failed" in text:
                 self.violate("exception", f"{name}'s log has a traceback")
 
     def check_no_sessions_left(self) -> None:
-        """Invariant 4a: stop every daemon cleanly; no vip-elector session remains."""
+        """Invariant 6a: stop every daemon cleanly; no vip-elector session remains."""
         for elector in self.chaos.electors.values():
             elector.terminate(timeout=10)
 
@@ -238,6 +475,35 @@ class InvariantMonitor:
         except ConditionTimeout:
             left = [s["Name"] for s in self.chaos.api.sessions()]
             self.violate("sessions", f"sessions left after stopping: {left}")
+
+    def summary(self) -> list[str]:
+        """Per fault kind: VIP outage p50/max, two-holder max, unobserved, leader overlaps."""
+        lines = [
+            "fault kind            n  VIP outage ms p50/max  two holders ms max  "
+            "unobserved ms  two LEADERs s max  recovery s max"
+        ]
+        kinds = sorted({r.kind for r in self.records})
+        for kind in kinds:
+            records = [r for r in self.records if r.kind == kind]
+            outage = [r.vip_nobody_ms for r in records]
+            overlaps = [o for r in records for o in r.leader_overlaps]
+            recovery = [r.recovery_s for r in records if r.recovery_s is not None]
+            lines.append(
+                f"{kind:<20} {len(records):>2}  {statistics.median(outage):>8.0f} / "
+                f"{max(outage):<8.0f}  {max(r.vip_two_ms for r in records):>17.0f}  "
+                f"{sum(r.unobserved_ms for r in records):>13.0f}  "
+                f"{max(overlaps, default=0.0):>17.1f}  {max(recovery, default=0.0):>14.1f}"
+            )
+        return lines
+
+    def record_line(self, record: FaultRecord) -> str:
+        recovery = f"{record.recovery_s:.1f}s" if record.recovery_s is not None else "never"
+        overlaps = ", ".join(f"{o:.1f}s" for o in record.leader_overlaps) or "none"
+        return (
+            f"{record.kind}: VIP outage {record.vip_nobody_ms:.0f} ms, two holders "
+            f"{record.vip_two_ms:.0f} ms, unobserved {record.unobserved_ms:.0f} ms, "
+            f"two LEADERs {overlaps}, recovered {recovery} after the heal"
+        )
 
 
 # -- the faults ------------------------------------------------------------------------
@@ -323,21 +589,32 @@ FAULTS: dict[str, Fault] = {
 PROXY_FAULTS = {name for name in FAULTS if name.startswith("proxy-")}
 
 
+STEP_DOWN = "sigusr1-step-down"  # not a fault: how the lab moves the lock on purpose
+
+
 def make_leader(chaos: ChaosLab, monitor: InvariantMonitor, name: str) -> None:
-    """Hand the lock to ``name`` by stepping the others down (SIGUSR1)."""
+    """Hand the lock to ``name`` by stepping the others down (SIGUSR1); each
+    step-down is judged like a fault (it moves the VIP)."""
     for _ in range(len(chaos.names)):
         leader = monitor.wait_recovered()
         if leader == name or not leader:
             return
+        monitor.begin(STEP_DOWN)
         chaos.electors[leader].process.send_signal(signal.SIGUSR1)
-        _NEVER.wait(0.5)
+        monitor.healed()
+        monitor.end(monitor.wait_recovered())
 
 
 def run_fault(chaos: ChaosLab, monitor: InvariantMonitor, fault: str) -> str:
-    """Inject one fault on the current leader, heal it, wait for recovery."""
+    """Inject one fault on the current leader, heal it, wait for recovery; the
+    fault's window runs from the injection to the recovery."""
     if fault in PROXY_FAULTS:
         make_leader(chaos, monitor, chaos.names[0])
     leader = monitor.wait_recovered()
+    monitor.begin(fault)
     heal = FAULTS[fault](chaos, leader or random.choice(chaos.names))
     heal()
-    return monitor.wait_recovered()
+    monitor.healed()
+    leader = monitor.wait_recovered()
+    monitor.end(leader)
+    return leader

@@ -51,12 +51,21 @@ def unavailable_reason() -> str | None:
 
 @dataclass
 class Host:
-    """One test host: a namespace with its address on the shared /24."""
+    """One test host: a namespace with its address on the shared /24.
+
+    ``mgmt_ip`` is the host's end of a point-to-point link to the root
+    namespace only (``mgmt0``, a /31 of 198.19.X.0/24): the tests observe the
+    host through it (status endpoints), and a partition does not cut it.
+    Nothing routes between it and the shared /24, so it is no way around a
+    partition for Consul or vip-manager.
+    """
 
     name: str
     netns: str
     ip: str
     host_veth: str  # the peer in the root namespace; setting it down partitions the host
+    mgmt_ip: str = ""
+    mgmt_veth: str = ""
 
     def addresses(self) -> list[str]:
         """IPv4 addresses on the host's eth0."""
@@ -82,12 +91,15 @@ class Network:
         self.bridge = f"vebr{self.id}"
         self.gateway_ip = f"{self.subnet}.1"
         self.vip = f"{self.subnet}.100"
+        self.mgmt_subnet = self.subnet.replace("198.18.", "198.19.", 1)
         self.hosts = [
             Host(
                 name=name,
                 netns=f"vipe{self.id}{name}",
                 ip=f"{self.subnet}.{11 + i}",
                 host_veth=f"ve{self.id}{i}",
+                mgmt_ip=f"{self.mgmt_subnet}.{2 * i + 1}",
+                mgmt_veth=f"vm{self.id}{i}",
             )
             for i, name in enumerate(names)
         ]
@@ -115,7 +127,20 @@ class Network:
             _ip("addr", "add", f"{host.ip}/24", "dev", "eth0", netns=host.netns)
             _ip("link", "set", "eth0", "up", netns=host.netns)
             _ip("link", "set", "lo", "up", netns=host.netns)
+            self._add_mgmt_link(host)
         return self
+
+    def _add_mgmt_link(self, host: Host) -> None:
+        """The observation link: root side .2i, host side .2i+1 of a /31."""
+        root_ip = host.mgmt_ip.rsplit(".", 1)[0] + f".{int(host.mgmt_ip.rsplit('.', 1)[1]) - 1}"
+        _ip(
+            "link", "add", host.mgmt_veth, "type", "veth", "peer", "name", "mgmt0",
+            "netns", host.netns,
+        )  # fmt: skip
+        _ip("addr", "add", f"{root_ip}/31", "dev", host.mgmt_veth)
+        _ip("link", "set", host.mgmt_veth, "up")
+        _ip("addr", "add", f"{host.mgmt_ip}/31", "dev", "mgmt0", netns=host.netns)
+        _ip("link", "set", "mgmt0", "up", netns=host.netns)
 
     def add_bridge_addresses(self, count: int) -> list[str]:
         """``count`` more addresses on the bridge (.2, .3, ...) for services in the root ns."""
@@ -128,6 +153,7 @@ class Network:
         for host in self.hosts:
             _ip("netns", "del", host.netns, check=False)
             _ip("link", "del", host.host_veth, check=False)
+            _ip("link", "del", host.mgmt_veth, check=False)
         _ip("link", "del", self.bridge, check=False)
 
     def holders(self, address: str | None = None) -> list[str]:
