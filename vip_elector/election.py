@@ -77,6 +77,10 @@ class Election(Worker):
         )
         self._reported_not_a_lock: int | None = None
         self._last_standby: str | None = None
+        # The value of the last holder seen (None: none since start). Another
+        # node's value means its vip-manager may still hold the VIP for up to
+        # the hand-over gap after the key went free.
+        self._last_holder_value: bytes | None = None
 
     def work(self) -> None:
         self._preflight()
@@ -152,6 +156,7 @@ class Election(Worker):
                     holder = key.session
                     assert holder is not None
                     holder_lock_delay = self._lock_delay_of(holder)
+                self._last_holder_value = key.value
                 freed_at, refused = None, 0
                 continue
             # Free.
@@ -163,15 +168,37 @@ class Election(Worker):
                 index = 0
                 continue
             self._last_standby = None
+            if not self._wait_for_handover_gap(freed_at, session):
+                continue  # stopping, or the session ended: the loop decides
             won = self._acquire(session)
             if won is None:
                 return  # the session is gone: the renewer makes a new one
             if won:
+                self._last_holder_value = self.key.value_bytes
                 self._lead(session)
                 return
             refused += 1
             self._wait_for_lock_delay(freed_at, holder_lock_delay, refused)
             index = 0  # look again now: lock-delay, or another node won the race
+
+    def _wait_for_handover_gap(self, freed_at: float, session: Session) -> bool:
+        """Do not take a key another node held before its vip-manager can have
+        dropped the VIP (``Settings.handover_gap`` after the key went free; we
+        saw it free at ``freed_at``, no earlier than it was). False if stopped."""
+        previous = self._last_holder_value
+        if previous is None or previous == self.key.value_bytes:
+            return True  # nobody else held it since we started, or it was ours
+        remaining = freed_at + self.settings.handover_gap - time.monotonic()
+        if remaining > 0:
+            log.debug(
+                "the key was %r's; acquiring in %s, once its vip-manager has dropped the VIP",
+                previous.decode(errors="replace"),
+                format_duration(remaining),
+                extra={"event": "handover_gap"},
+            )
+            self.beat(remaining)
+            self.stop.wait(remaining)
+        return not self._done(session)
 
     def _report_not_a_lock(self, key: KeyState) -> None:
         if self._reported_not_a_lock != key.modify_index:

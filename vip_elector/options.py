@@ -135,6 +135,16 @@ OPTIONS: tuple[Option, ...] = (
         setting="trigger_key",
     ),
     Option(
+        "interval",
+        "vip-manager's interval (ms between its reads of the key): a new leader takes a "
+        "key another node held no earlier than this + 200 ms after it went free, so that "
+        "node's vip-manager has dropped the VIP first and two nodes never hold it at once",
+        yml_key="interval",
+        shown_default="`1000`",
+        setting="vip_manager.interval_ms",
+        reload=Reload.RESTART,
+    ),
+    Option(
         "hostname",
         "the lock value, byte for byte what vip-manager compares with its `trigger-value` "
         "(which defaults to the *full* kernel hostname: vip-elector warns when they would "

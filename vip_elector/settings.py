@@ -12,6 +12,11 @@ from pathlib import Path
 
 from vip_elector.durations import format_duration
 
+# vip-manager's read of the key (a consistent GET) and its `ip addr del` after
+# its interval: measured at a few ms on the test bed; 200 ms leaves room for
+# a loaded machine.
+HANDOVER_MARGIN = 0.2
+
 
 class ConfigError(Exception):
     """The configuration is unusable; ``problems`` says why, one line each."""
@@ -52,6 +57,7 @@ class VipManagerConfig:
     trigger_value: str | None
     endpoints: tuple[str, ...]
     consul_token: str | None = field(default=None, repr=False)
+    interval_ms: int = 1000  # vip-manager's `interval`: how often it reads the key
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,14 @@ class Settings:
     @property
     def trigger_key(self) -> str:
         return self.vip_manager.trigger_key
+
+    @property
+    def handover_gap(self) -> float:
+        """How long after the key went free another node's vip-manager may still
+        hold the VIP: its interval (it sleeps that long between reads) plus a
+        margin for its read and its `ip addr del`. A new leader takes the key
+        no earlier, so two nodes never hold the VIP at once."""
+        return self.vip_manager.interval_ms / 1000 + HANDOVER_MARGIN
 
     @property
     def session_checks(self) -> list[str]:

@@ -15,6 +15,8 @@ import yaml
 
 from vip_elector.settings import ConfigError, VipManagerConfig
 
+DEFAULT_INTERVAL_MS = 1000  # vip-manager's own default
+
 
 def _as_text(value: Any) -> str | None:
     if value is None:
@@ -90,6 +92,7 @@ def read_vip_manager_config(path: Path) -> VipManagerConfig:
         problems.append(f"{where}: `dcs-endpoints` must be a list or a comma-separated string")
 
     token = _as_text(document.get("consul-token")) or None
+    interval_ms = _interval_ms(document.get("interval"), where, problems)
     if problems:
         raise ConfigError(problems)
     return VipManagerConfig(
@@ -98,4 +101,19 @@ def read_vip_manager_config(path: Path) -> VipManagerConfig:
         trigger_value=trigger_value,
         endpoints=tuple(endpoints),
         consul_token=token,
+        interval_ms=interval_ms,
     )
+
+
+def _interval_ms(raw: Any, where: str, problems: list[str]) -> int:
+    """vip-manager's `interval` (ms between its reads of the key; its default 1000)."""
+    if raw is None:
+        return DEFAULT_INTERVAL_MS
+    text = str(raw).strip()
+    if isinstance(raw, bool) or not text.isdigit():
+        problems.append(
+            f"{where}: `interval` is {raw!r}; vip-manager reads it as whole milliseconds, "
+            "e.g. `interval: 1000`"
+        )
+        return DEFAULT_INTERVAL_MS
+    return int(text)
