@@ -346,7 +346,6 @@ class Bench:
         return None
 
 
-
 # -- start-up, shutdown, idle cost --------------------------------------------------
 
 

@@ -50,4 +50,3 @@ def test_invariants_hold_through(chaos: tuple[ChaosLab, InvariantMonitor], fault
     assert monitor.samples > 0
     for name, elector in lab.electors.items():
         assert elector.running(), f"{name} is still running"
-
