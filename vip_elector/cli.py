@@ -17,6 +17,7 @@ import configargparse
 from vip_elector import __version__, config_check, status_report
 from vip_elector.config import ConfigError, Settings, load_settings
 from vip_elector.coordinator import Coordinator
+from vip_elector.files import YAML_LIMIT, FileProblem, read_text
 from vip_elector.logs import setup_logging, stop_logging
 from vip_elector.options import with_flags
 
@@ -101,9 +102,35 @@ def build_parser(command: str | None = None) -> Any:
     return parser
 
 
+def config_files(argv: Sequence[str]) -> list[str]:
+    """The --config files named in ``argv`` (configargparse reads them itself)."""
+    found = []
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            found.append(argv[i + 1])
+        elif arg.startswith("--config="):
+            found.append(arg.split("=", 1)[1])
+    return found
+
+
 def parse_settings(parser: Any, argv: Sequence[str]) -> Settings:
-    """Parse ``argv`` and the environment into Settings (raises ConfigError)."""
-    args = vars(parser.parse_args(list(argv)))
+    """Parse ``argv`` and the environment into Settings (raises ConfigError).
+
+    Any --config file is checked first with the same bounds as every other
+    file (regular, at most 1 MiB, UTF-8), before configargparse reads it.
+    """
+    problems = []
+    for path in config_files(argv):
+        try:
+            read_text(path, YAML_LIMIT)
+        except FileProblem as exc:
+            problems.append(f"--config {path}: {exc.reason}")
+    if problems:
+        raise ConfigError(problems)
+    try:
+        args = vars(parser.parse_args(list(argv)))
+    except (OSError, ValueError, UnicodeError) as exc:
+        raise ConfigError([f"cannot read the options ({exc.__class__.__name__})"]) from None
     args["token_from_command_line"] = any(
         arg == "--token" or arg.startswith("--token=") for arg in argv
     )
@@ -144,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = parse_settings(parser, argv)
     except ConfigError as error:
         return report_config_error(error)
+    except RecursionError:
+        return report_config_error(ConfigError(["a configuration file is nested too deeply"]))
 
     setup_logging(settings.log_level, settings.log_format)
     try:

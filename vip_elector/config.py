@@ -20,6 +20,7 @@ from typing import Any
 
 from vip_elector.consul_settings import parse_address, resolve_consul_settings
 from vip_elector.durations import format_duration, parse_duration
+from vip_elector.logs import untrusted
 from vip_elector.options import Option, option
 from vip_elector.settings import ConfigError, Settings, VipManagerConfig
 from vip_elector.vip_manager_config import read_vip_manager_config
@@ -47,11 +48,18 @@ CONSUL_FLAGS = (
 
 
 def parse_listen_address(text: str) -> tuple[str, int]:
-    """``PORT``, ``:PORT`` or ``HOST:PORT`` -> (host, port); no host means loopback."""
+    """``PORT``, ``:PORT``, ``HOST:PORT`` or ``[V6]:PORT`` -> (host, port); no host
+    means loopback. A host name must resolve (ValueError otherwise)."""
     host, _, port_text = text.strip().rpartition(":")
+    if host.startswith("[") != host.endswith("]") or (":" in host and not host.startswith("[")):
+        raise ValueError(f"{text!r}: write an IPv6 address in brackets, e.g. [::1]:9876")
     host = host.strip("[]") or "127.0.0.1"
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:9876 or :9876)")
+        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:9876, :9876 or [::1]:9876)")
+    try:
+        socket.getaddrinfo(host, int(port_text), type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ValueError(f"cannot resolve {host!r} ({exc.strerror})") from None
     return host, int(port_text)
 
 
@@ -219,6 +227,12 @@ def load_settings(
         warnings.extend(value_warnings)
         if not lock_value.strip():
             problems.append("the lock value is empty: set --hostname or trigger-value")
+        for name, text in (("lock value", lock_value), ("trigger-key", vip_manager.trigger_key)):
+            if not text.isprintable():
+                problems.append(
+                    f"the {name} {untrusted(text)!r} holds a control character (a line "
+                    "break, a tab?): it must be one line of printable text"
+                )
 
     if problems or vip_manager is None:
         raise ConfigError(problems)

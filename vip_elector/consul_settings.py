@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from vip_elector.files import TOKEN_LIMIT, FileProblem, read_bounded
 from vip_elector.settings import ConsulSettings, VipManagerConfig
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8500"
@@ -60,17 +61,45 @@ def _env_bool(environ: Mapping[str, str], name: str, default: bool, problems: li
         return default
 
 
-def _read_token_file(path: str, origin: str, problems: list[str]) -> str | None:
-    try:
-        token = Path(path).read_text().strip()
-    except OSError as exc:
-        problems.append(
-            f"token file {path} (from {origin}) cannot be read: {exc.strerror or exc}; "
-            "check the path and that the vip-elector user may read it"
-        )
-        return None
+def token_problem(token: str) -> str | None:
+    """Why ``token`` cannot be an ACL token, or None. Never repeats the token.
+
+    Consul's tokens are UUIDs; anything but one line of printable ASCII would
+    go into an HTTP header that requests refuses, with the value in the error.
+    """
     if not token:
-        problems.append(f"token file {path} (from {origin}) is empty")
+        return "is empty"
+    bad = next((ch for ch in token if not 0x21 <= ord(ch) <= 0x7E), None)
+    if bad is None:
+        return None
+    if bad in "\r\n":
+        return "holds more than one line (a comment, a second token?): put only the token in it"
+    if bad in " \t":
+        return "holds a space or a tab: put only the token in it"
+    return (
+        f"holds a character that is not printable ASCII (U+{ord(bad):04X}): "
+        "is it the right file, and is it a Consul token?"
+    )
+
+
+def _read_token_file(path: str, origin: str, problems: list[str]) -> str | None:
+    what = f"token file {path} (from {origin})"
+    try:
+        data = read_bounded(path, TOKEN_LIMIT)
+    except FileProblem as exc:
+        if exc.unreadable:
+            problems.append(
+                f"{what} cannot be read: {exc.reason}; check the path and that the "
+                "vip-elector user may read it"
+            )
+        else:
+            problems.append(f"{what}: {exc.reason}")
+        return None
+    # Surrounding whitespace (the newline an editor adds) is not part of it.
+    token = data.decode("utf-8", errors="replace").strip()
+    problem = token_problem(token)
+    if problem is not None:
+        problems.append(f"{what} {problem}")
         return None
     return token
 
@@ -157,6 +186,10 @@ def resolve_consul_settings(
         if layer.get("token"):
             token = layer.get("token")
             token_source = f"{layer.name}"
+            problem = token_problem(token or "")
+            if problem is not None:
+                problems.append(f"the ACL token from {layer.name} {problem}")
+                token = None
             break
 
     tls: dict[str, str | None] = {}

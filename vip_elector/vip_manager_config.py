@@ -1,9 +1,19 @@
 """Reading vip-manager.yml, the configuration vip-elector shares with vip-manager.
 
 Only the keys vip-elector needs are read (dcs-type, trigger-key,
-trigger-value, dcs-endpoints, consul-token), with vip-manager's own rules
-(a leading ``/`` of the trigger-key is stripped, dcs-endpoints is a list or a
-comma-separated string). Every problem is collected into one ConfigError.
+trigger-value, dcs-endpoints, consul-token, interval), with vip-manager's own
+rules (a leading ``/`` of the trigger-key is stripped, dcs-endpoints is a
+list or a comma-separated string). Every problem is collected into one
+ConfigError.
+
+Where PyYAML (YAML 1.1) and vip-manager's Go YAML would read a value
+differently, or where a value is not a string at all, vip-elector refuses it
+instead of guessing: `trigger-value: yes` is the string "yes" to vip-manager
+v5 (YAML 1.2) but true to 1.x, `trigger-value: 2024-01-01` a date here, and a
+list or a mapping cannot be a key's value. Quoting settles it.
+
+The file is read with a size cap, aliases and nesting are bounded (a YAML
+"billion laughs" costs nothing), and bytes that are not UTF-8 are an error.
 """
 
 from __future__ import annotations
@@ -13,18 +23,74 @@ from typing import Any
 
 import yaml
 
+from vip_elector.files import YAML_LIMIT, FileProblem, read_text
 from vip_elector.settings import ConfigError, VipManagerConfig
 
 DEFAULT_INTERVAL_MS = 1000  # vip-manager's own default
 
 
-def _as_text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool | int | float):
-        return str(value).lower() if isinstance(value, bool) else str(value)
-    if isinstance(value, str):
+MAX_ALIASES = 32
+MAX_DEPTH = 32
+
+
+class _TooComplex(Exception):
+    pass
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with a cap on aliases and nesting depth."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._aliases = 0
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                raise _TooComplex(f"more than {MAX_ALIASES} aliases")
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _TooComplex(f"nested deeper than {MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """Parse ``text`` with :class:`BoundedLoader`; ConfigError on any failure."""
+    try:
+        loader = BoundedLoader(text)
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
+    except _TooComplex as exc:
+        raise ConfigError([f"{where}: refused: {exc} (vip-manager.yml needs neither)"]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or exc.__class__.__name__
+        raise ConfigError([f"{where}: malformed YAML{at}: {problem}"]) from None
+    except (RecursionError, ValueError) as exc:
+        raise ConfigError([f"{where}: cannot be read as YAML ({exc.__class__.__name__})"]) from None
+
+
+def _string(document: dict[Any, Any], key: str, where: str, problems: list[str]) -> str | None:
+    """A key whose value must be a string (vip-manager reads it as one)."""
+    value = document.get(key)
+    if value is None or isinstance(value, str):
         return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        shown = f"{value!r}"
+    else:
+        shown = f"a {type(value).__name__}"
+    problems.append(
+        f"{where}: `{key}` is {shown}, not a string; vip-manager versions read unquoted "
+        f'yes/no/on/off, numbers and dates differently: quote it, e.g. `{key}: "..."`'
+    )
     return None
 
 
@@ -32,21 +98,17 @@ def read_vip_manager_config(path: Path) -> VipManagerConfig:
     """Read and check the keys vip-elector needs; raise ConfigError listing every problem."""
     where = f"vip-manager config {path}"
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(
-            [
-                f"{where}: cannot read it ({exc.strerror or exc}); "
-                "pass the file vip-manager uses with --vip-manager-config"
-            ]
-        ) from exc
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"{where}: malformed YAML{at}: {problem}"]) from exc
+        text = read_text(str(path), YAML_LIMIT)
+    except FileProblem as exc:
+        if exc.unreadable:
+            raise ConfigError(
+                [
+                    f"{where}: cannot read it ({exc.reason}); "
+                    "pass the file vip-manager uses with --vip-manager-config"
+                ]
+            ) from None
+        raise ConfigError([f"{where}: {exc.reason}"]) from None
+    document = load_yaml(text, where)
     if document is None:
         document = {}
     if not isinstance(document, dict):
@@ -58,27 +120,28 @@ def read_vip_manager_config(path: Path) -> VipManagerConfig:
         )
 
     problems: list[str] = []
-    dcs_type = _as_text(document.get("dcs-type"))
-    if dcs_type is None:
+    dcs_type = _string(document, "dcs-type", where, problems)
+    if dcs_type is None and "dcs-type" not in document:
         problems.append(
             f"{where}: `dcs-type` is not set; vip-manager then defaults to etcd, so "
             "vip-manager and vip-elector would not use the same store: add `dcs-type: consul`"
         )
-    elif dcs_type.strip().lower() != "consul":
+    elif dcs_type is not None and dcs_type.strip().lower() != "consul":
         problems.append(
             f"{where}: `dcs-type` is {dcs_type!r}; vip-elector elects through Consul: "
             "set `dcs-type: consul` (and point vip-manager at Consul too)"
         )
 
-    raw_key = _as_text(document.get("trigger-key"))
+    known = len(problems)
+    raw_key = _string(document, "trigger-key", where, problems)
     trigger_key = (raw_key or "").strip().lstrip("/")  # vip-manager strips a leading '/'
-    if not trigger_key:
+    if not trigger_key and len(problems) == known:
         problems.append(
             f"{where}: `trigger-key` is missing or empty; set the key vip-manager watches, "
             'e.g. `trigger-key: "service/mycluster/vip"`'
         )
 
-    trigger_value = _as_text(document.get("trigger-value"))
+    trigger_value = _string(document, "trigger-value", where, problems)
     if trigger_value is not None and trigger_value == "":
         trigger_value = None
 
@@ -86,12 +149,14 @@ def read_vip_manager_config(path: Path) -> VipManagerConfig:
     endpoints: list[str] = []
     if isinstance(endpoints_raw, str):
         endpoints = [part.strip() for part in endpoints_raw.split(",") if part.strip()]
-    elif isinstance(endpoints_raw, list):
-        endpoints = [str(item).strip() for item in endpoints_raw if str(item).strip()]
+    elif isinstance(endpoints_raw, list) and all(isinstance(i, str) for i in endpoints_raw):
+        endpoints = [item.strip() for item in endpoints_raw if item.strip()]
     elif endpoints_raw is not None:
-        problems.append(f"{where}: `dcs-endpoints` must be a list or a comma-separated string")
+        problems.append(
+            f"{where}: `dcs-endpoints` must be a list of strings or a comma-separated string"
+        )
 
-    token = _as_text(document.get("consul-token")) or None
+    token = _string(document, "consul-token", where, problems) or None
     interval_ms = _interval_ms(document.get("interval"), where, problems)
     if problems:
         raise ConfigError(problems)
