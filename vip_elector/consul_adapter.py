@@ -66,6 +66,13 @@ class PermissionDenied(ConsulError):
     kind = "permission"
 
 
+class TokenUnknown(PermissionDenied):
+    """Consul does not know the ACL token at all ("ACL not found"): mistyped,
+    deleted or expired, not a missing right."""
+
+    kind = "token_unknown"
+
+
 class TLSFailure(ConsulError):
     """The TLS handshake failed (certificate rejected or not trusted); needs a person."""
 
@@ -92,10 +99,32 @@ def _body_of(exc: Exception) -> str:
     return str(exc).strip() or exc.__class__.__name__
 
 
-def translate(exc: BaseException) -> ConsulError:
-    """Map a library or requests exception onto a ConsulError (cause kept by the caller)."""
+def translate(exc: BaseException, secrets: tuple[str, ...] = ()) -> ConsulError:
+    """Map a library or requests exception onto a ConsulError.
+
+    The message never carries a header value: requests puts the offending
+    header into InvalidHeader, the codec puts the whole string into a
+    UnicodeEncodeError's repr; those become fixed messages, and ``secrets``
+    (the token) are masked in whatever text is left.
+    """
+    error = _translate(exc)
+    text = str(error)
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, "<token>")
+    if text != str(error):
+        error.args = (text,)
+    return error
+
+
+def _translate(exc: BaseException) -> ConsulError:
     if isinstance(exc, ConsulError):
         return exc
+    if isinstance(exc, requests.exceptions.InvalidHeader | UnicodeError):
+        return ConsulError(
+            "the request could not be sent: a header value is invalid (is the ACL token one "
+            "line of printable ASCII?)"
+        )
     if isinstance(exc, requests.exceptions.SSLError):
         return TLSFailure(f"TLS handshake with the Consul agent failed: {_reason(exc)}")
     if isinstance(exc, requests.exceptions.Timeout):
@@ -105,6 +134,8 @@ def translate(exc: BaseException) -> ConsulError:
     if isinstance(exc, requests.exceptions.RequestException):
         return Unavailable(f"HTTP error talking to Consul: {_reason(exc)}", "unreachable")
     if isinstance(exc, consul.ACLPermissionDenied):
+        if "acl not found" in _body_of(exc).lower():
+            return TokenUnknown(f"Consul does not know the ACL token: {_body_of(exc)}")
         return PermissionDenied(f"permission denied: {_body_of(exc)}")
     if isinstance(exc, consul.NotFound):
         return NotFound(_body_of(exc))
@@ -121,14 +152,16 @@ def translate(exc: BaseException) -> ConsulError:
         # not "Invalid Session TTL", which is a refused setting.
         if _SESSION_GONE.search(lowered):
             return SessionGone(text)
-        if "permission denied" in lowered or "acl not found" in lowered:
+        if "acl not found" in lowered:
+            return TokenUnknown(f"Consul does not know the ACL token: {text}")
+        if "permission denied" in lowered:
             return PermissionDenied(f"permission denied: {text}")
         if (code is not None and (code >= 500 or code == 429)) or "rpc error" in lowered:
             return Unavailable(f"Consul error: {text}", "server_error")
         return ConsulError(f"Consul refused the request: {text}")
     if isinstance(exc, ValueError | KeyError | TypeError):
-        return ConsulError(f"unexpected answer from Consul: {exc!r}")
-    return ConsulError(repr(exc))
+        return ConsulError(f"unexpected answer from Consul ({exc.__class__.__name__}: {exc})")
+    return ConsulError(f"{exc.__class__.__name__}: {exc}")
 
 
 _SESSION_GONE = re.compile(r"invalid session(?! ttl)|session id '[^']*' not found")
@@ -187,6 +220,7 @@ class _Transport(consul.base.HTTPClient):  # type: ignore[misc]
         if settings.tls_server_name:
             self.http.mount("https://", _ServerNameAdapter(settings.tls_server_name))
         self._headers = {"X-Consul-Token": settings.token} if settings.token else {}
+        self._secrets = (settings.token,) if settings.token else ()
         self.timeout = timeout
         self._observer = observer
 
@@ -227,9 +261,11 @@ class _Transport(consul.base.HTTPClient):  # type: ignore[misc]
             return callback(
                 consul.base.Response(response.status_code, response.headers, response.text)
             )
-        except BaseException as exc:
-            error = translate(exc).kind
-            raise
+        except Exception as exc:
+            translated = translate(exc, self._secrets)
+            error = translated.kind
+            # Without the cause: its text (and traceback) may carry the header.
+            raise translated from None
         finally:
             if self._observer is not None:
                 self._observer(method, time.monotonic() - started, error)
@@ -312,6 +348,12 @@ class KeyState:
     @property
     def held(self) -> bool:
         return bool(self.session)
+
+
+@dataclass(frozen=True)
+class TxnResult:
+    ok: bool
+    errors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -403,7 +445,8 @@ class ConsulAdapter:
         except ConsulError:
             raise
         except Exception as exc:
-            raise translate(exc) from exc
+            secrets = (self.settings.token,) if self.settings.token else ()
+            raise translate(exc, secrets) from None
 
     # -- agent ---------------------------------------------------------------
     def agent_self(self) -> dict[str, Any]:
@@ -578,15 +621,31 @@ class ConsulAdapter:
             lock_index=int(item.get("LockIndex") or 0),
         )
 
-    def acquire(self, key: str, value: str, session_id: str, flags: int) -> bool:
-        """PUT ?acquire=<session>&flags=<flags>; False = held by another session or lock-delay."""
-        return bool(
-            self._call(self._client.kv.put, key, value.encode(), acquire=session_id, flags=flags)
+    def txn(self, operations: list[dict[str, Any]]) -> TxnResult:
+        """PUT /v1/txn: all ``operations`` in one raft entry, or none of them.
+
+        A refused transaction (a check failed, a lock is held or in its
+        lock-delay) is a TxnResult with ``ok`` False and Consul's reasons.
+        """
+        code, body = self._call(
+            self._transport.put, _txn_answer, "/v1/txn", None, json.dumps(operations)
         )
+        errors = tuple(str(e.get("What", "")) for e in (body or {}).get("Errors") or [])
+        return TxnResult(ok=code == 200, errors=errors)
 
     def delete_key(self, key: str, cas: int) -> bool:
         """Delete only if the key is still at ``cas`` (its ModifyIndex)."""
         return bool(self._call(self._client.kv.delete, key, cas=cas))
+
+
+def _txn_answer(response: Any) -> tuple[int, Any]:
+    """Callback for /v1/txn: 200 applied, 409 refused (both with a JSON body)."""
+    if response.code in (200, 409):
+        try:
+            return response.code, json.loads(response.body or "{}")
+        except ValueError:
+            return response.code, {}
+    return 200, _expect_ok(response)  # raises for every other status
 
 
 def _expect_ok(response: Any) -> Any:

@@ -21,6 +21,7 @@ from vip_elector.consul_adapter import (
     PermissionDenied,
     SessionGone,
     TLSFailure,
+    TokenUnknown,
     Unavailable,
 )
 
@@ -53,6 +54,12 @@ class Interrupted(Exception):
 
 def advice(error: ConsulError, address: str, trigger_key: str) -> str:
     """What an operator should do about ``error``."""
+    if isinstance(error, TokenUnknown):
+        return (
+            "the token is mistyped, was deleted or has expired (this is not a missing "
+            "right): check the token file or CONSUL_HTTP_TOKEN, and `consul acl token "
+            "read -self` with it"
+        )
     if isinstance(error, PermissionDenied):
         return (
             f'the ACL token lacks a right; vip-elector needs `session_prefix "" '

@@ -47,7 +47,7 @@ ANSWERS = (
         '"node"',
         "permission",
     ),
-    Answer("a token Consul does not know", 403, "ACL not found", "permission"),
+    Answer("a token Consul does not know", 403, "ACL not found", "token_unknown"),
     Answer("ACL endpoints with ACLs disabled", 401, "ACL support disabled", "error"),
     Answer("no Consul leader (during an election)", 500, "No cluster leader", "no_leader"),
     Answer(

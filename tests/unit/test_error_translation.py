@@ -47,7 +47,9 @@ def test_the_kinds_map_to_the_classes_the_threads_catch() -> None:
 def test_permission_and_tls_need_a_person_and_nothing_else_does() -> None:
     for answer in ANSWERS:
         error = answered(answer)
-        assert needs_a_person(error) == (answer.kind == "permission"), answer.name
+        assert needs_a_person(error) == (answer.kind in ("permission", "token_unknown")), (
+            answer.name
+        )
     assert needs_a_person(TLSFailure("x"))
 
 
