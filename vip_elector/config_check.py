@@ -15,8 +15,15 @@ import uuid
 
 from vip_elector.consul_adapter import ConsulAdapter, ConsulError
 from vip_elector.durations import format_duration
+from vip_elector.logs import untrusted
 from vip_elector.settings import Settings
-from vip_elector.trigger_key import TriggerKey, is_foreign, not_a_lock_message
+from vip_elector.trigger_key import (
+    TriggerKey,
+    is_foreign,
+    not_a_lock_message,
+    rival_message,
+    rivals,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -88,6 +95,7 @@ def online(settings: Settings, report: Report) -> None:
     node = _session_round_trip(settings, adapter, report)
     if node is not None:
         _permissions(settings, adapter, node, report)
+        _rivals(settings, adapter, node, report)
 
     if settings.check_id:
         try:
@@ -105,7 +113,7 @@ def online(settings: Settings, report: Report) -> None:
             else:
                 report.warn(
                     f"check {settings.check_id!r} is {check.status}: this node will not "
-                    f"compete until it passes ({check.output[:120]})"
+                    f"compete until it passes ({untrusted(check.output, 120)})"
                 )
 
     try:
@@ -147,6 +155,20 @@ def _permissions(settings: Settings, adapter: ConsulAdapter, node: str, report: 
             report.ok(f"token may {what}")
         else:
             report.fail(f"token may NOT {what}; see docs/acl.md for the policy")
+
+
+def _rivals(settings: Settings, adapter: ConsulAdapter, node: str, report: Report) -> None:
+    """Another node competing with this node's lock value (a copied vip-manager.yml)."""
+    try:
+        sessions = adapter.list_sessions()
+    except ConsulError as exc:
+        report.warn(f"cannot list the candidates ({exc})")
+        return
+    found = rivals(sessions, settings.trigger_key, settings.lock_value, node)
+    if found:
+        report.fail(rival_message(settings.trigger_key, settings.lock_value, found))
+    else:
+        report.ok(f"no other node competes with the lock value {settings.lock_value!r}")
 
 
 def _session_round_trip(settings: Settings, adapter: ConsulAdapter, report: Report) -> str | None:

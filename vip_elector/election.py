@@ -28,8 +28,16 @@ from vip_elector.consul_adapter import (
 from vip_elector.durations import format_duration
 from vip_elector.renewer import Renewer, Session
 from vip_elector.retrying import Interrupted, Retrier
-from vip_elector.state import Cause
-from vip_elector.trigger_key import TriggerKey, is_foreign, next_index, not_a_lock_message
+from vip_elector.state import Cause, Role, StepDown
+from vip_elector.trigger_key import (
+    TriggerKey,
+    is_foreign,
+    next_index,
+    node_of,
+    not_a_lock_message,
+    rival_message,
+    rivals,
+)
 from vip_elector.worker import Fatal, Worker, WorkerContext
 
 log = logging.getLogger("vip_elector")
@@ -39,6 +47,8 @@ READ_BUDGET = blocking_timeout(POLL_WAIT) + 1.0  # longest a key read can take
 LOCK_DELAY_MARGIN = 0.02  # retry this long after the lock-delay should have ended
 LOCK_DELAY_RETRY_MAX = 1.0  # then back off up to this
 STANDBY_POLL = 1.0
+REFUSAL_REMIND = 30.0
+RIVAL_CHECK_EVERY = 30.0  # a leader looks for another node with its value this often
 
 
 class Election(Worker):
@@ -55,7 +65,7 @@ class Election(Worker):
         adapter: ConsulAdapter,
         renewer: Renewer,
         standby_reason: Callable[[], str | None] = lambda: None,
-        step_down_cause: Callable[[str], tuple[Cause, str] | None] = lambda _: None,
+        step_down_cause: Callable[[str], StepDown | None] = lambda _: None,
         preflight_passed: threading.Event | None = None,
     ) -> None:
         super().__init__("election", context.state, context.stop)
@@ -81,6 +91,7 @@ class Election(Worker):
         # node's value means its vip-manager may still hold the VIP for up to
         # the hand-over gap after the key went free.
         self._last_holder_value: bytes | None = None
+        self._last_refusal: tuple[str, float] | None = None
 
     def work(self) -> None:
         self._preflight()
@@ -113,9 +124,18 @@ class Election(Worker):
         return self.stop.is_set() or not session.alive()
 
     def _read(self, session: Session, index: int, consistent: bool) -> KeyState:
+        attempts = 0
+
         def read() -> KeyState:
+            nonlocal attempts
+            attempts += 1
             self.beat(READ_BUDGET)
-            return self.key.read(index, wait=POLL_WAIT, consistent=consistent)
+            # After a failure (a Consul leader election, a snapshot restore) the
+            # index may have gone backwards: a blocking read with the old one
+            # would wait its full 10 s. Read at once, then block again.
+            return self.key.read(
+                index if attempts == 1 else 0, wait=POLL_WAIT, consistent=consistent
+            )
 
         return self._retrier.call(
             "Reading the trigger-key failed",
@@ -158,6 +178,13 @@ class Election(Worker):
                     holder_lock_delay = self._lock_delay_of(holder)
                 self._last_holder_value = key.value
                 freed_at, refused = None, 0
+                if key.value == self.key.value_bytes:
+                    # Another session holds the key with *our* value: another
+                    # node with our trigger-value (both get the VIP), or an old
+                    # session of ours on its way out.
+                    rival = self._rival_problem(session)
+                    if rival is not None:
+                        self._refuse(rival)
                 continue
             # Free.
             if freed_at is None:
@@ -167,10 +194,15 @@ class Election(Worker):
                 self._standby(reason)
                 index = 0
                 continue
+            rival = self._rival_problem(session)
+            if rival is not None:
+                self._refuse(rival)
+                index = 0
+                continue
             self._last_standby = None
             if not self._wait_for_handover_gap(freed_at, session):
                 continue  # stopping, or the session ended: the loop decides
-            won = self._acquire(session)
+            won = self._acquire(session, key)
             if won is None:
                 return  # the session is gone: the renewer makes a new one
             if won:
@@ -220,7 +252,31 @@ class Election(Worker):
         self.beat(STANDBY_POLL)
         self.stop.wait(STANDBY_POLL)
 
-    def _acquire(self, session: Session) -> bool | None:
+    def _rival_problem(self, session: Session) -> str | None:
+        """Why this node must not hold the key: another node competes with our value."""
+        try:
+            sessions = self.adapter.list_sessions()
+        except ConsulError:
+            return None  # cannot tell now; the next turn asks again
+        found = rivals(sessions, self.key.name, self.key.value, node_of(sessions, session.id))
+        return rival_message(self.key.name, self.key.value, found) if found else None
+
+    def _refuse(self, problem: str) -> None:
+        """Not competing because of a configuration mistake: an ERROR, repeated
+        every REFUSAL_REMIND seconds while it lasts (not a crash loop)."""
+        now = time.monotonic()
+        last = self._last_refusal
+        if last is None or last[0] != problem or now - last[1] >= REFUSAL_REMIND:
+            log.error(
+                "not competing for the lock: %s",
+                problem,
+                extra={"event": "duplicate_value", "key": self.key.name},
+            )
+            self._last_refusal = (problem, now)
+        self.beat(STANDBY_POLL)
+        self.stop.wait(STANDBY_POLL)
+
+    def _acquire(self, session: Session, seen: KeyState) -> bool | None:
         """True won, False refused, None when the session turned out to be gone."""
         self.beat(self.adapter.timeout + 1.0)
         with self.write_lock:
@@ -228,7 +284,7 @@ class Election(Worker):
                 raise Interrupted("stopping")
             self.state.count_acquire_attempt()
             try:
-                return self.key.acquire(session.id)
+                return self.key.acquire(session.id, seen)
             except SessionGone as exc:
                 self.renewer.discard(session, f"Consul refused our session for the lock: {exc}")
                 return None
@@ -258,6 +314,14 @@ class Election(Worker):
             # Past our estimate (clock skew, a longer lock-delay): back off gently.
             self.stop.wait(min(LOCK_DELAY_RETRY_MAX, 0.05 * 2 ** min(refused, 5)))
 
+    def _give_up_key(self, key: KeyState) -> bool:
+        """Delete the key we hold (cas, no lock-delay); True when it is gone."""
+        try:
+            return self.key.delete_at(key.modify_index)
+        except ConsulError as exc:
+            log.warning("deleting the trigger-key to step down failed: %s", exc)
+            return False
+
     def _explain(self, problem: tuple[Cause, str], session: Session) -> tuple[Cause, str]:
         """Tell "Consul invalidated our session" apart from "someone deleted the key"."""
         if problem[0] != Cause.KEY_DELETED:
@@ -278,6 +342,8 @@ class Election(Worker):
         """Confirm the lock with a consistent read, then watch it until it is lost."""
         index = 0
         leading = False
+        rivals_checked = time.monotonic()
+        own_step: StepDown | None = None
         while not self._done(session):
             try:
                 key = self._read(session, index, consistent=True)
@@ -286,10 +352,23 @@ class Election(Worker):
             index = next_index(index, key.index)
             self.beat()
             problem = self.key.ownership_problem(key, session.id)
+            if (
+                problem is not None
+                and problem[0] == Cause.KEY_CHANGED
+                and key.session == session.id
+            ):
+                # Somebody wrote into our lock: free it, keep their value.
+                with contextlib.suppress(ConsulError):
+                    self.key.unlock_keeping(key, session.id)
             if problem is not None:
-                cause, detail = self.step_down_cause(session.id) or self._explain(problem, session)
+                step = self.step_down_cause(session.id) or own_step
+                cause, detail = (
+                    (step.cause, step.detail) if step else self._explain(problem, session)
+                )
                 if leading:
-                    self.state.lose_leadership(cause, detail)
+                    self.state.lose_leadership(
+                        cause, detail, new=step.role if step else Role.FOLLOWER
+                    )
                 else:
                     log.warning("the acquire succeeded but the key is not ours: %s", detail)
                 self.renewer.discard(session, detail)
@@ -300,5 +379,12 @@ class Election(Worker):
                     return  # stopping
             else:
                 self.state.set_held_index(key.modify_index)
-        # Stopping (the main thread resessions the lock), or the renewer ended the
+            if own_step is None and time.monotonic() - rivals_checked >= RIVAL_CHECK_EVERY:
+                rivals_checked = time.monotonic()
+                rival = self._rival_problem(session)
+                if rival is not None and self._give_up_key(key):
+                    log.error("stepping down: %s", rival, extra={"event": "duplicate_value"})
+                    own_step = StepDown(session.id, Cause.DUPLICATE_VALUE, rival)
+                    self._refuse(rival)
+        # Stopping (the main thread releases the lock), or the renewer ended the
         # session (TTL rule, or Consul says it is gone) and recorded the loss.

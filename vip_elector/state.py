@@ -45,11 +45,14 @@ class Cause(enum.StrEnum):
     STEP_DOWN = "step_down"
     MAINTENANCE = "maintenance"
     CONFIG_RELOAD = "config_reload"
+    DUPLICATE_VALUE = "duplicate_value"  # another node competes with our lock value
     SHUTDOWN = "shutdown"
 
 
 # Leaving LEADER for these causes is our own choice, not a LOCK LOST.
-VOLUNTARY = frozenset({Cause.STEP_DOWN, Cause.MAINTENANCE, Cause.CONFIG_RELOAD})
+VOLUNTARY = frozenset(
+    {Cause.STEP_DOWN, Cause.MAINTENANCE, Cause.CONFIG_RELOAD, Cause.DUPLICATE_VALUE}
+)
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,16 @@ class Transition:
 
 
 Listener = Callable[[Transition], None]
+
+
+@dataclass(frozen=True)
+class StepDown:
+    """A step-down we asked for: the session that led, why, and where to go."""
+
+    session: str
+    cause: Cause
+    detail: str
+    role: Role = Role.FOLLOWER
 
 
 @dataclass

@@ -49,6 +49,16 @@ def gather(settings: Settings, adapter: ConsulAdapter) -> dict[str, Any]:
             )
     report["candidates"] = candidates
     problems: list[str] = []
+    by_value: dict[str, set[str]] = {}
+    for candidate in candidates:
+        by_value.setdefault(str(candidate["value"]), set()).add(str(candidate["node"]))
+    for value, nodes in sorted(by_value.items()):
+        if len(nodes) > 1:
+            problems.append(
+                f"nodes {', '.join(sorted(nodes))} all compete with the lock value {value!r}: "
+                "vip-manager on each of them would add the VIP; give each node its own "
+                "trigger-value (they refuse to lead until then)"
+            )
 
     if key.exists:
         value = key.value.decode(errors="replace") if key.value is not None else ""

@@ -15,11 +15,15 @@ just above the Consul adapter and below the threads.
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from vip_elector.consul_adapter import ConsulAdapter, ConsulError, KeyState
+from vip_elector.logs import untrusted
 from vip_elector.state import Cause
 
 log = logging.getLogger("vip_elector")
@@ -54,6 +58,53 @@ def parse_session_name(name: str) -> Candidacy | None:
     if match is None:
         return None
     return Candidacy(match.group("host"), match.group("value"), match.group("key"))
+
+
+@dataclass(frozen=True)
+class Rival:
+    """Another node's vip-elector competing for the same key with the same value."""
+
+    node: str
+    session: str
+    create_index: int
+
+
+def node_of(sessions: Iterable[dict[str, Any]], session_id: str) -> str | None:
+    """The node a session (from /v1/session/list) belongs to."""
+    return next((str(s.get("Node")) for s in sessions if s.get("ID") == session_id), None)
+
+
+def rivals(
+    sessions: Iterable[dict[str, Any]], key: str, value: str, own_node: str | None
+) -> list[Rival]:
+    """Sessions of *other nodes* that compete for ``key`` with ``value``.
+
+    Two nodes with one lock value (a vip-manager.yml copied with its
+    trigger-value) would both get the VIP whichever of them wins: vip-manager
+    on each compares the key's value with its own trigger-value. Sessions on
+    ``own_node`` (ours, and ours that are ending) are not rivals.
+    """
+    found = []
+    for item in sessions:
+        candidacy = parse_session_name(str(item.get("Name", "")))
+        if candidacy is None or candidacy.key != key or candidacy.value != value:
+            continue
+        if own_node is None or str(item.get("Node")) == own_node:
+            continue
+        found.append(
+            Rival(str(item.get("Node")), str(item.get("ID")), int(item.get("CreateIndex") or 0))
+        )
+    return found
+
+
+def rival_message(key: str, value: str, found: list[Rival]) -> str:
+    nodes = ", ".join(sorted({r.node for r in found}))
+    return (
+        f"node(s) {nodes} also compete for {key} with the lock value {value!r}: with one "
+        "value on two nodes, vip-manager on both would add the VIP. Give each node its "
+        "own trigger-value in vip-manager.yml (or --hostname); not competing until only "
+        "one node has this value"
+    )
 
 
 # -- rules ----------------------------------------------------------------------
@@ -121,13 +172,56 @@ class TriggerKey:
     def ownership_problem(self, key: KeyState, session_id: str) -> tuple[Cause, str] | None:
         return ownership_problem(key, session_id, self.value_bytes)
 
-    def acquire(self, session_id: str) -> bool:
-        """PUT ?acquire with the lock flag and our value.
+    def acquire(self, session_id: str, seen: KeyState) -> bool:
+        """Take the key with the lock flag and our value, if it is still as ``seen``.
 
-        False: held by another session, or the lock-delay of a session that
-        held it is still running.
+        One transaction: "the key is still absent (or still at the index we
+        read)" and "lock it": a value somebody wrote in between is never
+        overwritten. False: it changed, another session holds it, or the
+        lock-delay of a session that held it is still running.
         """
-        return self.adapter.acquire(self.name, self.value, session_id, flags=LOCK_FLAG)
+        if seen.exists:
+            check = {"Verb": "check-index", "Key": self.name, "Index": seen.modify_index}
+        else:
+            check = {"Verb": "check-not-exists", "Key": self.name}
+        lock = {
+            "Verb": "lock",
+            "Key": self.name,
+            "Value": base64.b64encode(self.value_bytes).decode(),
+            "Flags": LOCK_FLAG,
+            "Session": session_id,
+        }
+        return self.adapter.txn([{"KV": check}, {"KV": lock}]).ok
+
+    def unlock_keeping(self, key: KeyState, session_id: str) -> bool:
+        """Free the key from our session without touching what is in it.
+
+        For a key that holds a value vip-elector did not write (a plain `consul
+        kv put` onto our lock): deleting it, or destroying the session that
+        holds it (Behavior=delete), would destroy that value.
+        """
+        unlock = {
+            "Verb": "unlock",
+            "Key": self.name,
+            "Value": base64.b64encode(key.value or b"").decode(),
+            "Flags": key.flags,
+            "Session": session_id,
+        }
+        check = {"Verb": "check-index", "Key": self.name, "Index": key.modify_index}
+        done = self.adapter.txn([{"KV": check}, {"KV": unlock}]).ok
+        if done:
+            log.warning(
+                "the trigger-key holds a value vip-elector did not write (%r, flags %d): "
+                "released our session from it and left the value alone; vip-elector does "
+                "not compete while it is there (delete it to let vip-elector manage the key)",
+                untrusted((key.value or b"").decode(errors="replace"), 80),
+                key.flags,
+                extra={"event": "foreign_value", "key": self.name},
+            )
+        return done
+
+    def is_our_content(self, key: KeyState) -> bool:
+        return key.value == self.value_bytes and key.flags == LOCK_FLAG
 
     def delete_at(self, index: int) -> bool:
         """Delete the key only if it is still at ``index`` (its ModifyIndex).
@@ -149,6 +243,10 @@ class TriggerKey:
         cas = known_index
         try:
             key = self.read()
+            if key.session == session_id and not self.is_our_content(key):
+                # Held by our session, but not what we wrote: keep the value.
+                self.unlock_keeping(key, session_id)
+                return False
             if key.session == session_id:
                 cas = key.modify_index
             elif key.exists:
