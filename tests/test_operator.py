@@ -227,7 +227,8 @@ def test_status_addr_in_use_fails_clearly(election: Election) -> None:
     port = free_port()
     with socket.create_server(("127.0.0.1", port)):
         node = election.add("node-a", args=["--status-addr", f"127.0.0.1:{port}"])
-        assert node.elector.process.wait(20) == 1
+        # A configuration error (exit 2: the packaged unit does not restart it).
+        assert node.elector.process.wait(20) == 2
     assert f"cannot serve --status-addr 127.0.0.1:{port}" in node.elector.log()
     assert election.sessions_of(node) == []
 

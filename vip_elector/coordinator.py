@@ -29,18 +29,20 @@ from vip_elector.consul_adapter import ConsulAdapter
 from vip_elector.generation import THREADS, Generation
 from vip_elector.logs import apply_settings
 from vip_elector.metrics import Metrics
-from vip_elector.notify import NotifyRunner
+from vip_elector.notify import KILL_GRACE, NotifyRunner
 from vip_elector.options import RELOAD_WORDS, Reload, reload_plan
+from vip_elector.runtime_dir import AlreadyRunning, InstanceLock
 from vip_elector.settings import ConfigError, Settings
 from vip_elector.standby import Standby
 from vip_elector.state import Cause, DaemonState, Role, Transition
-from vip_elector.status_server import StatusServer
+from vip_elector.status_server import StatusServer, format_address
 from vip_elector.systemd import SystemdNotifier
 
 log = logging.getLogger("vip_elector")
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
+EXIT_CONFIG = 2
 SHUTDOWN_CALL_TIMEOUT = 0.3  # per Consul call while stopping
 TICK = 1.0
 
@@ -69,6 +71,7 @@ class Coordinator:
         self.status_server: StatusServer | None = None
         self.notify_runner: NotifyRunner | None = None
         self.workers: Generation | None = None
+        self.instance_lock: InstanceLock | None = None
         self.state.subscribe(self._on_transition)
 
     # -- signals -------------------------------------------------------------
@@ -105,16 +108,22 @@ class Coordinator:
             self.settings.describe(),
             extra={"event": "starting", "key": self.settings.trigger_key},
         )
+        problem = self._take_instance_lock(self.settings)
+        if problem is not None:
+            log.error("configuration error: %s", problem, extra={"event": "already_running"})
+            return EXIT_CONFIG
         try:
             self._start_side_services()
         except OSError as exc:
+            # Like any other unusable setting: exit 2, and systemd does not restart it.
             log.error(
-                "cannot serve --status-addr %s:%d: %s",
-                *(self.settings.status_addr or ("?", 0)),
-                exc,
+                "configuration error: cannot serve --status-addr %s: %s; choose a free port "
+                "(and an address of this host), or leave --status-addr out",
+                format_address(self.settings.status_addr or ("?", 0)),
+                exc.strerror or exc,
                 extra={"event": "status_server_failed"},
             )
-            return EXIT_FAILURE
+            return EXIT_CONFIG
         self.notifier.status(f"starting: pre-flight check of {self.settings.trigger_key}")
         self.workers = self._start_workers(self.settings)
         interval = TICK
@@ -137,7 +146,12 @@ class Coordinator:
     def _start_side_services(self) -> None:
         settings = self.settings
         if settings.notify:
-            self.notify_runner = NotifyRunner(settings.notify, settings.notify_timeout, self.state)
+            self.notify_runner = NotifyRunner(
+                settings.notify,
+                settings.notify_timeout,
+                self.state,
+                secrets=(settings.consul.token,) if settings.consul.token else (),
+            )
             self.notify_runner.start()
             self.state.subscribe(self.notify_runner)
         if settings.status_addr:
@@ -189,10 +203,33 @@ class Coordinator:
     def healthy(self) -> bool:
         return self.workers is not None and self.workers.healthy()
 
+    def _take_instance_lock(self, settings: Settings) -> str | None:
+        """One daemon per (agent, key, value) on this machine; the problem, or None."""
+        lock = InstanceLock(settings.consul.address, settings.trigger_key, settings.lock_value)
+        if self.instance_lock is not None and lock.name == self.instance_lock.name:
+            return None
+        try:
+            lock.acquire()
+        except AlreadyRunning as exc:
+            return (
+                f"another vip-elector already runs for trigger-key {settings.trigger_key} with "
+                f"value {settings.lock_value!r} against {settings.consul.address} ({exc}); "
+                "two would share one session name and liveness check and take the lock "
+                "from each other: stop the other one, or give this one its own "
+                "configuration"
+            )
+        except OSError as exc:
+            return f"cannot take the instance lock in the runtime directory: {exc}"
+        if self.instance_lock is not None:
+            self.instance_lock.release()
+        self.instance_lock = lock
+        return None
+
     # -- status --------------------------------------------------------------
     def _status_extra(self) -> dict[str, Any]:
         return {
             "healthy": self.healthy(),
+            "stepping_down": self.workers is not None and self.workers.stepping_down(),
             "maintenance": self.standby.in_maintenance(),
             "step_down_hold_left": round(self.standby.hold_left(), 3),
         }
@@ -245,16 +282,30 @@ class Coordinator:
         try:
             new = self.reload_settings()
         except ConfigError as error:
-            for problem in error.problems:
-                log.error(
-                    "configuration reload failed: %s", problem, extra={"event": "reload_failed"}
-                )
+            for line in error.problems:
+                log.error("configuration reload failed: %s", line, extra={"event": "reload_failed"})
             log.error("keeping the running configuration", extra={"event": "reload_failed"})
             return
         except SystemExit:
             log.error(
                 "configuration reload failed: invalid command line; keeping the "
                 "running configuration",
+                extra={"event": "reload_failed"},
+            )
+            return
+        except Exception as exc:
+            # Whatever a file did to the parser, the daemon and its lock live on.
+            log.error(
+                "configuration reload failed (%s); keeping the running configuration",
+                exc.__class__.__name__,
+                extra={"event": "reload_failed"},
+            )
+            return
+        problem = self._take_instance_lock(new)
+        if problem is not None:
+            log.error(
+                "configuration reload refused: %s; keeping the running configuration",
+                problem,
                 extra={"event": "reload_failed"},
             )
             return
@@ -304,8 +355,9 @@ class Coordinator:
         if self.status_server is not None:
             self.status_server.close()
         if self.notify_runner is not None:
+            # The lock is released already; the STOPPING hook gets its full timeout.
             self.notify_runner.close()
-            self.notify_runner.join(timeout=max(0.0, 1.5 - (time.monotonic() - started)))
+            self.notify_runner.join(timeout=self.settings.notify_timeout + 2 * KILL_GRACE + 0.5)
         log.info(
             "vip-elector stopped in %.0f ms",
             (time.monotonic() - started) * 1000,

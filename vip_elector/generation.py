@@ -11,6 +11,12 @@ Thread contract: ``start``, ``step_down``, ``release``, ``healthy``,
 ``step_down_cause`` by the election thread. ``_step_down`` is written by the
 main thread before the key is deleted and read by the election thread after
 it sees the key go (a single reference assignment).
+
+A step-down leaves LEADER only once the key is really gone: the election
+thread sees it go and records the transition with the cause given here. Until
+then /status says leader (and ``stepping_down``), because the key still says
+this node and vip-manager keeps the VIP here; a delete that cannot reach
+Consul is retried, and the renewal rule ends leadership if Consul stays away.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from vip_elector.renewer import Renewer
 from vip_elector.retrying import Interrupted, Retrier
 from vip_elector.settings import Settings
 from vip_elector.standby import Standby
-from vip_elector.state import Cause, DaemonState, Role
+from vip_elector.state import Cause, DaemonState, Role, StepDown
 from vip_elector.trigger_key import TriggerKey
 from vip_elector.worker import WorkerContext
 
@@ -55,7 +61,7 @@ class Generation:
         self.settings = settings
         self.state = state
         self.stop = self.context.stop
-        self._step_down: tuple[str, Cause, str] | None = None  # (session, cause, detail)
+        self._step_down: StepDown | None = None
         observer = metrics.observe_request if metrics else None
         self.liveness: LivenessCheck | None = None
         if settings.liveness_ttl:
@@ -113,21 +119,33 @@ class Generation:
 
     # -- stepping down -------------------------------------------------------
     def step_down(self, cause: Cause, detail: str, new: Role = Role.FOLLOWER) -> None:
-        """Leave LEADER for ``new`` and delete the key we hold (cas), off the
-        main thread; the election thread sees it go and starts over."""
+        """Delete the key we hold (cas), off the main thread; the election thread
+        sees it go and leaves LEADER for ``new``. Once per held session."""
         held = self.state.leader_index()
-        if held is None:
+        if held is None or self.stepping_down(held[0]):
             return
-        self._step_down = (held[0], cause, detail)
-        self.state.lose_leadership(cause, detail, new=new)
+        self._step_down = StepDown(held[0], cause, detail, new)
+        log.info(
+            "stepping down (%s): deleting %s at index %d",
+            cause.value,
+            self.settings.trigger_key,
+            held[1],
+            extra={"event": "stepping_down", "key": self.settings.trigger_key},
+        )
         threading.Thread(
             target=self._delete_held_key, args=(held,), name="step-down", daemon=True
         ).start()
 
-    def step_down_cause(self, session_id: str) -> tuple[Cause, str] | None:
+    def stepping_down(self, session_id: str | None = None) -> bool:
+        """A step-down of ``session_id`` (default: the current one) is under way."""
+        step = self._step_down
+        session_id = session_id or self.state.session_id
+        return step is not None and step.session == session_id
+
+    def step_down_cause(self, session_id: str) -> StepDown | None:
         """Why the key went, if we deleted it ourselves while ``session_id`` held it."""
         step = self._step_down
-        return (step[1], step[2]) if step and step[0] == session_id else None
+        return step if step and step.session == session_id else None
 
     def _delete_held_key(self, held: tuple[str, int]) -> None:
         session_id, index = held

@@ -15,12 +15,13 @@ a critical node-level check would mark every service on the node unhealthy.
 from __future__ import annotations
 
 import logging
-import re
 import threading
+import time
 from collections.abc import Callable
 
 from vip_elector.consul_adapter import ConsulAdapter, ConsulError
 from vip_elector.durations import format_duration
+from vip_elector.runtime_dir import instance_id
 from vip_elector.state import DaemonState
 from vip_elector.worker import Worker
 
@@ -28,14 +29,14 @@ log = logging.getLogger("vip_elector")
 
 SERVICE_NAME = "vip-elector"
 PASSES_PER_TTL = 3
+LOG_FAILURES_EVERY = 60.0
 
 
 def liveness_ids(trigger_key: str, lock_value: str) -> tuple[str, str]:
     """(service id, check id): one per trigger-key and lock value on an agent, so
     several VIPs per host (template units) each have their own, and a restarted
-    daemon finds its old one again."""
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{trigger_key}-{lock_value}").strip("-")
-    service_id = f"vip-elector-{slug}"
+    daemon finds its old one again. Unambiguous (``instance_id``)."""
+    service_id = f"vip-elector-{instance_id(trigger_key, lock_value)}"
     return service_id, f"{service_id}-liveness"
 
 
@@ -86,6 +87,8 @@ class LivenessReporter(Worker):
     def work(self) -> None:
         interval = self.check.ttl / PASSES_PER_TTL
         withheld = False
+        failing_since: float | None = None  # failures are logged once, then every minute
+        last_logged = 0.0
         while not self.stop.wait(interval):
             if not self.healthy():
                 if not withheld:
@@ -102,9 +105,25 @@ class LivenessReporter(Worker):
             try:
                 self.check.passed()
             except ConsulError as exc:
-                log.warning(
-                    "passing the liveness check %s failed: %s",
+                now = time.monotonic()
+                if failing_since is None or now - last_logged >= LOG_FAILURES_EVERY:
+                    failing_since = failing_since or now
+                    last_logged = now
+                    log.warning(
+                        "passing the liveness check %s failed: %s (failing for %.0fs; "
+                        "logged again in %.0fs if it goes on)",
+                        self.check.check_id,
+                        exc,
+                        now - failing_since,
+                        LOG_FAILURES_EVERY,
+                        extra={"event": "liveness_failed", "cause": exc.kind},
+                    )
+                continue
+            if failing_since is not None:
+                log.info(
+                    "liveness check %s passed again after %.0fs of failures",
                     self.check.check_id,
-                    exc,
-                    extra={"event": "liveness_failed", "cause": exc.kind},
+                    time.monotonic() - failing_since,
+                    extra={"event": "liveness_recovered"},
                 )
+                failing_since = None

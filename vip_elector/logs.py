@@ -25,6 +25,21 @@ STRUCTURED_FIELDS = ("event", "state", "previous", "key", "value", "session", "c
 _listeners: list[logging.handlers.QueueListener] = []
 
 
+def untrusted(text: str, limit: int = 200) -> str:
+    """Text from outside (a request line, a hook's output) made safe for one log line.
+
+    Control and other unprintable characters are escaped (no forged log lines,
+    no terminal escapes), and it is cut at ``limit`` characters.
+    """
+    cut = text[:limit]
+    escaped = "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in cut
+    )
+    if len(text) > limit:
+        escaped += f"...(+{len(text) - limit} characters)"
+    return escaped
+
+
 def running_under_systemd(environ: Mapping[str, str] | None = None) -> bool:
     env = os.environ if environ is None else environ
     return bool(env.get("JOURNAL_STREAM") or env.get("INVOCATION_ID"))
@@ -51,12 +66,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(document, ensure_ascii=False)
 
 
+class TextFormatter(logging.Formatter):
+    """One line per record: a line break inside a message (a check's output, a
+    Consul error body) is written as ``\\n``, so no message can start a line
+    that looks like a record of its own. A traceback follows on lines that
+    start with ``  | ``."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return super().formatMessage(record).replace("\r", "\\r").replace("\n", "\\n")
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+        return "\n".join(f"  | {line}" for line in super().formatException(ei).splitlines())
+
+
 def make_formatter(log_format: str, environ: Mapping[str, str] | None = None) -> logging.Formatter:
     if log_format == "json":
         return JsonFormatter()
     if running_under_systemd(environ):
-        return logging.Formatter("%(levelname)s %(message)s")
-    return logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+        return TextFormatter("%(levelname)s %(message)s")
+    return TextFormatter("%(asctime)s %(levelname)s %(message)s")
 
 
 def setup_logging(

@@ -3,9 +3,13 @@
 Each transition queues one run of ``CMD STATE KEY VALUE`` (the same in
 ``VIP_ELECTOR_*`` environment variables). A single thread runs them one at a
 time, never on the election path. If a hook is still running when the next
-change comes, it is terminated (SIGTERM, then SIGKILL) and that is logged; a
-hook running past ``--notify-timeout`` is killed too. Exit code and duration
-are logged. ACL tokens are not passed on to hooks.
+change comes, it is superseded: terminated (SIGTERM, then SIGKILL), which is
+normal and logged at INFO; a hook running past ``--notify-timeout`` is
+killed, logged as a WARNING. At shutdown the STOPPING hook still gets its
+full timeout (the lock is released before). Exit code and duration are
+logged; what a hook prints is captured and logged line by line, escaped and
+bounded, so it can neither flood nor forge the daemon's log. The ACL token
+is not passed on to hooks, in whatever variable it was given.
 """
 
 from __future__ import annotations
@@ -13,19 +17,46 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import queue
 import signal
 import subprocess
 import threading
 import time
+from collections import deque
+from typing import IO
 
+from vip_elector.logs import untrusted
 from vip_elector.state import DaemonState, Transition
 from vip_elector.worker import Worker
 
 log = logging.getLogger("vip_elector")
 
 KILL_GRACE = 1.0  # SIGTERM, then SIGKILL after this
-SECRET_VARIABLES = ("CONSUL_HTTP_TOKEN", "VIP_ELECTOR_TOKEN")
+SECRET_VARIABLES = ("CONSUL_HTTP_TOKEN", "VIP_ELECTOR_TOKEN", "CONSUL_HTTP_AUTH")
+OUTPUT_LINE_LIMIT = 500  # characters of one output line that are logged
+OUTPUT_LINES = 20  # lines of one run that are logged; the rest are counted
+READ_CHUNK = 4096
+
+
+def hook_environment(
+    environ: dict[str, str], secrets: tuple[str, ...], change: Transition
+) -> dict[str, str]:
+    """The hook's environment: ours without anything that carries the token."""
+    env = {
+        name: value
+        for name, value in environ.items()
+        if name not in SECRET_VARIABLES
+        # VIP_ELECTOR_OPTS="--token=..." and the like: drop by value too.
+        and not any(len(secret) >= 4 and secret in value for secret in secrets)
+    }
+    env.update(
+        VIP_ELECTOR_STATE=change.new.name,
+        VIP_ELECTOR_PREVIOUS_STATE=change.old.name,
+        VIP_ELECTOR_KEY=change.key,
+        VIP_ELECTOR_VALUE=change.value,
+        VIP_ELECTOR_CAUSE=change.cause.value,
+        VIP_ELECTOR_SESSION=change.session or "",
+    )
+    return env
 
 
 class NotifyRunner(Worker):
@@ -36,42 +67,49 @@ class NotifyRunner(Worker):
     # running (logged), the lock is not affected.
     critical = False
 
-    def __init__(self, command: tuple[str, ...], timeout: float, state: DaemonState) -> None:
+    def __init__(
+        self,
+        command: tuple[str, ...],
+        timeout: float,
+        state: DaemonState,
+        secrets: tuple[str, ...] = (),
+    ) -> None:
         super().__init__("notify", state, threading.Event())
         self.command = command
         self.timeout = timeout
-        self._queue: queue.SimpleQueue[Transition | None] = queue.SimpleQueue()
-        self._pending = threading.Event()  # set when a newer transition is queued
+        self.secrets = secrets
+        self._waiting: deque[Transition] = deque()  # under _changed
+        self._closed = False  # under _changed
+        self._changed = threading.Condition()
 
     def __call__(self, change: Transition) -> None:
         """A state listener: queue the hook (never blocks the caller)."""
-        self._queue.put(change)
-        self._pending.set()
+        with self._changed:
+            self._waiting.append(change)
+            self._changed.notify_all()
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._pending.set()
+        """Run what is queued (each with its full timeout), then end.
+
+        Closing does not supersede the running hook: it is not a state change.
+        """
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
 
     def work(self) -> None:
         while True:
-            change = self._queue.get()
-            if change is None:
-                return
-            if self._queue.empty():
-                self._pending.clear()
+            with self._changed:
+                self._changed.wait_for(lambda: self._waiting or self._closed)
+                if not self._waiting:
+                    return  # closed, and nothing left to run
+                change = self._waiting.popleft()
             self._run_hook(change)
 
-    def _environment(self, change: Transition) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
-        env.update(
-            VIP_ELECTOR_STATE=change.new.name,
-            VIP_ELECTOR_PREVIOUS_STATE=change.old.name,
-            VIP_ELECTOR_KEY=change.key,
-            VIP_ELECTOR_VALUE=change.value,
-            VIP_ELECTOR_CAUSE=change.cause.value,
-            VIP_ELECTOR_SESSION=change.session or "",
-        )
-        return env
+    def _next_change_waits(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for a newer transition; True if one is queued."""
+        with self._changed:
+            return bool(self._changed.wait_for(lambda: self._waiting, timeout))
 
     def _run_hook(self, change: Transition) -> None:
         argv = [*self.command, change.new.name, change.key, change.value]
@@ -79,8 +117,10 @@ class NotifyRunner(Worker):
         try:
             process = subprocess.Popen(
                 argv,
-                env=self._environment(change),
+                env=hook_environment(dict(os.environ), self.secrets, change),
                 stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         except OSError as exc:
@@ -91,19 +131,29 @@ class NotifyRunner(Worker):
                 extra={"event": "notify_failed", "state": change.new.value},
             )
             return
+        assert process.stdout is not None
+        reader = threading.Thread(
+            target=self._log_output,
+            args=(process.stdout, argv[0], change),
+            name="notify-output",
+            daemon=True,
+        )
+        reader.start()
         deadline = started + self.timeout
-        outcome = ""
+        outcome, level = "", logging.INFO
         while process.poll() is None:
-            if self._pending.wait(0.05) and not self._queue.empty():
+            if self._next_change_waits(0.05):
                 outcome = "terminated: the next state change came while it ran"
                 break
             if time.monotonic() >= deadline:
-                outcome = f"killed after the {self.timeout:g}s timeout"
+                outcome, level = f"killed after the {self.timeout:g}s timeout", logging.WARNING
                 break
         if outcome:
             self._terminate(process)
+        reader.join(KILL_GRACE)
         took = (time.monotonic() - started) * 1000
-        level = logging.INFO if not outcome and process.returncode == 0 else logging.WARNING
+        if not outcome and process.returncode != 0:
+            level = logging.WARNING
         log.log(
             level,
             "notify hook %s %s: exit %s in %.0f ms%s",
@@ -114,6 +164,52 @@ class NotifyRunner(Worker):
             f" ({outcome})" if outcome else "",
             extra={"event": "notify", "state": change.new.value, "cause": change.cause.value},
         )
+
+    @staticmethod
+    def _log_output(stream: IO[bytes], program: str, change: Transition) -> None:
+        """Log what the hook prints, one record per line, escaped and bounded."""
+        logged = dropped = 0
+        pending = b""
+        with contextlib.suppress(OSError, ValueError):
+            while True:
+                chunk = stream.read1(READ_CHUNK)  # type: ignore[attr-defined]
+                if not chunk:
+                    break
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                if len(pending) > OUTPUT_LINE_LIMIT * 4:  # a line without end: cut it
+                    lines.append(pending)
+                    pending = b""
+                for line in lines:
+                    if logged < OUTPUT_LINES:
+                        logged += 1
+                        log.info(
+                            "notify hook %s %s says: %s",
+                            program,
+                            change.new.name,
+                            untrusted(line.decode("utf-8", "replace"), OUTPUT_LINE_LIMIT),
+                            extra={"event": "notify_output", "state": change.new.value},
+                        )
+                    else:
+                        dropped += 1
+        if pending and logged < OUTPUT_LINES:
+            log.info(
+                "notify hook %s %s says: %s",
+                program,
+                change.new.name,
+                untrusted(pending.decode("utf-8", "replace"), OUTPUT_LINE_LIMIT),
+                extra={"event": "notify_output", "state": change.new.value},
+            )
+        elif pending:
+            dropped += 1
+        if dropped:
+            log.info(
+                "notify hook %s %s: %d more output lines not logged",
+                program,
+                change.new.name,
+                dropped,
+                extra={"event": "notify_output", "state": change.new.value},
+            )
 
     @staticmethod
     def _terminate(process: subprocess.Popen[bytes]) -> None:

@@ -24,6 +24,7 @@ from vip_elector.consul_adapter import (
 )
 from vip_elector.durations import format_duration
 from vip_elector.liveness import LivenessCheck
+from vip_elector.logs import untrusted
 from vip_elector.retrying import Interrupted, Retrier
 from vip_elector.state import Cause
 from vip_elector.trigger_key import session_name
@@ -92,7 +93,7 @@ class HealthGate:
                 "see checks); waiting for it"
             )
         if check.status == "critical":
-            output = f": {check.output[:200]}" if check.output else ""
+            output = f": {untrusted(check.output, 200)}" if check.output else ""
             return f"check {self.check_id!r} is critical{output}; not competing until it passes"
         return None
 
@@ -171,7 +172,7 @@ class Renewer(Worker):
         self._wake.set()
 
     def doomed_sessions(self) -> list[str]:
-        """Sessions ended but not destroyed yet (for the resession at shutdown)."""
+        """Sessions ended but not destroyed yet (for the release at shutdown)."""
         with self._doomed_lock:
             return list(self._doomed)
 

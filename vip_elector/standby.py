@@ -11,8 +11,6 @@ import threading
 import time
 from pathlib import Path
 
-from vip_elector.durations import format_duration
-
 
 class Standby:
     """Thread-safe answers to "may this node compete now?"."""
@@ -27,9 +25,11 @@ class Standby:
         return self.maintenance_file is not None and self.maintenance_file.exists()
 
     def hold(self, seconds: float, reason: str) -> None:
+        until = time.strftime("%H:%M:%S", time.localtime(time.time() + seconds))
         with self._lock:
             self._hold_until = time.monotonic() + seconds
-            self._hold_reason = reason
+            # A fixed text (not a countdown), so it is logged once, not every second.
+            self._hold_reason = f"{reason}; competing again at {until} (after {seconds:g}s)"
 
     def hold_left(self) -> float:
         with self._lock:
@@ -39,9 +39,7 @@ class Standby:
         """Why the node must not compete now, or None."""
         if self.in_maintenance():
             return f"maintenance file {self.maintenance_file} exists"
-        left = self.hold_left()
-        if left > 0:
+        if self.hold_left() > 0:
             with self._lock:
-                why = self._hold_reason
-            return f"{why}; competing again in {format_duration(round(left, 1))}"
+                return self._hold_reason
         return None

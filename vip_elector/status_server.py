@@ -1,12 +1,18 @@
 """--status-addr: /status (JSON), /metrics (Prometheus text) and /healthz.
 
-Read-only views of the daemon's state machine, served from their own thread.
+Read-only views of the daemon's state machine, served from their own
+threads. The server is bounded so that its clients can never starve the
+daemon: at most MAX_CONNECTIONS at once (a connection beyond that is closed
+at once, so idle clients cannot use up file descriptors the daemon needs for
+Consul), a read timeout on every connection, and errors of a client (a
+disconnect, a malformed request) logged as one escaped DEBUG line.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,7 +20,75 @@ from typing import Any
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from vip_elector.logs import untrusted
+
 log = logging.getLogger("vip_elector")
+
+MAX_CONNECTIONS = 16
+CLIENT_TIMEOUT = 5.0  # seconds a client may take to send its request
+
+
+def bind_problem(address: tuple[str, int]) -> str | None:
+    """Why the status server could not listen on ``address``, or None (it can)."""
+    try:
+        server = BoundedServer(address, BaseHTTPRequestHandler)
+    except OSError as exc:
+        return f"cannot listen on {format_address(address)}: {exc.strerror or exc}"
+    server.server_close()
+    return None
+
+
+def format_address(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+class BoundedServer(ThreadingHTTPServer):
+    """A threading HTTP server with a connection cap, for IPv4 and IPv6."""
+
+    daemon_threads = True
+    request_queue_size = 16
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        host = address[0]
+        try:
+            infos = socket.getaddrinfo(host, address[1], type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise OSError(exc.errno, f"cannot resolve {host!r}: {exc.strerror}") from None
+        self.address_family = infos[0][0]
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        resolved = infos[0][4]
+        super().__init__((str(resolved[0]), int(resolved[1])), handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            log.debug(
+                "status endpoint: %d connections already; closing one from %s",
+                MAX_CONNECTIONS,
+                client_address[0],
+            )
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that went away (BrokenPipeError, reset) is not the daemon's
+        # problem: one line at DEBUG instead of a traceback on stderr.
+        log.debug("status endpoint: a request from %s failed", client_address[0])
 
 
 class StatusServer:
@@ -26,8 +100,7 @@ class StatusServer:
         healthy: Callable[[], bool],
     ) -> None:
         handler = _make_handler(status, metrics, healthy)
-        self.server = ThreadingHTTPServer(address, handler)
-        self.server.daemon_threads = True
+        self.server = BoundedServer(address, handler)
         self.thread = threading.Thread(target=self.server.serve_forever, name="status", daemon=True)
 
     @property
@@ -37,13 +110,18 @@ class StatusServer:
 
     def start(self) -> StatusServer:
         self.thread.start()
-        host, port = self.address
         log.info(
-            "status endpoint on http://%s:%d/ (/status, /metrics, /healthz)",
-            host,
-            port,
+            "status endpoint on http://%s/ (/status, /metrics, /healthz)",
+            format_address(self.address),
             extra={"event": "status_server"},
         )
+        if not is_loopback(self.address[0]):
+            log.warning(
+                "the status endpoint listens on %s, not on loopback: /status and /metrics "
+                "need no authentication, so anyone who can reach it can read them",
+                format_address(self.address),
+                extra={"event": "status_server_exposed"},
+            )
         return self
 
     def close(self) -> None:
@@ -56,6 +134,8 @@ def _make_handler(
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "vip-elector"
+        sys_version = ""  # no Python version in the Server header
+        timeout = CLIENT_TIMEOUT
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
@@ -81,6 +161,7 @@ def _make_handler(
             self.wfile.write(body)
 
         def log_message(self, format: str, *args: object) -> None:
-            log.debug("status endpoint: " + format, *args)
+            # The request line is the client's text: escaped, one line, cut short.
+            log.debug("status endpoint: %s", untrusted(format % args))
 
     return Handler

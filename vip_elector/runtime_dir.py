@@ -1,0 +1,87 @@
+"""The runtime directory: what one daemon keeps on this machine between its runs.
+
+Today that is a lock: one vip-elector per (Consul agent, trigger-key, lock
+value) on a machine. A second daemon with the same configuration would
+share the first one's liveness check and session name, deregister the check
+when it exits and so take the lock away from the leader; it refuses to start
+instead.
+
+The directory is systemd's ``$RUNTIME_DIRECTORY`` (the units set
+``RuntimeDirectory=vip-elector``), else ``/run/vip-elector`` when it can be
+used, else ``$XDG_RUNTIME_DIR/vip-elector``, else a per-user directory under
+the temporary directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+
+
+class AlreadyRunning(Exception):
+    """Another daemon holds this configuration's lock."""
+
+
+def instance_id(*parts: str) -> str:
+    """A readable, unambiguous file-name-safe id for ``parts``.
+
+    The slug is for people; the hash of the parts, joined with a separator
+    that cannot occur in them, makes ``a/b-c`` + ``d`` differ from ``a/b`` +
+    ``c-d``.
+    """
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(parts)).strip("-")[:80]
+    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
+    return f"{slug}-{digest}"
+
+
+def runtime_directory(environ: dict[str, str] | None = None) -> Path:
+    env = dict(os.environ if environ is None else environ)
+    candidates = []
+    if env.get("RUNTIME_DIRECTORY"):
+        candidates.append(Path(env["RUNTIME_DIRECTORY"].split(":")[0]))
+    candidates.append(Path("/run/vip-elector"))
+    if env.get("XDG_RUNTIME_DIR"):
+        candidates.append(Path(env["XDG_RUNTIME_DIR"]) / "vip-elector")
+    candidates.append(Path(tempfile.gettempdir()) / f"vip-elector-{os.getuid()}")
+    for directory in candidates:
+        with contextlib.suppress(OSError):
+            directory.mkdir(mode=0o700, parents=False, exist_ok=True)
+            if os.access(directory, os.W_OK | os.X_OK):
+                return directory
+    raise OSError("no usable runtime directory (set RUNTIME_DIRECTORY)")
+
+
+class InstanceLock:
+    """An exclusive ``flock`` on ``<runtime dir>/<id>.lock``, held while the daemon runs.
+
+    The kernel drops it when the process dies, however it dies: no stale locks.
+    """
+
+    def __init__(self, agent: str, trigger_key: str, lock_value: str) -> None:
+        self.name = instance_id(agent, trigger_key, lock_value)
+        self.path: Path | None = None
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock, or raise AlreadyRunning (with the holder's pid) or OSError."""
+        path = runtime_directory() / f"{self.name}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise AlreadyRunning(f"pid {holder} (lock {path})") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.path, self._fd = path, fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
