@@ -21,18 +21,10 @@ import requests
 from tests.conftest import Election, HealthFactory
 from tests.testbed.agents import ConsulAgent, ConsulCluster, free_port
 from tests.testbed.elector import run_vip_elector
+from tests.testbed.secrets import assert_no_secret
 from tests.testbed.waiting import stays_true, wait_until
 
 SECRET = f"hostile-{uuid.uuid4()}"
-
-
-def assert_no_secret(secret: str, *texts: str) -> None:
-    """The token appears in none of the logs, outputs or environments given."""
-    for text in texts:
-        assert secret not in text
-        # Nor split by an escape or a repr: its first and last halves.
-        assert secret[: len(secret) // 2] not in text
-        assert secret[len(secret) // 2 :] not in text
 
 
 def yml(election: Election) -> list[str]:

@@ -20,6 +20,7 @@ from tests.conftest import Candidate, Election
 from tests.test_security import documented_token
 from tests.testbed.agents import ConsulAgent, create_acl_token, free_port
 from tests.testbed.elector import run_vip_elector
+from tests.testbed.secrets import assert_no_secret
 from tests.testbed.waiting import stays_true, wait_until
 from vip_elector.metrics import Metrics
 from vip_elector.state import DaemonState
@@ -151,7 +152,8 @@ def test_check_config_online_with_the_documented_token(
     assert "FAIL  token may NOT write the trigger-key" in weak_run.stdout
     # The real trigger-key was never written by either run.
     assert race.api.kv_get(race.key) is None
-    assert good not in ok.stdout + ok.stderr
+    assert_no_secret(good, ok.stdout, ok.stderr)
+    assert_no_secret(weak, weak_run.stdout, weak_run.stderr)
 
 
 def test_check_config_online_reports_a_missing_check(election: Election) -> None:

@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import Election, HealthFactory
 from tests.testbed.agents import ConsulAgent, TLSFiles, create_acl_token
 from tests.testbed.health import HealthCheck
+from tests.testbed.secrets import assert_no_secret
 from tests.testbed.waiting import stays_true, wait_until
 
 DOCS_ACL = Path(__file__).resolve().parents[1] / "docs" / "acl.md"
@@ -63,7 +64,7 @@ def test_least_privilege_policy_from_the_docs_is_enough(
     assert acl_election.api.kv_get(acl_election.key) is None
     assert acl_election.sessions_of(node) == []
     log = node.elector.log()
-    assert token not in log  # the token is never logged
+    assert_no_secret(token, log)  # the token is never logged
     assert f"token=file {token_file}" in log
 
 
@@ -83,6 +84,7 @@ def test_the_documented_liveness_rule_is_enough_for_liveness_ttl(
     assert any(c.endswith("-liveness") for c in session["Checks"])
     assert node.elector.terminate() == 0
     assert acl_election.sessions_of(node) == []
+    assert_no_secret(token, node.elector.log())
 
 
 def test_a_token_without_session_rights_gets_a_clear_error_and_no_crash_loop(
@@ -102,7 +104,7 @@ def test_a_token_without_session_rights_gets_a_clear_error_and_no_crash_loop(
     assert "permission denied" in line.lower()
     assert "session:write" in line  # Consul's own words: what is missing
     assert 'session_prefix "" { policy = "write" }' in line  # and our fix
-    assert token not in node.elector.log()
+    assert_no_secret(token, node.elector.log())
     # It keeps trying (slowly) instead of exiting, and takes nothing.
     assert stays_true(lambda: node.elector.running() and acl_election.holder() is None, 3.0)
     assert node.elector.terminate() == 0
