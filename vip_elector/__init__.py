@@ -1,3 +1,3 @@
 """vip-elector: Consul session + KV lock leader election feeding vip-manager."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -44,9 +44,13 @@ Commands:
   vip-elector status [--json]         who holds the trigger-key, is it healthy
   vip-elector check-config [--online] validate before a restart
 
-Signals: SIGTERM/SIGINT stop cleanly (a second one exits at once), SIGHUP
-reloads the configuration, SIGUSR1 makes a leader step down for
---step-down-hold.
+Signals: SIGTERM/SIGINT stop cleanly, releasing the lock at once (a second
+one exits at once); SIGHUP reloads the configuration (a new token or TLS files
+in place, a new TTL, lock-delay or check by moving the lock to a new session,
+never freeing it); SIGUSR1 makes a leader step down for --step-down-hold;
+SIGUSR2 restarts in place into the code on disk, keeping the session and the
+lock (the VIP does not move). A daemon killed or crashed is restarted by
+systemd and adopts its session while it is still valid.
 
 Exit status: 0 after a clean stop, 1 on a runtime failure (such as the
 trigger-key pre-flight check), 2 on invalid configuration.

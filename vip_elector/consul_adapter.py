@@ -427,8 +427,20 @@ class ConsulAdapter:
     ) -> None:
         self.settings = settings
         self.timeout = timeout
+        self._observer = observer
         self._transport = _Transport(settings, timeout, observer)
         self._client = _Client(self._transport)
+
+    def reconfigure(self, settings: ConsulSettings) -> None:
+        """Use ``settings`` (a rotated token, new TLS files, another address of the
+        same agent) from the next call on.
+
+        The old transport is not closed: a call in flight on another thread (a
+        long poll) finishes on it and is then dropped with it.
+        """
+        transport = _Transport(settings, self.timeout, self._observer)
+        self._client, self._transport = _Client(transport), transport
+        self.settings = settings
 
     def close(self) -> None:
         self._transport.close()

@@ -16,18 +16,22 @@ the old generation cleanly and starts a new one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from vip_elector.consul_adapter import ConsulAdapter
+from vip_elector import __version__
+from vip_elector.consul_adapter import ConsulAdapter, ConsulError
+from vip_elector.continuity import Inheritance
 from vip_elector.generation import THREADS, Generation
-from vip_elector.logs import apply_settings
+from vip_elector.logs import apply_settings, setup_logging, stop_logging
 from vip_elector.metrics import Metrics
 from vip_elector.notify import KILL_GRACE, NotifyRunner
 from vip_elector.options import RELOAD_WORDS, Reload, reload_plan
@@ -64,6 +68,7 @@ class Coordinator:
         self.stop = threading.Event()
         self.reload = threading.Event()
         self.step_down_request = threading.Event()
+        self.restart_request = threading.Event()
         self.wake = threading.Event()  # any of the above, or a thread failure
         self._signals_seen = 0
         self._ready = False
@@ -81,6 +86,7 @@ class Coordinator:
         # Without a handler SIGHUP and SIGUSR1 would kill the daemon.
         signal.signal(signal.SIGHUP, lambda *_: self._wake_for(self.reload))
         signal.signal(signal.SIGUSR1, lambda *_: self._wake_for(self.step_down_request))
+        signal.signal(signal.SIGUSR2, lambda *_: self._wake_for(self.restart_request))
 
     def _wake_for(self, event: threading.Event) -> None:
         event.set()
@@ -104,7 +110,8 @@ class Coordinator:
         """
         self.install_signal_handlers()
         log.info(
-            "vip-elector starting: %s",
+            "vip-elector starting: version=%s %s",
+            __version__,
             self.settings.describe(),
             extra={"event": "starting", "key": self.settings.trigger_key},
         )
@@ -125,7 +132,8 @@ class Coordinator:
             )
             return EXIT_CONFIG
         self.notifier.status(f"starting: pre-flight check of {self.settings.trigger_key}")
-        self.workers = self._start_workers(self.settings)
+        # A session the previous run left holding the key is adopted (continuity.py).
+        self.workers = self._start_workers(self.settings, inspect_previous=True)
         interval = TICK
         if self.notifier.watchdog_interval:
             interval = min(TICK, self.notifier.watchdog_interval / 3)
@@ -140,6 +148,9 @@ class Coordinator:
             if self.step_down_request.is_set():
                 self.step_down_request.clear()
                 self._step_down_on_signal()
+            if self.restart_request.is_set():
+                self.restart_request.clear()
+                self._restart_in_place()
             self._tick()
         return self.shutdown()
 
@@ -156,11 +167,20 @@ class Coordinator:
             self.state.subscribe(self.notify_runner)
         if settings.status_addr:
             self.metrics = Metrics(self.state, self._status_extra)
+            self._restart_side_services()
+
+    def _restart_side_services(self) -> None:
+        if self.settings.status_addr and self.metrics is not None:
             self.status_server = StatusServer(
-                settings.status_addr, self.status, self.metrics.render, self.healthy
+                self.settings.status_addr, self.status, self.metrics.render, self.healthy
             ).start()
 
-    def _start_workers(self, settings: Settings) -> Generation:
+    def _start_workers(
+        self,
+        settings: Settings,
+        inherit: Inheritance | None = None,
+        inspect_previous: bool = False,
+    ) -> Generation:
         return Generation(
             settings,
             self.state,
@@ -168,6 +188,8 @@ class Coordinator:
             self.metrics,
             self._on_first_session,
             self.notifier.status,
+            inherit=inherit,
+            inspect_previous=inspect_previous,
         ).start()
 
     def _on_first_session(self) -> None:
@@ -322,10 +344,25 @@ class Coordinator:
                 RELOAD_WORDS[Reload.RESTART],
                 extra={"event": "reload_needs_restart"},
             )
-        changed = plan.get(Reload.HANDOVER)
-        if not changed:
+        workers = self.workers
+        assert workers is not None
+        if Reload.HANDOVER in plan:
+            self._hand_over(old, new, plan[Reload.HANDOVER])
+        elif Reload.NEW_SESSION in plan:
+            self._move_to_new_session(old, new, plan[Reload.NEW_SESSION])
+        elif Reload.IN_PLACE in plan:
+            workers.swap_consul(new)
+            log.info(
+                "configuration reloaded; %s changed: %s",
+                ", ".join(plan[Reload.IN_PLACE]),
+                RELOAD_WORDS[Reload.IN_PLACE],
+                extra={"event": "reloaded"},
+            )
+        else:
             log.info("configuration reloaded: %s", new.describe(), extra={"event": "reloaded"})
-            return
+
+    def _hand_over(self, old: Settings, new: Settings, changed: list[str]) -> None:
+        """What is elected changed: release it all and compete again."""
         log.info(
             "configuration reloaded; %s changed: handing over and starting again",
             ", ".join(changed),
@@ -339,6 +376,83 @@ class Coordinator:
             workers.release(adapter, held)
         self.state.configure(new.trigger_key, new.lock_value)
         self.workers = self._start_workers(new)
+
+    def _move_to_new_session(self, old: Settings, new: Settings, changed: list[str]) -> None:
+        """A session property changed: a leader moves the lock to a session made with
+        the new settings in one transaction (never free); a follower just starts over."""
+        workers = self.workers
+        assert workers is not None
+        held = self.state.leader_index()
+        if held is None:
+            log.info(
+                "configuration reloaded; %s changed: a new session (not leader, nothing to keep)",
+                ", ".join(changed),
+                extra={"event": "reloaded"},
+            )
+            with ConsulAdapter(old.consul, timeout=SHUTDOWN_CALL_TIMEOUT) as adapter:
+                workers.release(adapter, None)
+            self.workers = self._start_workers(new)
+            return
+        log.info(
+            "configuration reloaded; %s changed: %s",
+            ", ".join(changed),
+            RELOAD_WORDS[Reload.NEW_SESSION],
+            extra={"event": "reloaded"},
+        )
+        leftovers = workers.retire()
+        inherit = Inheritance(
+            held[0],
+            holds_key=True,
+            matches=False,
+            leader_since=self.state.leader_since,
+            reason=", ".join(changed),
+        )
+        self.workers = self._start_workers(new, inherit=inherit)
+        self._destroy(old, leftovers)
+
+    def _destroy(self, settings: Settings, sessions: list[str]) -> None:
+        """Destroy sessions that hold nothing (a retired generation's ended ones)."""
+        if not sessions:
+            return
+        with ConsulAdapter(settings.consul, timeout=SHUTDOWN_CALL_TIMEOUT) as adapter:
+            for session_id in sessions:
+                with contextlib.suppress(ConsulError):
+                    adapter.destroy_session(session_id)
+
+    # -- restarting in place -------------------------------------------------
+    def _restart_in_place(self) -> None:
+        """SIGUSR2: exec the code on disk, keeping the session and the lock.
+
+        The workers stop without releasing anything; the new process (same pid,
+        so systemd sees no restart) finds the session in the runtime directory
+        and adopts it. The trigger-key never changes: the VIP does not move.
+        """
+        workers = self.workers
+        assert workers is not None
+        argv = [sys.executable, *sys.orig_argv[1:]]
+        log.info(
+            "SIGUSR2: restarting in place into the code on disk, keeping session %s and the "
+            "lock: the VIP does not move",
+            self.state.session_id or "(none yet)",
+            extra={"event": "restarting_in_place", "session": self.state.session_id},
+        )
+        self.notifier.status("restarting in place (SIGUSR2)")
+        leftovers = workers.retire()
+        self._destroy(self.settings, leftovers)
+        if self.status_server is not None:
+            self.status_server.close()
+        stop_logging()
+        try:
+            os.execv(sys.executable, argv)  # noqa: S606 - ourselves, as we were started
+        except OSError as exc:
+            setup_logging(self.settings.log_level, self.settings.log_format)
+            log.error(
+                "restarting in place failed (%s); carrying on with the running code",
+                exc,
+                extra={"event": "restart_failed"},
+            )
+            self._restart_side_services()
+            self.workers = self._start_workers(self.settings, inspect_previous=True)
 
     # -- the clean release ---------------------------------------------------
     def shutdown(self) -> int:

@@ -28,6 +28,7 @@ from vip_elector.consul_adapter import (
 from vip_elector.durations import format_duration
 from vip_elector.renewer import Renewer, Session
 from vip_elector.retrying import Interrupted, Retrier
+from vip_elector.runtime_dir import Held
 from vip_elector.state import Cause, Role, StepDown
 from vip_elector.trigger_key import (
     TriggerKey,
@@ -74,6 +75,7 @@ class Election(Worker):
         self.key = TriggerKey(adapter, self.settings.trigger_key, self.settings.lock_value)
         self.renewer = renewer
         self.write_lock = context.write_lock
+        self.record = context.record
         self.standby_reason = standby_reason
         self.step_down_cause = step_down_cause
         # Set once the trigger-key passed the pre-flight check; the renewer
@@ -314,6 +316,12 @@ class Election(Worker):
             # Past our estimate (clock skew, a longer lock-delay): back off gently.
             self.stop.wait(min(LOCK_DELAY_RETRY_MAX, 0.05 * 2 ** min(refused, 5)))
 
+    def _record_leadership(self, session: Session) -> None:
+        """Keep the session id and since when we lead for the next run (a restart)."""
+        if self.record is not None:
+            with contextlib.suppress(OSError):
+                self.record.save(Held(session.id, self.state.leader_since))
+
     def _give_up_key(self, key: KeyState) -> bool:
         """Delete the key we hold (cas, no lock-delay); True when it is gone."""
         try:
@@ -349,6 +357,8 @@ class Election(Worker):
                 key = self._read(session, index, consistent=True)
             except Interrupted:
                 break
+            if self._done(session):
+                break  # stopped while the read ran: this generation acts no more
             index = next_index(index, key.index)
             self.beat()
             problem = self.key.ownership_problem(key, session.id)
@@ -374,9 +384,10 @@ class Election(Worker):
                 self.renewer.discard(session, detail)
                 return
             if not leading:
-                leading = self.state.become_leader(session.id, key.modify_index) is not None
+                leading = self.state.become_leader(session.id, key.modify_index)
                 if not leading:
                     return  # stopping
+                self._record_leadership(session)
             else:
                 self.state.set_held_index(key.modify_index)
             if own_step is None and time.monotonic() - rivals_checked >= RIVAL_CHECK_EVERY:

@@ -26,11 +26,13 @@ import threading
 from collections.abc import Callable
 
 from vip_elector.consul_adapter import REQUEST_TIMEOUT, ConsulAdapter, ConsulError
+from vip_elector.continuity import Inheritance
 from vip_elector.election import Election
 from vip_elector.liveness import LivenessCheck, LivenessReporter
 from vip_elector.metrics import Metrics
 from vip_elector.renewer import Renewer
 from vip_elector.retrying import Interrupted, Retrier
+from vip_elector.runtime_dir import SessionRecord
 from vip_elector.settings import Settings
 from vip_elector.standby import Standby
 from vip_elector.state import Cause, DaemonState, Role, StepDown
@@ -56,14 +58,20 @@ class Generation:
         metrics: Metrics | None,
         on_first_session: Callable[[], None],
         on_status: Callable[[str], None],
+        inherit: Inheritance | None = None,
+        inspect_previous: bool = False,
     ) -> None:
-        self.context = WorkerContext(settings, state, threading.Event(), threading.Lock())
+        record = SessionRecord(settings.consul.address, settings.trigger_key, settings.lock_value)
+        self.context = WorkerContext(
+            settings, state, threading.Event(), threading.Lock(), record=record
+        )
         self.settings = settings
         self.state = state
         self.stop = self.context.stop
         self._step_down: StepDown | None = None
         observer = metrics.observe_request if metrics else None
         self.liveness: LivenessCheck | None = None
+        self.adapters: list[ConsulAdapter] = []
         if settings.liveness_ttl:
             self.liveness = LivenessCheck(
                 ConsulAdapter(
@@ -84,6 +92,8 @@ class Generation:
             on_status=on_status,
             liveness=self.liveness,
             may_start=preflight_passed,
+            inherit=inherit,
+            inspect_previous=inspect_previous,
         )
         self.election = Election(
             self.context,
@@ -93,6 +103,10 @@ class Generation:
             step_down_cause=self.step_down_cause,
             preflight_passed=preflight_passed,
         )
+
+        self.adapters += [self.renewer.adapter, self.election.adapter]
+        if self.liveness is not None:
+            self.adapters.append(self.liveness.adapter)
 
     def start(self) -> Generation:
         # Every worker gets a first deadline before it runs.
@@ -171,6 +185,27 @@ class Generation:
                 extra={"event": "lock_released", "key": settings.trigger_key},
             )
 
+    # -- changing without a release ------------------------------------------
+    def swap_consul(self, settings: Settings) -> None:
+        """A rotated token, new TLS files, another address of the agent: every
+        worker's adapter uses them from its next call on; the session, the lock
+        and the threads stay as they are."""
+        for adapter in self.adapters:
+            adapter.reconfigure(settings.consul)
+        self.settings = settings
+        self.renewer.settings = settings
+        self.election.settings = settings
+
+    def retire(self) -> list[str]:
+        """Stop the threads *without* releasing anything (the next generation
+        takes the session over); returns the sessions that are to be destroyed."""
+        self.stop.set()
+        write_lock = self.context.write_lock
+        got_lock = write_lock.acquire(timeout=SHUTDOWN_LOCK_WAIT)
+        if got_lock:
+            write_lock.release()
+        return self.renewer.doomed_sessions()
+
     # -- the clean release ---------------------------------------------------
     def release(self, adapter: ConsulAdapter, held: tuple[str, int] | None) -> None:
         """Stop the threads and leave nothing behind in Consul (bounded time).
@@ -187,11 +222,14 @@ class Generation:
         try:
             current = self.renewer.session
             session_id = session_id or (current.id if current else None)
+            key = TriggerKey(adapter, self.settings.trigger_key, self.settings.lock_value)
             if session_id is not None:
                 known = held[1] if held and held[0] == session_id else None
-                key = TriggerKey(adapter, self.settings.trigger_key, self.settings.lock_value)
                 key.release(session_id, known)
-            sessions = [session_id] if session_id else []
+            inherited = self.renewer.inherited_session()
+            if inherited is not None:  # stopped while moving the lock to a new session
+                key.release(inherited, None)
+            sessions = [s for s in (session_id, inherited) if s]
             sessions += [s for s in self.renewer.doomed_sessions() if s not in sessions]
             for sid in sessions:
                 try:
@@ -208,6 +246,8 @@ class Generation:
                         exc,
                         extra={"event": "shutdown_error"},
                     )
+            if self.context.record is not None:
+                self.context.record.clear()  # nothing left for a next run to adopt
             if self.liveness is not None:
                 # Last: deregistering the check earlier would invalidate a session
                 # still holding the key, and lock-delay would apply.

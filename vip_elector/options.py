@@ -25,13 +25,17 @@ class Reload(enum.IntEnum):
     """What a SIGHUP that changes a setting does; a larger value is a bigger step."""
 
     APPLY = 0  # applied at once by the running daemon
-    RESTART = 1  # only read at start: logged, kept until a restart
-    HANDOVER = 2  # the lock is released and the election starts again
+    IN_PLACE = 1  # swapped under the running threads: same session, same lock
+    RESTART = 2  # only read at start: logged, kept until a restart (SIGUSR2)
+    NEW_SESSION = 3  # a leader moves the lock to a new session, never freeing it
+    HANDOVER = 4  # the lock is released and the election starts again
 
 
 RELOAD_WORDS = {
     Reload.APPLY: "applied at once",
+    Reload.IN_PLACE: "swapped in place: same session, the lock stays",
     Reload.RESTART: "read at start only: restart to apply",
+    Reload.NEW_SESSION: "a new session; a leader moves the lock to it without freeing it",
     Reload.HANDOVER: "hands the lock over and competes again",
 }
 
@@ -163,6 +167,7 @@ OPTIONS: tuple[Option, ...] = (
         metavar="ID",
         shown_default="none (serfHealth only)",
         setting="check_id",
+        reload=Reload.NEW_SESSION,
     ),
     Option(
         "ttl",
@@ -175,6 +180,7 @@ OPTIONS: tuple[Option, ...] = (
         high=86400.0,
         range_hint="Consul accepts session TTLs of 10s to 24h",
         setting="ttl",
+        reload=Reload.NEW_SESSION,
     ),
     Option(
         "lock-delay",
@@ -186,6 +192,7 @@ OPTIONS: tuple[Option, ...] = (
         high=60.0,
         range_hint="Consul caps lock-delay at 60s; 0 disables it",
         setting="lock_delay",
+        reload=Reload.NEW_SESSION,
     ),
     Option(
         "addr",
@@ -197,6 +204,7 @@ OPTIONS: tuple[Option, ...] = (
         yml_key="dcs-endpoints",
         shown_default="`http://127.0.0.1:8500`",
         setting="consul.address",
+        reload=Reload.IN_PLACE,
     ),
     Option(
         "token",
@@ -207,6 +215,7 @@ OPTIONS: tuple[Option, ...] = (
         yml_key="consul-token",
         shown_default="agent default",
         setting="consul.token",
+        reload=Reload.IN_PLACE,
     ),
     Option(
         "token-file",
@@ -215,6 +224,7 @@ OPTIONS: tuple[Option, ...] = (
         metavar="PATH",
         consul_env=("CONSUL_HTTP_TOKEN_FILE",),
         setting="consul.token",
+        reload=Reload.IN_PLACE,
     ),
     Option(
         "ca-file",
@@ -224,6 +234,7 @@ OPTIONS: tuple[Option, ...] = (
         consul_env=("CONSUL_CACERT",),
         shown_default="system CAs",
         setting="consul.ca_file",
+        reload=Reload.IN_PLACE,
     ),
     Option(
         "ca-path",
@@ -232,6 +243,7 @@ OPTIONS: tuple[Option, ...] = (
         metavar="DIR",
         consul_env=("CONSUL_CAPATH",),
         setting="consul.ca_path",
+        reload=Reload.IN_PLACE,
     ),
     Option(
         "client-cert",
@@ -240,6 +252,7 @@ OPTIONS: tuple[Option, ...] = (
         metavar="PATH",
         consul_env=("CONSUL_CLIENT_CERT",),
         setting="consul.client_cert",
+        reload=Reload.IN_PLACE,
     ),
     Option(
         "client-key",
@@ -248,6 +261,7 @@ OPTIONS: tuple[Option, ...] = (
         metavar="PATH",
         consul_env=("CONSUL_CLIENT_KEY",),
         setting="consul.client_key",
+        reload=Reload.IN_PLACE,
     ),
     Option(
         "tls-server-name",
@@ -257,6 +271,7 @@ OPTIONS: tuple[Option, ...] = (
         consul_env=("CONSUL_TLS_SERVER_NAME",),
         shown_default="the address",
         setting="consul.tls_server_name",
+        reload=Reload.IN_PLACE,
     ),
     Option(
         "ssl-verify",
@@ -264,6 +279,7 @@ OPTIONS: tuple[Option, ...] = (
         consul_env=("CONSUL_HTTP_SSL_VERIFY",),
         shown_default="`true`",
         setting="consul.verify",
+        reload=Reload.IN_PLACE,
     ),
     Option(
         "liveness-ttl",
@@ -277,6 +293,7 @@ OPTIONS: tuple[Option, ...] = (
         high=3600.0,
         range_hint="it is passed every third of it",
         setting="liveness_ttl",
+        reload=Reload.NEW_SESSION,
     ),
     Option(
         "status-addr",

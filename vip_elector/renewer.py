@@ -9,6 +9,7 @@ and give the lock away, so believing in it longer risks two leaders.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -22,12 +23,14 @@ from vip_elector.consul_adapter import (
     ConsulError,
     SessionGone,
 )
+from vip_elector.continuity import Inheritance, try_inspect
 from vip_elector.durations import format_duration
 from vip_elector.liveness import LivenessCheck
 from vip_elector.logs import untrusted
 from vip_elector.retrying import Interrupted, Retrier
+from vip_elector.runtime_dir import Held
 from vip_elector.state import Cause
-from vip_elector.trigger_key import session_name
+from vip_elector.trigger_key import TriggerKey, session_name
 from vip_elector.worker import Worker, WorkerContext
 
 log = logging.getLogger("vip_elector")
@@ -117,11 +120,19 @@ class Renewer(Worker):
         liveness: LivenessCheck | None = None,
         may_start: threading.Event | None = None,
         on_status: Callable[[str], None] = lambda _: None,
+        inherit: Inheritance | None = None,
+        inspect_previous: bool = False,
     ) -> None:
         super().__init__("renewer", context.state, context.stop)
         self.settings = context.settings
         self.adapter = adapter
         self.write_lock = context.write_lock
+        self.record = context.record
+        # A session to take over (a SIGHUP's), or look for one left behind by
+        # the previous run (at start); see continuity.py. Renewer thread only.
+        self._inherit = inherit
+        self._inspect_previous = inspect_previous
+        self._move_from: Inheritance | None = None
         self.on_first_session = on_first_session
         self.liveness = liveness
         self.extra_checks = (liveness.check_id,) if liveness else ()
@@ -171,6 +182,11 @@ class Renewer(Worker):
     def wake(self) -> None:
         self._wake.set()
 
+    def inherited_session(self) -> str | None:
+        """A session taken over that still holds the key while its successor is made."""
+        inherit = self._move_from
+        return inherit.session if inherit is not None else None
+
     def doomed_sessions(self) -> list[str]:
         """Sessions ended but not destroyed yet (for the release at shutdown)."""
         with self._doomed_lock:
@@ -183,6 +199,9 @@ class Renewer(Worker):
             if self.stop.is_set():
                 return
         first = True
+        if self._take_over():
+            first = False
+            self.on_first_session()
         while not self.stop.is_set():
             # One turn: at most a wait of MAX_WAIT plus a few Consul calls.
             self.beat(MAX_WAIT + self._step_budget)
@@ -224,8 +243,113 @@ class Renewer(Worker):
             )
         self.state.session_ended(cause, detail)
         # Destroy it while it can still exist (Consul keeps it up to 2 x TTL).
+        self._doom(session.id, session.ttl)
+
+    # -- taking over ---------------------------------------------------------
+    def _take_over(self) -> bool:
+        """Deal with a session the previous run (or generation) left; True if adopted."""
+        inherit = self._inherit
+        if inherit is None and self._inspect_previous and self.record is not None:
+            self.beat(MAX_WAIT + self._step_budget)
+            inherit = try_inspect(self.adapter, self.settings, self.record)
+        if inherit is None:
+            return False
+        if inherit.holds_key and inherit.matches:
+            if self._adopt(inherit):
+                return True
+        elif inherit.holds_key:
+            # A new session first; then the key moves to it in one transaction.
+            self._move_from = inherit
+            log.info(
+                "session %s holds the trigger-key but %s changed: the lock moves to a new "
+                "session without being freed",
+                inherit.session,
+                inherit.reason or "the configuration",
+                extra={"event": "inherit_move", "session": inherit.session},
+            )
+            return False
+        else:
+            log.info(
+                "session %s of the previous run did not hold the trigger-key: destroying it",
+                inherit.session,
+                extra={"event": "inherit_follower", "session": inherit.session},
+            )
+        self._doom(inherit.session, self.settings.ttl)
+        return False
+
+    def _adopt(self, inherit: Inheritance) -> bool:
+        """Renew the previous run's session and lead with it (the key never changes)."""
+        try:
+            if self.liveness is not None:
+                # Passing again before its TTL runs out keeps the session valid.
+                self.liveness.register()
+            self.adapter.renew_session(inherit.session)
+        except ConsulError as exc:
+            log.warning(
+                "could not adopt session %s of the previous run (%s); it expires on its own",
+                inherit.session,
+                exc,
+                extra={"event": "adopt_failed", "session": inherit.session},
+            )
+            return False
+        with self.write_lock:
+            if self.stop.is_set():
+                return False
+            self.state.session_adopted(inherit.session, inherit.leader_since)
+            self._set_session(Session(inherit.session, self.settings.ttl))
+        log.info(
+            "adopted session %s after restart: it holds the trigger-key, the VIP did not move",
+            inherit.session,
+            extra={"event": "session_adopted", "session": inherit.session},
+        )
+        return True
+
+    def _finish_move(self, new_session: str) -> None:
+        """Move the key from the inherited session to ``new_session``, then destroy it."""
+        inherit, self._move_from = self._move_from, None
+        if inherit is None:
+            return
+        key = TriggerKey(self.adapter, self.settings.trigger_key, self.settings.lock_value)
+        try:
+            moved = key.move(inherit.session, new_session)
+        except ConsulError as exc:
+            log.warning(
+                "moving the lock to session %s failed (%s); session %s keeps it until it expires",
+                new_session,
+                exc,
+                inherit.session,
+            )
+            moved = False
+        if moved:
+            self.state.lock_moved(inherit.session, new_session, inherit.leader_since)
+            log.info(
+                "moved the lock from session %s to %s in one transaction: the key was never "
+                "free, the VIP did not move",
+                inherit.session,
+                new_session,
+                extra={"event": "lock_moved", "session": new_session},
+            )
+        self._doom(inherit.session, self.settings.ttl)
+
+    def _abandon_move(self, problem: str) -> None:
+        """The new session cannot be made (its check is critical...): hand over."""
+        inherit, self._move_from = self._move_from, None
+        if inherit is None:
+            return
+        log.warning(
+            "cannot make the new session (%s): releasing the lock of session %s",
+            problem,
+            inherit.session,
+            extra={"event": "inherit_released", "session": inherit.session},
+        )
+        key = TriggerKey(self.adapter, self.settings.trigger_key, self.settings.lock_value)
+        key.release(inherit.session, None)
+        self.state.lose_leadership(Cause.CONFIG_RELOAD, f"new session refused: {problem}")
+        self._doom(inherit.session, self.settings.ttl)
+
+    def _doom(self, session_id: str, ttl: float) -> None:
         with self._doomed_lock:
-            self._doomed[session.id] = time.monotonic() + 2 * session.ttl + 5
+            self._doomed[session_id] = time.monotonic() + 2 * ttl + 5
         self._wake.set()
 
     # -- creating ------------------------------------------------------------
@@ -259,10 +383,12 @@ class Renewer(Worker):
             # The agent said passing a moment ago, the servers say otherwise.
             problem = f"Consul refused the session: {exc}"
         if problem is not None:
+            self._abandon_move(problem)
             self._gate_warning(problem)
             self.stop.wait(HEALTH_GATE_POLL)
             return False
         self._last_gate_warning = None
+        self._finish_move(session_id)
         self._log_session(session_id)
         return True
 
@@ -283,6 +409,9 @@ class Renewer(Worker):
             )
             self.state.session_created(session_id)
             self._set_session(Session(session_id, self.settings.ttl))
+        if self.record is not None:
+            with contextlib.suppress(OSError):
+                self.record.save(Held(session_id, None))
         return session_id
 
     def _log_session(self, session_id: str) -> None:

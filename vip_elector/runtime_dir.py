@@ -1,10 +1,13 @@
 """The runtime directory: what one daemon keeps on this machine between its runs.
 
-Today that is a lock: one vip-elector per (Consul agent, trigger-key, lock
-value) on a machine. A second daemon with the same configuration would
-share the first one's liveness check and session name, deregister the check
-when it exits and so take the lock away from the leader; it refuses to start
-instead.
+- A lock: one vip-elector per (Consul agent, trigger-key, lock value) on a
+  machine. A second daemon with the same configuration would share the first
+  one's liveness check and session name, deregister the check when it exits
+  and so take the lock away from the leader; it refuses to start instead.
+- The session record: the id of the session this configuration holds, and
+  since when it leads. A daemon that exits without releasing (killed,
+  crashed, aborted by the watchdog, restarting in place) leaves it behind;
+  the next one adopts that session, and the VIP does not move.
 
 The directory is systemd's ``$RUNTIME_DIRECTORY`` (the units set
 ``RuntimeDirectory=vip-elector``), else ``/run/vip-elector`` when it can be
@@ -17,10 +20,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+
+RECORD_LIMIT = 4096
 
 
 class AlreadyRunning(Exception):
@@ -85,3 +92,52 @@ class InstanceLock:
         if self._fd is not None:
             os.close(self._fd)  # closing drops the flock
             self._fd = None
+
+
+@dataclass(frozen=True)
+class Held:
+    """What the session record says."""
+
+    session: str
+    leader_since: float | None  # wall clock; None while the session is a follower's
+
+
+class SessionRecord:
+    """``<runtime dir>/<id>.session``: written atomically, read with a size cap."""
+
+    def __init__(self, agent: str, trigger_key: str, lock_value: str) -> None:
+        self.name = instance_id(agent, trigger_key, lock_value)
+
+    @property
+    def path(self) -> Path:
+        return runtime_directory() / f"{self.name}.session"
+
+    def load(self) -> Held | None:
+        """The record, or None (none, unreadable, or not ours: never an error)."""
+        with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                data = json.loads(os.read(fd, RECORD_LIMIT))
+            finally:
+                os.close(fd)
+            since = data.get("leader_since")
+            return Held(str(data["session"]), float(since) if since is not None else None)
+        return None
+
+    def save(self, held: Held) -> None:
+        path = self.path
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(
+                fd,
+                json.dumps({"session": held.session, "leader_since": held.leader_since}).encode(),
+            )
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        tmp.replace(path)
+
+    def clear(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.unlink()

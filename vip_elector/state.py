@@ -39,6 +39,7 @@ class Cause(enum.StrEnum):
     SESSION_LOST = "session_lost"  # Consul invalidated it (check, node, TTL)
     RENEW_TIMEOUT = "renew_timeout"  # no successful renewal for TTL
     ACQUIRED = "acquired"
+    ADOPTED = "adopted"  # a session left by the previous run (restart, upgrade) holds the key
     KEY_DELETED = "key_deleted"
     KEY_TAKEN = "key_taken"  # another session holds it
     KEY_CHANGED = "key_changed"  # value or flags changed under our session
@@ -104,6 +105,11 @@ class DaemonState:
         self.session_id: str | None = None
         self.held_index: int | None = None  # ModifyIndex of the key while we hold it
         self.last_renew: float | None = None  # wall clock of the last good renewal
+        # Since when this node holds the lock (wall clock), across restarts and
+        # moves to a new session; None while not leader.
+        self.leader_since: float | None = None
+        self.adopted = False  # the lock is held through a session of a previous run
+        self._adopted: tuple[str, float | None] | None = None  # (session, leader since)
         self.counters = _Counters()
         self._listeners: list[Listener] = []
         self._beat_deadlines: dict[str, float] = {}
@@ -131,6 +137,8 @@ class DaemonState:
             if old == Role.LEADER:
                 self.counters.leader_seconds += now - self._since_monotonic
                 self.held_index = None
+                self.leader_since = None
+                self.adopted = False
             self.role, self.cause, self.detail = new, cause, detail
             self.since, self._since_monotonic = time.time(), now
             self.counters.transitions[(old.value, new.value, cause.value)] += 1
@@ -163,7 +171,16 @@ class DaemonState:
             "session": change.session,
         }
         detail = f": {change.detail}" if change.detail else ""
-        if change.new == Role.LEADER:
+        if change.new == Role.LEADER and change.cause == Cause.ADOPTED:
+            log.info(
+                "*** LOCK KEPT *** key=%s value=%s session=%s: adopted after restart, the "
+                "VIP did not move",
+                change.key,
+                change.value,
+                change.session,
+                extra={**fields, "event": "lock_kept", "value": change.value},
+            )
+        elif change.new == Role.LEADER:
             log.info(
                 "*** LOCK ACQUIRED *** key=%s value=%s session=%s",
                 change.key,
@@ -203,13 +220,34 @@ class DaemonState:
                 extra=fields,
             )
 
-    def become_leader(self, session_id: str, modify_index: int) -> Transition | None:
+    def become_leader(self, session_id: str, modify_index: int) -> bool:
+        """The election confirmed ``session_id`` holds the key; False when stopping.
+
+        Already LEADER (the lock was moved to a new session): no transition.
+        A session adopted from the previous run is LOCK KEPT, not ACQUIRED, and
+        keeps the time it first led.
+        """
         with self._lock:
             if self.role == Role.STOPPING:
-                return None
+                return False
             self.session_id = session_id
             self.held_index = modify_index
-            return self.transition(Role.LEADER, Cause.ACQUIRED)
+            if self.role == Role.LEADER:
+                return True
+            adopted = self._adopted is not None and self._adopted[0] == session_id
+            since = self._adopted[1] if adopted and self._adopted else None
+            self.transition(Role.LEADER, Cause.ADOPTED if adopted else Cause.ACQUIRED)
+            self.leader_since = since or self.since
+            self.adopted = adopted
+            return True
+
+    def lock_moved(self, old_session: str, new_session: str, since: float | None) -> None:
+        """The key went from ``old_session`` to ``new_session`` in one transaction."""
+        with self._lock:
+            if self.session_id in (old_session, None):
+                self.session_id = new_session
+            if self.role == Role.LEADER and since is not None:
+                self.leader_since = since
 
     def lose_leadership(
         self, cause: Cause, detail: str, new: Role = Role.FOLLOWER
@@ -243,6 +281,19 @@ class DaemonState:
             Role.FOLLOWER,
             Cause.SESSION_CREATED,
             f"session {session_id}",
+            only_from=(Role.STARTING,),
+        )
+
+    def session_adopted(self, session_id: str, leader_since: float | None) -> None:
+        """The previous run's session, holding the key, is ours now."""
+        with self._lock:
+            self.session_id = session_id
+            self.last_renew = time.time()
+            self._adopted = (session_id, leader_since)
+        self.transition(
+            Role.FOLLOWER,
+            Cause.ADOPTED,
+            f"session {session_id} of the previous run",
             only_from=(Role.STARTING,),
         )
 
@@ -299,6 +350,8 @@ class DaemonState:
                 "session": self.session_id,
                 "key_index": self.held_index,
                 "last_renew": self.last_renew,
+                "leader_since": self.leader_since,
+                "adopted": self.adopted,
                 "counters": {
                     "transitions": [
                         {"from": a, "to": b, "cause": c, "count": n}

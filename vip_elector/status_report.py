@@ -12,14 +12,41 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+import urllib.request
 from typing import Any
 
 from vip_elector.consul_adapter import ConsulAdapter, ConsulError
 from vip_elector.durations import format_duration
 from vip_elector.settings import Settings
+from vip_elector.status_server import format_address
 from vip_elector.trigger_key import LOCK_FLAG, TriggerKey, parse_session_name
 
 EXIT_HEALTHY, EXIT_NO_LEADER, EXIT_ERROR = 0, 1, 2
+
+
+def local_daemon(settings: Settings) -> dict[str, Any] | None:
+    """The running daemon's own view, from its --status-addr (None: not reachable)."""
+    if settings.status_addr is None:
+        return None
+    host, port = settings.status_addr
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 - "every address"
+    if host == "::":
+        host = "::1"
+    url = f"http://{format_address((host, port))}/status"
+    try:
+        # No proxy from the environment between us and our own daemon.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(url, timeout=1.0) as answer:
+            status = json.loads(answer.read(1 << 20))
+    except (OSError, ValueError):
+        return None
+    return {
+        "state": status.get("state"),
+        "leader_since": status.get("leader_since"),
+        "adopted": status.get("adopted"),
+        "session": status.get("session"),
+    }
 
 
 def gather(settings: Settings, adapter: ConsulAdapter) -> dict[str, Any]:
@@ -114,6 +141,9 @@ def gather(settings: Settings, adapter: ConsulAdapter) -> dict[str, Any]:
         holder["matches_a_candidate"] = value in known if candidates else None
         report["holder"] = holder
 
+    daemon = local_daemon(settings)
+    if daemon is not None:
+        report["this_node"]["daemon"] = daemon
     try:
         node = adapter.node_name()
         report["this_node"]["node"] = node
@@ -159,6 +189,16 @@ def render_text(report: dict[str, Any]) -> str:
             )
         )
     this = report["this_node"]
+    daemon = this.get("daemon")
+    if daemon:
+        if daemon.get("state") == "leader" and daemon.get("leader_since"):
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(daemon["leader_since"]))
+            adopted = (
+                " (adopted after a restart: the VIP did not move)" if daemon["adopted"] else ""
+            )
+            lines.append(f"this daemon   leader since {since}{adopted}")
+        else:
+            lines.append(f"this daemon   {daemon.get('state')}")
     check = (
         f", check {this['check_id']} {this.get('check_status', '?')}"
         if this.get("check_id")

@@ -220,6 +220,25 @@ class TriggerKey:
             )
         return done
 
+    def move(self, old_session: str, new_session: str) -> bool:
+        """Hand the key from ``old_session`` to ``new_session`` in one transaction.
+
+        Unlock and lock in one raft entry: the key goes straight from one
+        session to the other with our value (LockIndex + 1, one ModifyIndex), a
+        blocking query never sees it free, and an unlock is a release, not an
+        invalidation: no lock-delay. False (and nothing changed) when
+        ``old_session`` does not hold it.
+        """
+        unlock = {"Verb": "unlock", "Key": self.name, "Session": old_session}
+        lock = {
+            "Verb": "lock",
+            "Key": self.name,
+            "Value": base64.b64encode(self.value_bytes).decode(),
+            "Flags": LOCK_FLAG,
+            "Session": new_session,
+        }
+        return self.adapter.txn([{"KV": unlock}, {"KV": lock}]).ok
+
     def is_our_content(self, key: KeyState) -> bool:
         return key.value == self.value_bytes and key.flags == LOCK_FLAG
 

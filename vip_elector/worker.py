@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass
 
 from vip_elector.retrying import Interrupted
+from vip_elector.runtime_dir import SessionRecord
 from vip_elector.settings import Settings
 from vip_elector.state import DEFAULT_BEAT, DaemonState
 
@@ -30,13 +31,15 @@ class WorkerContext:
     ``stop`` ends this generation of workers (set by the main thread, or by a
     worker that failed). ``write_lock`` serialises the writes that create
     state in Consul (session create, acquire) with the main thread's release,
-    so a stop can never leave behind what a worker was writing.
+    so a stop can never leave behind what a worker was writing. ``record``
+    keeps the session id (and since when it leads) for the next daemon.
     """
 
     settings: Settings
     state: DaemonState
     stop: threading.Event
     write_lock: threading.Lock
+    record: SessionRecord | None = None  # the session record in the runtime directory
 
 
 class Fatal(Exception):

@@ -1,0 +1,211 @@
+"""The VIP stays put across restarts, crashes, in-place restarts and reloads: the
+trigger-key is watched with blocking queries for the whole window and must
+never be free (or, where a session property changed, change only its session)."""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import Candidate, Election, HealthFactory
+from tests.test_security import documented_token
+from tests.testbed.agents import ConsulAgent, free_port
+from tests.testbed.consul_http import KVEntry
+from tests.testbed.elector import run_vip_elector
+from tests.testbed.key_watch import KeyEvent, KeyWatcher
+from tests.testbed.secrets import assert_no_secret
+from tests.testbed.waiting import stays_true, wait_until
+
+
+@pytest.fixture
+def watch(election: Election) -> Iterator[KeyWatcher]:
+    watcher = KeyWatcher([election.agent], election.key)
+    yield watcher
+    watcher.stop()
+
+
+def leading(election: Election, name: str = "node-a", **kwargs: object) -> Candidate:
+    node = election.add(name, **kwargs)  # type: ignore[arg-type]
+    wait_until(lambda: election.holder() == node.value, 30, f"{name} leads")
+    return node
+
+
+def never_free(events: list[KeyEvent]) -> bool:
+    return all(e.value is not None and e.session for e in events)
+
+
+def test_sigkill_and_a_restart_two_seconds_later_keep_the_key_unchanged(
+    election: Election, watch: KeyWatcher
+) -> None:
+    node = leading(election)
+    second = election.add("node-b")
+    wait_until(lambda: election.sessions_of(second), 20, "node-b has a session")
+    watch.start_watching()
+    before = election.api.kv_get(election.key)
+    assert before is not None
+
+    node.elector.kill()  # SIGKILL: nothing is released
+    started = time.monotonic()
+    wait_until(lambda: time.monotonic() - started >= 2.0, 3, "RestartSec=2")
+    node.elector.start()  # as systemd's Restart=always would
+    line = node.elector.wait_log(r"\*\*\* LOCK KEPT \*\*\*", 15)
+    assert str(before.session) in line
+    assert "adopted session" in node.elector.log()
+    assert stays_true(lambda: election.api.kv_get(election.key) == before, 3.0)
+
+    events = watch.since(started - 1)
+    assert len({(e.session, e.modify_index) for e in events}) == 1, events  # never changed
+    assert never_free(events)
+    assert second.elector.count("LOCK ACQUIRED") == 0
+
+
+def test_a_follower_restarted_after_a_crash_destroys_its_old_session(election: Election) -> None:
+    leading(election)
+    follower = election.add("node-b")
+    wait_until(lambda: election.sessions_of(follower), 20, "node-b has a session")
+    (old,) = election.sessions_of(follower)
+    follower.elector.kill()
+    follower.elector.start()
+    follower.elector.wait_log("did not hold the trigger-key: destroying it", 15)
+    wait_until(
+        lambda: [s["ID"] for s in election.sessions_of(follower)] not in ([], [old["ID"]]),
+        15,
+        "node-b has a new session only",
+    )
+    wait_until(lambda: len(election.sessions_of(follower)) == 1, 15, "the old one is gone")
+
+
+def test_sigusr2_restarts_in_place_keeping_the_session_and_the_lock(
+    election: Election, watch: KeyWatcher
+) -> None:
+    port = free_port()
+    node = leading(election, args=["--status-addr", f":{port}"])
+    watch.start_watching()
+    before = election.api.kv_get(election.key)
+    assert before is not None
+    pid = node.elector.process.pid
+    started = time.monotonic()
+
+    node.elector.process.send_signal(signal.SIGUSR2)
+    node.elector.wait_log("restarting in place", 5)
+    node.elector.wait_log(r"\*\*\* LOCK KEPT \*\*\*", 15)
+    assert node.elector.process.pid == pid
+    assert node.elector.running()
+    status = wait_until(
+        lambda: requests.get(f"http://127.0.0.1:{port}/status", timeout=2).json(), 10, "/status"
+    )
+    assert status["state"] == "leader"
+    assert status["adopted"] is True
+    assert status["leader_since"] < time.time() - 0.5  # since the first acquisition
+    text = run_vip_elector(
+        "status",
+        "--vip-manager-config",
+        str(election.config),
+        "--hostname",
+        "node-a",
+        "--status-addr",
+        f":{port}",
+    ).stdout
+    assert "this daemon   leader since" in text
+    assert "adopted after a restart" in text
+    assert stays_true(lambda: election.api.kv_get(election.key) == before, 2.0)
+    events = watch.since(started)
+    assert len({(e.session, e.modify_index) for e in events}) == 1, events
+    assert never_free(events)
+    assert node.elector.terminate() == 0  # and the re-executed daemon stops cleanly
+    assert election.api.kv_get(election.key) is None
+
+
+def test_a_restart_later_than_the_ttl_fails_over_as_before(election: Election) -> None:
+    node = leading(election)
+    second = election.add("node-b")
+    wait_until(lambda: election.sessions_of(second), 20, "node-b has a session")
+    node.elector.kill()
+    # Consul invalidates the session at 2 x TTL without renewal; node-b takes over.
+    election.wait_holder(30, among=["node-b"])
+    node.elector.start()
+    wait_until(lambda: election.sessions_of(node), 20, "node-a competes again")
+    assert "LOCK KEPT" not in node.elector.log()
+    assert election.holder() == "node-b"
+
+
+def test_sighup_with_a_new_ttl_moves_the_lock_to_a_new_session_without_freeing_it(
+    election: Election, watch: KeyWatcher, tmp_path: Path
+) -> None:
+    options = tmp_path / "vip-elector.conf"
+    options.write_text("ttl = 10s\n")
+    node = leading(election, args=["--config", str(options)])
+    watch.start_watching()
+    before = election.api.kv_get(election.key)
+    assert before is not None
+    started = time.monotonic()
+
+    options.write_text("ttl = 20s\n")
+    node.elector.process.send_signal(signal.SIGHUP)
+    node.elector.wait_log("moved the lock from session", 15)
+
+    def moved() -> KVEntry | None:
+        entry = election.api.kv_get(election.key)
+        return entry if entry is not None and entry.session != before.session else None
+
+    after = wait_until(moved, 10, "the key is held by a new session")
+    info = election.api.session_info(str(after.session))
+    assert info is not None
+    assert info["TTL"] == "20s"
+    assert after.text == "node-a"
+    events = watch.since(started)
+    assert never_free(events), events
+    assert [e.session for e in events] in (
+        [before.session, after.session],
+        [after.session],
+    )
+    assert node.elector.count("LOCK LOST") == 0
+    assert node.elector.count("STEPPED DOWN") == 0
+    wait_until(lambda: election.api.session_info(str(before.session)) is None, 15, "old gone")
+
+
+def test_token_rotation_by_sighup_keeps_the_session_and_the_lock(
+    consul_acl: ConsulAgent, tmp_path: Path, health: HealthFactory
+) -> None:
+    race = Election(consul_acl, tmp_path, f"rotation/{uuid.uuid4().hex[:8]}/leader", health)
+    check, first_token = documented_token(race, "rot")
+    _, second_token = documented_token(race, "rot2")
+    token_file = tmp_path / "token"
+    token_file.write_text(first_token + "\n")
+    watch = KeyWatcher([consul_acl], race.key)
+    try:
+        node = race.add(
+            "node-a",
+            check=False,
+            check_id=check.check_id,
+            env={"CONSUL_HTTP_TOKEN_FILE": str(token_file)},
+        )
+        wait_until(lambda: race.holder() == "node-a", 30, "node-a leads")
+        watch.start_watching()
+        before = race.api.kv_get(race.key)
+        assert before is not None
+        started = time.monotonic()
+
+        token_file.write_text(second_token + "\n")
+        node.elector.process.send_signal(signal.SIGHUP)
+        line = node.elector.wait_log("swapped in place", 10)
+        assert "token" in line
+        # Revoke the old token: from now on only the new one works.
+        old = consul_acl.api(token=first_token).ok("GET", "/v1/acl/token/self")
+        race.api.ok("DELETE", f"/v1/acl/token/{old['AccessorID']}")
+        # Longer than a TTL: renewals must have gone through with the new token.
+        assert stays_true(lambda: race.api.kv_get(race.key) == before, 12.0)
+        events = watch.since(started)
+        assert len({(e.session, e.modify_index) for e in events}) == 1, events
+        assert "renewal failed" not in node.elector.log()
+        assert_no_secret(first_token, node.elector.log())
+        assert_no_secret(second_token, node.elector.log())
+    finally:
+        watch.stop()
+        race.stop_all()
