@@ -11,10 +11,17 @@ Scenarios, each repeated:
   K  the leader's vip-elector is SIGKILLed (K3: with --liveness-ttl 3s)
   N  the leader's Consul agent is SIGKILLed (node failure)
   L  the Consul leader server is killed (the lock must NOT move)
+  R  the leader's vip-elector is SIGKILLed and started again 2 s later, as
+     systemd's Restart=always, RestartSec=2 does (the lock must NOT move)
+  U  the leader's vip-elector restarts in place (SIGUSR2), the upgrade path
+     (the lock must NOT move)
+  T  every daemon's token file gets a new token, then SIGHUP (the lock must
+     NOT move)
 
 Per run: time from the fault to the new leader's key write and to the VIP on
 the new node; how long nobody / two nodes held the VIP; whether the lock moved
-(L). Plus start-up, shutdown, idle RSS/CPU and Consul requests per minute.
+(L, R, U, T: any change of the key's value, session or ModifyIndex counts).
+Plus start-up, shutdown, idle RSS/CPU and Consul requests per minute.
 
 The Go original (yuuki/vip-elector v0.1.4) runs the same scenarios when a
 binary is given with --original or VIP_ELECTOR_GO_BIN (the Go module proxy
@@ -24,7 +31,6 @@ reachable here refuses that module, so it is not built by this project).
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import datetime as dt
 import os
@@ -48,6 +54,7 @@ from tests.testbed.consul_http import ConsulHTTP
 from tests.testbed.elector import clean_environment, vip_elector_argv
 from tests.testbed.fault_proxy import FaultProxy
 from tests.testbed.health import HealthCheck, HealthEndpoint
+from tests.testbed.key_watch import KeyWatcher
 from tests.testbed.processes import ManagedProcess, kill_all
 from tests.testbed.vip_watch import VipWatcher
 from tests.testbed.waiting import ConditionTimeout, wait_until
@@ -56,6 +63,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "bench" / "results"
 NODES = ["a", "b"]
 TTL, LOCK_DELAY = "10s", "1s"
+TTL_SECONDS = 10.0
 FAILOVER_TIMEOUT = 45.0
 _NEVER = threading.Event()
 
@@ -66,7 +74,15 @@ SCENARIOS = {
     "K3": "K with --liveness-ttl 3s",
     "N": "leader's Consul agent SIGKILLed",
     "L": "Consul leader server killed",
+    "R": "leader's daemon SIGKILLed, restarted 2 s later (as systemd does)",
+    "U": "leader's daemon restarts in place (SIGUSR2, the upgrade path)",
+    "T": "token rotation by SIGHUP (new token file contents)",
 }
+# Scenarios in which the lock must not move at all (and the VIP must stay put).
+STAY = ("L", "R", "U", "T")
+# Ours only: the Go original has no --liveness-ttl, no in-place restart and no
+# reload (SIGHUP's default action ends a Go program).
+OURS_ONLY = ("K3", "U", "T")
 
 
 # -- the implementations under test -----------------------------------------------
@@ -115,55 +131,6 @@ PYTHON = Implementation("py", "vip-elector (this project)", None)
 # -- observing ------------------------------------------------------------------------
 
 
-class KeyWatcher(threading.Thread):
-    """Blocking queries on the trigger-key; records (time, value, session) changes."""
-
-    def __init__(self, servers: list[ConsulAgent], key: str) -> None:
-        super().__init__(daemon=True)
-        self.servers = servers
-        self.key = key
-        self.events: list[tuple[float, str | None, str | None]] = []
-        self.stopped = threading.Event()
-        self.lock = threading.Lock()
-
-    def run(self) -> None:
-        index, turn = 0, 0
-        last: tuple[str | None, str | None] | None = None
-        while not self.stopped.is_set():
-            server = self.servers[turn % len(self.servers)]
-            api = ConsulHTTP(server.http_url, timeout=8)
-            try:
-                params = {"index": str(index), "wait": "5s"} if index else {}
-                response = api.request("GET", f"/v1/kv/{self.key}", params=params)
-                if response.status_code not in (200, 404):
-                    raise RuntimeError(response.text)
-            except Exception:
-                turn += 1
-                index = 0
-                _NEVER.wait(0.05)
-                continue
-            new_index = int(response.headers.get("X-Consul-Index", "0"))
-            index = new_index if new_index >= index else 0
-            current: tuple[str | None, str | None] = (None, None)
-            if response.status_code == 200:
-                item = response.json()[0]
-                value = base64.b64decode(item["Value"]).decode() if item.get("Value") else ""
-                current = (value, item.get("Session"))
-            if current != last:
-                with self.lock:
-                    self.events.append((time.monotonic(), *current))
-                last = current
-
-    def current(self) -> tuple[str | None, str | None]:
-        with self.lock:
-            return self.events[-1][1:] if self.events else (None, None)
-
-    def since(self, t0: float) -> list[tuple[float, str | None, str | None]]:
-        with self.lock:
-            before = [e for e in self.events if e[0] < t0][-1:]
-            return before + [e for e in self.events if e[0] >= t0]
-
-
 # -- one run ------------------------------------------------------------------------------
 
 
@@ -201,6 +168,8 @@ class Bench:
         self.vip = VipWatcher(lab.network.hosts, lab.vip).start().wait_watching()
         self.watcher.start()
         self.generation = 0
+        self.token_file = workdir / "consul.token"  # scenario T rotates it
+        self.token_file.write_text(f"{uuid.uuid4()}\n")
 
     def close(self) -> None:
         self.watcher.stopped.set()
@@ -304,6 +273,9 @@ class Bench:
             server = self.cluster.leader_server()
             server.kill()
             restore = lambda: server.start().wait_ready(60)  # noqa: E731
+        elif scenario in ("R", "U", "T"):
+            self._continuity(scenario, leader)
+            restore = lambda: None  # noqa: E731
         else:
             raise ValueError(scenario)
 
@@ -312,6 +284,10 @@ class Bench:
             window = 2 * 10.0 + 2.0  # Consul restarts session timers at 2 x TTL
             _NEVER.wait(window)
             t_end = t0 + window
+        elif scenario in STAY:
+            # Past the next renewals of the kept (or re-credentialed) session.
+            _NEVER.wait(TTL_SECONDS)
+            t_end = time.monotonic()
         else:
             try:
                 t_key = wait_until(
@@ -333,16 +309,36 @@ class Bench:
         result.zero_ms, result.two_ms = measure.nobody_ms, measure.two_ms
         result.unobserved_ms = measure.unobserved_ms
         restore()
-        if scenario == "L":
+        if scenario in STAY:
             # The lock must not have moved at any time, until all is healthy again.
             self.steady()
-            result.moved = len({(v, s) for _, v, s in self.watcher.since(t0)}) > 1
+            states = {(e.value, e.session, e.modify_index) for e in self.watcher.since(t0)}
+            result.moved = len(states) > 1
         return result
 
+    def _continuity(self, scenario: str, leader: str) -> None:
+        """R, U, T on the leader: each must keep the key exactly as it is."""
+        process = self.electors[leader]
+        if scenario == "R":
+            process.kill()
+            _NEVER.wait(2.0)  # RestartSec=2
+            self.start_elector(leader)
+            self.electors[leader].wait_for_log(r"LOCK KEPT|LOCK ACQUIRED", 30)
+        elif scenario == "U":
+            seen = process.count("LOCK KEPT")
+            process.send_signal(signal.SIGUSR2)
+            process.wait_for_log("LOCK KEPT", 30, count=seen + 1)
+        else:
+            seen = process.count("swapped in place")
+            self.token_file.write_text(f"{uuid.uuid4()}\n")
+            for name in NODES:  # every node rotates, as an operator would
+                self.electors[name].send_signal(signal.SIGHUP)
+            process.wait_for_log("swapped in place", 10, count=seen + 1)
+
     def _first(self, t0: float, value: str) -> float | None:
-        for t, current, _ in self.watcher.since(t0):
-            if t >= t0 and current == value:
-                return t
+        for event in self.watcher.since(t0):
+            if event.t >= t0 and event.value == value:
+                return event.t
         return None
 
 
@@ -501,7 +497,7 @@ def scenario_row(scenario: str, results: Results) -> tuple[str, ...]:
     never = results.never.get(scenario, 0)
     if scenario not in results.runs and scenario not in results.never:
         return (results.impl.label, "not run", "", "", "", "", "")
-    if scenario == "L":
+    if scenario in STAY:
         moved = sum(r.moved for r in runs)
         return (
             results.impl.label,
@@ -572,8 +568,8 @@ def report(
     ]
     for scenario, title in SCENARIOS.items():
         for results in all_results:
-            if scenario == "K3" and results.impl.binary is not None:
-                continue  # the original has no --liveness-ttl
+            if scenario in OURS_ONLY and results.impl.binary is not None:
+                continue
             row = scenario_row(scenario, results)
             lines.append(f"| {scenario}: {title} | " + " | ".join(row) + " |")
         note = ratio(scenario, all_results[0], all_results[1] if len(all_results) > 1 else None)
@@ -606,9 +602,13 @@ def bench_implementation(impl: Implementation, args: argparse.Namespace, workdir
         bench = Bench(impl, lab, workdir)
         try:
             for scenario in args.scenarios:
-                if scenario == "K3" and impl.binary is not None:
+                if scenario in OURS_ONLY and impl.binary is not None:
                     continue
-                bench.restart_all(["--liveness-ttl", "3s"] if scenario == "K3" else [])
+                extra = {
+                    "K3": ["--liveness-ttl", "3s"],
+                    "T": ["--token-file", str(bench.token_file)],
+                }
+                bench.restart_all(extra.get(scenario, []))
                 for n in range(args.repeat):
                     run = bench.run(scenario)
                     if run is None:
