@@ -271,13 +271,15 @@ def test_hooks_fire_exactly_once_per_transition_through_a_failover(
     wait_until(lambda: election.sessions_of(a), 30, "node-a competes again")
     assert b.elector.terminate() == 0  # b stops: a re-acquires
     election.wait_holder(10, among=["node-a"])
-    wait_until(lambda: len(calls(out_a)) >= 4 and len(calls(out_b)) >= 3, 10, "hooks ran")
+    wait_until(lambda: len(calls(out_a)) >= 6 and len(calls(out_b)) >= 3, 10, "hooks ran")
 
     key = election.key
     assert [c[:3] for c in calls(out_a)] == [
         ["FOLLOWER", key, "node-a"],
         ["LEADER", key, "node-a"],
-        ["FOLLOWER", key, "node-a"],
+        ["FOLLOWER", key, "node-a"],  # the session is lost with the check
+        ["FAULT", key, "node-a"],  # the check is critical: not a candidate (keepalived's FAULT)
+        ["FOLLOWER", key, "node-a"],  # healthy again
         ["LEADER", key, "node-a"],
     ]
     assert [c[:3] for c in calls(out_b)] == [

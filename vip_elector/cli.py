@@ -14,7 +14,7 @@ from typing import Any
 
 import configargparse
 
-from vip_elector import __version__, config_check, status_report
+from vip_elector import __version__, config_check, status_report, switchover
 from vip_elector.config import ConfigError, Settings, load_settings
 from vip_elector.coordinator import Coordinator
 from vip_elector.files import YAML_LIMIT, FileProblem, read_text
@@ -78,13 +78,16 @@ COMMANDS = {
     "(exit 0 healthy leader, 1 none, 2 error)",
     "check-config": "validate the configuration; --online also checks the agent, token, "
     "permissions and health check (exit 0 ok, 1 a check failed, 2 invalid configuration)",
+    "switchover": "move the VIP to the candidate whose lock value is --to (or `any`: the best "
+    "other one), never with two holders or a free key (exit 0 moved, 1 refused or not "
+    "applied, 2 error)",
 }
 
 
 def build_parser(command: str | None = None) -> Any:
     """The parser of the daemon (``command`` None) or of a subcommand."""
     parser = configargparse.ArgumentParser(
-        prog=f"{PROG} {command}" if command else f"{PROG} [status|check-config]",
+        prog=f"{PROG} {command}" if command else f"{PROG} [{'|'.join(COMMANDS)}]",
         description=COMMANDS[command] if command else DESCRIPTION,
         epilog=EPILOG,
         formatter_class=configargparse.RawDescriptionHelpFormatter,
@@ -100,6 +103,24 @@ def build_parser(command: str | None = None) -> Any:
             "--online",
             action="store_true",
             help="also check the agent, token, permissions and health check",
+        )
+    elif command == "switchover":
+        parser.add_argument(
+            "--to",
+            metavar="VALUE",
+            required=True,
+            help="the lock value (trigger-value) of the node to move the VIP to, or `any`",
+        )
+        parser.add_argument(
+            "--dry-run", action="store_true", help="say what would happen, change nothing"
+        )
+        parser.add_argument(
+            "--timeout",
+            metavar="SECONDS",
+            type=float,
+            default=5.0,
+            help="withdraw the request if the leader has not applied it by then "
+            "(default: %(default)s)",
         )
     else:
         parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
@@ -151,6 +172,8 @@ def run_command(command: str, argv: list[str]) -> int:
     options = vars(parser.parse_known_args(argv)[0])
     if command == "status":
         return status_report.run(settings, as_json=options["json"])
+    if command == "switchover":
+        return switchover.run(settings, options["to"], options["dry_run"], options["timeout"])
     return config_check.run(settings, with_online=options["online"])
 
 

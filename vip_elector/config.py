@@ -182,6 +182,13 @@ def load_settings(
     ttl = duration("ttl")
     lock_delay = duration("lock-delay")
     liveness_ttl = duration("liveness-ttl") if args.get("liveness_ttl") else None
+    preempt_delay = duration("preempt-delay") if args.get("preempt_delay") else None
+    priority = 100
+    priority_text = str(_given(args, "priority"))
+    if not priority_text.strip().isdigit() or not 0 <= int(priority_text) <= 255:
+        problems.append(f"--priority {priority_text!r}: give a whole number from 0 to 255")
+    else:
+        priority = int(priority_text)
     notify_timeout = duration("notify-timeout")
     step_down_hold = duration("step-down-hold")
 
@@ -252,5 +259,7 @@ def load_settings(
         notify_timeout=notify_timeout,
         maintenance_file=maintenance_file,
         step_down_hold=step_down_hold,
+        priority=priority,
+        preempt_delay=preempt_delay,
         warnings=tuple(warnings),
     )

@@ -19,6 +19,7 @@ from vip_elector.logs import untrusted
 from vip_elector.settings import Settings
 from vip_elector.trigger_key import (
     TriggerKey,
+    candidate_key,
     is_foreign,
     not_a_lock_message,
     rival_message,
@@ -138,6 +139,12 @@ def _permissions(settings: Settings, adapter: ConsulAdapter, node: str, report: 
     wanted = [
         ("session", "write", node, "create and destroy this node's session"),
         ("key", "write", settings.trigger_key, "write the trigger-key"),
+        (
+            "key",
+            "write",
+            candidate_key(settings.trigger_key, settings.lock_value),
+            "publish this node's candidacy (priority, switchover)",
+        ),
         ("node", "read", node, "read the node (to see its checks)"),
     ]
     try:

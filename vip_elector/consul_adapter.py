@@ -480,6 +480,18 @@ class ConsulAdapter:
         checks = [_check_state(str(item["CheckID"]), item) for item in raw or []]
         return {check.check_id: check for check in checks}
 
+    def node_health(
+        self, node: str, index: int | None = None, wait: float | None = None
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """/v1/health/node/<node> (blocking with ``index``): (X-Consul-Index, checks)."""
+        params: list[tuple[str, Any]] = []
+        if index is not None and index >= 1:
+            params = [("index", index), ("wait", format_duration(wait or 300.0))]
+        answered, checks = self._call(
+            self._transport.get, _with_index, f"/v1/health/node/{node}", params or None
+        )
+        return int(answered), list(checks or [])
+
     def token_self(self) -> dict[str, Any] | None:
         """The token's own description; None when ACLs are disabled."""
         try:
@@ -633,6 +645,50 @@ class ConsulAdapter:
             lock_index=int(item.get("LockIndex") or 0),
         )
 
+    def get_prefix(
+        self,
+        prefix: str,
+        index: int | None = None,
+        wait: float | None = None,
+        consistent: bool = False,
+    ) -> tuple[int, dict[str, KeyState]]:
+        """Every key starting with ``prefix`` (by name), blocking like :meth:`get_key`."""
+        kwargs: dict[str, Any] = {
+            "recurse": True,
+            "consistency": "consistent" if consistent else None,
+        }
+        if index is not None and index >= 1:
+            kwargs["index"] = index
+            kwargs["wait"] = format_duration(wait if wait is not None else 300.0)
+        raw_index, items = self._call(self._client.kv.get, prefix, **kwargs)
+        answer_index = int(raw_index or 0)
+        found = {}
+        for item in items or []:
+            value = item.get("Value")
+            if isinstance(value, str):
+                value = value.encode()
+            found[str(item["Key"])] = KeyState(
+                index=answer_index,
+                exists=True,
+                value=value,
+                flags=int(item.get("Flags") or 0),
+                session=item.get("Session") or None,
+                modify_index=int(item.get("ModifyIndex") or 0),
+                lock_index=int(item.get("LockIndex") or 0),
+            )
+        return answer_index, found
+
+    def put_key(
+        self, key: str, value: bytes, acquire: str | None = None, cas: int | None = None
+    ) -> bool:
+        """PUT a value (``acquire``: as that session's lock; ``cas``: only at that index)."""
+        params: dict[str, Any] = {}
+        if acquire is not None:
+            params["acquire"] = acquire
+        if cas is not None:
+            params["cas"] = cas
+        return bool(self._call(self._client.kv.put, key, value, **params))
+
     def txn(self, operations: list[dict[str, Any]]) -> TxnResult:
         """PUT /v1/txn: all ``operations`` in one raft entry, or none of them.
 
@@ -648,6 +704,12 @@ class ConsulAdapter:
     def delete_key(self, key: str, cas: int) -> bool:
         """Delete only if the key is still at ``cas`` (its ModifyIndex)."""
         return bool(self._call(self._client.kv.delete, key, cas=cas))
+
+
+def _with_index(response: Any) -> tuple[int, Any]:
+    """Callback for raw blocking reads: (X-Consul-Index, JSON body)."""
+    body = _expect_ok(response)
+    return int(response.headers.get("X-Consul-Index") or 0), body if body is not True else []
 
 
 def _txn_answer(response: Any) -> tuple[int, Any]:

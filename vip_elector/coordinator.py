@@ -69,6 +69,8 @@ class Coordinator:
         self.reload = threading.Event()
         self.step_down_request = threading.Event()
         self.restart_request = threading.Event()
+        self.eligibility_changed = threading.Event()  # Consul maintenance began or ended
+        self._standby_seen: str | None = None
         self.wake = threading.Event()  # any of the above, or a thread failure
         self._signals_seen = 0
         self._ready = False
@@ -190,6 +192,7 @@ class Coordinator:
             self.notifier.status,
             inherit=inherit,
             inspect_previous=inspect_previous,
+            on_maintenance=lambda: self._wake_for(self.eligibility_changed),
         ).start()
 
     def _on_first_session(self) -> None:
@@ -212,7 +215,12 @@ class Coordinator:
             )
             self.stop.set()
             return
-        self._follow_maintenance_file()
+        self._follow_maintenance()
+        reason = self.standby.reason()
+        if reason != self._standby_seen or self.eligibility_changed.is_set():
+            self.eligibility_changed.clear()
+            self._standby_seen = reason
+            workers.renewer.wake()  # publishes this node's eligibility again
         if workers.healthy():
             self.notifier.watchdog()
         else:
@@ -249,7 +257,11 @@ class Coordinator:
 
     # -- status --------------------------------------------------------------
     def _status_extra(self) -> dict[str, Any]:
+        candidate = self.state.role in (Role.FOLLOWER, Role.LEADER)
         return {
+            "candidate": candidate,
+            "eligible": candidate and self.standby.reason() is None,
+            "priority": self.settings.priority,
             "healthy": self.healthy(),
             "stepping_down": self.workers is not None and self.workers.stepping_down(),
             "maintenance": self.standby.in_maintenance(),
@@ -265,24 +277,22 @@ class Coordinator:
         return snapshot
 
     # -- maintenance and step-down -------------------------------------------
-    def _follow_maintenance_file(self) -> None:
-        if self.settings.maintenance_file is None or self.workers is None:
+    def _follow_maintenance(self) -> None:
+        """The maintenance file or Consul's maintenance mode: a leader steps down
+        at once (deleting the key), the others stay out until it ends."""
+        if self.workers is None:
             return
         role = self.state.role
-        if self.standby.in_maintenance():
+        why = self.standby.maintenance()
+        if why is not None:
             if role == Role.MAINTENANCE:
                 return
-            detail = f"maintenance file {self.settings.maintenance_file} exists"
             if role == Role.LEADER:
-                self.workers.step_down(Cause.MAINTENANCE, detail, new=Role.MAINTENANCE)
+                self.workers.step_down(Cause.MAINTENANCE, why, new=Role.MAINTENANCE)
             elif role != Role.STOPPING:
-                self.state.transition(Role.MAINTENANCE, Cause.MAINTENANCE, detail)
+                self.state.transition(Role.MAINTENANCE, Cause.MAINTENANCE, why)
         elif role == Role.MAINTENANCE:
-            self.state.transition(
-                Role.FOLLOWER,
-                Cause.MAINTENANCE,
-                f"maintenance file {self.settings.maintenance_file} removed",
-            )
+            self.state.transition(Role.FOLLOWER, Cause.MAINTENANCE, "maintenance ended")
 
     def _step_down_on_signal(self) -> None:
         assert self.workers is not None

@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from vip_elector.consul_adapter import (
     ConsulAdapter,
@@ -31,7 +32,10 @@ from vip_elector.retrying import Interrupted, Retrier
 from vip_elector.runtime_dir import Held
 from vip_elector.state import Cause, Role, StepDown
 from vip_elector.trigger_key import (
+    Candidate,
+    SwitchoverRequest,
     TriggerKey,
+    best_other,
     is_foreign,
     next_index,
     node_of,
@@ -42,6 +46,7 @@ from vip_elector.trigger_key import (
 from vip_elector.worker import Fatal, Worker, WorkerContext
 
 log = logging.getLogger("vip_elector")
+T = TypeVar("T")
 
 POLL_WAIT = 10.0  # blocking-query wait; a change returns at once anyway
 READ_BUDGET = blocking_timeout(POLL_WAIT) + 1.0  # longest a key read can take
@@ -49,6 +54,7 @@ LOCK_DELAY_MARGIN = 0.02  # retry this long after the lock-delay should have end
 LOCK_DELAY_RETRY_MAX = 1.0  # then back off up to this
 STANDBY_POLL = 1.0
 REFUSAL_REMIND = 30.0
+PRIORITY_MARGIN = 1.0  # a better candidate gets this long on top of the time it needs
 RIVAL_CHECK_EVERY = 30.0  # a leader looks for another node with its value this often
 
 
@@ -94,6 +100,7 @@ class Election(Worker):
         # the hand-over gap after the key went free.
         self._last_holder_value: bytes | None = None
         self._last_refusal: tuple[str, float] | None = None
+        self._held_back_for: tuple[str, float] | None = None  # (better value, freed at)
 
     def work(self) -> None:
         self._preflight()
@@ -125,23 +132,34 @@ class Election(Worker):
     def _done(self, session: Session) -> bool:
         return self.stop.is_set() or not session.alive()
 
-    def _read(self, session: Session, index: int, consistent: bool) -> KeyState:
+    def _read(
+        self, session: Session, index: int, consistent: bool, wait: float = POLL_WAIT
+    ) -> KeyState:
+        return self._retried(session, lambda i: self.key.read(i, wait, consistent), index)
+
+    def _read_all(
+        self, session: Session, index: int
+    ) -> tuple[KeyState, dict[str, Candidate], SwitchoverRequest | None]:
+        """The leader's watch: the key, the candidates and switchover requests."""
+        return self._retried(
+            session, lambda i: self.key.read_all(i, POLL_WAIT, consistent=True), index
+        )
+
+    def _retried(self, session: Session, read: Callable[[int], T], index: int) -> T:
         attempts = 0
 
-        def read() -> KeyState:
+        def attempt() -> T:
             nonlocal attempts
             attempts += 1
             self.beat(READ_BUDGET)
             # After a failure (a Consul leader election, a snapshot restore) the
             # index may have gone backwards: a blocking read with the old one
             # would wait its full 10 s. Read at once, then block again.
-            return self.key.read(
-                index if attempts == 1 else 0, wait=POLL_WAIT, consistent=consistent
-            )
+            return read(index if attempts == 1 else 0)
 
         return self._retrier.call(
             "Reading the trigger-key failed",
-            read,
+            attempt,
             lambda: self._done(session),
             initial=0.25,
             maximum=2.0,
@@ -163,8 +181,10 @@ class Election(Worker):
         holder_lock_delay = self.settings.lock_delay
         freed_at: float | None = None
         refused = 0  # acquire answered false this many times since the key went free
+        wait = POLL_WAIT
         while not self._done(session):
-            key = self._read(session, index, consistent=False)
+            key = self._read(session, index, consistent=False, wait=wait)
+            wait = POLL_WAIT
             index = next_index(index, key.index)
             self.beat()
             if is_foreign(key):
@@ -201,9 +221,13 @@ class Election(Worker):
                 self._refuse(rival)
                 index = 0
                 continue
-            self._last_standby = None
+            self._leave_standby(session)
             if not self._wait_for_handover_gap(freed_at, session):
                 continue  # stopping, or the session ended: the loop decides
+            hold = self._hold_back(freed_at, holder_lock_delay)
+            if hold > 0:
+                wait = hold  # a blocking read: returns as soon as the better one takes it
+                continue
             won = self._acquire(session, key)
             if won is None:
                 return  # the session is gone: the renewer makes a new one
@@ -234,6 +258,33 @@ class Election(Worker):
             self.stop.wait(remaining)
         return not self._done(session)
 
+    def _hold_back(self, freed_at: float, lock_delay: float) -> float:
+        """Seconds to leave a free key to a better (higher-priority, eligible)
+        candidate: the time it needs to take it (lock-delay or the hand-over
+        gap), plus a margin; then we take it after all (it may be stuck). 0:
+        nobody better, or the bound is over."""
+        bound = freed_at + max(lock_delay, self.settings.handover_gap) + PRIORITY_MARGIN
+        remaining = bound - time.monotonic()
+        if remaining <= 0:
+            return 0.0
+        try:
+            better = best_other(self.key.candidates(), self.key.value, than=self.settings.priority)
+        except ConsulError:
+            return 0.0
+        if better is None:
+            return 0.0
+        if self._held_back_for != (better.value, freed_at):
+            self._held_back_for = (better.value, freed_at)
+            log.info(
+                "leaving the free key to %r (priority %d > %d) for up to %s",
+                better.value,
+                better.priority,
+                self.settings.priority,
+                format_duration(remaining),
+                extra={"event": "priority_hold_back", "key": self.key.name},
+            )
+        return max(0.05, remaining)
+
     def _report_not_a_lock(self, key: KeyState) -> None:
         if self._reported_not_a_lock != key.modify_index:
             self._reported_not_a_lock = key.modify_index
@@ -253,6 +304,9 @@ class Election(Worker):
             self._last_standby = reason
         self.beat(STANDBY_POLL)
         self.stop.wait(STANDBY_POLL)
+
+    def _leave_standby(self, session: Session) -> None:
+        self._last_standby = None
 
     def _rival_problem(self, session: Session) -> str | None:
         """Why this node must not hold the key: another node competes with our value."""
@@ -316,6 +370,120 @@ class Election(Worker):
             # Past our estimate (clock skew, a longer lock-delay): back off gently.
             self.stop.wait(min(LOCK_DELAY_RETRY_MAX, 0.05 * 2 ** min(refused, 5)))
 
+    # -- moving the VIP on purpose (switchover, preemption) -------------------
+    def _steer(
+        self,
+        session: Session,
+        key: KeyState,
+        candidates: dict[str, Candidate],
+        request: SwitchoverRequest | None,
+        better_since: dict[str, float],
+    ) -> StepDown | None:
+        """Apply a switchover request or preempt; the StepDown if the lock moved."""
+        target, cause = None, Cause.SWITCHOVER
+        if request is not None:
+            target = self._switchover_target(request, candidates)
+        elif self.settings.preempt_delay is not None:
+            target = self._preemptor(candidates, better_since)
+            cause = Cause.PREEMPTED
+        if target is None or not self._hand_over(session, target, request):
+            return None
+        detail = f"handed the lock to {target.value!r} ({cause.value})"
+        return StepDown(session.id, cause, detail)
+
+    def _switchover_target(
+        self, request: SwitchoverRequest, candidates: dict[str, Candidate]
+    ) -> Candidate | None:
+        refusal = ""
+        target = None
+        if not request.fresh():
+            refusal = "it is stale (older than 10 s, or from a clock far off)"
+        elif request.to == self.key.value:
+            refusal = "this node holds the VIP already"
+        else:
+            target = (
+                best_other(candidates, self.key.value)
+                if request.to == "any"
+                else candidates.get(request.to)
+            )
+            if target is None:
+                refusal = "no live candidate has that value"
+            elif not target.eligible:
+                refusal = f"that candidate is not eligible ({target.why or 'unknown'})"
+                target = None
+        if target is None:
+            log.warning(
+                "switchover to %r (asked by %s) refused: %s",
+                request.to,
+                request.by,
+                refusal,
+                extra={"event": "switchover_refused", "key": self.key.name},
+            )
+            with contextlib.suppress(ConsulError):
+                self.key.drop_request(request)
+        return target
+
+    def _preemptor(
+        self, candidates: dict[str, Candidate], better_since: dict[str, float]
+    ) -> Candidate | None:
+        """A higher-priority candidate eligible for --preempt-delay without a break."""
+        now = time.monotonic()
+        better = {
+            c.value
+            for c in candidates.values()
+            if c.eligible and c.priority > self.settings.priority
+        }
+        for value in list(better_since):
+            if value not in better:
+                del better_since[value]  # a break: the delay starts again
+        for value in better:
+            better_since.setdefault(value, now)
+        assert self.settings.preempt_delay is not None
+        ready = {
+            v: c
+            for v, c in candidates.items()
+            if v in better_since and now - better_since[v] >= self.settings.preempt_delay
+        }
+        return best_other(ready, self.key.value)
+
+    def _hand_over(
+        self, session: Session, target: Candidate, request: SwitchoverRequest | None
+    ) -> bool:
+        """Blank the key (vip-manager here drops the VIP; nobody can take it), wait
+        the hand-over gap, then move the lock to the target's session in one
+        transaction: never two holders, never a free key."""
+        gap = self.settings.handover_gap
+        log.info(
+            "handing the VIP to %r%s: the key is blanked now, and goes to %r's session in "
+            "%s, once vip-manager here has dropped the VIP",
+            target.value,
+            f" (switchover asked by {request.by})" if request else " (preemption)",
+            target.value,
+            format_duration(gap),
+            extra={"event": "handing_over", "key": self.key.name},
+        )
+        try:
+            if not self.key.blank(session.id):
+                return False
+            self.beat(gap + self.adapter.timeout)
+            self.stop.wait(gap)
+            if self._done(session):
+                return False  # the release (stop) deletes the blank key
+            if self.key.hand_to(session.id, target):
+                return True
+            log.warning(
+                "%r's session is gone: keeping the VIP here",
+                target.value,
+                extra={"event": "switchover_failed"},
+            )
+            # Our value back; nobody else could take the key meanwhile.
+            self.key.acquire(session.id, self.key.read(consistent=True))
+        except ConsulError as exc:
+            log.warning(
+                "handing the VIP over failed: %s", exc, extra={"event": "switchover_failed"}
+            )
+        return False
+
     def _record_leadership(self, session: Session) -> None:
         """Keep the session id and since when we lead for the next run (a restart)."""
         if self.record is not None:
@@ -352,9 +520,10 @@ class Election(Worker):
         leading = False
         rivals_checked = time.monotonic()
         own_step: StepDown | None = None
+        better_since: dict[str, float] = {}  # preemption: eligible and better, since
         while not self._done(session):
             try:
-                key = self._read(session, index, consistent=True)
+                key, candidates, request = self._read_all(session, index)
             except Interrupted:
                 break
             if self._done(session):
@@ -390,6 +559,8 @@ class Election(Worker):
                 self._record_leadership(session)
             else:
                 self.state.set_held_index(key.modify_index)
+            if own_step is None:
+                own_step = self._steer(session, key, candidates, request, better_since)
             if own_step is None and time.monotonic() - rivals_checked >= RIVAL_CHECK_EVERY:
                 rivals_checked = time.monotonic()
                 rival = self._rival_problem(session)

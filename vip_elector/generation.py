@@ -30,6 +30,7 @@ from vip_elector.continuity import Inheritance
 from vip_elector.election import Election
 from vip_elector.liveness import LivenessCheck, LivenessReporter
 from vip_elector.metrics import Metrics
+from vip_elector.node_watch import NodeWatch
 from vip_elector.renewer import Renewer
 from vip_elector.retrying import Interrupted, Retrier
 from vip_elector.runtime_dir import SessionRecord
@@ -60,6 +61,7 @@ class Generation:
         on_status: Callable[[str], None],
         inherit: Inheritance | None = None,
         inspect_previous: bool = False,
+        on_maintenance: Callable[[], None] = lambda: None,
     ) -> None:
         record = SessionRecord(settings.consul.address, settings.trigger_key, settings.lock_value)
         self.context = WorkerContext(
@@ -94,6 +96,7 @@ class Generation:
             may_start=preflight_passed,
             inherit=inherit,
             inspect_previous=inspect_previous,
+            standby_reason=standby.reason,
         )
         self.election = Election(
             self.context,
@@ -104,7 +107,15 @@ class Generation:
             preflight_passed=preflight_passed,
         )
 
-        self.adapters += [self.renewer.adapter, self.election.adapter]
+        self.node_watch = NodeWatch(
+            settings,
+            ConsulAdapter(settings.consul, observer=observer),
+            state,
+            self.stop,
+            standby,
+            on_maintenance,
+        )
+        self.adapters += [self.renewer.adapter, self.election.adapter, self.node_watch.adapter]
         if self.liveness is not None:
             self.adapters.append(self.liveness.adapter)
 
@@ -114,6 +125,7 @@ class Generation:
             self.state.beat(name, STARTUP_GRACE)
         self.renewer.start()
         self.election.start()
+        self.node_watch.start()
         if self.liveness is not None:
             LivenessReporter(self.liveness, self.healthy, self.state, self.stop).start()
         return self
@@ -232,6 +244,11 @@ class Generation:
             sessions = [s for s in (session_id, inherited) if s]
             sessions += [s for s in self.renewer.doomed_sessions() if s not in sessions]
             for sid in sessions:
+                if not key.release_failed:  # while Consul answers: spare the next start
+                    try:  # a lock-delay on our candidate entry
+                        key.drop_entry(sid)
+                    except ConsulError:
+                        key.release_failed = True
                 try:
                     adapter.destroy_session(sid)
                     log.info(

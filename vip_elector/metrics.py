@@ -87,6 +87,16 @@ class StateCollector:
             value=1 if extra.get("healthy") else 0,
         )
         yield GaugeMetricFamily(
+            f"{PREFIX}_candidate",
+            "1 while this node has a session and competes (not FAULT or MAINTENANCE)",
+            value=1 if extra.get("candidate") else 0,
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_eligible",
+            "1 while this node may take the VIP now (a candidate, not in maintenance or a hold)",
+            value=1 if extra.get("eligible") else 0,
+        )
+        yield GaugeMetricFamily(
             f"{PREFIX}_maintenance",
             "1 while the maintenance file exists",
             value=1 if extra.get("maintenance") else 0,

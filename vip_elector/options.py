@@ -282,6 +282,32 @@ OPTIONS: tuple[Option, ...] = (
         reload=Reload.IN_PLACE,
     ),
     Option(
+        "priority",
+        "0..255; a free key goes to the eligible candidate with the highest priority: "
+        "lower ones hold back while a higher one is alive and eligible. Equal priorities "
+        "(the default) mean first come, first served. Never preemptive by itself (see "
+        "--preempt-delay)",
+        flag="--priority",
+        metavar="N",
+        default="100",
+        setting="priority",
+        reload=Reload.RESTART,
+    ),
+    Option(
+        "preempt-delay",
+        "let a higher-priority candidate that has been eligible this long take the VIP "
+        "from a healthy leader (hand-over without a moment free); off: a healthy leader "
+        "keeps the VIP (keepalived's nopreempt)",
+        flag="--preempt-delay",
+        metavar="DURATION",
+        shown_default="off",
+        low=0.0,
+        high=86400.0,
+        range_hint="how long a better candidate must be eligible first",
+        setting="preempt_delay",
+        reload=Reload.RESTART,
+    ),
+    Option(
         "liveness-ttl",
         "also tie the session to a TTL check the daemon passes while its threads make "
         "progress: a killed or frozen daemon loses the lock after about DURATION instead of "

@@ -36,6 +36,7 @@ from vip_elector.worker import Worker, WorkerContext
 log = logging.getLogger("vip_elector")
 
 RETRY_AFTER_FAILED_RENEW = 1.0
+PUBLISH_RETRY = 0.5
 HEALTH_GATE_POLL = 1.0
 HEALTH_GATE_REMIND = 30.0  # repeat an unchanged health-gate warning this often
 MAX_WAIT = 5.0
@@ -120,6 +121,7 @@ class Renewer(Worker):
         liveness: LivenessCheck | None = None,
         may_start: threading.Event | None = None,
         on_status: Callable[[str], None] = lambda _: None,
+        standby_reason: Callable[[], str | None] = lambda: None,
         inherit: Inheritance | None = None,
         inspect_previous: bool = False,
     ) -> None:
@@ -133,6 +135,11 @@ class Renewer(Worker):
         self._inherit = inherit
         self._inspect_previous = inspect_previous
         self._move_from: Inheritance | None = None
+        self.key = TriggerKey(adapter, self.settings.trigger_key, self.settings.lock_value)
+        self._publish_problem: str | None = None
+        self.standby_reason = standby_reason
+        self._published: tuple[str, str | None] | None = None  # (session, why not eligible)
+        self._publish_retry: float | None = None  # monotonic time of the next attempt
         self.on_first_session = on_first_session
         self.liveness = liveness
         self.extra_checks = (liveness.check_id,) if liveness else ()
@@ -187,6 +194,49 @@ class Renewer(Worker):
         inherit = self._move_from
         return inherit.session if inherit is not None else None
 
+    def _publish_when_changed(self, session: Session) -> None:
+        """Publish the candidate entry again when eligibility changed (maintenance,
+        a hold, a refusal); ``wake()`` makes that happen at once."""
+        why = self.standby_reason()
+        if self._published != (session.id, why):
+            self._publish(session, why)
+
+    def _publish(self, session: Session, why: str | None) -> None:
+        """This node's candidate entry (priority, eligibility) for the other nodes,
+        locked by the current session. Best effort: without it, priority,
+        switchover and preemption cannot see this node; the lock is not affected.
+
+        Refused while the lock-delay of our previous session (which held the
+        entry) runs: retried shortly, silently.
+        """
+        problem = None
+        try:
+            done = self.key.publish(
+                session.id, self.settings.priority, why is None, why or "", self.state.node or ""
+            )
+            if not done:
+                holder = self.key.candidate_entry_holder()
+                if holder is not None and holder != session.id:
+                    problem = "its entry is held by another session (the same value elsewhere?)"
+        except ConsulError as exc:
+            done, problem = False, str(exc)
+        if done:
+            self._published, self._publish_problem = (session.id, why), None
+            self._publish_retry = None
+            return
+        self._publish_retry = time.monotonic() + PUBLISH_RETRY
+        if problem is not None and problem != self._publish_problem:
+            self._publish_problem = problem
+            log.error(
+                "cannot publish this node's candidacy under %s: %s; priority, switchover "
+                "and preemption do not see this node (the token needs key_prefix "
+                '"%s" { policy = "write" }, see docs/acl.md)',
+                self.key.name,
+                problem,
+                self.key.name,
+                extra={"event": "candidacy_unpublished"},
+            )
+
     def doomed_sessions(self) -> list[str]:
         """Sessions ended but not destroyed yet (for the release at shutdown)."""
         with self._doomed_lock:
@@ -212,6 +262,7 @@ class Renewer(Worker):
                     first = False
                     self.on_first_session()
                 continue
+            self._publish_when_changed(session)
             self._renew_when_due(session)
 
     def _current(self) -> Session | None:
@@ -309,9 +360,8 @@ class Renewer(Worker):
         inherit, self._move_from = self._move_from, None
         if inherit is None:
             return
-        key = TriggerKey(self.adapter, self.settings.trigger_key, self.settings.lock_value)
         try:
-            moved = key.move(inherit.session, new_session)
+            moved = self.key.move(inherit.session, new_session)
         except ConsulError as exc:
             log.warning(
                 "moving the lock to session %s failed (%s); session %s keeps it until it expires",
@@ -342,8 +392,7 @@ class Renewer(Worker):
             inherit.session,
             extra={"event": "inherit_released", "session": inherit.session},
         )
-        key = TriggerKey(self.adapter, self.settings.trigger_key, self.settings.lock_value)
-        key.release(inherit.session, None)
+        self.key.release(inherit.session, None)
         self.state.lose_leadership(Cause.CONFIG_RELOAD, f"new session refused: {problem}")
         self._doom(inherit.session, self.settings.ttl)
 
@@ -390,6 +439,9 @@ class Renewer(Worker):
         self._last_gate_warning = None
         self._finish_move(session_id)
         self._log_session(session_id)
+        session = self.session
+        if session is not None:
+            self._publish(session, self.standby_reason())
         return True
 
     def _create_session(self) -> str:
@@ -428,6 +480,7 @@ class Renewer(Worker):
             info.describe(),
             extra={"event": "session_created", "session": session_id},
         )
+        self.state.node = info.node
 
     def _gate_warning(self, problem: str) -> None:
         now = time.monotonic()
@@ -440,6 +493,8 @@ class Renewer(Worker):
             )
             self._last_gate_warning = (problem, now)
             self.on_status(f"not competing: {problem}")
+        if self.session is None:
+            self.state.fault(problem)
 
     # -- renewing ------------------------------------------------------------
     def _renew_when_due(self, session: Session) -> None:
@@ -451,7 +506,8 @@ class Renewer(Worker):
         due = min(due, session.renewed_at + session.ttl)  # never sleep past the deadline
         self._wake.clear()
         # Wake at least every MAX_WAIT (beats, doomed sessions), even for a 24h TTL.
-        self._wake.wait(min(MAX_WAIT, max(0.0, due - time.monotonic())))
+        wake_at = min(due, self._publish_retry or due)
+        self._wake.wait(min(MAX_WAIT, max(0.0, wake_at - time.monotonic())))
         if self.stop.is_set() or session.ended or time.monotonic() < due:
             return  # stopping, discarded, or woken early for other work
         if self._timed_out(session, None):
@@ -519,6 +575,7 @@ class Renewer(Worker):
             doomed = list(self._doomed.items())
         for session_id, give_up_at in doomed:
             try:
+                self.key.drop_entry(session_id)
                 self.adapter.destroy_session(session_id)
                 log.info(
                     "session %s destroyed",

@@ -63,7 +63,7 @@ def advice(error: ConsulError, address: str, trigger_key: str) -> str:
     if isinstance(error, PermissionDenied):
         return (
             f'the ACL token lacks a right; vip-elector needs `session_prefix "" '
-            f'{{ policy = "write" }}`, `key "{trigger_key}" {{ policy = "write" }}`, '
+            f'{{ policy = "write" }}`, `key_prefix "{trigger_key}" {{ policy = "write" }}`, '
             '`node_prefix "" { policy = "read" }` and read on the service of the health '
             "check (see docs/acl.md)"
         )

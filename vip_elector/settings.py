@@ -79,6 +79,8 @@ class Settings:
     notify_timeout: float = 30.0
     maintenance_file: Path | None = None
     step_down_hold: float = 10.0
+    priority: int = 100  # --priority
+    preempt_delay: float | None = None  # --preempt-delay; None = never preempt
     # Things worth a WARNING once logging is set up (config is parsed before).
     warnings: tuple[str, ...] = ()
 

@@ -1,8 +1,10 @@
-"""When this node must not compete: a maintenance file, or a step-down hold.
+"""When this node must not compete: maintenance, or a step-down hold.
 
-Like ExaBGP's healthcheck `--disable FILE`: while the maintenance file exists
-the node stays out of the election (and a leader steps down). SIGUSR1 makes a
-leader step down and stay out for ``--step-down-hold``.
+Maintenance is either the maintenance file (like ExaBGP's healthcheck
+`--disable FILE`) or Consul's own (`consul maint -enable` for the node, or for
+the service of the --check-id check), which the node watcher reports here;
+while either lasts the node stays out of the election and a leader steps
+down. SIGUSR1 makes a leader step down and stay out for ``--step-down-hold``.
 """
 
 from __future__ import annotations
@@ -20,9 +22,21 @@ class Standby:
         self._lock = threading.Lock()
         self._hold_until = 0.0  # monotonic
         self._hold_reason = ""
+        self._consul_maintenance: str | None = None  # written by the node watcher
+
+    def set_consul_maintenance(self, reason: str | None) -> None:
+        with self._lock:
+            self._consul_maintenance = reason
+
+    def maintenance(self) -> str | None:
+        """Why the node is in maintenance, or None."""
+        if self.maintenance_file is not None and self.maintenance_file.exists():
+            return f"maintenance file {self.maintenance_file} exists"
+        with self._lock:
+            return self._consul_maintenance
 
     def in_maintenance(self) -> bool:
-        return self.maintenance_file is not None and self.maintenance_file.exists()
+        return self.maintenance() is not None
 
     def hold(self, seconds: float, reason: str) -> None:
         until = time.strftime("%H:%M:%S", time.localtime(time.time() + seconds))
@@ -37,8 +51,9 @@ class Standby:
 
     def reason(self) -> str | None:
         """Why the node must not compete now, or None."""
-        if self.in_maintenance():
-            return f"maintenance file {self.maintenance_file} exists"
+        maintenance = self.maintenance()
+        if maintenance is not None:
+            return maintenance
         if self.hold_left() > 0:
             with self._lock:
                 return self._hold_reason

@@ -28,6 +28,7 @@ class Role(enum.StrEnum):
     FOLLOWER = "follower"  # holds a session, competes for the lock
     LEADER = "leader"  # holds the trigger-key lock
     MAINTENANCE = "maintenance"  # not competing by operator's choice
+    FAULT = "fault"  # not competing: the health check is critical or missing (keepalived's FAULT)
     STOPPING = "stopping"
 
 
@@ -36,6 +37,7 @@ class Cause(enum.StrEnum):
 
     STARTED = "started"
     SESSION_CREATED = "session_created"
+    CHECK = "check"  # the health check is critical or missing
     SESSION_LOST = "session_lost"  # Consul invalidated it (check, node, TTL)
     RENEW_TIMEOUT = "renew_timeout"  # no successful renewal for TTL
     ACQUIRED = "acquired"
@@ -47,12 +49,21 @@ class Cause(enum.StrEnum):
     MAINTENANCE = "maintenance"
     CONFIG_RELOAD = "config_reload"
     DUPLICATE_VALUE = "duplicate_value"  # another node competes with our lock value
+    SWITCHOVER = "switchover"  # `vip-elector switchover` moved the VIP
+    PREEMPTED = "preempted"  # a higher-priority candidate took over (--preempt-delay)
     SHUTDOWN = "shutdown"
 
 
 # Leaving LEADER for these causes is our own choice, not a LOCK LOST.
 VOLUNTARY = frozenset(
-    {Cause.STEP_DOWN, Cause.MAINTENANCE, Cause.CONFIG_RELOAD, Cause.DUPLICATE_VALUE}
+    {
+        Cause.STEP_DOWN,
+        Cause.MAINTENANCE,
+        Cause.CONFIG_RELOAD,
+        Cause.DUPLICATE_VALUE,
+        Cause.SWITCHOVER,
+        Cause.PREEMPTED,
+    }
 )
 
 
@@ -109,6 +120,7 @@ class DaemonState:
         # moves to a new session; None while not leader.
         self.leader_since: float | None = None
         self.adopted = False  # the lock is held through a session of a previous run
+        self.node: str | None = None  # the Consul node our sessions live on, once known
         self._adopted: tuple[str, float | None] | None = None  # (session, leader since)
         self.counters = _Counters()
         self._listeners: list[Listener] = []
@@ -281,8 +293,12 @@ class DaemonState:
             Role.FOLLOWER,
             Cause.SESSION_CREATED,
             f"session {session_id}",
-            only_from=(Role.STARTING,),
+            only_from=(Role.STARTING, Role.FAULT),
         )
+
+    def fault(self, detail: str) -> None:
+        """The health gate refuses: not a candidate (FAULT), unless in maintenance."""
+        self.transition(Role.FAULT, Cause.CHECK, detail, only_from=(Role.STARTING, Role.FOLLOWER))
 
     def session_adopted(self, session_id: str, leader_since: float | None) -> None:
         """The previous run's session, holding the key, is ours now."""
@@ -294,7 +310,7 @@ class DaemonState:
             Role.FOLLOWER,
             Cause.ADOPTED,
             f"session {session_id} of the previous run",
-            only_from=(Role.STARTING,),
+            only_from=(Role.STARTING, Role.FAULT),
         )
 
     def session_renewed(self) -> None:

@@ -20,7 +20,7 @@ from vip_elector.consul_adapter import ConsulAdapter, ConsulError
 from vip_elector.durations import format_duration
 from vip_elector.settings import Settings
 from vip_elector.status_server import format_address
-from vip_elector.trigger_key import LOCK_FLAG, TriggerKey, parse_session_name
+from vip_elector.trigger_key import LOCK_FLAG, Candidate, TriggerKey, parse_session_name
 
 EXIT_HEALTHY, EXIT_NO_LEADER, EXIT_ERROR = 0, 1, 2
 
@@ -49,6 +49,13 @@ def local_daemon(settings: Settings) -> dict[str, Any] | None:
     }
 
 
+def _entry_of(entry: Candidate | None, session: Any) -> dict[str, Any]:
+    """What a candidate published about itself (priority, eligibility), if anything."""
+    if entry is None or entry.session != session:
+        return {"priority": None, "eligible": None}
+    return {"priority": entry.priority, "eligible": entry.eligible, "why_not": entry.why}
+
+
 def gather(settings: Settings, adapter: ConsulAdapter) -> dict[str, Any]:
     """Everything `status` reports, as a JSON-able dict (raises ConsulError)."""
     key_name = settings.trigger_key
@@ -62,6 +69,7 @@ def gather(settings: Settings, adapter: ConsulAdapter) -> dict[str, Any]:
             "check_id": settings.check_id,
         },
     }
+    entries = TriggerKey(adapter, key_name, settings.lock_value).candidates()
     candidates = []
     for session in adapter.list_sessions():
         candidacy = parse_session_name(str(session.get("Name", "")))
@@ -72,6 +80,7 @@ def gather(settings: Settings, adapter: ConsulAdapter) -> dict[str, Any]:
                     "value": candidacy.value,
                     "session": session.get("ID"),
                     "leader": session.get("ID") == key.session,
+                    **_entry_of(entries.get(candidacy.value), session.get("ID")),
                 }
             )
     report["candidates"] = candidates
@@ -184,7 +193,10 @@ def render_text(report: dict[str, Any]) -> str:
         lines.append(
             "candidates    "
             + "; ".join(
-                f"{c['node']} value {c['value']!r}{' (leader)' if c['leader'] else ''}"
+                f"{c['node']} value {c['value']!r}"
+                + (f" priority {c['priority']}" if c.get("priority") is not None else "")
+                + (f" NOT ELIGIBLE ({c['why_not']})" if c.get("eligible") is False else "")
+                + (" (leader)" if c["leader"] else "")
                 for c in report["candidates"]
             )
         )

@@ -16,8 +16,12 @@ just above the Consul adapter and below the threads.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import re
+import socket
+import time
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -107,6 +111,104 @@ def rival_message(key: str, value: str, found: list[Rival]) -> str:
     )
 
 
+# -- candidates and switchover requests, under the key's own prefix ------------------
+#
+# <trigger-key>/candidates/<value>  one per candidate: locked by its session (so it
+#                                   goes with the session), JSON {priority, eligible,
+#                                   why, node, host}
+# <trigger-key>/switchover          a request to move the VIP: JSON {to, by, at}
+
+
+SWITCHOVER_FRESH = 10.0  # seconds a switchover request is good for
+
+
+def candidates_prefix(key: str) -> str:
+    return f"{key}/candidates/"
+
+
+def candidate_key(key: str, value: str) -> str:
+    return candidates_prefix(key) + urllib.parse.quote(value, safe="")
+
+
+def switchover_key(key: str) -> str:
+    return f"{key}/switchover"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A candidate as its entry says (only entries whose session still lives)."""
+
+    value: str
+    session: str
+    priority: int
+    eligible: bool
+    why: str = ""
+    node: str = ""
+
+
+@dataclass(frozen=True)
+class SwitchoverRequest:
+    to: str  # a lock value, or "any"
+    by: str
+    at: float  # wall clock of the request
+    modify_index: int
+
+    def fresh(self, now: float | None = None) -> bool:
+        return abs((now or time.time()) - self.at) <= SWITCHOVER_FRESH
+
+
+def parse_candidates(key: str, entries: dict[str, KeyState]) -> dict[str, Candidate]:
+    """The live candidates in ``entries`` (a prefix read), by lock value."""
+    prefix = candidates_prefix(key)
+    found = {}
+    for name, entry in entries.items():
+        if not name.startswith(prefix) or not entry.session:
+            continue
+        try:
+            data = json.loads(entry.value or b"{}")
+            value = urllib.parse.unquote(name[len(prefix) :])
+            found[value] = Candidate(
+                value=value,
+                session=entry.session,
+                priority=int(data.get("priority", DEFAULT_PRIORITY)),
+                eligible=bool(data.get("eligible", True)),
+                why=str(data.get("why", ""))[:200],
+                node=str(data.get("node", ""))[:200],
+            )
+        except (ValueError, TypeError, AttributeError):
+            continue  # not one of ours: ignore
+    return found
+
+
+def parse_request(key: str, entries: dict[str, KeyState]) -> SwitchoverRequest | None:
+    entry = entries.get(switchover_key(key))
+    if entry is None:
+        return None
+    try:
+        data = json.loads(entry.value or b"{}")
+        return SwitchoverRequest(
+            str(data["to"]), str(data.get("by", "?")), float(data["at"]), entry.modify_index
+        )
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return SwitchoverRequest("", "?", 0.0, entry.modify_index)  # garbage: drop it
+
+
+def best_other(
+    candidates: dict[str, Candidate], value: str, than: int | None = None
+) -> Candidate | None:
+    """The eligible candidate other than ``value`` with the highest priority (above
+    ``than`` if given); ties by value, so every node picks the same one."""
+    others = [
+        c
+        for c in candidates.values()
+        if c.value != value and c.eligible and (than is None or c.priority > than)
+    ]
+    return min(others, key=lambda c: (-c.priority, c.value), default=None)
+
+
+DEFAULT_PRIORITY = 100
+
+
 # -- rules ----------------------------------------------------------------------
 
 
@@ -162,6 +264,7 @@ class TriggerKey:
         self.name = name
         self.value = value
         self.value_bytes = value.encode()
+        self.release_failed = False  # release() could not reach Consul
 
     def read(self, index: int = 0, wait: float | None = None, consistent: bool = False) -> KeyState:
         """The key now, or (``index`` >= 1) once it changed or ``wait`` ran out."""
@@ -239,6 +342,92 @@ class TriggerKey:
         }
         return self.adapter.txn([{"KV": unlock}, {"KV": lock}]).ok
 
+    # -- candidates and switchover ------------------------------------------
+    def read_all(
+        self, index: int = 0, wait: float | None = None, consistent: bool = False
+    ) -> tuple[KeyState, dict[str, Candidate], SwitchoverRequest | None]:
+        """The key, the candidates and a switchover request, in one (blocking) read."""
+        answered, entries = self.adapter.get_prefix(
+            self.name, index=index or None, wait=wait, consistent=consistent
+        )
+        key = entries.get(self.name) or KeyState(index=answered, exists=False)
+        key = KeyState(
+            index=answered,
+            exists=key.exists,
+            value=key.value,
+            flags=key.flags,
+            session=key.session,
+            modify_index=key.modify_index,
+            lock_index=key.lock_index,
+        )
+        return key, parse_candidates(self.name, entries), parse_request(self.name, entries)
+
+    def candidates(self) -> dict[str, Candidate]:
+        _, entries = self.adapter.get_prefix(candidates_prefix(self.name))
+        return parse_candidates(self.name, entries)
+
+    def publish(self, session_id: str, priority: int, eligible: bool, why: str, node: str) -> bool:
+        """This node's candidate entry, locked by its session (it goes with it)."""
+        body = {
+            "priority": priority,
+            "eligible": eligible,
+            "why": why,
+            "node": node,
+            "host": socket.gethostname(),
+        }
+        return self.adapter.put_key(
+            candidate_key(self.name, self.value), json.dumps(body).encode(), acquire=session_id
+        )
+
+    def drop_entry(self, session_id: str) -> None:
+        """Delete our candidate entry if ``session_id`` holds it, before that session
+        is destroyed: destroying it would put the entry under lock-delay, and the
+        next session could not publish for that long."""
+        entry = self.adapter.get_key(candidate_key(self.name, self.value))
+        if entry.session == session_id:
+            self.adapter.delete_key(candidate_key(self.name, self.value), cas=entry.modify_index)
+
+    def candidate_entry_holder(self) -> str | None:
+        """The session holding this node's candidate entry, if any."""
+        return self.adapter.get_key(candidate_key(self.name, self.value)).session
+
+    def request_switchover(self, to: str, by: str) -> None:
+        body = {"to": to, "by": by, "at": time.time()}
+        self.adapter.put_key(switchover_key(self.name), json.dumps(body).encode())
+
+    def drop_request(self, request: SwitchoverRequest) -> None:
+        self.adapter.delete_key(switchover_key(self.name), cas=request.modify_index)
+
+    def blank(self, session_id: str) -> bool:
+        """Empty the value while keeping the lock: vip-manager drops the VIP here
+        (no node's trigger-value matches), nobody can take the key meanwhile."""
+        lock = {
+            "Verb": "lock",
+            "Key": self.name,
+            "Value": "",
+            "Flags": LOCK_FLAG,
+            "Session": session_id,
+        }
+        return self.adapter.txn([{"KV": lock}]).ok
+
+    def hand_to(self, session_id: str, target: Candidate) -> bool:
+        """Move the lock from our session straight to ``target``'s session and value
+        (one transaction: never free, no lock-delay); the request goes with it."""
+        operations: list[dict[str, Any]] = [
+            {"KV": {"Verb": "unlock", "Key": self.name, "Session": session_id}},
+            {
+                "KV": {
+                    "Verb": "lock",
+                    "Key": self.name,
+                    "Value": base64.b64encode(target.value.encode()).decode(),
+                    "Flags": LOCK_FLAG,
+                    "Session": target.session,
+                }
+            },
+            {"KV": {"Verb": "delete", "Key": switchover_key(self.name)}},
+        ]
+        return self.adapter.txn(operations).ok
+
     def is_our_content(self, key: KeyState) -> bool:
         return key.value == self.value_bytes and key.flags == LOCK_FLAG
 
@@ -271,12 +460,14 @@ class TriggerKey:
             elif key.exists:
                 cas = None  # someone else's now: leave it alone
         except ConsulError as exc:
+            self.release_failed = True
             log.debug("reading the trigger-key while stopping failed: %s", exc)
         if not cas:
             return False
         try:
             deleted = self.delete_at(cas)
         except ConsulError as exc:
+            self.release_failed = True
             log.warning(
                 "could not delete the trigger-key (%s); destroying the session "
                 "releases it after lock-delay",

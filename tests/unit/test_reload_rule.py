@@ -30,14 +30,14 @@ def test_nothing_changed_nothing_to_do() -> None:
         ({"notify": ("/bin/true",)}, {Reload.RESTART: ["notify"]}),
         ({"vip_manager": {"trigger_key": "other"}}, {Reload.HANDOVER: ["trigger-key"]}),
         ({"lock_value": "node-b"}, {Reload.HANDOVER: ["hostname"]}),
-        ({"ttl": 20.0}, {Reload.HANDOVER: ["ttl"]}),
-        ({"lock_delay": 5.0}, {Reload.HANDOVER: ["lock-delay"]}),
-        ({"check_id": "other"}, {Reload.HANDOVER: ["check-id"]}),
-        ({"liveness_ttl": 3.0}, {Reload.HANDOVER: ["liveness-ttl"]}),
-        ({"consul": {"token": "t-2"}}, {Reload.HANDOVER: ["token"]}),
-        ({"consul": {"port": 8501}}, {Reload.HANDOVER: ["addr"]}),
-        ({"consul": {"ca_file": "/ca.pem"}}, {Reload.HANDOVER: ["ca-file"]}),
-        ({"consul": {"verify": False}}, {Reload.HANDOVER: ["ssl-verify"]}),
+        ({"ttl": 20.0}, {Reload.NEW_SESSION: ["ttl"]}),
+        ({"lock_delay": 5.0}, {Reload.NEW_SESSION: ["lock-delay"]}),
+        ({"check_id": "other"}, {Reload.NEW_SESSION: ["check-id"]}),
+        ({"liveness_ttl": 3.0}, {Reload.NEW_SESSION: ["liveness-ttl"]}),
+        ({"consul": {"token": "t-2"}}, {Reload.IN_PLACE: ["token"]}),
+        ({"consul": {"port": 8501}}, {Reload.IN_PLACE: ["addr"]}),
+        ({"consul": {"ca_file": "/ca.pem"}}, {Reload.IN_PLACE: ["ca-file"]}),
+        ({"consul": {"verify": False}}, {Reload.IN_PLACE: ["ssl-verify"]}),
     ],
 )
 def test_each_setting_is_handled_as_its_row_says(
@@ -47,8 +47,13 @@ def test_each_setting_is_handled_as_its_row_says(
 
 
 def test_several_changes_are_grouped_and_the_token_named_once() -> None:
-    result = plan(log_level="DEBUG", ttl=20.0, consul={"token": "t-2"})
-    assert result == {Reload.APPLY: ["log-level"], Reload.HANDOVER: ["ttl", "token"]}
+    result = plan(log_level="DEBUG", ttl=20.0, consul={"token": "t-2"}, lock_value="x")
+    assert result == {
+        Reload.APPLY: ["log-level"],
+        Reload.HANDOVER: ["hostname"],
+        Reload.NEW_SESSION: ["ttl"],
+        Reload.IN_PLACE: ["token"],
+    }
 
 
 def test_the_plan_never_carries_a_value() -> None:

@@ -57,7 +57,7 @@ def test_errors_that_need_a_person_back_off_to_thirty_seconds_and_log_errors(
     assert max(wake.waits) > 2.0
     assert max(wake.waits) <= NEEDS_A_PERSON_MAX_WAIT
     assert {r.levelno for r in caplog.records} == {logging.ERROR}
-    assert 'key "service/x/vip"' in caplog.records[0].getMessage()  # what right to grant
+    assert 'key_prefix "service/x/vip"' in caplog.records[0].getMessage()  # what to grant
 
 
 def test_the_first_quiet_retries_are_debug_only(caplog: pytest.LogCaptureFixture) -> None:

@@ -1,0 +1,271 @@
+"""Steering the VIP on purpose: switchover to a named node, priority and preemption,
+Consul's maintenance mode, the FAULT state."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import uuid
+from functools import partial
+from pathlib import Path
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import Candidate, Election
+from tests.testbed.agents import free_port
+from tests.testbed.elector import run_vip_elector
+from tests.testbed.key_watch import KeyEvent, KeyWatcher
+from tests.testbed.waiting import stays_true, wait_until
+
+
+def switchover(election: Election, *args: str) -> tuple[int, str]:
+    result = run_vip_elector(
+        "switchover", "--vip-manager-config", str(election.config), "--hostname", "cmd", *args
+    )
+    return result.returncode, result.stdout + result.stderr
+
+
+def leads(election: Election, value: str, timeout: float = 30) -> None:
+    wait_until(lambda: election.holder() == value, timeout, f"{value} leads")
+
+
+def entry(election: Election, value: str) -> dict[str, object] | None:
+    """A candidate's published entry (priority, eligible), as Consul holds it."""
+    found = election.api.kv_get(f"{election.key}/candidates/{value}")
+    if found is None or found.value is None or not found.session:
+        return None
+    return dict(json.loads(found.value))
+
+
+def published(election: Election, value: str, **expected: object) -> bool:
+    got = entry(election, value)
+    return got is not None and all(got.get(k) == v for k, v in expected.items())
+
+
+def new_holder(election: Election, old: str) -> str | None:
+    holder = election.holder()
+    return holder if holder and holder != old else None
+
+
+def never_free(events: list[KeyEvent]) -> bool:
+    return all(e.value is not None and e.session for e in events)
+
+
+def three(election: Election) -> tuple[Candidate, Candidate, Candidate]:
+    a = election.add("node-a")
+    leads(election, "node-a")
+    b = election.add("node-b")
+    c = election.add("node-c")
+    for node in (b, c):
+        wait_until(partial(published, election, node.value, eligible=True), 20, "entry")
+    return a, b, c
+
+
+# -- switchover ---------------------------------------------------------------------------------
+
+
+def test_switchover_to_a_named_node_moves_the_key_without_a_free_moment(
+    election: Election,
+) -> None:
+    _, b, _ = three(election)
+    watch = KeyWatcher([election.agent], election.key).start_watching()
+    try:
+        before = election.api.kv_get(election.key)
+        assert before is not None
+        started = time.monotonic()
+        code, out = switchover(election, "--to", "node-b")
+        assert code == 0, out
+        assert "moved the VIP from 'node-a' to 'node-b'" in out
+        after = election.api.kv_get(election.key)
+        assert after is not None
+        assert after.text == "node-b"
+        (b_session,) = election.sessions_of(b)
+        assert after.session == b_session["ID"]  # straight to the target's own session
+        events = watch.since(started)
+        assert never_free(events), events
+        assert {e.value for e in events} <= {"node-a", "", "node-b"}  # blanked, then node-b
+        b.elector.wait_log(r"\*\*\* LOCK ACQUIRED \*\*\*", 10)
+        election.candidates["node-a"].elector.wait_log(
+            r"\*\*\* STEPPED DOWN \*\*\* .*cause=switchover", 10
+        )
+    finally:
+        watch.stop()
+
+
+def test_a_switchover_to_an_absent_critical_or_maintenance_node_changes_nothing(
+    election: Election, tmp_path: Path
+) -> None:
+    flag = tmp_path / "maintenance"
+    a = election.add("node-a")
+    leads(election, "node-a")
+    b = election.add("node-b")
+    c = election.add("node-c", args=["--maintenance-file", str(flag)])
+    for node in (b, c):
+        wait_until(partial(published, election, node.value, eligible=True), 20, "entry")
+    before = election.api.kv_get(election.key)
+
+    code, out = switchover(election, "--to", "node-x")
+    assert (code, "no live candidate has the value 'node-x'" in out) == (1, True), out
+
+    flag.touch()
+    wait_until(lambda: published(election, "node-c", eligible=False), 10, "c ineligible")
+    code, out = switchover(election, "--to", "node-c")
+    assert code == 1, out
+    assert "'node-c' is not eligible: maintenance file" in out
+
+    assert b.check is not None
+    b.check.set("500")
+    wait_until(lambda: entry(election, "node-b") is None, 20, "b's session is invalidated")
+    code, out = switchover(election, "--to", "node-b")
+    assert code == 1, out
+    assert election.api.kv_get(election.key) == before  # nothing moved, not even the index
+    assert a.elector.count("STEPPED DOWN") == 0
+
+
+def test_switchover_to_any_picks_the_best_other_candidate_and_dry_run_changes_nothing(
+    election: Election,
+) -> None:
+    election.add("node-a", args=["--priority", "50"])
+    leads(election, "node-a")
+    election.add("node-b", args=["--priority", "10"])
+    election.add("node-c", args=["--priority", "90"])
+    for value in ("node-b", "node-c"):
+        wait_until(partial(published, election, value, eligible=True), 20, "entry")
+    before = election.api.kv_get(election.key)
+    code, out = switchover(election, "--to", "any", "--dry-run")
+    assert code == 0
+    assert "would move the VIP from 'node-a' to 'node-c' (priority 90" in out
+    assert election.api.kv_get(election.key) == before
+    code, out = switchover(election, "--to", "any")
+    assert code == 0, out
+    assert election.holder() == "node-c"
+
+
+# -- priority and preemption ----------------------------------------------------------------------
+
+
+def test_the_highest_priority_candidate_wins_a_free_key_every_time(election: Election) -> None:
+    hold = ["--step-down-hold", "2s"]
+    nodes = {
+        "p10": election.add("p10", args=["--priority", "10", *hold]),
+        "p20": election.add("p20", args=["--priority", "20", *hold]),
+        "p30": election.add("p30", args=["--priority", "30", *hold]),
+    }
+    wait_until(lambda: election.holder() in nodes, 30, "a leader")
+    for value in nodes:
+        wait_until(partial(entry, election, value), 20, "entries")
+    wins = []
+    for _ in range(10):
+        leader = str(election.holder())
+        # The leader steps down and is out for 2 s: the free key must go to the
+        # best of the two others, every time.
+        expected = max((v for v in nodes if v != leader), key=lambda v: int(v[1:]))
+        eligible = partial(published, election, expected, eligible=True)
+        wait_until(eligible, 15, f"{expected} eligible again")
+        nodes[leader].elector.process.send_signal(signal.SIGUSR1)
+        winner = wait_until(partial(new_holder, election, leader), 10, "the key moved")
+        wins.append((expected, winner))
+    assert all(won == expected for expected, won in wins), wins
+
+
+def test_a_healthy_leader_keeps_the_vip_when_a_better_node_comes_back(election: Election) -> None:
+    election.add("low", args=["--priority", "10"])
+    leads(election, "low")
+    election.add("high", args=["--priority", "200"])
+    wait_until(lambda: published(election, "high", eligible=True), 20, "high is a candidate")
+    assert stays_true(lambda: election.holder() == "low", 4.0)  # nopreempt by default
+
+
+def test_preemption_hands_the_vip_to_a_better_node_after_the_delay(election: Election) -> None:
+    low = election.add("low", args=["--priority", "10", "--preempt-delay", "2s"])
+    leads(election, "low")
+    watch = KeyWatcher([election.agent], election.key).start_watching()
+    try:
+        election.add("high", args=["--priority", "200"])
+        wait_until(lambda: published(election, "high", eligible=True), 20, "high is a candidate")
+        eligible_at = time.monotonic()
+        leads(election, "high", 15)
+        assert time.monotonic() - eligible_at >= 1.9
+        assert never_free(watch.since(eligible_at))
+        low.elector.wait_log(r"\*\*\* STEPPED DOWN \*\*\* .*cause=preempted", 5)
+    finally:
+        watch.stop()
+
+
+# -- Consul maintenance ------------------------------------------------------------
+
+
+def test_consul_node_maintenance_makes_the_leader_step_down_at_once(election: Election) -> None:
+    a = election.add("node-a", lock_delay="15s")
+    leads(election, "node-a")
+    try:
+        started = time.monotonic()
+        election.api.ok("PUT", "/v1/agent/maintenance", params={"enable": "true", "reason": "t"})
+        wait_until(lambda: election.holder() is None, 5, "the key is deleted")
+        assert time.monotonic() - started < 3.0  # no 15 s lock-delay: deleted, not invalidated
+        line = a.elector.wait_log(r"\*\*\* STEPPED DOWN \*\*\*", 5)
+        assert "Consul maintenance mode" in line
+        assert stays_true(lambda: election.holder() is None, 2.0)  # stays out
+    finally:
+        election.api.ok("PUT", "/v1/agent/maintenance", params={"enable": "false"})
+    leads(election, "node-a", 15)
+
+
+def test_consul_maintenance_of_the_checks_service_makes_the_leader_step_down(
+    election: Election,
+) -> None:
+    service = f"svc-{uuid.uuid4().hex[:6]}"
+    check = election.health(election.agent, "svc", service=service)
+    check.wait_status("passing")
+    a = election.add("node-a", check=False, check_id=check.check_id, lock_delay="15s")
+    leads(election, "node-a")
+    other = election.add("node-b")
+    wait_until(lambda: published(election, "node-b", eligible=True), 20, "node-b is a candidate")
+    path = f"/v1/agent/service/maintenance/{service}"
+    election.api.ok("PUT", path, params={"enable": "true"})
+    try:
+        leads(election, "node-b", 5)
+        assert "maintenance mode" in a.elector.wait_log(r"\*\*\* STEPPED DOWN \*\*\*", 5)
+        assert other.elector.running()
+    finally:
+        election.api.ok("PUT", path, params={"enable": "false"})
+    wait_until(lambda: published(election, "node-a", eligible=True), 15, "node-a is back")
+
+
+# -- FAULT -------------------------------------------------------------------------
+
+
+def test_a_critical_check_is_fault_in_status_metrics_and_hooks(
+    election: Election, tmp_path: Path
+) -> None:
+    calls = tmp_path / "calls"
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f'#!/bin/sh\necho "$1" >> {calls}\n')
+    hook.chmod(0o755)
+    port = free_port()
+    node = election.add("node-a", args=["--status-addr", f":{port}", "--notify", str(hook)])
+    leads(election, "node-a")
+    assert node.check is not None
+    node.check.set("500")
+
+    def status() -> dict[str, object]:
+        return dict(requests.get(f"http://127.0.0.1:{port}/status", timeout=2).json())
+
+    wait_until(lambda: status()["state"] == "fault", 20, "FAULT")
+    assert status()["eligible"] is False
+    metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(metrics)
+        for s in family.samples
+    }
+    assert samples[("vip_elector_state", (("state", "fault"),))] == 1
+    assert samples[("vip_elector_candidate", ())] == 0
+    assert samples[("vip_elector_eligible", ())] == 0
+    wait_until(lambda: "FAULT" in calls.read_text().split(), 10, "the FAULT hook ran")
+    assert "-> fault (check" in node.elector.log()
+
+    node.check.set("200")
+    wait_until(lambda: status()["state"] in ("follower", "leader"), 20, "back")

@@ -1,0 +1,109 @@
+"""The node watcher: Consul's maintenance mode for this node, as it happens.
+
+`consul maint -enable` (the node) or `consul maint -enable -service <id>` (the
+service the --check-id check belongs to) registers a critical check that no
+session names, so Consul itself would not move the lock. This thread follows
+the node's checks with a blocking query on /v1/health/node/<node> (one
+request per change, or per 5 minutes) and tells ``Standby``: a leader then
+steps down at once (no lock-delay, as with the maintenance file) and the node
+stays out until maintenance is disabled.
+
+The node is the one our sessions live on (known once the first session
+exists).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from vip_elector.consul_adapter import ConsulAdapter
+from vip_elector.durations import format_duration
+from vip_elector.retrying import Retrier
+from vip_elector.settings import Settings
+from vip_elector.standby import Standby
+from vip_elector.state import DaemonState
+from vip_elector.trigger_key import next_index
+from vip_elector.worker import Worker
+
+log = logging.getLogger("vip_elector")
+
+WATCH_WAIT = 300.0  # blocking-query wait: a change returns at once anyway
+NODE_MAINTENANCE = "_node_maintenance"
+SERVICE_MAINTENANCE = "_service_maintenance:"
+
+
+def maintenance_reason(checks: list[dict[str, Any]], check_id: str | None) -> str | None:
+    """Consul maintenance that concerns this node's election, from a node's checks."""
+    services = {str(c.get("ServiceID") or "") for c in checks if c.get("CheckID") == check_id}
+    for check in checks:
+        check_id_ = str(check.get("CheckID", ""))
+        notes = str(check.get("Notes") or "").strip()
+        why = f" ({notes[:120]})" if notes else ""
+        if check_id_ == NODE_MAINTENANCE:
+            return f"the node is in Consul maintenance mode{why}"
+        if check_id_.startswith(SERVICE_MAINTENANCE):
+            service = check_id_[len(SERVICE_MAINTENANCE) :]
+            if service and service in services:
+                return f"service {service} is in Consul maintenance mode{why}"
+    return None
+
+
+class NodeWatch(Worker):
+    """Thread contract: runs on its own; writes only ``Standby``'s Consul maintenance."""
+
+    critical = False  # without it only Consul maintenance goes unnoticed: logged
+
+    def __init__(
+        self,
+        settings: Settings,
+        adapter: ConsulAdapter,
+        state: DaemonState,
+        stop: threading.Event,
+        standby: Standby,
+        on_change: Callable[[], None],
+    ) -> None:
+        super().__init__("node-watch", state, stop)
+        self.settings = settings
+        self.adapter = adapter
+        self.standby = standby
+        self.on_change = on_change
+        self._retrier = Retrier(stop, settings.consul.address, settings.trigger_key)
+
+    def work(self) -> None:
+        while self.state.node is None:
+            if self.stop.wait(0.5):
+                return
+        node = self.state.node
+        index = 0
+        current: str | None = None
+        while not self.stop.is_set():
+            answered, checks = self._retrier.call(
+                "Watching this node's checks for Consul maintenance failed",
+                functools.partial(self.adapter.node_health, node, index or None, WATCH_WAIT),
+                self.stop.is_set,
+                initial=1.0,
+                maximum=30.0,
+                quiet_first=2,
+            )
+            index = next_index(index, answered)
+            reason = maintenance_reason(checks, self.settings.check_id)
+            if reason != current:
+                current = reason
+                self.standby.set_consul_maintenance(reason)
+                if reason is not None:
+                    log.info(
+                        "%s: not competing until it is disabled",
+                        reason,
+                        extra={"event": "consul_maintenance"},
+                    )
+                else:
+                    log.info(
+                        "Consul maintenance mode ended (checked again within %s)",
+                        format_duration(WATCH_WAIT),
+                        extra={"event": "consul_maintenance"},
+                    )
+                self.on_change()

@@ -1,0 +1,106 @@
+"""`vip-elector switchover --to VALUE`: move the VIP to a named candidate, on purpose.
+
+Run on any node with the daemon's options and environment. It checks that the
+target is a live, eligible candidate whose node's checks pass, then asks the
+leader (a request key under the trigger-key's prefix; the command needs no
+leader's token) and waits for the move. The leader blanks the key (its
+vip-manager drops the VIP), waits vip-manager's interval + 200 ms, then
+hands the lock straight to the target's session and value in one
+transaction: never two holders, the key never free. A request not applied
+within --timeout is withdrawn. `--to any` picks the best other candidate (by
+priority, then value). Exit 0 moved (or nothing to do), 1 refused or not
+applied, 2 on errors.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from vip_elector.consul_adapter import ConsulAdapter, ConsulError
+from vip_elector.settings import Settings
+from vip_elector.trigger_key import Candidate, TriggerKey, best_other
+
+EXIT_OK, EXIT_REFUSED, EXIT_ERROR = 0, 1, 2
+
+
+def choose(to: str, holder: str, candidates: dict[str, Candidate]) -> tuple[Candidate | None, str]:
+    """The target for ``to`` (a value or "any"), or None and why not."""
+    live = ", ".join(sorted(candidates)) or "none"
+    if to == "any":
+        target = best_other(candidates, holder)
+        return (target, "") if target else (None, f"no other eligible candidate (live: {live})")
+    target = candidates.get(to)
+    if target is None:
+        return None, f"no live candidate has the value {to!r} (live: {live})"
+    if not target.eligible:
+        return None, f"{to!r} is not eligible: {target.why or 'unknown reason'}"
+    return target, ""
+
+
+def unhealthy_checks(adapter: ConsulAdapter, node: str) -> list[str]:
+    if not node:
+        return []
+    return [c.check_id for c in adapter.node_checks(node).values() if c.status == "critical"]
+
+
+def run(settings: Settings, to: str, dry_run: bool, timeout: float) -> int:
+    try:
+        with ConsulAdapter(settings.consul) as adapter:
+            return _run(adapter, settings, to, dry_run, timeout)
+    except ConsulError as exc:
+        print(f"vip-elector switchover: {exc}")
+        return EXIT_ERROR
+
+
+def _run(adapter: ConsulAdapter, settings: Settings, to: str, dry_run: bool, timeout: float) -> int:
+    key = TriggerKey(adapter, settings.trigger_key, settings.lock_value)
+    state = key.read(consistent=True)
+    if not state.held:
+        print(
+            f"nobody holds {key.name}: nothing to switch over (a free key goes to the best "
+            "candidate by itself)"
+        )
+        return EXIT_REFUSED
+    holder = (state.value or b"").decode(errors="replace")
+    candidates = key.candidates()
+    if to == holder:
+        print(f"{holder!r} holds the VIP already: nothing to do")
+        return EXIT_OK
+    target, why = choose(to, holder, candidates)
+    if target is None:
+        print(f"switchover refused, nothing moved: {why}")
+        return EXIT_REFUSED
+    critical = unhealthy_checks(adapter, target.node)
+    if critical:
+        print(
+            f"switchover refused, nothing moved: {target.value!r}'s node {target.node} has "
+            f"critical checks: {', '.join(critical)}"
+        )
+        return EXIT_REFUSED
+    plan = (
+        f"the VIP from {holder!r} to {target.value!r} (priority {target.priority}, node "
+        f"{target.node or '?'})"
+    )
+    if dry_run:
+        print(f"would move {plan}")
+        return EXIT_OK
+    started = time.monotonic()
+    key.request_switchover(target.value, socket.gethostname())
+    deadline = started + timeout
+    index = state.index
+    while (left := deadline - time.monotonic()) > 0:
+        # A blocking read: back the moment the key changes.
+        now = key.read(index, wait=left, consistent=True)
+        index = now.index
+        if now.held and now.value == target.value.encode():
+            print(f"moved {plan} in {(time.monotonic() - started) * 1000:.0f} ms")
+            return EXIT_OK
+    _, _, request = key.read_all()
+    if request is not None:
+        key.drop_request(request)
+    print(
+        f"not moved: the leader did not apply the request within {timeout:g}s and it was "
+        "withdrawn (is the leader's vip-elector 0.2.0 or newer, and running?)"
+    )
+    return EXIT_REFUSED
