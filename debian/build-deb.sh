@@ -67,6 +67,21 @@ else
 		-cf - . | tar -xf - -C "$src"
 fi
 
+# DEB_BUILD_VERSION=V builds the same code as version V (the upgrade test of
+# `make deb-test` installs such a package over the real one): a changelog
+# entry and __version__ in the copy, never in the checkout.
+if [ -n "${DEB_BUILD_VERSION:-}" ]; then
+	{
+		printf 'vip-elector (%s) bookworm; urgency=medium\n\n  * Test build.\n\n' "$DEB_BUILD_VERSION"
+		printf ' -- %s  %s\n\n' "$(dpkg-parsechangelog -l "$src/debian/changelog" -S Maintainer)" \
+			"$(date -R)"
+		cat "$src/debian/changelog"
+	} >"$src/debian/changelog.new"
+	mv "$src/debian/changelog.new" "$src/debian/changelog"
+	sed -i "s/^__version__ = .*/__version__ = \"$DEB_BUILD_VERSION\"/" "$src/vip_elector/__init__.py"
+	version=$DEB_BUILD_VERSION
+fi
+
 started=$(date +%s)
 (cd "$src" && dpkg-buildpackage -us -uc -b)
 echo "build-deb: dpkg-buildpackage took $(( $(date +%s) - started )) s"

@@ -22,6 +22,8 @@
 #                of both units and of README.Debian's LoadCredential= drop-in
 #                (no output allowed), the exposure score of
 #                systemd-analyze security --offline=yes
+#   upgrade-deb  the same code built again as version <version>+upgrade1, for
+#                the upgrade on a leader in phase boot
 #   boot         the chroot booted with systemd-nspawn, a Consul dev agent in
 #                it: the units for real, sandbox included (see boot_test);
 #                needs a consul binary (`make testbed` builds one, or
@@ -98,6 +100,8 @@ cleanup() {
 		if [ "$rc" != 0 ] && [ -n "${container:-}" ]; then
 			echo "deb-test: the journal of vip-elector*.service in the container:" >&2
 			nsenter -t "$container" -a journalctl -b --no-pager -u 'vip-elector*' | tail -30 >&2
+			echo "deb-test: the journal of consul.service in the container:" >&2
+			nsenter -t "$container" -a journalctl -b --no-pager -u consul.service | tail -15 >&2
 		fi
 		kill -TERM "$nspawn_pid"
 		for p in $(seq 50); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.2; done
@@ -121,6 +125,7 @@ cleanup() {
 	else
 		rm -rf --one-file-system "$root"
 	fi
+	[ -z "${upgrade_dir:-}" ] || rm -rf "$upgrade_dir" "$upgrade_dir.log"
 	exit $rc
 }
 trap cleanup EXIT
@@ -342,6 +347,19 @@ score=$(grep -o 'Overall exposure level for .*' "$root/tmp/security.txt" || true
 [ -n "$score" ] || { cat "$root/tmp/security.txt" >&2; fail "no exposure score"; }
 note "systemd-analyze security --offline=yes: $score"
 
+phase upgrade-deb
+# The same code as a newer version, for the upgrade on a leader (phase boot).
+upgrade_version="${version}+upgrade1"
+upgrade_deb=""
+if [ "${DEB_TEST_BOOT:-1}" != 0 ]; then
+	upgrade_dir=$(mktemp -d "${TMPDIR:-/tmp}/vip-elector-upgrade.XXXXXX")
+	DEB_BUILD_VERSION=$upgrade_version bash "$repo/debian/build-deb.sh" "$upgrade_dir" \
+		>"$upgrade_dir.log" 2>&1 || { cat "$upgrade_dir.log" >&2; fail "building $upgrade_version"; }
+	upgrade_deb=$upgrade_dir/vip-elector_${upgrade_version}_all.deb
+	[ -f "$upgrade_deb" ] || fail "no $upgrade_deb"
+	note "built $upgrade_deb"
+fi
+
 phase boot
 # The units for real: boot the chroot with systemd-nspawn, run a Consul dev
 # agent in it (the binary the test bed builds, `make testbed`) and a health
@@ -368,6 +386,12 @@ wait_for() {  # wait_for SECONDS WHAT COMMAND...: until COMMAND succeeds
 is_prop() { [ "$(prop "$1" "$2")" = "$3" ]; }
 is_leader() { case "$(prop "$1" StatusText)" in "leader of $2 "*) ;; *) return 1 ;; esac; }
 kv() { X /usr/local/bin/consul kv get "$1" 2>/dev/null; }
+kv_detail() {  # the key's session and ModifyIndex, e.g. "session=… index=42"
+	X /usr/local/bin/consul kv get -detailed "$1" 2>/dev/null |
+		awk '$1 == "Session" { s = $2 } $1 == "ModifyIndex" { m = $2 } END { print "session=" s " index=" m }'
+}
+journal_count() { X journalctl -b --no-pager -u vip-elector.service | grep -cF -- "$1" || true; }
+journal_more() { [ "$(journal_count "$1")" -gt "$2" ]; }  # journal_more TEXT COUNT_BEFORE
 boot_test() {
 	local pid restarts
 	umount "$root/proc"
@@ -406,7 +430,9 @@ EOF
 	echo 'VIP_ELECTOR_CHECK_ID=vip-http' >>"$root/etc/default/vip-elector"
 	in_root systemctl enable --quiet consul.service vip-elector.service
 
-	setsid systemd-nspawn --quiet --directory="$root" --boot --register=no --keep-unit \
+	# --private-network: the container has its own loopback, so its Consul (on
+	# the default ports) meets nothing that listens on the host.
+	setsid systemd-nspawn --quiet --directory="$root" --boot --register=no --keep-unit --private-network \
 		--machine=vip-elector-deb-test --resolv-conf=off --console=read-only \
 		>"$root.boot.log" 2>&1 </dev/null &
 	nspawn_pid=$!
@@ -462,14 +488,41 @@ EOF
 	[ -z "$(kv service/pgtest/vip)" ] || fail "the trigger-key is still there after the stop"
 	note "stopped: Result=success, the trigger-key is gone"
 
-	# 5. A crash: Restart=always brings it back after RestartSec=2.
+	# 5. A crash: Restart=always brings it back after RestartSec=2, and the
+	#    new process adopts the session: the key is untouched (same session,
+	#    same ModifyIndex), so the VIP never moves.
 	X systemctl start vip-elector.service
 	wait_for 30 "leadership after the start" is_leader vip-elector.service service/pgtest/vip
+	local before after kept
+	before=$(kv_detail service/pgtest/vip)
+	kept=$(journal_count 'LOCK KEPT')
 	restarts=$(prop vip-elector.service NRestarts)
 	X sh -c "kill -KILL $(prop vip-elector.service MainPID)"
 	wait_for 20 "the restart after SIGKILL" is_prop vip-elector.service NRestarts $((restarts + 1))
 	wait_for 20 "vip-elector.service active again" is_prop vip-elector.service ActiveState active
-	note "SIGKILL: restarted by systemd, active again"
+	wait_for 20 "the session adopted" journal_more 'LOCK KEPT' "$kept"
+	after=$(kv_detail service/pgtest/vip)
+	[ "$after" = "$before" ] || fail "the key changed across the crash: '$before' -> '$after'"
+	note "SIGKILL: restarted by systemd, session adopted, key untouched ($before)"
+
+	# 5b. An upgrade on the leader: the postinst restarts the daemon in place
+	#     (SIGUSR2, same pid), the new version runs and the key is untouched.
+	if [ -n "$upgrade_deb" ]; then
+		pid=$(prop vip-elector.service MainPID)
+		before=$(kv_detail service/pgtest/vip)
+		kept=$(journal_count 'LOCK KEPT')
+		cp "$upgrade_deb" "$root/srv/upgrade.deb"  # (the container mounts a tmpfs on /tmp)
+		X dpkg -i /srv/upgrade.deb | sed 's/^/    /'
+		wait_for 30 "the new version running" journal_more "starting: version=$upgrade_version " 0
+		wait_for 20 "the session adopted by the new version" journal_more 'LOCK KEPT' "$kept"
+		[ "$(prop vip-elector.service MainPID)" = "$pid" ] || fail "the upgrade restarted the unit"
+		is_prop vip-elector.service ActiveState active || fail "not active after the upgrade"
+		wait_for 20 "leader after the upgrade" is_leader vip-elector.service service/pgtest/vip
+		after=$(kv_detail service/pgtest/vip)
+		[ "$after" = "$before" ] || fail "the key changed across the upgrade: '$before' -> '$after'"
+		[ "$(X vip-elector --version)" = "vip-elector $upgrade_version" ] || fail "not upgraded"
+		note "upgrade to $upgrade_version on the leader: same pid, new version running, key untouched ($before)"
+	fi
 
 	# 6. The watchdog: a frozen daemon is killed and restarted. WatchdogSec
 	#    is cut to 5 s for this (a runtime drop-in) to keep the test short.
