@@ -17,6 +17,10 @@ Scenarios, each repeated:
      (the lock must NOT move)
   T  every daemon's token file gets a new token, then SIGHUP (the lock must
      NOT move)
+  S  `vip-elector switchover --to <the other node>`: times from the request
+
+A scale row: takeover time on SIGTERM and Consul writes for that failover
+with 2, 10 and 30 candidates of distinct priorities on one key.
 
 Per run: time from the fault to the new leader's key write and to the VIP on
 the new node; how long nobody / two nodes held the VIP; whether the lock moved
@@ -35,8 +39,10 @@ import contextlib
 import datetime as dt
 import os
 import platform
+import re
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -77,12 +83,13 @@ SCENARIOS = {
     "R": "leader's daemon SIGKILLed, restarted 2 s later (as systemd does)",
     "U": "leader's daemon restarts in place (SIGUSR2, the upgrade path)",
     "T": "token rotation by SIGHUP (new token file contents)",
+    "S": "switchover to the other node (vip-elector switchover --to)",
 }
 # Scenarios in which the lock must not move at all (and the VIP must stay put).
 STAY = ("L", "R", "U", "T")
 # Ours only: the Go original has no --liveness-ttl, no in-place restart and no
 # reload (SIGHUP's default action ends a Go program).
-OURS_ONLY = ("K3", "U", "T")
+OURS_ONLY = ("K3", "U", "T", "S")
 
 
 # -- the implementations under test -----------------------------------------------
@@ -276,6 +283,10 @@ class Bench:
         elif scenario in ("R", "U", "T"):
             self._continuity(scenario, leader)
             restore = lambda: None  # noqa: E731
+        elif scenario == "S":
+            # From the moment the request is written (the command's own clock).
+            t0 = self._switchover(leader, other)
+            restore = lambda: None  # noqa: E731
         else:
             raise ValueError(scenario)
 
@@ -315,6 +326,26 @@ class Bench:
             states = {(e.value, e.session, e.modify_index) for e in self.watcher.since(t0)}
             result.moved = len(states) > 1
         return result
+
+    def _switchover(self, leader: str, other: str) -> float:
+        """Run `vip-elector switchover --to other`; the monotonic time of its request."""
+        server = self.cluster.servers[0]
+        started = time.monotonic()
+        result = subprocess.run(
+            vip_elector_argv(
+                "switchover", "--vip-manager-config", str(self.lab.config_paths[leader]),
+                "--hostname", leader, "--to", other, "--addr", server.http_addr,
+            ),
+            capture_output=True, text=True, env=clean_environment(), cwd=REPO_ROOT,
+            timeout=30, check=False,
+        )  # fmt: skip
+        finished = time.monotonic()
+        match = re.search(r" in (\d+) ms", result.stdout)
+        if result.returncode != 0 or match is None:
+            raise RuntimeError(f"switchover failed: {result.stdout} {result.stderr}")
+        # The command reports request -> key; the key is seen before it exits.
+        seen = self._first(started, other) or finished
+        return seen - int(match.group(1)) / 1000
 
     def _continuity(self, scenario: str, leader: str) -> None:
         """R, U, T on the leader: each must keep the key exactly as it is."""
@@ -424,6 +455,73 @@ def proc_cpu_rss(pid: int) -> tuple[float, int]:
         if line.startswith("VmRSS:"):
             rss = int(line.split()[1])
     return cpu, rss
+
+
+def raft_index(api: ConsulHTTP) -> int:
+    """The agent's applied raft index: one per write to the cluster's state."""
+    return int(api.ok("GET", "/v1/agent/self")["Stats"]["raft"]["applied_index"])
+
+
+def measure_scale(workdir: Path, counts: list[int]) -> dict[int, tuple[float, int]]:
+    """Takeover time on SIGTERM of the leader, and writes to Consul for it, with N
+    candidates of distinct priorities on one key (no health check: the cost of the
+    election itself). Returns {N: (takeover ms, raft writes)}."""
+    out = {}
+    for count in counts:
+        out[count] = scale_run(workdir, count)
+        print(f"  scale {count}: takeover {out[count][0]:.0f} ms, {out[count][1]} writes")
+    return out
+
+
+def scale_run(workdir: Path, count: int) -> tuple[float, int]:
+    agent = dev_agent(workdir / f"scale-{count}", f"scale{count}").start().wait_ready(60)
+    key = f"bench/scale/{count}-{uuid.uuid4().hex[:6]}"
+    config = write_vip_manager_config(
+        workdir / f"scale-{count}.yml", trigger_key=key, endpoint=agent.http_url
+    )
+    api = agent.api()
+    procs: dict[str, ManagedProcess] = {}
+    watcher = KeyWatcher([agent], key)
+
+    def start(value: str) -> None:
+        argv = vip_elector_argv(
+            "--vip-manager-config", str(config), "--hostname", value,
+            "--priority", str(10 + int(value[1:])),
+        )  # fmt: skip
+        procs[value] = ManagedProcess(
+            f"scale-{value}", argv, workdir / f"scale-{count}-{value}.log",
+            env=clean_environment(), cwd=REPO_ROOT,
+        ).start()  # fmt: skip
+
+    def published() -> bool:
+        entries = api.ok("GET", f"/v1/kv/{key}/candidates/", params={"keys": ""}) or []
+        return len(entries) == count
+
+    try:
+        for i in range(count):
+            start(f"c{i:02d}")
+        top, second = f"c{count - 1:02d}", f"c{count - 2:02d}"
+        wait_until(lambda: api.kv_value(key) is not None, 60, "a leader")
+        # The first to start may lead (nopreempt): restart leaders until the top one does.
+        while (leader := str(api.kv_value(key))) != top:
+            procs[leader].stop(signal.SIGTERM, 10)
+            start(leader)
+            wait_until(lambda: api.kv_value(key) not in (None, leader), 60, "another leader")
+        wait_until(published, 120, "every candidate published")
+        watcher.start_watching()
+        _NEVER.wait(2.0)  # quiet
+        before = raft_index(api)
+        t0 = time.monotonic()
+        procs[top].send_signal(signal.SIGTERM)
+        wait_until(lambda: watcher.current()[0] == second, 30, "takeover", interval=0.005)
+        took = next(e.t for e in watcher.since(t0) if e.value == second) - t0
+        _NEVER.wait(3.0)  # everything the failover caused has been written
+        return took * 1000, raft_index(api) - before
+    finally:
+        watcher.stop()
+        for proc in procs.values():
+            proc.kill()
+        agent.kill()
 
 
 def measure_idle(
@@ -645,6 +743,14 @@ def bench_implementation(impl: Implementation, args: argparse.Namespace, workdir
         results.extra["shutdown as leader, ms"] = fmt_ms(timing["stop_leader"])
         results.extra["shutdown as follower, ms"] = fmt_ms(timing["stop_follower"])
         print(f"  start/stop: {timing}", flush=True)
+        if impl.binary is None and args.scale:
+            for count, (took, writes) in measure_scale(workdir, args.scale).items():
+                results.extra[f"scale: takeover on SIGTERM with {count} candidates, ms"] = (
+                    f"{took:.0f}"
+                )
+                results.extra[f"scale: Consul writes for that failover, {count} candidates"] = (
+                    f"{writes}"
+                )
         idle = measure_idle(impl, agent, workdir, args.idle_seconds)
         print(f"  idle: {idle}", flush=True)
         for role in ("leader", "follower"):
@@ -681,6 +787,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     parser.add_argument(
+        "--scale",
+        default="2,10,30",
+        help="candidate counts for the scale rows (empty: none; default: %(default)s)",
+    )
+    parser.add_argument(
         "--no-write", action="store_true", help="do not write bench/results/<date>.md"
     )
     args = parser.parse_args(argv)
@@ -689,6 +800,7 @@ def main(argv: list[str] | None = None) -> int:
         args.repeat, args.idle_seconds = 2, 20.0
     args.startup_repeat = min(args.repeat, 5)
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    args.scale = [int(n) for n in args.scale.split(",") if n.strip()]
 
     reason = netns_mod.unavailable_reason()
     if reason:
