@@ -14,6 +14,7 @@ import os
 import shlex
 import shutil
 import socket
+import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,13 @@ from vip_elector.consul_settings import parse_address, resolve_consul_settings
 from vip_elector.durations import format_duration, parse_duration
 from vip_elector.logs import untrusted
 from vip_elector.options import Option, option
-from vip_elector.settings import ConfigError, Settings, VipManagerConfig
+from vip_elector.settings import (
+    CLOCK_RATE_ERROR,
+    FENCE_MARGIN,
+    ConfigError,
+    Settings,
+    VipManagerConfig,
+)
 from vip_elector.vip_manager_config import read_vip_manager_config
 
 __all__ = [
@@ -61,6 +68,31 @@ def parse_listen_address(text: str) -> tuple[str, int]:
     except socket.gaierror as exc:
         raise ValueError(f"cannot resolve {host!r} ({exc.strerror})") from None
     return host, int(port_text)
+
+
+def fenced_mode_problems(
+    vip_manager: VipManagerConfig,
+    status_addr: tuple[str, int] | None,
+    lock_delay: float,
+    problems: list[str],
+) -> None:
+    """vip-manager follows /leader: it must be served where it polls, and fenced."""
+    url = vip_manager.leader_url or ""
+    port = urllib.parse.urlsplit(url).port if "://" in url else None
+    if status_addr is None or (port is not None and port != status_addr[1]):
+        problems.append(
+            f"{vip_manager.path} has `dcs-type: patroni`: vip-manager polls {url}; serve it "
+            "with --status-addr on that port (e.g. --status-addr 127.0.0.1:PORT)"
+        )
+    interval = vip_manager.interval_ms / 1000
+    needed = interval + FENCE_MARGIN
+    if lock_delay * (1 - CLOCK_RATE_ERROR) <= needed:
+        problems.append(
+            f"--lock-delay {format_duration(lock_delay)} leaves no fence with vip-manager's "
+            f"interval {vip_manager.interval_ms} ms: /leader would never answer 200. Raise "
+            f"--lock-delay above {format_duration(needed)} (5s rides through a Consul "
+            "leader election)"
+        )
 
 
 def _check_command(argv: tuple[str, ...], problems: list[str]) -> None:
@@ -241,6 +273,8 @@ def load_settings(
                     "break, a tab?): it must be one line of printable text"
                 )
 
+    if vip_manager is not None and vip_manager.fenced:
+        fenced_mode_problems(vip_manager, status_addr, lock_delay, problems)
     if problems or vip_manager is None:
         raise ConfigError(problems)
     return Settings(

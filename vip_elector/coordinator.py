@@ -30,6 +30,7 @@ from typing import Any
 from vip_elector import __version__
 from vip_elector.consul_adapter import ConsulAdapter, ConsulError
 from vip_elector.continuity import Inheritance
+from vip_elector.durations import format_duration
 from vip_elector.generation import THREADS, Generation
 from vip_elector.logs import apply_settings, setup_logging, stop_logging
 from vip_elector.metrics import Metrics
@@ -39,7 +40,7 @@ from vip_elector.runtime_dir import AlreadyRunning, InstanceLock
 from vip_elector.settings import ConfigError, Settings
 from vip_elector.standby import Standby
 from vip_elector.state import Cause, DaemonState, Role, Transition
-from vip_elector.status_server import StatusServer, format_address
+from vip_elector.status_server import StatusServer, format_address, inherited_socket
 from vip_elector.systemd import SystemdNotifier
 
 log = logging.getLogger("vip_elector")
@@ -47,6 +48,9 @@ log = logging.getLogger("vip_elector")
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
+# What a process restarting in place hands to its successor (not for hooks).
+INHERITED_STATUS_FD = "VIP_ELECTOR_INHERITED_STATUS_FD"
+INHERITED_FENCE = "VIP_ELECTOR_INHERITED_FENCE"
 SHUTDOWN_CALL_TIMEOUT = 0.3  # per Consul call while stopping
 TICK = 1.0
 
@@ -172,10 +176,30 @@ class Coordinator:
             self._restart_side_services()
 
     def _restart_side_services(self) -> None:
+        inherited_fd = os.environ.pop(INHERITED_STATUS_FD, None)
+        fence = os.environ.pop(INHERITED_FENCE, None)
         if self.settings.status_addr and self.metrics is not None:
+            inherited = inherited_socket(inherited_fd, self.settings.status_addr)
+            if inherited is not None and fence:
+                with contextlib.suppress(ValueError):
+                    self.state.carry_fence(float(fence))
             self.status_server = StatusServer(
-                self.settings.status_addr, self.status, self.metrics.render, self.healthy
+                self.settings.status_addr,
+                self.status,
+                self.metrics.render,
+                self.healthy,
+                self.state.fenced,
+                inherited=inherited,
             ).start()
+            if self.settings.fence_bound <= 0:
+                log.info(
+                    "/leader will not answer 200: with lock-delay %s and vip-manager's "
+                    "interval %d ms there is no room for a fence; for vip-manager's "
+                    "patroni mode raise --lock-delay (e.g. 5s)",
+                    format_duration(self.settings.lock_delay),
+                    self.settings.vip_manager.interval_ms,
+                    extra={"event": "no_fence"},
+                )
 
     def _start_workers(
         self,
@@ -449,11 +473,15 @@ class Coordinator:
         self.notifier.status("restarting in place (SIGUSR2)")
         leftovers = workers.retire()
         self._destroy(self.settings, leftovers)
+        environ = dict(os.environ)
         if self.status_server is not None:
-            self.status_server.close()
+            # The listening socket and the fence go with us: vip-manager polling
+            # /leader waits in the backlog for a moment instead of being refused.
+            environ[INHERITED_STATUS_FD] = str(self.status_server.hand_over())
+            environ[INHERITED_FENCE] = repr(self.state.fence_until)
         stop_logging()
         try:
-            os.execv(sys.executable, argv)  # noqa: S606 - ourselves, as we were started
+            os.execve(sys.executable, argv, environ)  # noqa: S606 - ourselves, as started
         except OSError as exc:
             setup_logging(self.settings.log_level, self.settings.log_format)
             log.error(
@@ -461,6 +489,8 @@ class Coordinator:
                 exc,
                 extra={"event": "restart_failed"},
             )
+            if self.status_server is not None:
+                self.status_server.close()
             self._restart_side_services()
             self.workers = self._start_workers(self.settings, inspect_previous=True)
 

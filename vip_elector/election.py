@@ -101,6 +101,7 @@ class Election(Worker):
         self._last_holder_value: bytes | None = None
         self._last_refusal: tuple[str, float] | None = None
         self._held_back_for: tuple[str, float] | None = None  # (better value, freed at)
+        self._read_started = 0.0  # when the last (successful) read was sent
 
     def work(self) -> None:
         self._preflight()
@@ -140,18 +141,36 @@ class Election(Worker):
     def _read_all(
         self, session: Session, index: int
     ) -> tuple[KeyState, dict[str, Candidate], SwitchoverRequest | None]:
-        """The leader's watch: the key, the candidates and switchover requests."""
-        return self._retried(
-            session, lambda i: self.key.read_all(i, POLL_WAIT, consistent=True), index
-        )
+        """The leader's watch: the key, the candidates and switchover requests.
 
-    def _retried(self, session: Session, read: Callable[[int], T], index: int) -> T:
+        Consistent, and with /leader served it returns at least every third of the
+        fencing bound, so each answer (counted from the start of its request)
+        keeps the fence up while the lock is ours.
+        """
+        wait = POLL_WAIT
+        if self.fencing:
+            wait = min(POLL_WAIT, self.settings.fence_bound / 3)
+        return self._retried(session, lambda i: self.key.read_all(i, wait, consistent=True), index)
+
+    @property
+    def fencing(self) -> bool:
+        """/leader is served (--status-addr) and lock-delay leaves room for a fence."""
+        return self.settings.status_addr is not None and self.settings.fence_bound > 0
+
+    def _retried(
+        self, session: Session, read: Callable[[int], T], index: int, urgent: bool = False
+    ) -> T:
+        """``read`` until it answers. ``urgent``: a leader keeping /leader fenced
+        tries again every few tenths of a second, so that one answer from a live
+        server (a Consul leader election, a dead server the agent still dials)
+        renews the fence before it runs out."""
         attempts = 0
 
         def attempt() -> T:
             nonlocal attempts
             attempts += 1
             self.beat(READ_BUDGET)
+            self._read_started = time.monotonic()
             # After a failure (a Consul leader election, a snapshot restore) the
             # index may have gone backwards: a blocking read with the old one
             # would wait its full 10 s. Read at once, then block again.
@@ -161,9 +180,9 @@ class Election(Worker):
             "Reading the trigger-key failed",
             attempt,
             lambda: self._done(session),
-            initial=0.25,
-            maximum=2.0,
-            quiet_first=1,
+            initial=0.1 if urgent else 0.25,
+            maximum=0.4 if urgent else 2.0,
+            quiet_first=3 if urgent else 1,
         )
 
     def _lock_delay_of(self, session_id: str) -> float:
@@ -462,6 +481,7 @@ class Election(Worker):
             format_duration(gap),
             extra={"event": "handing_over", "key": self.key.name},
         )
+        self.state.unfence()  # /leader says no before the key changes
         try:
             if not self.key.blank(session.id):
                 return False
@@ -559,11 +579,15 @@ class Election(Worker):
                 self._record_leadership(session)
             else:
                 self.state.set_held_index(key.modify_index)
+            if self.fencing and own_step is None:
+                self.state.confirm(self._read_started, self.settings.fence_bound)
             if own_step is None:
                 own_step = self._steer(session, key, candidates, request, better_since)
             if own_step is None and time.monotonic() - rivals_checked >= RIVAL_CHECK_EVERY:
                 rivals_checked = time.monotonic()
                 rival = self._rival_problem(session)
+                if rival is not None:
+                    self.state.unfence()
                 if rival is not None and self._give_up_key(key):
                     log.error("stepping down: %s", rival, extra={"event": "duplicate_value"})
                     own_step = StepDown(session.id, Cause.DUPLICATE_VALUE, rival)

@@ -151,6 +151,7 @@ class Generation:
         if held is None or self.stepping_down(held[0]):
             return
         self._step_down = StepDown(held[0], cause, detail, new)
+        self.state.unfence()  # /leader says no before the key is deleted
         log.info(
             "stepping down (%s): deleting %s at index %d",
             cause.value,

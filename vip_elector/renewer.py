@@ -303,11 +303,14 @@ class Renewer(Worker):
         if inherit is None and self._inspect_previous and self.record is not None:
             self.beat(MAX_WAIT + self._step_budget)
             inherit = try_inspect(self.adapter, self.settings, self.record)
+        if inherit is None or not inherit.holds_key:
+            self.state.unfence()  # a fence carried across exec is void without the lock
         if inherit is None:
             return False
         if inherit.holds_key and inherit.matches:
             if self._adopt(inherit):
                 return True
+            self.state.unfence()
         elif inherit.holds_key:
             # A new session first; then the key moves to it in one transaction.
             self._move_from = inherit

@@ -16,6 +16,11 @@ from vip_elector.durations import format_duration
 # its interval: measured at a few ms on the test bed; 200 ms leaves room for
 # a loaded machine.
 HANDOVER_MARGIN = 0.2
+# The fencing bound's safety margin: scheduling and GC pauses, vip-manager's own
+# request (0.2 s), and the rate error of the monotonic clock against the Consul
+# servers' (NTP slews at most 500 ppm; 0.1 % is counted).
+FENCE_MARGIN = 0.2
+CLOCK_RATE_ERROR = 0.001
 
 
 class ConfigError(Exception):
@@ -58,6 +63,13 @@ class VipManagerConfig:
     endpoints: tuple[str, ...]
     consul_token: str | None = field(default=None, repr=False)
     interval_ms: int = 1000  # vip-manager's `interval`: how often it reads the key
+    # `dcs-type: patroni`: the URL vip-manager polls (vip-elector's /leader), else None
+    leader_url: str | None = None
+
+    @property
+    def fenced(self) -> bool:
+        """vip-manager follows vip-elector's /leader, not the trigger-key."""
+        return self.leader_url is not None
 
 
 @dataclass(frozen=True)
@@ -95,6 +107,22 @@ class Settings:
         margin for its read and its `ip addr del`. A new leader takes the key
         no earlier, so two nodes never hold the VIP at once."""
         return self.vip_manager.interval_ms / 1000 + HANDOVER_MARGIN
+
+    @property
+    def fence_bound(self) -> float:
+        """How long after the *start* of a consistent read that proved our session
+        holds the key this node may go on saying "leader" on /leader.
+
+        Why it is safe: an invalidation we did not see (a partition, the agent
+        lost) happens at the earliest right after that read started; from then
+        on nobody can acquire the key for lock-delay. vip-manager (patroni mode)
+        notices our 503 within its interval. So the VIP leaves this node before
+        anybody else can have taken the lock, if we stop answering 200 at
+        lock-delay - interval - margin (the clock's rate error included).
+        <= 0: lock-delay is too short for fencing; /leader never answers 200.
+        """
+        interval = self.vip_manager.interval_ms / 1000
+        return self.lock_delay * (1 - CLOCK_RATE_ERROR) - interval - FENCE_MARGIN
 
     @property
     def session_checks(self) -> list[str]:

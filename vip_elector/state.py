@@ -121,6 +121,9 @@ class DaemonState:
         self.leader_since: float | None = None
         self.adopted = False  # the lock is held through a session of a previous run
         self.node: str | None = None  # the Consul node our sessions live on, once known
+        # /leader answers 200 until then (monotonic): the last consistent read that
+        # proved our lock, started at t, plus the fencing bound (Settings.fence_bound).
+        self.fence_until = 0.0
         self._adopted: tuple[str, float | None] | None = None  # (session, leader since)
         self.counters = _Counters()
         self._listeners: list[Listener] = []
@@ -151,6 +154,7 @@ class DaemonState:
                 self.held_index = None
                 self.leader_since = None
                 self.adopted = False
+                self.fence_until = 0.0  # before anybody is told, the key released
             self.role, self.cause, self.detail = new, cause, detail
             self.since, self._since_monotonic = time.time(), now
             self.counters.transitions[(old.value, new.value, cause.value)] += 1
@@ -252,6 +256,31 @@ class DaemonState:
             self.leader_since = since or self.since
             self.adopted = adopted
             return True
+
+    # -- fencing (/leader) ----------------------------------------------------
+    def confirm(self, read_started: float, bound: float) -> None:
+        """A consistent read started at ``read_started`` proved our lock."""
+        with self._lock:
+            if self.role == Role.LEADER and bound > 0:
+                self.fence_until = max(self.fence_until, read_started + bound)
+
+    def carry_fence(self, until: float) -> None:
+        """The fence of the process we re-executed from (SIGUSR2): the same clock,
+        the same proof; dropped if the session is not adopted as leader."""
+        with self._lock:
+            self.fence_until = until
+
+    def unfence(self) -> None:
+        """Stop answering 200 on /leader at once (a step-down or hand-over starts)."""
+        with self._lock:
+            self.fence_until = 0.0
+
+    def fenced(self) -> float:
+        """Seconds this node may still say "leader" on /leader (0: not the leader)."""
+        with self._lock:
+            if self.role == Role.STOPPING:
+                return 0.0
+            return max(0.0, self.fence_until - time.monotonic())
 
     def lock_moved(self, old_session: str, new_session: str, since: float | None) -> None:
         """The key went from ``old_session`` to ``new_session`` in one transaction."""
@@ -368,6 +397,7 @@ class DaemonState:
                 "last_renew": self.last_renew,
                 "leader_since": self.leader_since,
                 "adopted": self.adopted,
+                "fenced_for": round(max(0.0, self.fence_until - time.monotonic()), 3),
                 "counters": {
                     "transitions": [
                         {"from": a, "to": b, "cause": c, "count": n}

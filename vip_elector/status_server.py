@@ -1,4 +1,8 @@
-"""--status-addr: /status (JSON), /metrics (Prometheus text) and /healthz.
+"""--status-addr: /status (JSON), /metrics (Prometheus text), /healthz and /leader.
+
+/leader is the fenced leadership endpoint for vip-manager's `dcs-type:
+patroni` mode (and load balancers): 200 while this node is the leader and
+proved it recently enough (``DaemonState.fenced``), 503 otherwise.
 
 Read-only views of the daemon's state machine, served from their own
 threads. The server is bounded so that its clients can never starve the
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import threading
 from collections.abc import Callable
@@ -48,19 +53,37 @@ def is_loopback(host: str) -> bool:
 
 
 class BoundedServer(ThreadingHTTPServer):
-    """A threading HTTP server with a connection cap, for IPv4 and IPv6."""
+    """A threading HTTP server with a connection cap, for IPv4 and IPv6.
+
+    ``inherited`` is a listening socket handed over by the process we were
+    re-executed from (SIGUSR2): clients wait in its backlog meanwhile instead
+    of being refused, so vip-manager polling /leader sees no gap.
+    """
 
     daemon_threads = True
     request_queue_size = 16
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        inherited: socket.socket | None = None,
+    ) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        if inherited is not None:
+            self.address_family = inherited.family
+            super().__init__(inherited.getsockname()[:2], handler, bind_and_activate=False)
+            self.socket.close()
+            self.socket = inherited
+            self.server_address = inherited.getsockname()
+            self.server_name, self.server_port = str(address[0]), int(self.server_address[1])
+            return
         host = address[0]
         try:
             infos = socket.getaddrinfo(host, address[1], type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
             raise OSError(exc.errno, f"cannot resolve {host!r}: {exc.strerror}") from None
         self.address_family = infos[0][0]
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         resolved = infos[0][4]
         super().__init__((str(resolved[0]), int(resolved[1])), handler)
 
@@ -98,9 +121,11 @@ class StatusServer:
         status: Callable[[], dict[str, Any]],
         metrics: Callable[[], bytes],
         healthy: Callable[[], bool],
+        leader: Callable[[], float] = lambda: 0.0,
+        inherited: socket.socket | None = None,
     ) -> None:
-        handler = _make_handler(status, metrics, healthy)
-        self.server = BoundedServer(address, handler)
+        handler = _make_handler(status, metrics, healthy, leader)
+        self.server = BoundedServer(address, handler, inherited)
         self.thread = threading.Thread(target=self.server.serve_forever, name="status", daemon=True)
 
     @property
@@ -111,7 +136,7 @@ class StatusServer:
     def start(self) -> StatusServer:
         self.thread.start()
         log.info(
-            "status endpoint on http://%s/ (/status, /metrics, /healthz)",
+            "status endpoint on http://%s/ (/status, /metrics, /healthz, /leader)",
             format_address(self.address),
             extra={"event": "status_server"},
         )
@@ -128,9 +153,35 @@ class StatusServer:
         self.server.shutdown()
         self.server.server_close()
 
+    def hand_over(self) -> int:
+        """Stop serving but keep listening; the socket's fd, inheritable across exec."""
+        self.server.shutdown()
+        fd = self.server.socket.fileno()
+        os.set_inheritable(fd, True)
+        return fd
+
+
+def inherited_socket(fd_text: str | None, address: tuple[str, int]) -> socket.socket | None:
+    """The listening socket a re-executed predecessor left at fd ``fd_text``, if it
+    still listens on ``address``'s port (else it is closed: the address changed)."""
+    if not fd_text or not fd_text.isdigit():
+        return None
+    try:
+        sock = socket.socket(fileno=int(fd_text))
+    except OSError:
+        return None
+    if sock.type != socket.SOCK_STREAM or sock.getsockname()[1] != address[1]:
+        sock.close()
+        return None
+    sock.set_inheritable(False)
+    return sock
+
 
 def _make_handler(
-    status: Callable[[], dict[str, Any]], metrics: Callable[[], bytes], healthy: Callable[[], bool]
+    status: Callable[[], dict[str, Any]],
+    metrics: Callable[[], bytes],
+    healthy: Callable[[], bool],
+    leader: Callable[[], float],
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "vip-elector"
@@ -143,6 +194,12 @@ def _make_handler(
                 self._send(200, "application/json", json.dumps(status(), indent=2).encode() + b"\n")
             elif path == "/metrics":
                 self._send(200, CONTENT_TYPE_LATEST, metrics())
+            elif path == "/leader":
+                left = leader()
+                if left > 0:
+                    self._send(200, "text/plain", f"leader (fenced for {left:.1f}s)\n".encode())
+                else:
+                    self._send(503, "text/plain", b"not the leader\n")
             elif path == "/healthz":
                 ok = healthy()
                 self._send(
@@ -151,7 +208,7 @@ def _make_handler(
                     b"ok\n" if ok else b"threads are not making progress\n",
                 )
             else:
-                self._send(404, "text/plain", b"try /status, /metrics or /healthz\n")
+                self._send(404, "text/plain", b"try /status, /metrics, /healthz or /leader\n")
 
         def _send(self, code: int, content_type: str, body: bytes) -> None:
             self.send_response(code)

@@ -6,6 +6,14 @@ rules (a leading ``/`` of the trigger-key is stripped, dcs-endpoints is a
 list or a comma-separated string). Every problem is collected into one
 ConfigError.
 
+Two modes. ``dcs-type: consul``: vip-manager reads the trigger-key itself,
+and the file's trigger-key and trigger-value are the lock's. ``dcs-type:
+patroni``: vip-manager follows vip-elector's fenced /leader endpoint
+(dcs-endpoints is vip-elector's --status-addr, trigger-key `/leader`,
+trigger-value `200`), and the lock's key and value are vip-elector's own
+keys in the same file, which vip-manager ignores: ``vip-elector-trigger-key``
+and ``vip-elector-trigger-value``.
+
 Where PyYAML (YAML 1.1) and vip-manager's Go YAML would read a value
 differently, or where a value is not a string at all, vip-elector refuses it
 instead of guessing: `trigger-value: yes` is the string "yes" to vip-manager
@@ -121,40 +129,51 @@ def read_vip_manager_config(path: Path) -> VipManagerConfig:
 
     problems: list[str] = []
     dcs_type = _string(document, "dcs-type", where, problems)
+    fenced = dcs_type is not None and dcs_type.strip().lower() == "patroni"
     if dcs_type is None and "dcs-type" not in document:
         problems.append(
             f"{where}: `dcs-type` is not set; vip-manager then defaults to etcd, so "
-            "vip-manager and vip-elector would not use the same store: add `dcs-type: consul`"
+            "vip-manager and vip-elector would not use the same store: add `dcs-type: consul` "
+            "(or `dcs-type: patroni` to follow vip-elector's /leader)"
         )
-    elif dcs_type is not None and dcs_type.strip().lower() != "consul":
+    elif dcs_type is not None and not fenced and dcs_type.strip().lower() != "consul":
         problems.append(
             f"{where}: `dcs-type` is {dcs_type!r}; vip-elector elects through Consul: "
-            "set `dcs-type: consul` (and point vip-manager at Consul too)"
+            "set `dcs-type: consul` (vip-manager reads the trigger-key), or `dcs-type: "
+            "patroni` (vip-manager follows vip-elector's /leader)"
         )
 
+    endpoints = _endpoints(document, where, problems)
+    vip_manager_key = _string(document, "trigger-key", where, problems)
+    vip_manager_value = _string(document, "trigger-value", where, problems)
+    leader_url = None
+    key_name, value_name = "trigger-key", "trigger-value"
+    if fenced:
+        # vip-manager polls <dcs-endpoints[0]><trigger-key> and wants the status
+        # code <trigger-value>; the Consul key and lock value are vip-elector's own.
+        key_name, value_name = "vip-elector-trigger-key", "vip-elector-trigger-value"
+        leader_url = (endpoints[0].rstrip("/") if endpoints else "") + (vip_manager_key or "")
+        if (vip_manager_value or "200") != "200" or not leader_url.endswith("/leader"):
+            problems.append(
+                f"{where}: with `dcs-type: patroni` vip-manager must poll vip-elector's "
+                "/leader for 200: `dcs-endpoints: http://127.0.0.1:PORT` (PORT as in "
+                "--status-addr), `trigger-key: /leader`, `trigger-value: 200`"
+            )
+        endpoints = []  # not Consul's: the agent comes from --addr / CONSUL_HTTP_ADDR
+        raw_key = _string(document, key_name, where, problems)
+        trigger_value = _string(document, value_name, where, problems)
+    else:
+        raw_key, trigger_value = vip_manager_key, vip_manager_value
+
     known = len(problems)
-    raw_key = _string(document, "trigger-key", where, problems)
     trigger_key = (raw_key or "").strip().lstrip("/")  # vip-manager strips a leading '/'
     if not trigger_key and len(problems) == known:
         problems.append(
-            f"{where}: `trigger-key` is missing or empty; set the key vip-manager watches, "
-            'e.g. `trigger-key: "service/mycluster/vip"`'
+            f"{where}: `{key_name}` is missing or empty; set the Consul key to lock, "
+            f'e.g. `{key_name}: "service/mycluster/vip"`'
         )
-
-    trigger_value = _string(document, "trigger-value", where, problems)
     if trigger_value is not None and trigger_value == "":
         trigger_value = None
-
-    endpoints_raw = document.get("dcs-endpoints")
-    endpoints: list[str] = []
-    if isinstance(endpoints_raw, str):
-        endpoints = [part.strip() for part in endpoints_raw.split(",") if part.strip()]
-    elif isinstance(endpoints_raw, list) and all(isinstance(i, str) for i in endpoints_raw):
-        endpoints = [item.strip() for item in endpoints_raw if item.strip()]
-    elif endpoints_raw is not None:
-        problems.append(
-            f"{where}: `dcs-endpoints` must be a list of strings or a comma-separated string"
-        )
 
     token = _string(document, "consul-token", where, problems) or None
     interval_ms = _interval_ms(document.get("interval"), where, problems)
@@ -167,7 +186,21 @@ def read_vip_manager_config(path: Path) -> VipManagerConfig:
         endpoints=tuple(endpoints),
         consul_token=token,
         interval_ms=interval_ms,
+        leader_url=leader_url,
     )
+
+
+def _endpoints(document: dict[Any, Any], where: str, problems: list[str]) -> list[str]:
+    raw = document.get("dcs-endpoints")
+    if isinstance(raw, str):
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    if isinstance(raw, list) and all(isinstance(i, str) for i in raw):
+        return [item.strip() for item in raw if item.strip()]
+    if raw is not None:
+        problems.append(
+            f"{where}: `dcs-endpoints` must be a list of strings or a comma-separated string"
+        )
+    return []
 
 
 def _interval_ms(raw: Any, where: str, problems: list[str]) -> int:

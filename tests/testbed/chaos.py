@@ -22,7 +22,8 @@ VIP level (what users notice)
    drops the VIP, while the other side may already have taken over. In the
    trigger-key mode that window is unavoidable (the fenced mode closes it);
    it must end within PARTITION_VIP_BOUND of the partition, and its length
-   is reported.
+   is reported. In the fenced mode (vip-manager follows /leader) the bound
+   is 0 for every fault, the partition included.
 2. **VIP on a critical node**: no host keeps the VIP longer than check
    interval + lock-delay + vip-manager interval + margin after the servers
    see its check (or serfHealth) critical.
@@ -60,13 +61,14 @@ import requests
 from tests.testbed.agents import HTTP_PORT
 from tests.testbed.elector import Elector
 from tests.testbed.fault_proxy import FaultProxy
-from tests.testbed.netns import VipLab
+from tests.testbed.netns import STATUS_PORT, VipLab
 from tests.testbed.vip_watch import Interval, VipWatcher
 from tests.testbed.waiting import ConditionTimeout, wait_until
+from vip_elector.durations import format_duration
 
-STATUS_PORT = 9100
 TTL_SECONDS = 10.0
 LOCK_DELAY_SECONDS = 1.0
+FENCED_LOCK_DELAY = 5.0
 CHECK_INTERVAL_SECONDS = 1.0
 VIP_MANAGER_INTERVAL_SECONDS = 0.1  # VipLab's vip-manager.yml `interval`
 SAMPLE_EVERY = 0.1
@@ -81,9 +83,13 @@ VIP_MANAGER_WAIT = 1.0  # vip-manager v5's blocking-query wait on the trigger-ke
 PARTITION_VIP_BOUND = RPC_HOLD_TIMEOUT + VIP_MANAGER_WAIT + VIP_MANAGER_INTERVAL_SECONDS + 1.0
 # Faults that cut the VIP holder's vip-manager off from the Consul servers.
 VIP_CUT_OFF_FAULTS = frozenset({"partition"})
-CRITICAL_VIP_BOUND = (
-    CHECK_INTERVAL_SECONDS + LOCK_DELAY_SECONDS + VIP_MANAGER_INTERVAL_SECONDS + 0.5
-)
+
+
+def critical_vip_bound(lock_delay: float) -> float:
+    """Invariant 2's bound: check interval + lock-delay + vip-manager interval + 0.5 s."""
+    return CHECK_INTERVAL_SECONDS + lock_delay + VIP_MANAGER_INTERVAL_SECONDS + 0.5
+
+
 LEADER_OVERLAP_BOUND = TTL_SECONDS + 1.0
 # Faults that cut a daemon off from Consul: it cannot know that Consul gave
 # the lock away until its renewal rule fires.
@@ -122,11 +128,19 @@ class FaultRecord:
 
 
 class ChaosLab:
-    """VipLab(servers=3, hosts a b c) with vip-elector and vip-manager on every host."""
+    """VipLab(servers=3, hosts a b c) with vip-elector and vip-manager on every host.
 
-    def __init__(self, workdir: Path, names: tuple[str, ...] = ("a", "b", "c")) -> None:
+    ``fenced``: vip-manager follows vip-elector's /leader (patroni mode), with
+    lock-delay 5 s so that a Consul leader election costs no VIP outage.
+    """
+
+    def __init__(
+        self, workdir: Path, names: tuple[str, ...] = ("a", "b", "c"), fenced: bool = False
+    ) -> None:
         self.workdir = workdir
-        self.lab = VipLab(list(names), workdir, "service/chaos/vip", servers=3)
+        self.fenced = fenced
+        self.lock_delay = FENCED_LOCK_DELAY if fenced else LOCK_DELAY_SECONDS
+        self.lab = VipLab(list(names), workdir, "service/chaos/vip", servers=3, fenced=fenced)
         self.proxy: FaultProxy | None = None
         self.electors: dict[str, Elector] = {}
         self.names = names
@@ -149,7 +163,8 @@ class ChaosLab:
     def start_elector(self, name: str) -> Elector:
         node = self.lab.nodes[name]
         # On the observation link: a partition must not blind the monitor.
-        args = ["--status-addr", f"{node.host.mgmt_ip}:{STATUS_PORT}"]
+        args = ["--status-addr", self.lab.status_addr(node.host)]
+        args += ["--lock-delay", format_duration(self.lock_delay)]
         if name == self.names[0] and self.proxy is not None:
             args += ["--addr", self.proxy.address]
         elector = Elector(
@@ -326,7 +341,7 @@ class InvariantMonitor:
             self.holder = entry.text
         if entry is not None and entry.text in critical:
             critical_for = now - critical[entry.text]
-            if critical_for > LOCK_DELAY_SECONDS + 1.0:
+            if critical_for > self.chaos.lock_delay + 1.0:
                 self.violate(
                     "critical-holder",
                     f"the key names {entry.text}, whose check has "
@@ -341,12 +356,13 @@ class InvariantMonitor:
             since = self._critical_since.get(name)
             if since is None or (name, since) in self._reported_vip_critical:
                 continue
-            if now - since > CRITICAL_VIP_BOUND:
+            bound = critical_vip_bound(self.chaos.lock_delay)
+            if now - since > bound:
                 self._reported_vip_critical.add((name, since))
                 self.violate(
                     "vip-on-critical",
                     f"{name} has the VIP {now - since:.1f}s after its check went critical "
-                    f"(bound {CRITICAL_VIP_BOUND:.1f}s)",
+                    f"(bound {bound:.1f}s)",
                 )
 
     # -- faults ----------------------------------------------------------------
@@ -384,7 +400,8 @@ class InvariantMonitor:
             during = record if record is not None and window.end > record.started else None
             if window.seconds <= TWO_HOLDER_SLACK:
                 continue
-            if during is not None and during.kind in VIP_CUT_OFF_FAULTS:
+            # The fenced mode has no exemption: /leader is the fence.
+            if during is not None and during.kind in VIP_CUT_OFF_FAULTS and not self.chaos.fenced:
                 if window.end - during.started <= PARTITION_VIP_BOUND:
                     continue  # the partitioned side's vip-manager could not know
                 detail = (

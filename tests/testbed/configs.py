@@ -15,13 +15,35 @@ def write_vip_manager_config(
     endpoint: str = "http://127.0.0.1:8500",
     interval_ms: int = 100,
     extra: dict[str, object] | None = None,
+    leader_endpoint: str | None = None,
 ) -> Path:
-    """The vip-manager.yml both vip-manager and vip-elector read."""
-    lines = [
-        "dcs-type: consul",
-        "dcs-endpoints:",
-        f'  - "{endpoint}"',
-        f'trigger-key: "{trigger_key}"',
+    """The vip-manager.yml both vip-manager and vip-elector read.
+
+    With ``leader_endpoint`` (``http://HOST:PORT``, vip-elector's --status-addr)
+    vip-manager follows vip-elector's fenced /leader (`dcs-type: patroni`), and
+    the lock's key and value are vip-elector's own keys in the same file.
+    """
+    if leader_endpoint is None:
+        lines = [
+            "dcs-type: consul",
+            "dcs-endpoints:",
+            f'  - "{endpoint}"',
+            f'trigger-key: "{trigger_key}"',
+        ]
+        if trigger_value is not None:
+            lines.append(f'trigger-value: "{trigger_value}"')
+    else:
+        lines = [
+            "dcs-type: patroni",
+            "dcs-endpoints:",
+            f'  - "{leader_endpoint}"',
+            'trigger-key: "/leader"',
+            'trigger-value: "200"',
+            f'vip-elector-trigger-key: "{trigger_key}"',
+        ]
+        if trigger_value is not None:
+            lines.append(f'vip-elector-trigger-value: "{trigger_value}"')
+    lines += [
         f"ip: {vip}",
         "netmask: 24",
         f"interface: {interface}",
@@ -29,8 +51,6 @@ def write_vip_manager_config(
         "retry-num: 2",
         "retry-after: 250",
     ]
-    if trigger_value is not None:
-        lines.append(f'trigger-value: "{trigger_value}"')
     for key, value in (extra or {}).items():
         lines.append(f"{key}: {value}")
     path.write_text("\n".join(lines) + "\n")

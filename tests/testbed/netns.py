@@ -24,6 +24,8 @@ from tests.testbed.configs import write_vip_manager_config
 from tests.testbed.health import HealthCheck, HealthEndpoint
 from tests.testbed.processes import ManagedProcess, kill_all
 
+STATUS_PORT = 9100  # vip-elector's --status-addr port on every host (the mgmt0 address)
+
 
 def _ip(*args: str, netns: str | None = None, check: bool = True) -> str:
     argv = ["ip", *args] if netns is None else ["ip", "-n", netns, *args]
@@ -234,9 +236,12 @@ class VipLab:
         trigger_key: str,
         servers: int = 1,
         vip_manager_interval_ms: int = 100,
+        fenced: bool = False,
     ) -> None:
         self.workdir = workdir
         self.trigger_key = trigger_key
+        # vip-manager follows vip-elector's /leader (patroni mode) instead of the key.
+        self.fenced = fenced
         self.network = Network(names)
         self.server_count = servers
         self.vip_manager_interval_ms = vip_manager_interval_ms
@@ -249,6 +254,15 @@ class VipLab:
     @property
     def vip(self) -> str:
         return self.network.vip
+
+    @staticmethod
+    def leader_endpoint(host: Host) -> str:
+        """Where vip-elector serves /leader on ``host`` (its --status-addr)."""
+        return f"http://{host.mgmt_ip}:{STATUS_PORT}"
+
+    @staticmethod
+    def status_addr(host: Host) -> str:
+        return f"{host.mgmt_ip}:{STATUS_PORT}"
 
     def start(self, timeout: float = 60.0) -> VipLab:
         self.network.setup()
@@ -276,6 +290,7 @@ class VipLab:
                 trigger_value=host.name,
                 vip=self.vip,
                 interval_ms=self.vip_manager_interval_ms,
+                leader_endpoint=self.leader_endpoint(host) if self.fenced else None,
             )
         for node in self.nodes.values():
             node.agent.wait_ready(timeout)
