@@ -54,8 +54,9 @@ demo: install testbed
 bench: install testbed
 	$(VPY) -m bench.failover $(BENCH_ARGS)
 
+# SOAK_ARGS=--fenced: vip-manager follows vip-elector's /leader (needs vip-manager v5)
 soak: install testbed
-	$(VPY) -m bench.soak --minutes $(SOAK_MINUTES)
+	$(VPY) -m bench.soak --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check vip_elector tests bench

@@ -39,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--fenced",
+        action="store_true",
+        help="vip-manager follows vip-elector's /leader (patroni mode, lock-delay 5s)",
+    )
     args = parser.parse_args(argv)
     reason = netns_mod.unavailable_reason()
     if reason:
@@ -46,9 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     seed = args.seed if args.seed is not None else int(time.time())
     rng = random.Random(seed)
-    print(f"soak: {args.minutes:g} min of random faults (seed {seed})", flush=True)
+    mode = "fenced (/leader, lock-delay 5s)" if args.fenced else "trigger-key"
+    print(f"soak: {args.minutes:g} min of random faults (seed {seed}), mode {mode}", flush=True)
 
-    chaos = ChaosLab(Path(tempfile.mkdtemp(prefix="vip-elector-soak-"))).start()
+    chaos = ChaosLab(Path(tempfile.mkdtemp(prefix="vip-elector-soak-")), fenced=args.fenced).start()
     monitor = InvariantMonitor(chaos).start()
     counts: Counter[str] = Counter()
     try:

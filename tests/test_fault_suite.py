@@ -10,19 +10,27 @@ import pytest
 
 from tests.conftest import FAULT_SUMMARY
 from tests.testbed import netns as netns_mod
+from tests.testbed.binaries import vip_manager_has_patroni_mode
 from tests.testbed.chaos import FAULTS, ChaosLab, InvariantMonitor, run_fault
 
 pytestmark = [pytest.mark.faults, pytest.mark.netns, pytest.mark.integration]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["trigger-key", "fenced"])
 def chaos(
-    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    pytestconfig: pytest.Config,
 ) -> Iterator[tuple[ChaosLab, InvariantMonitor]]:
+    """Every fault in both modes: vip-manager reading the trigger-key, and vip-manager
+    following vip-elector's fenced /leader (needs vip-manager v5)."""
     reason = netns_mod.unavailable_reason()
     if reason:
         pytest.skip(f"network namespaces unavailable: {reason}")
-    lab = ChaosLab(tmp_path_factory.mktemp("chaos")).start()
+    fenced = request.param == "fenced"
+    if fenced and (reason := vip_manager_has_patroni_mode()):
+        pytest.skip(f"the fenced mode needs vip-manager v5: {reason}")
+    lab = ChaosLab(tmp_path_factory.mktemp(f"chaos-{request.param}"), fenced=fenced).start()
     monitor = InvariantMonitor(lab).start()
     try:
         monitor.wait_recovered()
@@ -31,7 +39,8 @@ def chaos(
         monitor.finish()
         monitor.check_logs()
         monitor.check_no_sessions_left()
-        pytestconfig.stash[FAULT_SUMMARY] = monitor.summary()
+        summary = pytestconfig.stash.get(FAULT_SUMMARY, [])
+        pytestconfig.stash[FAULT_SUMMARY] = [*summary, f"mode: {request.param}", *monitor.summary()]
         assert [str(v) for v in monitor.violations] == []
     finally:
         monitor.stop()

@@ -26,7 +26,8 @@ VIP level (what users notice)
    is 0 for every fault, the partition included.
 2. **VIP on a critical node**: no host keeps the VIP longer than check
    interval + lock-delay + vip-manager interval + margin after the servers
-   see its check (or serfHealth) critical.
+   see its check (or serfHealth) critical (a partitioned holder in the
+   trigger-key mode: PARTITION_VIP_BOUND, see 1).
 3. **recovery**: after a fault is healed, the VIP is on exactly one host, the
    leader's, whose checks pass, within VIP_RECOVERY_DEADLINE.
 
@@ -357,6 +358,10 @@ class InvariantMonitor:
             if since is None or (name, since) in self._reported_vip_critical:
                 continue
             bound = critical_vip_bound(self.chaos.lock_delay)
+            fault = self._current
+            if fault is not None and fault.kind in VIP_CUT_OFF_FAULTS and not self.chaos.fenced:
+                # A partitioned holder's vip-manager cannot see the key go (invariant 1).
+                bound = max(bound, fault.started + PARTITION_VIP_BOUND - since)
             if now - since > bound:
                 self._reported_vip_critical.add((name, since))
                 self.violate(
