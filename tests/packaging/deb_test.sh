@@ -23,7 +23,8 @@
 #                (no output allowed), the exposure score of
 #                systemd-analyze security --offline=yes
 #   boot         the chroot booted with systemd-nspawn, a Consul dev agent in
-#                it: the units for real, sandbox included (see boot_test);
+#                it: the units for real, sandbox included, log priorities in
+#                the journal (journalctl -p warning) (see boot_test);
 #                needs a consul binary (`make testbed` builds one, or
 #                DEB_TEST_CONSUL=PATH), else skipped; DEB_TEST_BOOT=0 skips it
 # The chroot (and the container) are stopped, unmounted and deleted on every
@@ -429,6 +430,21 @@ EOF
 		fail "the boot did not wait for vip-elector: $(X systemctl is-system-running || true)"
 	X journalctl -b -u vip-elector.service | grep -q "vip-http" || fail "the journal does not say it waits for vip-http"
 	note "check critical: vip-elector.service activating for 5 s, system 'starting'"
+
+	#    Log levels reach the journal (sd-daemon "<N>" prefixes): the
+	#    health gate's WARNING is shown at -p warning, INFO lines are not,
+	#    and no prefix is left in a message.
+	local entries warnings
+	entries=$(X journalctl -b -u vip-elector.service --no-pager -o cat)
+	warnings=$(X journalctl -b -u vip-elector.service --no-pager -o cat -p warning)
+	grep -q 'vip-elector starting' <<<"$entries" || fail "no start-up line in the journal"
+	grep -q '^WARNING Health check verification failed' <<<"$warnings" ||
+		fail "journalctl -p warning does not show the health gate's WARNING: $warnings"
+	if grep -q 'vip-elector starting' <<<"$warnings"; then
+		fail "journalctl -p warning shows INFO lines: $warnings"
+	fi
+	if grep -q '^<[0-9]>' <<<"$entries"; then fail "a priority prefix was left in the journal: $entries"; fi
+	note "journalctl -p warning: $(grep -c . <<<"$warnings") entries, the health gate's WARNING, no INFO"
 
 	# 2. The check passes: READY=1, leader, the key holds this node's value.
 	X systemctl start health.service
