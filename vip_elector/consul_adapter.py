@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import consul
 import consul.base
@@ -50,12 +50,16 @@ class ConsulError(Exception):
     kind = "error"
 
 
+# The kinds of transient failure (Unavailable.kind).
+UnavailableKind = Literal["unavailable", "timeout", "unreachable", "no_leader", "server_error"]
+
+
 class Unavailable(ConsulError):
     """Transient: connection refused or reset, timeout, 5xx, "No cluster leader"."""
 
     kind = "unavailable"
 
-    def __init__(self, message: str, kind: str = "unavailable") -> None:
+    def __init__(self, message: str, kind: UnavailableKind = "unavailable") -> None:
         super().__init__(message)
         self.kind = kind
 
@@ -93,6 +97,19 @@ class CheckNotHealthy(ConsulError):
 
 class NotFound(ConsulError):
     kind = "not_found"
+
+
+# Every kind a ConsulError can have: the label values of the error metric.
+ERROR_KINDS: tuple[str, ...] = (
+    *get_args(UnavailableKind),
+    PermissionDenied.kind,
+    TokenUnknown.kind,
+    TLSFailure.kind,
+    SessionGone.kind,
+    CheckNotHealthy.kind,
+    NotFound.kind,
+    ConsulError.kind,
+)
 
 
 def _body_of(exc: Exception) -> str:
@@ -201,7 +218,9 @@ class _ServerNameAdapter(requests.adapters.HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
-Observer = Callable[[str, float, str | None], None]
+# Told of every request: (method, seconds, error kind or None, blocking): a
+# blocking query (one with ?index=) waits up to its `wait` on purpose.
+Observer = Callable[[str, float, str | None, bool], None]
 
 
 class _Transport(consul.base.HTTPClient):  # type: ignore[misc]
@@ -226,7 +245,7 @@ class _Transport(consul.base.HTTPClient):  # type: ignore[misc]
 
     def _read_timeout(self, params: list[tuple[str, Any]]) -> float:
         values = dict(params)
-        if "index" in values:
+        if _is_blocking(params):
             return blocking_timeout(parse_duration(str(values.get("wait", "5m"))))
         return self.timeout
 
@@ -268,7 +287,7 @@ class _Transport(consul.base.HTTPClient):  # type: ignore[misc]
             raise translated from None
         finally:
             if self._observer is not None:
-                self._observer(method, time.monotonic() - started, error)
+                self._observer(method, time.monotonic() - started, error, _is_blocking(items))
 
     # The signatures differ between python-consul 0.7.1 and py-consul 1.x
     # (headers=, raw=, connections_timeout=); accept both and use our own.
@@ -297,6 +316,11 @@ class _Transport(consul.base.HTTPClient):  # type: ignore[misc]
 
     def close(self) -> None:
         self.http.close()
+
+
+def _is_blocking(params: list[tuple[str, Any]]) -> bool:
+    """A blocking query: Consul holds it until the index changes or `wait` ends."""
+    return any(key == "index" for key, _ in params)
 
 
 def _param_items(params: Any) -> list[tuple[str, Any]]:
