@@ -28,9 +28,13 @@ def journal_stream_of(stream: TextIO) -> str:
 
 @pytest.fixture
 def stream(tmp_path: Path) -> Iterator[TextIO]:
+    # setup_logging takes the "vip_elector" logger over: give it back as it was
+    # (other tests read its records through pytest's caplog).
+    saved = log.handlers[:], log.level, log.propagate
     with (tmp_path / "stderr").open("w+", encoding="utf-8") as file:
         yield file
     stop_logging()
+    log.handlers[:], log.level, log.propagate = saved
 
 
 def log_some_records() -> None:
