@@ -77,6 +77,13 @@ class TokenUnknown(PermissionDenied):
     kind = "token_unknown"
 
 
+class AuthenticationRequired(ConsulError):
+    """HTTP 401 from something in front of the agent (Consul answers 401 only for
+    "ACL support disabled"): it wants the basic auth of CONSUL_HTTP_AUTH."""
+
+    kind = "http_auth"
+
+
 class TLSFailure(ConsulError):
     """The TLS handshake failed (certificate rejected or not trusted); needs a person."""
 
@@ -104,6 +111,7 @@ ERROR_KINDS: tuple[str, ...] = (
     *get_args(UnavailableKind),
     PermissionDenied.kind,
     TokenUnknown.kind,
+    AuthenticationRequired.kind,
     TLSFailure.kind,
     SessionGone.kind,
     CheckNotHealthy.kind,
@@ -150,6 +158,8 @@ def _translate(exc: BaseException) -> ConsulError:
         return Unavailable(f"cannot reach the Consul agent: {_reason(exc)}", "unreachable")
     if isinstance(exc, requests.exceptions.RequestException):
         return Unavailable(f"HTTP error talking to Consul: {_reason(exc)}", "unreachable")
+    if isinstance(exc, consul.ACLDisabled) and not _acls_disabled_text(_body_of(exc)):
+        return AuthenticationRequired(f"HTTP 401 Unauthorized: {_body_of(exc)}")
     if isinstance(exc, consul.ACLPermissionDenied):
         if "acl not found" in _body_of(exc).lower():
             return TokenUnknown(f"Consul does not know the ACL token: {_body_of(exc)}")
@@ -238,8 +248,9 @@ class _Transport(consul.base.HTTPClient):  # type: ignore[misc]
         self.http.trust_env = False
         if settings.tls_server_name:
             self.http.mount("https://", _ServerNameAdapter(settings.tls_server_name))
+        self.http.auth = settings.http_auth  # CONSUL_HTTP_AUTH: basic auth, as the CLI sends it
         self._headers = {"X-Consul-Token": settings.token} if settings.token else {}
-        self._secrets = (settings.token,) if settings.token else ()
+        self._secrets = settings.secrets
         self.timeout = timeout
         self._observer = observer
 
@@ -427,7 +438,11 @@ def _check_state(check_id: str, item: dict[str, Any]) -> CheckState:
 
 def _acls_disabled(exc: ConsulError) -> bool:
     """Consul answers ACL endpoints with 401 "ACL support disabled" when ACLs are off."""
-    return "acl support disabled" in str(exc).lower()
+    return _acls_disabled_text(str(exc))
+
+
+def _acls_disabled_text(text: str) -> bool:
+    return "acl support disabled" in text.lower()
 
 
 def _session_checks(item: dict[str, Any]) -> tuple[str, ...]:
@@ -481,8 +496,7 @@ class ConsulAdapter:
         except ConsulError:
             raise
         except Exception as exc:
-            secrets = (self.settings.token,) if self.settings.token else ()
-            raise translate(exc, secrets) from None
+            raise translate(exc, self.settings.secrets) from None
 
     # -- agent ---------------------------------------------------------------
     def agent_self(self) -> dict[str, Any]:
@@ -691,7 +705,7 @@ def _expect_ok(response: Any) -> Any:
     if response.code == 403:
         raise consul.ACLPermissionDenied(response.body)
     if response.code == 401:
-        raise consul.ConsulException(f"401 {response.body}")
+        raise consul.ACLDisabled(response.body)  # as the libraries raise it
     if response.code >= 400:
         raise consul.ConsulException(f"{response.code} {response.body}")
     body = response.body

@@ -282,6 +282,15 @@ OPTIONS: tuple[Option, ...] = (
         reload=Reload.IN_PLACE,
     ),
     Option(
+        "http-auth",
+        "HTTP basic auth `user[:password]` for a proxy in front of the agent, sent as the "
+        "consul CLI sends it (Consul itself does not check it); the password is never logged",
+        consul_env=("CONSUL_HTTP_AUTH",),
+        shown_default="none",
+        setting="consul.http_auth",
+        reload=Reload.IN_PLACE,
+    ),
+    Option(
         "liveness-ttl",
         "also tie the session to a TTL check the daemon passes while its threads make "
         "progress: a killed or frozen daemon loses the lock after about DURATION instead of "
