@@ -429,13 +429,15 @@ def _code(text: str) -> str:
     return f"`{text}`"
 
 
-def _shown_default(row: Option) -> str:
+def shown_default(row: Option) -> str:
+    """The default as the docs show it (Markdown), "" when there is none."""
     if row.shown_default is not None:
         return row.shown_default
     return _code(row.default) if row.default is not None else ""
 
 
-def _meaning_with_range(row: Option) -> str:
+def meaning_with_range(row: Option) -> str:
+    """The meaning (Markdown), a duration's range first."""
     if row.is_duration:
         return f"{row.range_text()}; {row.meaning}"
     return row.meaning
@@ -453,8 +455,8 @@ def markdown_table() -> str:
         yml = _code(row.yml_key) if row.yml_key else ""
         on_reload = RELOAD_WORDS[row.reload] if row.setting else ""
         lines.append(
-            f"| {flag} | {variables} | {yml} | {_shown_default(row)} | "
-            f"{_meaning_with_range(row)} | {on_reload} |"
+            f"| {flag} | {variables} | {yml} | {shown_default(row)} | "
+            f"{meaning_with_range(row)} | {on_reload} |"
         )
     return "\n".join(lines)
 
