@@ -71,8 +71,9 @@ clean:
 # Python (not pyenv's or the virtualenv's) from a copy of the working tree,
 # installing missing Build-Depends first, and runs lintian on it.
 # `make deb-test` installs that .deb into a freshly debootstrapped Debian
-# bookworm and runs it there, also under systemd (systemd-nspawn). Both need
-# root (apt, debootstrap, chroot).
+# bookworm and runs it there, its autopkgtest (debian/tests/smoke) included,
+# also under systemd (systemd-nspawn). Both need root (apt, debootstrap,
+# chroot).
 DEB_DIR ?= dist/deb
 .PHONY: deb deb-test
 
