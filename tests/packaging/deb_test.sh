@@ -265,7 +265,10 @@ run_daemon() {  # run_daemon LABEL [WRAPPER...]: run, SIGTERM after 3 s, check
 	start=$(now)
 	set +e
 	# -k 2: SIGKILL if still running 2 s after SIGTERM (exit status 137).
-	in_root timeout --preserve-status -k 2 -s TERM "$run_seconds" "$@" \
+	# --foreground: one SIGTERM. Without it timeout signals the daemon and
+	# then its whole process group, and a daemon that sees the second one
+	# in time exits at once without releasing, as designed (exit 143).
+	in_root timeout --foreground --preserve-status -k 2 -s TERM "$run_seconds" "$@" \
 		/usr/bin/vip-elector --vip-manager-config /srv/test/ok.yml \
 		>"$root/srv/test/run.log" 2>&1
 	rc=$?
