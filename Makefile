@@ -10,12 +10,13 @@ PYTEST_ARGS ?=
 DEBIAN_PYTHON ?= /usr/bin/python3
 SOAK_MINUTES ?= 10
 
-.PHONY: help install test test-debian lint testbed demo bench soak clean
+.PHONY: help install test test-debian test-lowest lint testbed demo bench soak clean
 
 help:
 	@echo "make demo         a real failover on a local Consul agent, with its timeline"
 	@echo "make test         unit tests (seconds), then the suite against real Consul, a cluster, vip-manager"
 	@echo "make test-debian  the same suite on Debian bookworm's library versions"
+	@echo "make test-lowest  unit, config and ACL/TLS tests on setup.cfg's lowest versions from PyPI"
 	@echo "make lint         ruff + mypy --strict"
 	@echo "make testbed      build Consul and vip-manager (cached in ~/.cache/vip-elector)"
 	@echo "make install      create $(VENV) with vip-elector (editable) and the test tools"
@@ -48,6 +49,24 @@ test-debian: testbed
 	$(DEBIAN_PYTEST) -q tests/unit
 	$(DEBIAN_PYTEST) --ignore=tests/unit $(PYTEST_ARGS)
 
+# The lowest versions setup.cfg allows (each install_requires lower bound,
+# pinned; python -m tests.lowest_requirements), from PyPI into a venv of
+# their own: the unit and configuration tests, and the ACL/TLS/auth tests on
+# real agents, whose requests go through the py-consul internals the adapter
+# subclasses.
+LOWEST_VENV ?= .venv-lowest
+$(LOWEST_VENV)/.installed: setup.cfg
+	rm -rf $(LOWEST_VENV)
+	$(PYTHON) -m venv $(LOWEST_VENV)
+	$(LOWEST_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOWEST_VENV)/bin/python -m pip install --quiet $$($(PYTHON) -m tests.lowest_requirements) \
+	    'pytest>=7.2' 'pytest-timeout>=2.1'
+	touch $@
+
+test-lowest: $(LOWEST_VENV)/.installed testbed
+	$(LOWEST_VENV)/bin/python -m pip freeze | grep -iE '^(py-consul|pyyaml|configargparse|tenacity|requests|prometheus-client)=='
+	$(LOWEST_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/test_config.py tests/test_security.py
+
 demo: install testbed
 	$(VPY) -m tests.testbed.demo
 
@@ -72,8 +91,9 @@ clean:
 # Python (not pyenv's or the virtualenv's) from a copy of the working tree,
 # installing missing Build-Depends first, and runs lintian on it.
 # `make deb-test` installs that .deb into a freshly debootstrapped Debian
-# bookworm and runs it there, also under systemd (systemd-nspawn). Both need
-# root (apt, debootstrap, chroot).
+# bookworm and runs it there, its autopkgtest (debian/tests/smoke) included,
+# also under systemd (systemd-nspawn). Both need root (apt, debootstrap,
+# chroot).
 DEB_DIR ?= dist/deb
 .PHONY: deb deb-test
 

@@ -235,6 +235,44 @@ def test_bad_boolean_environment(yml: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert "CONSUL_HTTP_SSL_VERIFY" in problem
 
 
+def test_consul_namespace_and_partition_are_refused_with_one_clear_error(
+    tmp_path: Path, yml: Path
+) -> None:
+    # vip-manager ignores both and reads the key where its token lives: a lock
+    # elsewhere would never move the VIP. `check-config` and the daemon alike.
+    env = {"CONSUL_NAMESPACE": "team-a", "CONSUL_PARTITION": "part-b"}
+    for command in (["check-config"], []):
+        result = run_vip_elector(*command, "--vip-manager-config", str(yml), env=env)
+        assert result.returncode == 2, result.stderr
+        (line,) = [line for line in result.stderr.splitlines() if "configuration error" in line]
+        assert "CONSUL_NAMESPACE and CONSUL_PARTITION set" in line
+        assert "vip-manager ignores these variables" in line
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("vip:s3cret", ("vip", "s3cret")), ("vip:a:b c", ("vip", "a:b c")), ("vip", ("vip", ""))],
+)
+def test_consul_http_auth_is_split_as_the_consul_cli_does(
+    yml: Path, monkeypatch: pytest.MonkeyPatch, value: str, expected: tuple[str, str]
+) -> None:
+    monkeypatch.setenv("CONSUL_HTTP_AUTH", value)
+    result = settings(["--vip-manager-config", str(yml)])
+    assert result.consul.http_auth == expected
+    assert "s3cret" not in repr(result)
+    assert "s3cret" not in result.describe()
+    assert "http-auth=user 'vip'" in result.describe()
+
+
+def test_consul_http_auth_on_two_lines_is_refused_without_repeating_it(
+    yml: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONSUL_HTTP_AUTH", "vip:s3cret\nmore")
+    (problem,) = problems(["--vip-manager-config", str(yml)])
+    assert "CONSUL_HTTP_AUTH" in problem
+    assert "s3cret" not in problem
+
+
 def test_every_flag_has_a_vip_elector_variable(yml: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIP_ELECTOR_VIP_MANAGER_CONFIG", str(yml))
     monkeypatch.setenv("VIP_ELECTOR_TTL", "15s")

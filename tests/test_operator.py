@@ -170,6 +170,26 @@ def status_url(port: int, path: str) -> str:
     return f"http://127.0.0.1:{port}{path}"
 
 
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(port: int) -> Samples:
+    """The daemon's /metrics, sample by (name, labels)."""
+    text = requests.get(status_url(port, "/metrics"), timeout=2).text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def held_long(samples: Samples) -> Samples | None:
+    """``samples`` once a blocking query that Consul held over 5 s is among them."""
+    name = "vip_elector_consul_blocking_query_seconds"
+    over_5s = samples[(f"{name}_count", ())] - samples[(f"{name}_bucket", (("le", "5.0"),))]
+    return samples if over_5s >= 1 else None
+
+
 def test_status_endpoint_serves_status_metrics_and_healthz(election: Election) -> None:
     port = free_port()
     election.add("node-a", args=["--status-addr", f":{port}"])
@@ -187,12 +207,7 @@ def test_status_endpoint_serves_status_metrics_and_healthz(election: Election) -
     assert status["healthy"] is True
     assert status["counters"]["acquire_attempts"] >= 1
 
-    text = requests.get(status_url(port, "/metrics"), timeout=2).text
-    samples = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+    samples = scrape(port)
     assert samples[("vip_elector_state", (("state", "leader"),))] == 1
     assert samples[("vip_elector_state", (("state", "follower"),))] == 0
     assert (
@@ -205,6 +220,14 @@ def test_status_endpoint_serves_status_metrics_and_healthz(election: Election) -
         == 1
     )
     assert samples[("vip_elector_consul_request_seconds_count", (("method", "GET"),))] > 0
+    assert samples[("vip_elector_consul_errors_total", (("kind", "session_gone"),))] == 0
+    # The leader watches the key with blocking queries, held 10 s when nothing
+    # changes: they have a histogram of their own, and no ordinary call took
+    # longer than a request's 5 s timeout.
+    later = wait_until(lambda: held_long(scrape(port)), 30, "a blocking query held > 5 s")
+    get = (("method", "GET"),)
+    within_5s = later[("vip_elector_consul_request_seconds_bucket", (("le", "5.0"), *get))]
+    assert within_5s == later[("vip_elector_consul_request_seconds_count", get)]
     assert ("vip_elector_leader_seconds_total", ()) in samples
     assert ("vip_elector_renew_failures_total", ()) in samples
     assert samples[("vip_elector_healthy", ())] == 1

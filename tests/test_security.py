@@ -12,6 +12,8 @@ import pytest
 
 from tests.conftest import Election, HealthFactory
 from tests.testbed.agents import ConsulAgent, TLSFiles, create_acl_token
+from tests.testbed.auth_proxy import BasicAuthProxy
+from tests.testbed.elector import run_vip_elector
 from tests.testbed.health import HealthCheck
 from tests.testbed.secrets import assert_no_secret
 from tests.testbed.waiting import stays_true, wait_until
@@ -149,3 +151,35 @@ def test_tls_with_an_untrusted_ca_says_what_to_fix(
     wait_until(node.elector.running, 1, "still running")
     assert race.holder() is None
     assert node.elector.terminate() == 0
+
+
+# -- CONSUL_HTTP_AUTH --------------------------------------------------------------------
+
+
+def test_consul_http_auth_passes_a_proxy_that_wants_basic_auth(election: Election) -> None:
+    password = f"pw-{uuid.uuid4().hex}"
+    with BasicAuthProxy(election.agent.http_addr, "vip", password) as proxy:
+        # Without the variable the proxy turns every request away: no leader.
+        outsider = election.add("node-b", addr=proxy.address)
+        line = outsider.elector.wait_log("401", 20)
+        assert "authentication required" in line
+        assert stays_true(lambda: election.holder() is None, 2.0)
+        outsider.elector.terminate()
+
+        node = election.add(
+            "node-a", addr=proxy.address, env={"CONSUL_HTTP_AUTH": f"vip:{password}"}
+        )
+        election.wait_holder(among=["node-a"])
+        assert proxy.forwarded > 0
+        status = run_vip_elector(
+            "status",
+            "--vip-manager-config",
+            str(election.config),
+            "--addr",
+            proxy.address,
+            env={"CONSUL_HTTP_AUTH": f"vip:{password}"},
+        )
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert node.elector.terminate() == 0
+    assert "http-auth=user 'vip'" in node.elector.log()
+    assert_no_secret(password, node.elector.log(), status.stdout, status.stderr)

@@ -37,8 +37,10 @@ Every option can also be set with its VIP_ELECTOR_* variable (shown above).
 Consul's own variables work as in the consul CLI: CONSUL_HTTP_ADDR,
 CONSUL_HTTP_TOKEN, CONSUL_HTTP_TOKEN_FILE, CONSUL_CACERT, CONSUL_CAPATH,
 CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_HTTP_SSL, CONSUL_HTTP_SSL_VERIFY,
-CONSUL_TLS_SERVER_NAME. Precedence: option > VIP_ELECTOR_* > CONSUL_* >
-vip-manager.yml (dcs-endpoints, consul-token, trigger-value) > default.
+CONSUL_TLS_SERVER_NAME, CONSUL_HTTP_AUTH. CONSUL_NAMESPACE and
+CONSUL_PARTITION are refused (vip-manager ignores them). Precedence: option >
+VIP_ELECTOR_* > CONSUL_* > vip-manager.yml (dcs-endpoints, consul-token,
+trigger-value) > default.
 
 Commands:
   vip-elector status [--json]         who holds the trigger-key, is it healthy

@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import consul
 import consul.base
@@ -50,12 +50,16 @@ class ConsulError(Exception):
     kind = "error"
 
 
+# The kinds of transient failure (Unavailable.kind).
+UnavailableKind = Literal["unavailable", "timeout", "unreachable", "no_leader", "server_error"]
+
+
 class Unavailable(ConsulError):
     """Transient: connection refused or reset, timeout, 5xx, "No cluster leader"."""
 
     kind = "unavailable"
 
-    def __init__(self, message: str, kind: str = "unavailable") -> None:
+    def __init__(self, message: str, kind: UnavailableKind = "unavailable") -> None:
         super().__init__(message)
         self.kind = kind
 
@@ -71,6 +75,13 @@ class TokenUnknown(PermissionDenied):
     deleted or expired, not a missing right."""
 
     kind = "token_unknown"
+
+
+class AuthenticationRequired(ConsulError):
+    """HTTP 401 from something in front of the agent (Consul answers 401 only for
+    "ACL support disabled"): it wants the basic auth of CONSUL_HTTP_AUTH."""
+
+    kind = "http_auth"
 
 
 class TLSFailure(ConsulError):
@@ -93,6 +104,20 @@ class CheckNotHealthy(ConsulError):
 
 class NotFound(ConsulError):
     kind = "not_found"
+
+
+# Every kind a ConsulError can have: the label values of the error metric.
+ERROR_KINDS: tuple[str, ...] = (
+    *get_args(UnavailableKind),
+    PermissionDenied.kind,
+    TokenUnknown.kind,
+    AuthenticationRequired.kind,
+    TLSFailure.kind,
+    SessionGone.kind,
+    CheckNotHealthy.kind,
+    NotFound.kind,
+    ConsulError.kind,
+)
 
 
 def _body_of(exc: Exception) -> str:
@@ -133,6 +158,8 @@ def _translate(exc: BaseException) -> ConsulError:
         return Unavailable(f"cannot reach the Consul agent: {_reason(exc)}", "unreachable")
     if isinstance(exc, requests.exceptions.RequestException):
         return Unavailable(f"HTTP error talking to Consul: {_reason(exc)}", "unreachable")
+    if isinstance(exc, consul.ACLDisabled) and not _acls_disabled_text(_body_of(exc)):
+        return AuthenticationRequired(f"HTTP 401 Unauthorized: {_body_of(exc)}")
     if isinstance(exc, consul.ACLPermissionDenied):
         if "acl not found" in _body_of(exc).lower():
             return TokenUnknown(f"Consul does not know the ACL token: {_body_of(exc)}")
@@ -201,7 +228,9 @@ class _ServerNameAdapter(requests.adapters.HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
-Observer = Callable[[str, float, str | None], None]
+# Told of every request: (method, seconds, error kind or None, blocking): a
+# blocking query (one with ?index=) waits up to its `wait` on purpose.
+Observer = Callable[[str, float, str | None, bool], None]
 
 
 class _Transport(consul.base.HTTPClient):  # type: ignore[misc]
@@ -219,14 +248,15 @@ class _Transport(consul.base.HTTPClient):  # type: ignore[misc]
         self.http.trust_env = False
         if settings.tls_server_name:
             self.http.mount("https://", _ServerNameAdapter(settings.tls_server_name))
+        self.http.auth = settings.http_auth  # CONSUL_HTTP_AUTH: basic auth, as the CLI sends it
         self._headers = {"X-Consul-Token": settings.token} if settings.token else {}
-        self._secrets = (settings.token,) if settings.token else ()
+        self._secrets = settings.secrets
         self.timeout = timeout
         self._observer = observer
 
     def _read_timeout(self, params: list[tuple[str, Any]]) -> float:
         values = dict(params)
-        if "index" in values:
+        if _is_blocking(params):
             return blocking_timeout(parse_duration(str(values.get("wait", "5m"))))
         return self.timeout
 
@@ -268,7 +298,7 @@ class _Transport(consul.base.HTTPClient):  # type: ignore[misc]
             raise translated from None
         finally:
             if self._observer is not None:
-                self._observer(method, time.monotonic() - started, error)
+                self._observer(method, time.monotonic() - started, error, _is_blocking(items))
 
     # The signatures differ between python-consul 0.7.1 and py-consul 1.x
     # (headers=, raw=, connections_timeout=); accept both and use our own.
@@ -297,6 +327,11 @@ class _Transport(consul.base.HTTPClient):  # type: ignore[misc]
 
     def close(self) -> None:
         self.http.close()
+
+
+def _is_blocking(params: list[tuple[str, Any]]) -> bool:
+    """A blocking query: Consul holds it until the index changes or `wait` ends."""
+    return any(key == "index" for key, _ in params)
 
 
 def _param_items(params: Any) -> list[tuple[str, Any]]:
@@ -403,7 +438,11 @@ def _check_state(check_id: str, item: dict[str, Any]) -> CheckState:
 
 def _acls_disabled(exc: ConsulError) -> bool:
     """Consul answers ACL endpoints with 401 "ACL support disabled" when ACLs are off."""
-    return "acl support disabled" in str(exc).lower()
+    return _acls_disabled_text(str(exc))
+
+
+def _acls_disabled_text(text: str) -> bool:
+    return "acl support disabled" in text.lower()
 
 
 def _session_checks(item: dict[str, Any]) -> tuple[str, ...]:
@@ -457,8 +496,7 @@ class ConsulAdapter:
         except ConsulError:
             raise
         except Exception as exc:
-            secrets = (self.settings.token,) if self.settings.token else ()
-            raise translate(exc, secrets) from None
+            raise translate(exc, self.settings.secrets) from None
 
     # -- agent ---------------------------------------------------------------
     def agent_self(self) -> dict[str, Any]:
@@ -729,7 +767,7 @@ def _expect_ok(response: Any) -> Any:
     if response.code == 403:
         raise consul.ACLPermissionDenied(response.body)
     if response.code == 401:
-        raise consul.ConsulException(f"401 {response.body}")
+        raise consul.ACLDisabled(response.body)  # as the libraries raise it
     if response.code >= 400:
         raise consul.ConsulException(f"{response.code} {response.body}")
     body = response.body

@@ -3,6 +3,12 @@
 Flags (and their VIP_ELECTOR_* variables), Consul's own CONSUL_* variables
 (as the consul CLI reads them) and vip-manager.yml (dcs-endpoints,
 consul-token), highest first. Token files are read here, TLS files checked.
+
+CONSUL_HTTP_AUTH is used as the consul CLI uses it (HTTP basic auth, for a
+proxy in front of the agent). CONSUL_NAMESPACE and CONSUL_PARTITION (Consul
+Enterprise) are refused: vip-manager ignores them and reads the trigger-key
+in the namespace and partition of its token, so a lock taken anywhere else
+would never move the VIP (see REFUSED_VARIABLES).
 """
 
 from __future__ import annotations
@@ -80,6 +86,37 @@ def token_problem(token: str) -> str | None:
         f"holds a character that is not printable ASCII (U+{ord(bad):04X}): "
         "is it the right file, and is it a Consul token?"
     )
+
+
+# Consul's variables vip-elector refuses, and why (the configuration error).
+REFUSED_VARIABLES = ("CONSUL_NAMESPACE", "CONSUL_PARTITION")
+REFUSED_BECAUSE = (
+    "a Consul Enterprise namespace or partition cannot be used: vip-manager ignores these "
+    "variables and reads the trigger-key in the namespace and partition of its token "
+    "(consul-token in vip-manager.yml), so a lock taken elsewhere would never move the VIP. "
+    "Unset it; to work in a namespace or partition, give both programs a token created there"
+)
+
+
+def refused_variables_problem(environ: Mapping[str, str]) -> str | None:
+    """The configuration error for a refused CONSUL_* variable that is set, or None."""
+    named = [name for name in REFUSED_VARIABLES if environ.get(name)]
+    return f"{' and '.join(named)} set: {REFUSED_BECAUSE}" if named else None
+
+
+def parse_http_auth(text: str) -> tuple[str, str]:
+    """CONSUL_HTTP_AUTH, ``user[:password]`` as the consul CLI splits it.
+
+    Raises ValueError with a reason that never repeats the value: it goes into
+    an Authorization header, which requests would quote in its error.
+    """
+    if any(not 0x20 <= ord(ch) <= 0x7E for ch in text):
+        raise ValueError(
+            "CONSUL_HTTP_AUTH holds a character that is not printable ASCII (a line break, "
+            "a control or non-ASCII character): give user:password on one line"
+        )
+    user, _, password = text.partition(":")
+    return user, password
 
 
 def _read_token_file(path: str, origin: str, problems: list[str]) -> str | None:
@@ -209,6 +246,15 @@ def resolve_consul_settings(
             "CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY (or --client-cert and --client-key)"
         )
     server_name = _first(layers[:2], "tls_server_name")
+    refused = refused_variables_problem(environ)
+    if refused:
+        problems.append(refused)
+    http_auth = None
+    if environ.get("CONSUL_HTTP_AUTH"):
+        try:
+            http_auth = parse_http_auth(environ["CONSUL_HTTP_AUTH"])
+        except ValueError as exc:
+            problems.append(str(exc))
     return ConsulSettings(
         scheme=scheme,
         host=host,
@@ -221,4 +267,5 @@ def resolve_consul_settings(
         client_key=tls["client_key"],
         verify=verify,
         tls_server_name=server_name[0] if server_name else None,
+        http_auth=http_auth,
     )

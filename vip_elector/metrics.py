@@ -3,20 +3,27 @@
 Role, transitions, renew failures, acquire attempts and time as leader come
 from ``DaemonState`` when scraped (no second copy of the state); only the
 Consul request latency and errors are recorded as they happen, by the
-adapter's observer.
+adapter's observer. Blocking queries, which wait for a change on purpose,
+have a histogram of their own, so the request latency means what it says.
+
+A scrape gets the format its Accept header asks for (OpenMetrics or the
+text format), gzipped when Accept-Encoding allows it, through
+prometheus_client's own negotiation (the same in Debian's 0.16).
 """
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.exposition import generate_latest
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.process_collector import ProcessCollector
 
 from vip_elector import __version__
+from vip_elector.consul_adapter import ERROR_KINDS
 from vip_elector.state import DaemonState, Role
 
 PREFIX = "vip_elector"
@@ -117,10 +124,17 @@ class Metrics:
         ProcessCollector(registry=self.registry)
         self.request_seconds = Histogram(
             f"{PREFIX}_consul_request_seconds",
-            "Consul HTTP request latency (blocking queries included)",
+            "Consul HTTP request latency, blocking queries excluded",
             ["method"],
             registry=self.registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15),
+            # Requests time out after at most 5 s.
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.blocking_seconds = Histogram(
+            f"{PREFIX}_consul_blocking_query_seconds",
+            "how long Consul held blocking queries (up to their wait when nothing changed)",
+            registry=self.registry,
+            buckets=(0.01, 0.1, 0.5, 1, 2.5, 5, 10, 15, 30, 60, 120, 300, 600),
         )
         self.errors = Counter(
             f"{PREFIX}_consul_errors",
@@ -128,12 +142,29 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        # Every kind exists from the start at 0, so rate() and alerts see the
+        # first error as an increase rather than as a new series.
+        for kind in ERROR_KINDS:
+            self.errors.labels(kind)
 
-    def observe_request(self, method: str, seconds: float, error: str | None) -> None:
+    def observe_request(
+        self, method: str, seconds: float, error: str | None, blocking: bool
+    ) -> None:
         """The adapter's observer (called on the worker threads)."""
-        self.request_seconds.labels(method).observe(seconds)
+        if blocking:
+            self.blocking_seconds.observe(seconds)
+        else:
+            self.request_seconds.labels(method).observe(seconds)
         if error:
             self.errors.labels(error).inc()
 
-    def render(self) -> bytes:
-        return bytes(generate_latest(self.registry))
+    def render(self, accept: str = "", accept_encoding: str = "") -> tuple[bytes, dict[str, str]]:
+        """The metrics as the scraper's Accept and Accept-Encoding headers ask, and the
+        headers that say how they are encoded."""
+        encoder, content_type = choose_encoder(accept)
+        body = bytes(encoder(self.registry))
+        headers = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
+        if gzip_accepted(accept_encoding):
+            body = gzip.compress(body)
+            headers["Content-Encoding"] = "gzip"
+        return body, headers

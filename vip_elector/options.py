@@ -308,6 +308,15 @@ OPTIONS: tuple[Option, ...] = (
         reload=Reload.RESTART,
     ),
     Option(
+        "http-auth",
+        "HTTP basic auth `user[:password]` for a proxy in front of the agent, sent as the "
+        "consul CLI sends it (Consul itself does not check it); the password is never logged",
+        consul_env=("CONSUL_HTTP_AUTH",),
+        shown_default="none",
+        setting="consul.http_auth",
+        reload=Reload.IN_PLACE,
+    ),
+    Option(
         "liveness-ttl",
         "also tie the session to a TTL check the daemon passes while its threads make "
         "progress: a killed or frozen daemon loses the lock after about DURATION instead of "
@@ -446,13 +455,15 @@ def _code(text: str) -> str:
     return f"`{text}`"
 
 
-def _shown_default(row: Option) -> str:
+def shown_default(row: Option) -> str:
+    """The default as the docs show it (Markdown), "" when there is none."""
     if row.shown_default is not None:
         return row.shown_default
     return _code(row.default) if row.default is not None else ""
 
 
-def _meaning_with_range(row: Option) -> str:
+def meaning_with_range(row: Option) -> str:
+    """The meaning (Markdown), a duration's range first."""
     if row.is_duration:
         return f"{row.range_text()}; {row.meaning}"
     return row.meaning
@@ -470,8 +481,8 @@ def markdown_table() -> str:
         yml = _code(row.yml_key) if row.yml_key else ""
         on_reload = RELOAD_WORDS[row.reload] if row.setting else ""
         lines.append(
-            f"| {flag} | {variables} | {yml} | {_shown_default(row)} | "
-            f"{_meaning_with_range(row)} | {on_reload} |"
+            f"| {flag} | {variables} | {yml} | {shown_default(row)} | "
+            f"{meaning_with_range(row)} | {on_reload} |"
         )
     return "\n".join(lines)
 

@@ -17,6 +17,7 @@ from typing import TypeVar
 import tenacity
 
 from vip_elector.consul_adapter import (
+    AuthenticationRequired,
     ConsulError,
     PermissionDenied,
     SessionGone,
@@ -33,8 +34,8 @@ NEEDS_A_PERSON_MAX_WAIT = 30.0
 
 
 def needs_a_person(error: BaseException | None) -> bool:
-    """Retrying alone will not fix it: a wrong token or TLS setting."""
-    return isinstance(error, PermissionDenied | TLSFailure)
+    """Retrying alone will not fix it: a wrong token, TLS setting or proxy password."""
+    return isinstance(error, PermissionDenied | TLSFailure | AuthenticationRequired)
 
 
 def backoff(attempt: int, initial: float, cap: float) -> float:
@@ -66,6 +67,11 @@ def advice(error: ConsulError, address: str, trigger_key: str) -> str:
             f'{{ policy = "write" }}`, `key_prefix "{trigger_key}" {{ policy = "write" }}`, '
             '`node_prefix "" { policy = "read" }` and read on the service of the health '
             "check (see docs/acl.md)"
+        )
+    if isinstance(error, AuthenticationRequired):
+        return (
+            f"something in front of the Consul agent at {address} (a proxy) wants a user and "
+            "password: set CONSUL_HTTP_AUTH=user:password, or check the one set"
         )
     if isinstance(error, TLSFailure):
         return (

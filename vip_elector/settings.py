@@ -46,6 +46,15 @@ class ConsulSettings:
     client_key: str | None = None
     verify: bool = True
     tls_server_name: str | None = None
+    # CONSUL_HTTP_AUTH: HTTP basic auth (user, password), for a proxy in front
+    # of the agent; never printed.
+    http_auth: tuple[str, str] | None = field(default=None, repr=False)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What must never be written out: the token and the basic-auth password."""
+        password = self.http_auth[1] if self.http_auth else None
+        return tuple(secret for secret in (self.token, password) if secret)
 
     @property
     def address(self) -> str:
@@ -139,4 +148,5 @@ class Settings:
             f"({self.lock_value_source}) check-id={self.check_id or '-'} "
             f"ttl={format_duration(self.ttl)} lock-delay={format_duration(self.lock_delay)} "
             f"consul={self.consul.address} token={self.consul.token_source}"
+            + (f" http-auth=user {self.consul.http_auth[0]!r}" if self.consul.http_auth else "")
         )

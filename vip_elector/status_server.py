@@ -1,4 +1,4 @@
-"""--status-addr: /status (JSON), /metrics (Prometheus text), /healthz and /leader.
+"""--status-addr: /status (JSON), /metrics (Prometheus), /healthz and /leader.
 
 /leader is the fenced leadership endpoint for vip-manager's `dcs-type:
 patroni` mode (and load balancers): 200 while this node is the leader and
@@ -23,11 +23,12 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
-
 from vip_elector.logs import untrusted
 
 log = logging.getLogger("vip_elector")
+
+# /metrics: (Accept, Accept-Encoding) -> the body and its Content-* headers.
+MetricsRenderer = Callable[[str, str], tuple[bytes, dict[str, str]]]
 
 MAX_CONNECTIONS = 16
 CLIENT_TIMEOUT = 5.0  # seconds a client may take to send its request
@@ -119,7 +120,7 @@ class StatusServer:
         self,
         address: tuple[str, int],
         status: Callable[[], dict[str, Any]],
-        metrics: Callable[[], bytes],
+        metrics: MetricsRenderer,
         healthy: Callable[[], bool],
         leader: Callable[[], float] = lambda: 0.0,
         inherited: socket.socket | None = None,
@@ -179,7 +180,7 @@ def inherited_socket(fd_text: str | None, address: tuple[str, int]) -> socket.so
 
 def _make_handler(
     status: Callable[[], dict[str, Any]],
-    metrics: Callable[[], bytes],
+    metrics: MetricsRenderer,
     healthy: Callable[[], bool],
     leader: Callable[[], float],
 ) -> type[BaseHTTPRequestHandler]:
@@ -188,34 +189,54 @@ def _make_handler(
         sys_version = ""  # no Python version in the Server header
         timeout = CLIENT_TIMEOUT
 
+        def version_string(self) -> str:
+            # Without the space BaseHTTPRequestHandler puts before sys_version.
+            return self.server_version
+
         def do_GET(self) -> None:
+            self._answer(with_body=True)
+
+        def do_HEAD(self) -> None:
+            # The headers a GET would get (Content-Length included), no body.
+            self._answer(with_body=False)
+
+        def _answer(self, with_body: bool) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/status":
-                self._send(200, "application/json", json.dumps(status(), indent=2).encode() + b"\n")
+                body = json.dumps(status(), indent=2).encode() + b"\n"
+                self._send(200, {"Content-Type": "application/json"}, body, with_body)
             elif path == "/metrics":
-                self._send(200, CONTENT_TYPE_LATEST, metrics())
+                body, headers = metrics(
+                    self.headers.get("Accept", ""), self.headers.get("Accept-Encoding", "")
+                )
+                self._send(200, headers, body, with_body)
             elif path == "/leader":
                 left = leader()
                 if left > 0:
-                    self._send(200, "text/plain", f"leader (fenced for {left:.1f}s)\n".encode())
+                    body = f"leader (fenced for {left:.1f}s)\n".encode()
+                    self._send(200, {"Content-Type": "text/plain"}, body, with_body)
                 else:
-                    self._send(503, "text/plain", b"not the leader\n")
+                    self._send(503, {"Content-Type": "text/plain"}, b"not the leader\n", with_body)
             elif path == "/healthz":
                 ok = healthy()
                 self._send(
                     200 if ok else 503,
-                    "text/plain",
+                    {"Content-Type": "text/plain"},
                     b"ok\n" if ok else b"threads are not making progress\n",
+                    with_body,
                 )
             else:
-                self._send(404, "text/plain", b"try /status, /metrics, /healthz or /leader\n")
+                body = b"try /status, /metrics, /healthz or /leader\n"
+                self._send(404, {"Content-Type": "text/plain"}, body, with_body)
 
-        def _send(self, code: int, content_type: str, body: bytes) -> None:
+        def _send(self, code: int, headers: dict[str, str], body: bytes, with_body: bool) -> None:
             self.send_response(code)
-            self.send_header("Content-Type", content_type)
+            for name, value in headers.items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            if with_body:
+                self.wfile.write(body)
 
         def log_message(self, format: str, *args: object) -> None:
             # The request line is the client's text: escaped, one line, cut short.

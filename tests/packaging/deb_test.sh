@@ -7,8 +7,10 @@
 # Phases (each one timed):
 #   debootstrap  bookworm --variant=minbase into a temporary directory
 #   install      apt-get install ./vip-elector_*.deb from bookworm, -updates
-#                and -security; the package's files, user and conffile mode
-#   cli          --version, --help, the manual page
+#                and -security; the package's files, user, conffile mode,
+#                /etc/vip-elector (0750 root:vip-elector) and the examples
+#   smoke        the package's autopkgtest, debian/tests/smoke: --version,
+#                --help, a configuration error, the manual page under man
 #   config       a dcs-type: etcd vip-manager.yml: exit 2, "configuration
 #                error" lines, and no connection to the dcs-endpoints given
 #   run          a valid config pointed at 127.0.0.1:1 (nothing listens),
@@ -25,7 +27,8 @@
 #   upgrade-deb  the same code built again as version <version>+upgrade1, for
 #                the upgrade on a leader in phase boot
 #   boot         the chroot booted with systemd-nspawn, a Consul dev agent in
-#                it: the units for real, sandbox included (see boot_test);
+#                it: the units for real, sandbox included, log priorities in
+#                the journal (journalctl -p warning) (see boot_test);
 #                needs a consul binary (`make testbed` builds one, or
 #                DEB_TEST_CONSUL=PATH), else skipped; DEB_TEST_BOOT=0 skips it
 # The chroot (and the container) are stopped, unmounted and deleted on every
@@ -165,27 +168,39 @@ in_root dpkg-query -W -f '  ${Package} ${Version}\n' vip-elector python3 python3
 	fail "/etc/default/vip-elector is $(in_root stat -c '%a %U:%G' /etc/default/vip-elector), want 640 root:root"
 in_root getent passwd vip-elector | grep -q ':/nonexistent:/usr/sbin/nologin$' ||
 	fail "system user vip-elector missing or wrong: $(in_root getent passwd vip-elector || true)"
+examples=/usr/share/doc/vip-elector/examples
 for f in /usr/bin/vip-elector /lib/systemd/system/vip-elector.service \
-	/lib/systemd/system/vip-elector@.service /usr/share/man/man8/vip-elector.8.gz; do
+	/lib/systemd/system/vip-elector@.service /usr/share/man/man8/vip-elector.8.gz \
+	$examples/vip-manager.yml $examples/vip-guard.hcl $examples/acl-policy.hcl \
+	$examples/vip-manager@.service; do
 	[ -e "$root$f" ] || fail "$f is missing"
 done
 if ls "$root"/etc/systemd/system/*.wants/vip-elector* >/dev/null 2>&1; then
 	fail "the service got enabled on installation"
 fi
-note "files, user vip-elector, /etc/default/vip-elector 0640: ok"
+# The directory for the token file: only the daemon's group may look in.
+[ "$(in_root stat -c '%a %U:%G' /etc/vip-elector)" = "750 root:vip-elector" ] ||
+	fail "/etc/vip-elector is $(in_root stat -c '%a %U:%G' /etc/vip-elector), want 750 root:vip-elector"
+# The example ACL policy is docs/acl.md's policy, verbatim (after its header).
+python3 - "$root$examples/acl-policy.hcl" "$repo/docs/acl.md" <<'PY' ||
+import sys
+policy = open(sys.argv[1]).read().split("\n", 4)[4]
+assert "session_prefix" in policy and "```hcl\n" + policy + "```" in open(sys.argv[2]).read()
+PY
+	fail "examples/acl-policy.hcl is not docs/acl.md's policy"
+note "files, examples, user vip-elector, /etc/default/vip-elector 0640, /etc/vip-elector 0750: ok"
 
-phase cli
-out=$(in_root vip-elector --version)
-[ "$out" = "vip-elector $version" ] || fail "--version says '$out', want 'vip-elector $version'"
-note "vip-elector --version: $out"
-help=$(in_root vip-elector --help)
-for word in --vip-manager-config VIP_ELECTOR_CHECK_ID CONSUL_HTTP_TOKEN_FILE "Exit status"; do
-	grep -qF -- "$word" <<<"$help" || fail "--help does not mention $word"
-done
-note "vip-elector --help: $(wc -l <<<"$help") lines, usage: $(head -1 <<<"$help")"
-in_root sh -c 'zcat /usr/share/man/man8/vip-elector.8.gz' | grep -q 'VIP_ELECTOR_CHECK_ID' ||
-	fail "the manual page lacks the options"
-note "vip-elector(8): ok"
+phase smoke
+# The package's own autopkgtest (debian/tests/smoke: --version, --help, a
+# configuration error, the manual page), with what its control file asks for.
+in_root apt-get install -y -q --no-install-recommends man-db >"$root/tmp/man-db.log" 2>&1 ||
+	{ tail -20 "$root/tmp/man-db.log" >&2; fail "could not install man-db in the chroot"; }
+mkdir -p "$root/srv/test" "$root/tmp/smoke"
+install -m 0755 "$repo/debian/tests/smoke" "$root/srv/test/smoke"
+in_root env AUTOPKGTEST_TMP=/tmp/smoke /srv/test/smoke >"$root/tmp/smoke.log" 2>&1 ||
+	{ cat "$root/tmp/smoke.log" >&2; fail "debian/tests/smoke failed"; }
+sed 's/^/    /' "$root/tmp/smoke.log"
+note "debian/tests/smoke: passed"
 
 phase config
 # A listener on a free port records whether anything connects to it; the
@@ -255,7 +270,10 @@ run_daemon() {  # run_daemon LABEL [WRAPPER...]: run, SIGTERM after 3 s, check
 	start=$(now)
 	set +e
 	# -k 2: SIGKILL if still running 2 s after SIGTERM (exit status 137).
-	in_root timeout --preserve-status -k 2 -s TERM "$run_seconds" "$@" \
+	# --foreground: one SIGTERM. Without it timeout signals the daemon and
+	# then its whole process group, and a daemon that sees the second one
+	# in time exits at once without releasing, as designed (exit 143).
+	in_root timeout --foreground --preserve-status -k 2 -s TERM "$run_seconds" "$@" \
 		/usr/bin/vip-elector --vip-manager-config /srv/test/ok.yml \
 		>"$root/srv/test/run.log" 2>&1
 	rc=$?
@@ -392,6 +410,10 @@ kv_detail() {  # the key's session and ModifyIndex, e.g. "session=… index=42"
 }
 journal_count() { X journalctl -b --no-pager -u vip-elector.service | grep -cF -- "$1" || true; }
 journal_more() { [ "$(journal_count "$1")" -gt "$2" ]; }  # journal_more TEXT COUNT_BEFORE
+gate_warned() {
+	X journalctl -b -u vip-elector.service --no-pager -o cat -p warning |
+		grep -q '^WARNING Health check verification failed'
+}
 boot_test() {
 	local pid restarts
 	umount "$root/proc"
@@ -455,6 +477,22 @@ EOF
 		fail "the boot did not wait for vip-elector: $(X systemctl is-system-running || true)"
 	X journalctl -b -u vip-elector.service | grep -q "vip-http" || fail "the journal does not say it waits for vip-http"
 	note "check critical: vip-elector.service activating for 5 s, system 'starting'"
+
+	#    Log levels reach the journal (sd-daemon "<N>" prefixes): the
+	#    health gate's WARNING is shown at -p warning, INFO lines are not,
+	#    and no prefix is left in a message.
+	#    (The gate's first WARNING comes once the agent answers, which a
+	#    loaded machine's dev agent may take a while to do.)
+	local entries warnings
+	wait_for 60 "the health gate's WARNING in journalctl -p warning" gate_warned
+	entries=$(X journalctl -b -u vip-elector.service --no-pager -o cat)
+	warnings=$(X journalctl -b -u vip-elector.service --no-pager -o cat -p warning)
+	grep -q 'vip-elector starting' <<<"$entries" || fail "no start-up line in the journal"
+	if grep -q 'vip-elector starting' <<<"$warnings"; then
+		fail "journalctl -p warning shows INFO lines: $warnings"
+	fi
+	if grep -q '^<[0-9]>' <<<"$entries"; then fail "a priority prefix was left in the journal: $entries"; fi
+	note "journalctl -p warning: $(grep -c . <<<"$warnings") entries, the health gate's WARNING, no INFO"
 
 	# 2. The check passes: READY=1, leader, the key holds this node's value.
 	X systemctl start health.service

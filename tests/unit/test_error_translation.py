@@ -9,6 +9,7 @@ import requests
 
 from tests.unit.consul_bodies import ANSWERS, Answer
 from vip_elector.consul_adapter import (
+    AuthenticationRequired,
     CheckNotHealthy,
     ConsulError,
     PermissionDenied,
@@ -18,7 +19,7 @@ from vip_elector.consul_adapter import (
     _expect_ok,
     translate,
 )
-from vip_elector.retrying import needs_a_person
+from vip_elector.retrying import advice, needs_a_person
 
 SAMPLE_ID = "1f6654fd-ca0a-4f8a-bc9f-0dabc3b68797"
 
@@ -79,3 +80,13 @@ def test_a_good_answer_is_its_json_body_or_true() -> None:
     assert _expect_ok(consul.base.Response(200, {}, '{"ID": "x"}')) == {"ID": "x"}
     assert _expect_ok(consul.base.Response(200, {}, "")) is True
     assert _expect_ok(consul.base.Response(200, {}, "true\n")) is True
+
+
+def test_a_401_from_a_proxy_in_front_of_the_agent_asks_for_consul_http_auth() -> None:
+    # Consul answers 401 only for "ACL support disabled" (above); any other 401
+    # comes from something in front of it that wants basic auth.
+    error = answered(Answer("a proxy wanting basic auth", 401, "authentication required", ""))
+    assert isinstance(error, AuthenticationRequired)
+    assert error.kind == "http_auth"
+    assert needs_a_person(error)
+    assert "CONSUL_HTTP_AUTH=user:password" in advice(error, "http://127.0.0.1:8500", "k")

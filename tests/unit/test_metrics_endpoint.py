@@ -1,0 +1,141 @@
+"""/metrics as a Prometheus server and a person with curl see it: content
+negotiation, gzip, HEAD, the Server header, blocking queries apart from calls,
+and every error kind present from the first scrape.
+
+The status server runs in-process on loopback; the daemon and Consul are not
+needed for what is tested here (tests/test_operator.py scrapes a real daemon).
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from vip_elector.consul_adapter import ERROR_KINDS, ConsulError
+from vip_elector.metrics import Metrics
+from vip_elector.state import DaemonState
+from vip_elector.status_server import StatusServer
+
+
+class Scraped:
+    """What the module's one server serves: each test's own fresh Metrics."""
+
+    metrics = Metrics(DaemonState("service/x/vip", "node-a"), dict)
+
+    @classmethod
+    def render(cls, accept: str, accept_encoding: str) -> tuple[bytes, dict[str, str]]:
+        return cls.metrics.render(accept, accept_encoding)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[StatusServer]:
+    # One server for the module: stopping one takes up to half a second.
+    state = DaemonState("service/x/vip", "node-a")
+    running = StatusServer(("127.0.0.1", 0), state.snapshot, Scraped.render, lambda: True).start()
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    Scraped.metrics = Metrics(DaemonState("service/x/vip", "node-a"), dict)
+    return Scraped.metrics
+
+
+def fetch(
+    server: StatusServer, path: str, method: str = "GET", **headers: str
+) -> tuple[http.client.HTTPResponse, bytes]:
+    connection = http.client.HTTPConnection(*server.address, timeout=5)
+    try:
+        connection.request(
+            method, path, headers={k.replace("_", "-"): v for k, v in headers.items()}
+        )
+        response = connection.getresponse()
+        return response, response.read()
+    finally:
+        connection.close()
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_every_error_kind_is_there_at_zero_before_any_error(
+    metrics: Metrics, server: StatusServer
+) -> None:
+    _, body = fetch(server, "/metrics")
+    found = samples(body.decode())
+    for kind in ERROR_KINDS:
+        assert found[("vip_elector_consul_errors_total", (("kind", kind),))] == 0
+
+
+def test_error_kinds_cover_every_consul_error() -> None:
+    def subclasses(cls: type[ConsulError]) -> set[type[ConsulError]]:
+        found = set(cls.__subclasses__())
+        for sub in list(found):
+            found |= subclasses(sub)
+        return found
+
+    classes = {ConsulError} | subclasses(ConsulError)
+    assert {cls.kind for cls in classes} <= set(ERROR_KINDS)
+
+
+def test_blocking_queries_do_not_count_as_request_latency(
+    metrics: Metrics, server: StatusServer
+) -> None:
+    metrics.observe_request("GET", 0.004, None, blocking=False)
+    metrics.observe_request("GET", 10.3, None, blocking=True)
+    metrics.observe_request("PUT", 2.0, "timeout", blocking=False)
+    _, body = fetch(server, "/metrics")
+    found = samples(body.decode())
+    assert found[("vip_elector_consul_request_seconds_count", (("method", "GET"),))] == 1
+    assert found[("vip_elector_consul_request_seconds_sum", (("method", "GET"),))] == 0.004
+    assert found[("vip_elector_consul_blocking_query_seconds_count", ())] == 1
+    assert found[("vip_elector_consul_blocking_query_seconds_bucket", (("le", "15.0"),))] == 1
+    assert found[("vip_elector_consul_blocking_query_seconds_bucket", (("le", "10.0"),))] == 0
+    assert found[("vip_elector_consul_errors_total", (("kind", "timeout"),))] == 1
+
+
+def test_openmetrics_when_the_scraper_asks_for_it(server: StatusServer) -> None:
+    accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+    response, body = fetch(server, "/metrics", Accept=accept)
+    assert response.getheader("Content-Type", "").startswith("application/openmetrics-text")
+    assert body.endswith(b"# EOF\n")
+    plain, plain_body = fetch(server, "/metrics")
+    assert plain.getheader("Content-Type", "").startswith("text/plain")
+    assert b"# EOF" not in plain_body
+
+
+def test_gzip_when_the_scraper_accepts_it(server: StatusServer) -> None:
+    response, body = fetch(server, "/metrics", Accept_Encoding="gzip")
+    assert response.getheader("Content-Encoding") == "gzip"
+    assert int(response.getheader("Content-Length", "0")) == len(body)
+    assert b"vip_elector_state" in gzip.decompress(body)
+    plain, plain_body = fetch(server, "/metrics")
+    assert plain.getheader("Content-Encoding") is None
+    assert b"vip_elector_state" in plain_body
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/status", "/healthz"])
+def test_head_gets_the_headers_of_a_get_and_no_body(server: StatusServer, path: str) -> None:
+    get, get_body = fetch(server, path)
+    head, head_body = fetch(server, path, method="HEAD")
+    assert head.status == get.status == 200
+    assert head_body == b""
+    assert head.getheader("Content-Type") == get.getheader("Content-Type")
+    # /metrics grows between the two scrapes (process metrics); the others do not.
+    if path != "/metrics":
+        assert head.getheader("Content-Length") == str(len(get_body))
+
+
+def test_the_server_header_does_not_advertise_python(server: StatusServer) -> None:
+    response, _ = fetch(server, "/healthz")
+    assert response.getheader("Server") == "vip-elector"
