@@ -33,6 +33,7 @@ from vip_elector.runtime_dir import Held
 from vip_elector.state import Cause, Role, StepDown
 from vip_elector.trigger_key import (
     Candidate,
+    KeyTree,
     SwitchoverRequest,
     TriggerKey,
     best_other,
@@ -48,14 +49,16 @@ from vip_elector.worker import Fatal, Worker, WorkerContext
 log = logging.getLogger("vip_elector")
 T = TypeVar("T")
 
-POLL_WAIT = 10.0  # blocking-query wait; a change returns at once anyway
+# Blocking-query wait: a change returns at once anyway, so a longer wait only
+# saves requests (1 a minute). It also bounds how long a connection that died
+# without a word goes unnoticed (rare: the agent is local).
+POLL_WAIT = 60.0
 READ_BUDGET = blocking_timeout(POLL_WAIT) + 1.0  # longest a key read can take
 LOCK_DELAY_MARGIN = 0.02  # retry this long after the lock-delay should have ended
 LOCK_DELAY_RETRY_MAX = 1.0  # then back off up to this
 STANDBY_POLL = 1.0
 REFUSAL_REMIND = 30.0
 PRIORITY_MARGIN = 1.0  # a better candidate gets this long on top of the time it needs
-RIVAL_CHECK_EVERY = 30.0  # a leader looks for another node with its value this often
 
 
 class Election(Worker):
@@ -74,6 +77,7 @@ class Election(Worker):
         standby_reason: Callable[[], str | None] = lambda: None,
         step_down_cause: Callable[[str], StepDown | None] = lambda _: None,
         preflight_passed: threading.Event | None = None,
+        on_preflight_passed: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__("election", context.state, context.stop)
         self.settings = context.settings
@@ -87,6 +91,7 @@ class Election(Worker):
         # Set once the trigger-key passed the pre-flight check; the renewer
         # creates no session before that (nothing half-done in Consul).
         self.preflight_passed = preflight_passed or threading.Event()
+        self.on_preflight_passed = on_preflight_passed
         self._retrier = Retrier(
             self.stop,
             self.settings.consul.address,
@@ -128,6 +133,7 @@ class Election(Worker):
                 key=self.key.name,
             )
         self.preflight_passed.set()
+        self.on_preflight_passed()
 
     # -- helpers -------------------------------------------------------------
     def _done(self, session: Session) -> bool:
@@ -138,10 +144,9 @@ class Election(Worker):
     ) -> KeyState:
         return self._retried(session, lambda i: self.key.read(i, wait, consistent), index)
 
-    def _read_all(
-        self, session: Session, index: int
-    ) -> tuple[KeyState, dict[str, Candidate], SwitchoverRequest | None]:
-        """The leader's watch: the key, the candidates and switchover requests.
+    def _read_all(self, session: Session, index: int) -> KeyTree:
+        """The leader's watch: the key, the candidates, switchover requests and
+        conflict flags.
 
         Consistent, and with /leader served it returns at least every third of the
         fencing bound, so each answer (counted from the start of its request)
@@ -222,8 +227,8 @@ class Election(Worker):
                 if key.value == self.key.value_bytes:
                     # Another session holds the key with *our* value: another
                     # node with our trigger-value (both get the VIP), or an old
-                    # session of ours on its way out.
-                    rival = self._rival_problem(session)
+                    # session of ours on its way out. Flag it: the leader steps down.
+                    rival = self._rival_problem(session, flag=True)
                     if rival is not None:
                         self._refuse(rival)
                 continue
@@ -327,14 +332,22 @@ class Election(Worker):
     def _leave_standby(self, session: Session) -> None:
         self._last_standby = None
 
-    def _rival_problem(self, session: Session) -> str | None:
-        """Why this node must not hold the key: another node competes with our value."""
+    def _rival_problem(self, session: Session, flag: bool = False) -> str | None:
+        """Why this node must not hold the key: another node competes with our value.
+        ``flag``: also put up the conflict flag the leader watches for."""
         try:
             sessions = self.adapter.list_sessions()
         except ConsulError:
             return None  # cannot tell now; the next turn asks again
         found = rivals(sessions, self.key.name, self.key.value, node_of(sessions, session.id))
-        return rival_message(self.key.name, self.key.value, found) if found else None
+        if not found:
+            return None
+        if flag:
+            try:
+                self.key.flag_conflict(session.id, found)
+            except ConsulError as exc:  # the next turn flags again
+                log.warning("could not flag the duplicate value for the leader: %s", exc)
+        return rival_message(self.key.name, self.key.value, found)
 
     def _refuse(self, problem: str) -> None:
         """Not competing because of a configuration mistake: an ERROR, repeated
@@ -538,16 +551,17 @@ class Election(Worker):
         """Confirm the lock with a consistent read, then watch it until it is lost."""
         index = 0
         leading = False
-        rivals_checked = time.monotonic()
+        conflict_checked = 0  # the conflict flag (its ModifyIndex) last looked into
         own_step: StepDown | None = None
         better_since: dict[str, float] = {}  # preemption: eligible and better, since
         while not self._done(session):
             try:
-                key, candidates, request = self._read_all(session, index)
+                tree = self._read_all(session, index)
             except Interrupted:
                 break
             if self._done(session):
                 break  # stopped while the read ran: this generation acts no more
+            key = tree.key
             index = next_index(index, key.index)
             self.beat()
             problem = self.key.ownership_problem(key, session.id)
@@ -582,9 +596,11 @@ class Election(Worker):
             if self.fencing and own_step is None:
                 self.state.confirm(self._read_started, self.settings.fence_bound)
             if own_step is None:
-                own_step = self._steer(session, key, candidates, request, better_since)
-            if own_step is None and time.monotonic() - rivals_checked >= RIVAL_CHECK_EVERY:
-                rivals_checked = time.monotonic()
+                own_step = self._steer(session, key, tree.candidates, tree.request, better_since)
+            if own_step is None and tree.conflict not in (0, conflict_checked):
+                # A follower says another node has our value: both vip-managers
+                # would add the VIP. Check (a flag is only a hint) and step down.
+                conflict_checked = tree.conflict
                 rival = self._rival_problem(session)
                 if rival is not None:
                     self.state.unfence()

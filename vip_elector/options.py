@@ -171,8 +171,8 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "ttl",
-        "session TTL; renewed every TTL/3; leadership is given up after one TTL without a "
-        "successful renewal",
+        "session TTL; renewed once 0.6 of it has passed; leadership is given up after one "
+        "TTL without a successful renewal",
         flag="--ttl",
         metavar="DURATION",
         default="10s",

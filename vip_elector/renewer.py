@@ -1,7 +1,9 @@
 """The renewer thread: it keeps this node's Consul session, behind the health gate.
 
 The renewer creates the Consul session once the node's health check passes,
-renews it every TTL/3 and replaces it when it is gone. It treats a session
+renews it once 0.6 of the TTL has passed (the latest point that still leaves
+room for a few retries, one a second) and replaces it when it
+is gone. It treats a session
 as lost as soon as no renewal has succeeded for one TTL by its own clock,
 even when Consul cannot be reached: Consul may invalidate it after 2 x TTL
 and give the lock away, so believing in it longer risks two leaders.
@@ -9,6 +11,7 @@ and give the lock away, so believing in it longer risks two leaders.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import socket
@@ -40,6 +43,23 @@ PUBLISH_RETRY = 0.5
 HEALTH_GATE_POLL = 1.0
 HEALTH_GATE_REMIND = 30.0  # repeat an unchanged health-gate warning this often
 MAX_WAIT = 5.0
+# Renew when this much of the TTL has passed since the last good renewal. Later
+# costs fewer requests (10 a minute with the 10 s default: most of an idle node's)
+# but leaves less time to retry before the TTL rule gives up: a Consul write
+# outage (a leader election: requests wait for the new leader) that starts right
+# before a renewal is ridden out if it ends within 0.4 TTL (4 s by default; one
+# starting earlier, up to a full TTL). Nothing is detected later for it: key
+# changes come by the blocking query, a session Consul dropped by the key's
+# deletion.
+RENEW_AFTER = 0.6
+# A renewal answers in milliseconds; one lost on the way (a hung agent, a dropped
+# connection) is only noticed at its timeout. So the timeout follows the renewals'
+# own latency (like TCP's retransmission timeout): this many times the slowest of
+# the last few, at least RENEW_TIMEOUT_MIN, and at most the adapter's timeout
+# (TTL/4), so that a slow but working Consul is still waited for.
+RENEW_TIMEOUT_FACTOR = 4.0
+RENEW_TIMEOUT_MIN = 1.0
+RENEW_LATENCIES_KEPT = 8
 
 
 @dataclass(eq=False)
@@ -117,7 +137,6 @@ class Renewer(Worker):
         self,
         context: WorkerContext,
         adapter: ConsulAdapter,
-        on_first_session: Callable[[], None] = lambda: None,
         liveness: LivenessCheck | None = None,
         may_start: threading.Event | None = None,
         on_status: Callable[[str], None] = lambda _: None,
@@ -140,7 +159,6 @@ class Renewer(Worker):
         self.standby_reason = standby_reason
         self._published: tuple[str, str | None] | None = None  # (session, why not eligible)
         self._publish_retry: float | None = None  # monotonic time of the next attempt
-        self.on_first_session = on_first_session
         self.liveness = liveness
         self.extra_checks = (liveness.check_id,) if liveness else ()
         self.may_start = may_start  # the trigger-key pre-flight check passed
@@ -149,6 +167,9 @@ class Renewer(Worker):
         self._session: Session | None = None
         self._session_changed = threading.Condition()
         self._wake = threading.Event()  # discard() or stop: act now
+        self._renew_latencies: collections.deque[float] = collections.deque(
+            maxlen=RENEW_LATENCIES_KEPT
+        )
         self._doomed: dict[str, float] = {}  # session id -> give-up time (monotonic)
         self._doomed_lock = threading.Lock()
         self._last_gate_warning: tuple[str, float] | None = None  # renewer only
@@ -248,19 +269,14 @@ class Renewer(Worker):
             self.beat(0.5)
             if self.stop.is_set():
                 return
-        first = True
-        if self._take_over():
-            first = False
-            self.on_first_session()
+        self._take_over()
         while not self.stop.is_set():
             # One turn: at most a wait of MAX_WAIT plus a few Consul calls.
             self.beat(MAX_WAIT + self._step_budget)
             self._destroy_doomed()
             session = self._current()
             if session is None:
-                if self._create() and first:
-                    first = False
-                    self.on_first_session()
+                self._create()
                 continue
             self._publish_when_changed(session)
             self._renew_when_due(session)
@@ -501,11 +517,12 @@ class Renewer(Worker):
 
     # -- renewing ------------------------------------------------------------
     def _renew_when_due(self, session: Session) -> None:
-        """Renew every TTL/3; after a failure retry every second until the TTL is up."""
+        """Renew at RENEW_AFTER of the TTL; after a failure retry every second until
+        the TTL is up."""
         if session.failures:
             due = session.last_attempt + RETRY_AFTER_FAILED_RENEW
         else:
-            due = session.renewed_at + self.settings.ttl / 3
+            due = session.renewed_at + self.settings.ttl * RENEW_AFTER
         due = min(due, session.renewed_at + session.ttl)  # never sleep past the deadline
         self._wake.clear()
         # Wake at least every MAX_WAIT (beats, doomed sessions), even for a 24h TTL.
@@ -520,7 +537,7 @@ class Renewer(Worker):
         left = session.renewed_at + session.ttl - session.last_attempt
         try:
             self.adapter.renew_session(
-                session.id, timeout=min(self.adapter.timeout, max(0.1, left))
+                session.id, timeout=min(self._renew_timeout(), max(0.1, left))
             )
         except SessionGone:
             self._end(
@@ -553,10 +570,18 @@ class Renewer(Worker):
             )
         session.failures = 0
         session.renewed_at = time.monotonic()
+        self._renew_latencies.append(session.renewed_at - session.last_attempt)
         self.state.session_renewed()
         log.debug(
             "session %s renewed", session.id, extra={"event": "renewed", "session": session.id}
         )
+
+    def _renew_timeout(self) -> float:
+        """How long one renewal may take (see RENEW_TIMEOUT_FACTOR)."""
+        if not self._renew_latencies:
+            return self.adapter.timeout
+        slowest = max(self._renew_latencies) * RENEW_TIMEOUT_FACTOR
+        return min(self.adapter.timeout, max(RENEW_TIMEOUT_MIN, slowest))
 
     def _timed_out(self, session: Session, error: ConsulError | None) -> bool:
         silent_for = time.monotonic() - session.renewed_at

@@ -96,7 +96,7 @@ def _run(adapter: ConsulAdapter, settings: Settings, to: str, dry_run: bool, tim
         if now.held and now.value == target.value.encode():
             print(f"moved {plan} in {(time.monotonic() - started) * 1000:.0f} ms")
             return EXIT_OK
-    _, _, request = key.read_all()
+    request = key.read_all().request
     if request is not None:
         key.drop_request(request)
     print(

@@ -117,6 +117,10 @@ def rival_message(key: str, value: str, found: list[Rival]) -> str:
 #                                   goes with the session), JSON {priority, eligible,
 #                                   why, node, host}
 # <trigger-key>/switchover          a request to move the VIP: JSON {to, by, at}
+# <trigger-key>/conflicts/<value>   a follower that found the key held with its own
+#                                   value by another node says so (locked by its
+#                                   session): the leader sees it in its watch at once
+#                                   and checks, instead of listing sessions on a timer
 
 
 SWITCHOVER_FRESH = 10.0  # seconds a switchover request is good for
@@ -132,6 +136,10 @@ def candidate_key(key: str, value: str) -> str:
 
 def switchover_key(key: str) -> str:
     return f"{key}/switchover"
+
+
+def conflict_key(key: str, value: str) -> str:
+    return f"{key}/conflicts/" + urllib.parse.quote(value, safe="")
 
 
 @dataclass(frozen=True)
@@ -155,6 +163,16 @@ class SwitchoverRequest:
 
     def fresh(self, now: float | None = None) -> bool:
         return abs((now or time.time()) - self.at) <= SWITCHOVER_FRESH
+
+
+@dataclass(frozen=True)
+class KeyTree:
+    """One read of the key and everything under its prefix."""
+
+    key: KeyState
+    candidates: dict[str, Candidate]
+    request: SwitchoverRequest | None
+    conflict: int  # ModifyIndex of a conflict flag on our value; 0 when there is none
 
 
 def parse_candidates(key: str, entries: dict[str, KeyState]) -> dict[str, Candidate]:
@@ -345,8 +363,9 @@ class TriggerKey:
     # -- candidates and switchover ------------------------------------------
     def read_all(
         self, index: int = 0, wait: float | None = None, consistent: bool = False
-    ) -> tuple[KeyState, dict[str, Candidate], SwitchoverRequest | None]:
-        """The key, the candidates and a switchover request, in one (blocking) read."""
+    ) -> KeyTree:
+        """The key, the candidates, a switchover request and a conflict flag on our
+        value, in one (blocking) read."""
         answered, entries = self.adapter.get_prefix(
             self.name, index=index or None, wait=wait, consistent=consistent
         )
@@ -360,7 +379,13 @@ class TriggerKey:
             modify_index=key.modify_index,
             lock_index=key.lock_index,
         )
-        return key, parse_candidates(self.name, entries), parse_request(self.name, entries)
+        flag = entries.get(conflict_key(self.name, self.value))
+        return KeyTree(
+            key,
+            parse_candidates(self.name, entries),
+            parse_request(self.name, entries),
+            flag.modify_index if flag is not None else 0,
+        )
 
     def candidates(self) -> dict[str, Candidate]:
         _, entries = self.adapter.get_prefix(candidates_prefix(self.name))
@@ -386,6 +411,14 @@ class TriggerKey:
         entry = self.adapter.get_key(candidate_key(self.name, self.value))
         if entry.session == session_id:
             self.adapter.delete_key(candidate_key(self.name, self.value), cas=entry.modify_index)
+
+    def flag_conflict(self, session_id: str, rivals_: list[Rival]) -> bool:
+        """Tell the leader that other nodes compete with our value (locked by our
+        session: the flag goes with it). False when another session flagged it."""
+        body = {"nodes": sorted({r.node for r in rivals_}), "host": socket.gethostname()}
+        return self.adapter.put_key(
+            conflict_key(self.name, self.value), json.dumps(body).encode(), acquire=session_id
+        )
 
     def candidate_entry_holder(self) -> str | None:
         """The session holding this node's candidate entry, if any."""
