@@ -456,6 +456,71 @@ def test_sighup_with_an_invalid_config_keeps_running(election: Election) -> None
     assert after.session == before.session
 
 
+# -- systemd readiness ----------------------------------------------------------------------
+
+
+class NotifySocket:
+    """A systemd notify socket (what Type=notify units get as NOTIFY_SOCKET)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.messages: list[dict[str, str]] = []
+
+    def receive(self) -> None:
+        try:
+            data = self.sock.recv(4096).decode()
+        except TimeoutError:
+            return
+        fields = dict(line.split("=", 1) for line in data.splitlines() if "=" in line)
+        self.messages.append(fields)
+
+    def has(self, field: str) -> bool:
+        self.receive()
+        return any(field in m for m in self.messages)
+
+    def statuses(self) -> list[str]:
+        return [m["STATUS"] for m in self.messages if "STATUS" in m]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_ready_once_the_agent_answers_even_while_the_check_is_critical(
+    election: Election, tmp_path: Path
+) -> None:
+    """A check critical at boot must not hold up `systemctl start` (Type=notify):
+    READY=1 comes once the agent answers; STATUS= says why it does not compete."""
+    notify = NotifySocket(tmp_path / "notify.sock")
+    try:
+        node = election.add("node-a", start=False, env={"NOTIFY_SOCKET": str(notify.path)})
+        assert node.check is not None
+        node.check.set("500")
+        node.check.wait_status("critical")
+        node.elector.start()
+
+        wait_until(lambda: notify.has("READY"), 20, "READY=1 with the check critical")
+        wait_until(
+            lambda: notify.has("STATUS") and "not competing" in " ".join(notify.statuses()),
+            20,
+            lambda: f"a STATUS= that says it does not compete (got {notify.statuses()})",
+        )
+        assert election.holder() is None
+        assert any("check" in s and "critical" in s for s in notify.statuses())
+
+        node.check.set("200")
+        election.wait_holder()
+        wait_until(
+            lambda: notify.has("STATUS") and notify.statuses()[-1].startswith("leader of"),
+            20,
+            lambda: f"STATUS= says leader (got {notify.statuses()})",
+        )
+    finally:
+        notify.close()
+
+
 # -- log format -------------------------------------------------------------------------------
 
 

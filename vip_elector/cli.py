@@ -14,7 +14,7 @@ from typing import Any
 
 import configargparse
 
-from vip_elector import __version__, config_check, status_report, switchover
+from vip_elector import __version__
 from vip_elector.config import ConfigError, Settings, load_settings
 from vip_elector.coordinator import Coordinator
 from vip_elector.files import YAML_LIMIT, FileProblem, read_text
@@ -172,10 +172,17 @@ def run_command(command: str, argv: list[str]) -> int:
     except ConfigError as error:
         return report_config_error(error)
     options = vars(parser.parse_known_args(argv)[0])
+    # Imported here: the daemon's start-up does not load the commands.
     if command == "status":
+        from vip_elector import status_report
+
         return status_report.run(settings, as_json=options["json"])
     if command == "switchover":
+        from vip_elector import switchover
+
         return switchover.run(settings, options["to"], options["dry_run"], options["timeout"])
+    from vip_elector import config_check
+
     return config_check.run(settings, with_online=options["online"])
 
 

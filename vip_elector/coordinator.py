@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vip_elector import __version__
 from vip_elector.consul_adapter import ConsulAdapter, ConsulError
@@ -33,15 +33,19 @@ from vip_elector.continuity import Inheritance
 from vip_elector.durations import format_duration
 from vip_elector.generation import THREADS, Generation
 from vip_elector.logs import apply_settings, setup_logging, stop_logging
-from vip_elector.metrics import Metrics
-from vip_elector.notify import KILL_GRACE, NotifyRunner
 from vip_elector.options import RELOAD_WORDS, Reload, reload_plan
 from vip_elector.runtime_dir import AlreadyRunning, InstanceLock
 from vip_elector.settings import ConfigError, Settings
 from vip_elector.standby import Standby
 from vip_elector.state import Cause, DaemonState, Role, Transition
-from vip_elector.status_server import StatusServer, format_address, inherited_socket
 from vip_elector.systemd import SystemdNotifier
+
+if TYPE_CHECKING:
+    # Imported where configured: a daemon without --status-addr or --notify does
+    # not pay for prometheus_client, http.server or subprocess at start-up.
+    from vip_elector.metrics import Metrics
+    from vip_elector.notify import NotifyRunner
+    from vip_elector.status_server import StatusServer
 
 log = logging.getLogger("vip_elector")
 
@@ -128,6 +132,8 @@ class Coordinator:
         try:
             self._start_side_services()
         except OSError as exc:
+            from vip_elector.status_server import format_address
+
             # Like any other unusable setting: exit 2, and systemd does not restart it.
             log.error(
                 "configuration error: cannot serve --status-addr %s: %s; choose a free port "
@@ -137,7 +143,9 @@ class Coordinator:
                 extra={"event": "status_server_failed"},
             )
             return EXIT_CONFIG
-        self.notifier.status(f"starting: pre-flight check of {self.settings.trigger_key}")
+        self.notifier.status(
+            f"starting: pre-flight check of {self.settings.trigger_key}", provisional=True
+        )
         # A session the previous run left holding the key is adopted (continuity.py).
         self.workers = self._start_workers(self.settings, inspect_previous=True)
         interval = TICK
@@ -163,6 +171,8 @@ class Coordinator:
     def _start_side_services(self) -> None:
         settings = self.settings
         if settings.notify:
+            from vip_elector.notify import NotifyRunner
+
             self.notify_runner = NotifyRunner(
                 settings.notify,
                 settings.notify_timeout,
@@ -172,6 +182,8 @@ class Coordinator:
             self.notify_runner.start()
             self.state.subscribe(self.notify_runner)
         if settings.status_addr:
+            from vip_elector.metrics import Metrics
+
             self.metrics = Metrics(self.state, self._status_extra)
             self._restart_side_services()
 
@@ -179,6 +191,8 @@ class Coordinator:
         inherited_fd = os.environ.pop(INHERITED_STATUS_FD, None)
         fence = os.environ.pop(INHERITED_FENCE, None)
         if self.settings.status_addr and self.metrics is not None:
+            from vip_elector.status_server import StatusServer, inherited_socket
+
             inherited = inherited_socket(inherited_fd, self.settings.status_addr)
             if inherited is not None and fence:
                 with contextlib.suppress(ValueError):
@@ -212,17 +226,21 @@ class Coordinator:
             self.state,
             self.standby,
             self.metrics,
-            self._on_first_session,
+            self._on_agent_answered,
             self.notifier.status,
             inherit=inherit,
             inspect_previous=inspect_previous,
             on_maintenance=lambda: self._wake_for(self.eligibility_changed),
         ).start()
 
-    def _on_first_session(self) -> None:
+    def _on_agent_answered(self) -> None:
+        """READY=1 once the configuration is valid and the agent answered the
+        pre-flight read: started, whether or not this node can compete yet (a
+        check critical at boot must not hold up `systemctl start` and the boot).
+        Candidacy is told by STATUS= and the metrics from then on."""
         if not self._ready:
             self._ready = True
-            self.notifier.ready(f"{self.state.role.value} of {self.state.trigger_key}")
+            self.notifier.ready(f"started: pre-flight check of {self.state.trigger_key} passed")
 
     def _on_transition(self, change: Transition) -> None:
         self.notifier.status(f"{change.new.value} of {change.key} ({change.cause.value})")
@@ -509,6 +527,8 @@ class Coordinator:
         if self.status_server is not None:
             self.status_server.close()
         if self.notify_runner is not None:
+            from vip_elector.notify import KILL_GRACE
+
             # The lock is released already; the STOPPING hook gets its full timeout.
             self.notify_runner.close()
             self.notify_runner.join(timeout=self.settings.notify_timeout + 2 * KILL_GRACE + 0.5)

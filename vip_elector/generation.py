@@ -24,12 +24,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from vip_elector.consul_adapter import REQUEST_TIMEOUT, ConsulAdapter, ConsulError
 from vip_elector.continuity import Inheritance
 from vip_elector.election import Election
 from vip_elector.liveness import LivenessCheck, LivenessReporter
-from vip_elector.metrics import Metrics
 from vip_elector.node_watch import NodeWatch
 from vip_elector.renewer import Renewer
 from vip_elector.retrying import Interrupted, Retrier
@@ -39,6 +39,9 @@ from vip_elector.standby import Standby
 from vip_elector.state import Cause, DaemonState, Role, StepDown
 from vip_elector.trigger_key import TriggerKey
 from vip_elector.worker import WorkerContext
+
+if TYPE_CHECKING:
+    from vip_elector.metrics import Metrics  # imported only with --status-addr
 
 log = logging.getLogger("vip_elector")
 
@@ -57,7 +60,7 @@ class Generation:
         state: DaemonState,
         standby: Standby,
         metrics: Metrics | None,
-        on_first_session: Callable[[], None],
+        on_agent_answered: Callable[[], None],
         on_status: Callable[[str], None],
         inherit: Inheritance | None = None,
         inspect_previous: bool = False,
@@ -90,7 +93,6 @@ class Generation:
             self.context,
             # Renewals must end well inside the TTL they protect.
             ConsulAdapter(settings.consul, timeout=min(5.0, settings.ttl / 4), observer=observer),
-            on_first_session=on_first_session,
             on_status=on_status,
             liveness=self.liveness,
             may_start=preflight_passed,
@@ -105,6 +107,7 @@ class Generation:
             standby_reason=standby.reason,
             step_down_cause=self.step_down_cause,
             preflight_passed=preflight_passed,
+            on_preflight_passed=on_agent_answered,
         )
 
         self.node_watch = NodeWatch(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 
 log = logging.getLogger("vip_elector")
 
@@ -20,6 +21,10 @@ class SystemdNotifier:
         if address.startswith("@"):
             address = "\0" + address[1:]  # abstract namespace socket
         self._address = address or None
+        # STATUS= comes from several threads; READY=1 must not overwrite a
+        # status that already says more than "starting".
+        self._lock = threading.Lock()
+        self._status_is_provisional = True
         self._watchdog_usec = 0
         if env.get("WATCHDOG_USEC", "").isdigit():
             pid = env.get("WATCHDOG_PID", "")
@@ -46,10 +51,19 @@ class SystemdNotifier:
             log.debug("sd_notify failed: %s", exc)
 
     def ready(self, status: str) -> None:
-        self.notify("READY=1", f"STATUS={status}")
+        """READY=1, with ``status`` unless a real one was sent already."""
+        with self._lock:
+            if self._status_is_provisional:
+                self.notify("READY=1", f"STATUS={status}")
+                self._status_is_provisional = False
+            else:
+                self.notify("READY=1")
 
-    def status(self, status: str) -> None:
-        self.notify(f"STATUS={status}")
+    def status(self, status: str, provisional: bool = False) -> None:
+        """STATUS=; ``provisional``: one that READY=1 may replace."""
+        with self._lock:
+            self.notify(f"STATUS={status}")
+            self._status_is_provisional = provisional
 
     def watchdog(self) -> None:
         self.notify("WATCHDOG=1")
