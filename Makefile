@@ -70,6 +70,8 @@ test-lowest: $(LOWEST_VENV)/.installed testbed
 demo: install testbed
 	$(VPY) -m tests.testbed.demo
 
+# BENCH_ARGS="--mode both": the fenced mode side by side (needs vip-manager v5);
+# "--quick": 2 runs per scenario; "--scenarios H,G": a subset
 bench: install testbed
 	$(VPY) -m bench.failover $(BENCH_ARGS)
 

@@ -30,6 +30,10 @@ Plus start-up, shutdown, idle RSS/CPU and Consul requests per minute.
 The Go original (yuuki/vip-elector v0.1.4) runs the same scenarios when a
 binary is given with --original or VIP_ELECTOR_GO_BIN (the Go module proxy
 reachable here refuses that module, so it is not built by this project).
+
+--mode fenced (or both) runs vip-elector also in the fenced mode: vip-manager
+v5 in `dcs-type: patroni` follows each daemon's /leader (--status-addr), with
+lock-delay 5 s, the price of a fence that survives a Consul leader election.
 """
 
 from __future__ import annotations
@@ -54,7 +58,8 @@ from functools import partial
 from pathlib import Path
 
 from tests.testbed import netns as netns_mod
-from tests.testbed.agents import ConsulAgent, dev_agent
+from tests.testbed.agents import ConsulAgent, dev_agent, free_port
+from tests.testbed.binaries import vip_manager_bin, vip_manager_has_patroni_mode
 from tests.testbed.configs import write_vip_manager_config
 from tests.testbed.consul_http import ConsulHTTP
 from tests.testbed.elector import clean_environment, vip_elector_argv
@@ -69,6 +74,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "bench" / "results"
 NODES = ["a", "b"]
 TTL, LOCK_DELAY = "10s", "1s"
+FENCED_LOCK_DELAY = "5s"  # the fenced mode's bound: lock-delay - interval - margin
 TTL_SECONDS = 10.0
 FAILOVER_TIMEOUT = 45.0
 _NEVER = threading.Event()
@@ -100,6 +106,7 @@ class Implementation:
     key: str
     label: str
     binary: Path | None  # None: the Python package of this checkout
+    fenced: bool = False  # vip-manager follows /leader (patroni mode)
 
     def argv(self, config: Path, check_id: str, hostname: str, extra: list[str]) -> list[str]:
         if self.binary is None:
@@ -113,7 +120,7 @@ class Implementation:
                 "--ttl",
                 TTL,
                 "--lock-delay",
-                LOCK_DELAY,
+                FENCED_LOCK_DELAY if self.fenced else LOCK_DELAY,
                 *extra,
             )
         return [
@@ -133,6 +140,9 @@ class Implementation:
 
 
 PYTHON = Implementation("py", "vip-elector (this project)", None)
+PYTHON_FENCED = Implementation(
+    "pyf", f"vip-elector, fenced mode (/leader, lock-delay {FENCED_LOCK_DELAY})", None, True
+)
 
 
 # -- observing ------------------------------------------------------------------------
@@ -188,9 +198,12 @@ class Bench:
     def start_elector(self, name: str) -> None:
         node = self.lab.nodes[name]
         self.generation += 1
+        extra = list(self.extra_args)
+        if self.impl.fenced:
+            extra += ["--status-addr", self.lab.status_addr(node.host)]
         process = ManagedProcess(
             f"{self.impl.key}-{name}-{self.generation}",
-            self.impl.argv(self.lab.config_paths[name], node.check.check_id, name, self.extra_args),
+            self.impl.argv(self.lab.config_paths[name], node.check.check_id, name, extra),
             self.workdir / f"{self.impl.key}-elector-{name}.log",
             env=clean_environment(),
             netns=node.host.netns,
@@ -396,7 +409,7 @@ def measure_startup_and_shutdown(
             )
             procs = []
             for i, check in enumerate(checks):
-                argv = impl.argv(config, check.check_id, f"n{i}", [])
+                argv = impl.argv(config, check.check_id, f"n{i}", mode_args(impl))
                 procs.append(
                     ManagedProcess(
                         f"{impl.key}-start-{i}",
@@ -424,6 +437,11 @@ def measure_startup_and_shutdown(
         for h in health:
             h.stop()
     return out
+
+
+def mode_args(impl: Implementation) -> list[str]:
+    """The fenced mode serves /leader (its watch then returns every third of the bound)."""
+    return ["--status-addr", f"127.0.0.1:{free_port()}"] if impl.fenced else []
 
 
 def time_to_exit(proc: ManagedProcess, limit: float = 30.0) -> float:
@@ -544,7 +562,9 @@ def measure_idle(
             check.wait_status("passing")
             proxy = FaultProxy(host, int(port))
             addr_flag = "-addr" if impl.binary else "--addr"
-            argv = impl.argv(config, check.check_id, role, [addr_flag, proxy.address])
+            argv = impl.argv(
+                config, check.check_id, role, [addr_flag, proxy.address, *mode_args(impl)]
+            )
             proc = ManagedProcess(
                 f"{impl.key}-idle-{role}",
                 argv,
@@ -624,7 +644,9 @@ def scenario_row(scenario: str, results: Results) -> tuple[str, ...]:
     )
 
 
-def ratio(scenario: str, ours: Results, original: Results | None) -> str:
+def ratio(scenario: str, all_results: list[Results]) -> str:
+    ours = all_results[0]
+    original = next((r for r in all_results if r.impl.binary is not None), None)
     if original is None:
         return ""
     a = [r.key_ms for r in ours.runs.get(scenario, []) if r.key_ms is not None]
@@ -647,10 +669,12 @@ def report(
         "",
         f"Command: `{' '.join(['make bench'] if not args.cmdline else args.cmdline)}`  ",
         f"Machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}, Consul 1.14.5, vip-manager 1.0.2  ",
+        f"Python {platform.python_version()}, Consul 1.14.5, vip-manager "
+        f"{vip_manager_bin().parent.name.removeprefix('vip-manager-')}  ",
         f"Set-up: 3 Consul servers, {len(NODES)} nodes in network namespaces (own client "
         f"agent, HTTP check interval 1s timeout 1s, vip-manager interval 100 ms), "
-        f"ttl {TTL}, lock-delay {LOCK_DELAY}, {args.repeat} runs per scenario, "
+        f"ttl {TTL}, lock-delay {LOCK_DELAY} (fenced mode: {FENCED_LOCK_DELAY}), "
+        f"{args.repeat} runs per scenario, "
         f"took {elapsed / 60:.1f} min.",
         "",
         "Times are p50 / p95 / max in ms from the fault. *key*: the new leader's value "
@@ -670,7 +694,7 @@ def report(
                 continue
             row = scenario_row(scenario, results)
             lines.append(f"| {scenario}: {title} | " + " | ".join(row) + " |")
-        note = ratio(scenario, all_results[0], all_results[1] if len(all_results) > 1 else None)
+        note = ratio(scenario, all_results)
         if note:
             lines.append(f"| | {note} | | | | | | |")
     lines += [
@@ -690,7 +714,9 @@ def report(
 def bench_implementation(impl: Implementation, args: argparse.Namespace, workdir: Path) -> Results:
     results = Results(impl)
     print(f"\n== {impl.label}", flush=True)
-    lab = netns_mod.VipLab(NODES, workdir / f"lab-{impl.key}", f"bench/{impl.key}/vip", servers=3)
+    lab = netns_mod.VipLab(
+        NODES, workdir / f"lab-{impl.key}", f"bench/{impl.key}/vip", servers=3, fenced=impl.fenced
+    )
     try:
         lab.start()
         for node in lab.nodes.values():
@@ -743,7 +769,7 @@ def bench_implementation(impl: Implementation, args: argparse.Namespace, workdir
         results.extra["shutdown as leader, ms"] = fmt_ms(timing["stop_leader"])
         results.extra["shutdown as follower, ms"] = fmt_ms(timing["stop_follower"])
         print(f"  start/stop: {timing}", flush=True)
-        if impl.binary is None and args.scale:
+        if impl.binary is None and not impl.fenced and args.scale:
             for count, (took, writes) in measure_scale(workdir, args.scale).items():
                 results.extra[f"scale: takeover on SIGTERM with {count} candidates, ms"] = (
                     f"{took:.0f}"
@@ -785,6 +811,13 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("VIP_ELECTOR_GO_BIN") or None,
         help="binary of the Go original v0.1.4 to run side by side (default: $VIP_ELECTOR_GO_BIN)",
     )
+    parser.add_argument(
+        "--mode",
+        choices=("trigger-key", "fenced", "both"),
+        default="trigger-key",
+        help="vip-manager follows the trigger-key (default), vip-elector's /leader "
+        "(fenced, needs vip-manager v5), or both side by side",
+    )
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     parser.add_argument(
         "--scale",
@@ -808,7 +841,13 @@ def main(argv: list[str] | None = None) -> int:
             f"make bench needs network namespaces for real vip-manager: {reason}", file=sys.stderr
         )
         return 1
-    implementations = [PYTHON]
+    implementations = [] if args.mode == "fenced" else [PYTHON]
+    if args.mode in ("fenced", "both"):
+        problem = vip_manager_has_patroni_mode()
+        if problem:
+            print(f"--mode {args.mode}: {problem}", file=sys.stderr)
+            return 1
+        implementations.append(PYTHON_FENCED)
     missing = None
     if args.original and Path(args.original).is_file():
         implementations.append(
