@@ -7,13 +7,14 @@ import time
 
 from tests.conftest import Election
 from tests.testbed.waiting import wait_until
+from vip_elector.liveness import liveness_ids
 
 
 def liveness_service(election: Election, value: str) -> dict[str, object] | None:
     services = election.api.ok("GET", "/v1/agent/services")
-    suffix = f"{election.key}-{value}".replace("/", "-")
+    service_id, _ = liveness_ids(election.key, value)
     found = [
-        s for s in services.values() if s["Service"] == "vip-elector" and s["ID"].endswith(suffix)
+        s for s in services.values() if s["Service"] == "vip-elector" and s["ID"] == service_id
     ]
     return found[0] if found else None
 

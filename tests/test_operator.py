@@ -221,10 +221,13 @@ def test_status_endpoint_serves_status_metrics_and_healthz(election: Election) -
     )
     assert samples[("vip_elector_consul_request_seconds_count", (("method", "GET"),))] > 0
     assert samples[("vip_elector_consul_errors_total", (("kind", "session_gone"),))] == 0
-    # The leader watches the key with blocking queries, held 10 s when nothing
-    # changes: they have a histogram of their own, and no ordinary call took
-    # longer than a request's 5 s timeout.
-    later = wait_until(lambda: held_long(scrape(port)), 30, "a blocking query held > 5 s")
+    # The leader watches the key with blocking queries, held up to 60 s when
+    # nothing changes: they have a histogram of their own, and no ordinary call
+    # took longer than a request's 5 s timeout. A follower joining after 6 s
+    # (its candidate entry) ends the leader's watch early.
+    assert stays_true(lambda: election.holder() == "node-a", 6.0)
+    election.add("node-b")
+    later = wait_until(lambda: held_long(scrape(port)), 20, "a blocking query held > 5 s")
     get = (("method", "GET"),)
     within_5s = later[("vip_elector_consul_request_seconds_bucket", (("le", "5.0"), *get))]
     assert within_5s == later[("vip_elector_consul_request_seconds_count", get)]
@@ -323,7 +326,12 @@ def test_a_hook_still_running_at_the_next_change_is_terminated(
     election.wait_holder()
     line = node.elector.wait_log(r"notify hook .* FOLLOWER: .*terminated", 10)
     assert "the next state change came while it ran" in line
-    assert [c[0] for c in calls(out)][:2] == ["FOLLOWER", "LEADER"]
+    # The LEADER hook starts once the FOLLOWER one is gone.
+    wait_until(
+        lambda: [c[0] for c in calls(out)][:2] == ["FOLLOWER", "LEADER"],
+        10,
+        lambda: f"the FOLLOWER then the LEADER hook ran (got {calls(out)})",
+    )
 
 
 def test_a_hook_past_its_timeout_is_killed(election: Election, tmp_path: Path) -> None:

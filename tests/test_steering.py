@@ -70,6 +70,13 @@ def test_switchover_to_a_named_node_moves_the_key_without_a_free_moment(
     election: Election,
 ) -> None:
     _, b, _ = three(election)
+    # Another service's check fails on the target's node: none of the VIP's business.
+    unrelated = f"unrelated-{uuid.uuid4().hex[:8]}"
+    election.api.ok(
+        "PUT",
+        "/v1/agent/check/register",
+        body={"ID": unrelated, "Name": unrelated, "TTL": "60s", "Status": "critical"},
+    )
     watch = KeyWatcher([election.agent], election.key).start_watching()
     try:
         before = election.api.kv_get(election.key)
@@ -92,6 +99,7 @@ def test_switchover_to_a_named_node_moves_the_key_without_a_free_moment(
         )
     finally:
         watch.stop()
+        election.api.ok("PUT", f"/v1/agent/check/deregister/{unrelated}")
 
 
 def test_a_switchover_to_an_absent_critical_or_maintenance_node_changes_nothing(

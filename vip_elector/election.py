@@ -144,17 +144,21 @@ class Election(Worker):
     ) -> KeyState:
         return self._retried(session, lambda i: self.key.read(i, wait, consistent), index)
 
-    def _read_all(self, session: Session, index: int) -> KeyTree:
+    def _read_all(self, session: Session, index: int, due: float | None = None) -> KeyTree:
         """The leader's watch: the key, the candidates, switchover requests and
         conflict flags.
 
         Consistent, and with /leader served it returns at least every third of the
         fencing bound, so each answer (counted from the start of its request)
-        keeps the fence up while the lock is ours.
+        keeps the fence up while the lock is ours. ``due``: a monotonic time by
+        which it must return even if nothing changes (a preemption delay ends).
         """
         wait = POLL_WAIT
         if self.fencing:
             wait = min(POLL_WAIT, self.settings.fence_bound / 3)
+        if due is not None:
+            # Not less than a second: a hand-over that failed is not retried in a loop.
+            wait = min(wait, max(1.0, due - time.monotonic()))
         return self._retried(session, lambda i: self.key.read_all(i, wait, consistent=True), index)
 
     @property
@@ -455,6 +459,12 @@ class Election(Worker):
                 self.key.drop_request(request)
         return target
 
+    def _preemption_due(self, better_since: dict[str, float]) -> float | None:
+        """When the first better candidate will have waited --preempt-delay."""
+        if self.settings.preempt_delay is None or not better_since:
+            return None
+        return min(better_since.values()) + self.settings.preempt_delay
+
     def _preemptor(
         self, candidates: dict[str, Candidate], better_since: dict[str, float]
     ) -> Candidate | None:
@@ -556,7 +566,7 @@ class Election(Worker):
         better_since: dict[str, float] = {}  # preemption: eligible and better, since
         while not self._done(session):
             try:
-                tree = self._read_all(session, index)
+                tree = self._read_all(session, index, self._preemption_due(better_since))
             except Interrupted:
                 break
             if self._done(session):

@@ -1,7 +1,8 @@
 """`vip-elector switchover --to VALUE`: move the VIP to a named candidate, on purpose.
 
 Run on any node with the daemon's options and environment. It checks that the
-target is a live, eligible candidate whose node's checks pass, then asks the
+target is a live, eligible candidate whose session's checks pass (and whose
+node is not in Consul maintenance), then asks the
 leader (a request key under the trigger-key's prefix; the command needs no
 leader's token) and waits for the move. The leader blanks the key (its
 vip-manager drops the VIP), waits vip-manager's interval + 200 ms, then
@@ -18,6 +19,7 @@ import socket
 import time
 
 from vip_elector.consul_adapter import ConsulAdapter, ConsulError
+from vip_elector.node_watch import NODE_MAINTENANCE, SERVICE_MAINTENANCE
 from vip_elector.settings import Settings
 from vip_elector.trigger_key import Candidate, TriggerKey, best_other
 
@@ -38,10 +40,22 @@ def choose(to: str, holder: str, candidates: dict[str, Candidate]) -> tuple[Cand
     return target, ""
 
 
-def unhealthy_checks(adapter: ConsulAdapter, node: str) -> list[str]:
-    if not node:
+def unhealthy_checks(adapter: ConsulAdapter, target: Candidate) -> list[str]:
+    """The critical checks that concern ``target``: those its session names, and
+    Consul maintenance of its node or of the service of its check. Another
+    service's failing check on the same node is none of the VIP's business."""
+    if not target.node:
         return []
-    return [c.check_id for c in adapter.node_checks(node).values() if c.status == "critical"]
+    info = adapter.session_info(target.session, consistent=True)
+    named = set(info.checks) if info is not None else set()
+    checks = adapter.node_checks(target.node).values()
+    services = {c.service for c in checks if c.check_id in named and c.service}
+    maintenance = {NODE_MAINTENANCE} | {SERVICE_MAINTENANCE + s for s in services}
+    return [
+        c.check_id
+        for c in checks
+        if c.status == "critical" and (c.check_id in named or c.check_id in maintenance)
+    ]
 
 
 def run(settings: Settings, to: str, dry_run: bool, timeout: float) -> int:
@@ -71,7 +85,7 @@ def _run(adapter: ConsulAdapter, settings: Settings, to: str, dry_run: bool, tim
     if target is None:
         print(f"switchover refused, nothing moved: {why}")
         return EXIT_REFUSED
-    critical = unhealthy_checks(adapter, target.node)
+    critical = unhealthy_checks(adapter, target)
     if critical:
         print(
             f"switchover refused, nothing moved: {target.value!r}'s node {target.node} has "
