@@ -21,6 +21,9 @@ ProxyFactory = Callable[[ConsulAgent], FaultProxy]
 pytestmark = pytest.mark.faults
 
 
+TTL = 10.0  # the default --ttl
+
+
 def log_time(line: str) -> float:
     """The wall-clock time of a text log line."""
     stamp = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})", line)
@@ -29,10 +32,10 @@ def log_time(line: str) -> float:
 
 
 def leader_behind_proxy(
-    election: Election, fault_proxy: ProxyFactory
+    election: Election, fault_proxy: ProxyFactory, args: tuple[str, ...] = ()
 ) -> tuple[Candidate, Candidate, FaultProxy]:
     proxy = fault_proxy(election.agent)
-    leader = election.add("node-a", addr=proxy.address)
+    leader = election.add("node-a", addr=proxy.address, args=list(args))
     election.wait_holder()
     follower = election.add("node-b")
     wait_until(lambda: election.sessions_of(follower), 20, "node-b has a session")
@@ -74,13 +77,19 @@ def test_leader_cut_off_from_consul_steps_down_after_one_ttl_before_anyone_takes
 def test_short_consul_trouble_is_not_a_loss(
     election: Election, fault_proxy: ProxyFactory, mode: str, latency: float
 ) -> None:
-    leader, _, proxy = leader_behind_proxy(election, fault_proxy)
+    leader, _, proxy = leader_behind_proxy(election, fault_proxy, ("--log-level", "DEBUG"))
     before = election.api.kv_get(election.key)
     assert before is not None
+    # The worst moment: just before a renewal is due (0.6 TTL after the last
+    # one), leaving 0.4 TTL (4 s) to retry, once a second, before the TTL rule.
+    renewals = leader.elector.count(r"session \S+ renewed\n")
+    line = leader.elector.wait_log(r"session \S+ renewed$", 15, count=renewals + 1)
+    due = log_time(line) + TTL * 0.6
+    wait_until(lambda: time.time() >= due - 0.5, 10, "just before the next renewal")
 
     with proxy.fault(mode, latency):
-        # Shorter than what is left of the TTL in the worst case: a renewal is
-        # due at 0.6 TTL, retried every second (1 s timeouts) until the TTL: 3 s.
+        # 2.5 s: the renewal due and the retry after it fail; one a second
+        # later succeeds with a second of the TTL to spare.
         seen = set(sample(lambda: election.api.kv_get(election.key), 2.5))
 
     assert {(e.session, e.text) for e in seen if e} == {(before.session, "node-a")}

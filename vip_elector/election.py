@@ -159,7 +159,12 @@ class Election(Worker):
         if due is not None:
             # Not less than a second: a hand-over that failed is not retried in a loop.
             wait = min(wait, max(1.0, due - time.monotonic()))
-        return self._retried(session, lambda i: self.key.read_all(i, wait, consistent=True), index)
+        return self._retried(
+            session,
+            lambda i: self.key.read_all(i, wait, consistent=True),
+            index,
+            urgent=self.fencing,
+        )
 
     @property
     def fencing(self) -> bool:

@@ -17,7 +17,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from vip_elector.consul_adapter import (
@@ -55,11 +55,27 @@ RENEW_AFTER = 0.6
 # A renewal answers in milliseconds; one lost on the way (a hung agent, a dropped
 # connection) is only noticed at its timeout. So the timeout follows the renewals'
 # own latency (like TCP's retransmission timeout): this many times the slowest of
-# the last few, at least RENEW_TIMEOUT_MIN, and at most the adapter's timeout
-# (TTL/4), so that a slow but working Consul is still waited for.
+# the last few, at least RENEW_TIMEOUT_MIN, doubled after each attempt that timed
+# out, and at most the adapter's timeout (TTL/4): a Consul that became slow but
+# works is still waited for.
 RENEW_TIMEOUT_FACTOR = 4.0
 RENEW_TIMEOUT_MIN = 1.0
 RENEW_LATENCIES_KEPT = 8
+
+
+def renew_timeout(latencies: Iterable[float], timed_out: int, cap: float) -> float:
+    """How long one renewal may take, from the last renewals' ``latencies`` and
+    how many attempts ``timed_out`` in a row since (see RENEW_TIMEOUT_FACTOR)."""
+    recent = list(latencies)
+    if not recent:
+        return cap
+    timeout = max(RENEW_TIMEOUT_MIN, max(recent) * RENEW_TIMEOUT_FACTOR)
+    return min(cap, timeout * 2.0 ** min(timed_out, 8))
+
+
+def renewal_due(renewed_at: float, ttl: float) -> float:
+    """When a session renewed at ``renewed_at`` is renewed next (no failures)."""
+    return renewed_at + ttl * RENEW_AFTER
 
 
 @dataclass(eq=False)
@@ -170,6 +186,8 @@ class Renewer(Worker):
         self._renew_latencies: collections.deque[float] = collections.deque(
             maxlen=RENEW_LATENCIES_KEPT
         )
+        self._renew_timeouts = 0  # renewals timed out in a row
+        self._retried_at_once = False  # the last failure was retried without a wait
         self._doomed: dict[str, float] = {}  # session id -> give-up time (monotonic)
         self._doomed_lock = threading.Lock()
         self._last_gate_warning: tuple[str, float] | None = None  # renewer only
@@ -522,7 +540,7 @@ class Renewer(Worker):
         if session.failures:
             due = session.last_attempt + RETRY_AFTER_FAILED_RENEW
         else:
-            due = session.renewed_at + self.settings.ttl * RENEW_AFTER
+            due = renewal_due(session.renewed_at, self.settings.ttl)
         due = min(due, session.renewed_at + session.ttl)  # never sleep past the deadline
         self._wake.clear()
         # Wake at least every MAX_WAIT (beats, doomed sessions), even for a 24h TTL.
@@ -533,12 +551,12 @@ class Renewer(Worker):
         if self._timed_out(session, None):
             return
         session.last_attempt = time.monotonic()
-        # A hanging renewal must not run past the TTL deadline it protects.
+        # A hanging renewal must not run past the TTL deadline it protects, nor
+        # take more than half of what is left: one more attempt must fit after it.
         left = session.renewed_at + session.ttl - session.last_attempt
+        timeout = min(self._renew_timeout(), max(RENEW_TIMEOUT_MIN, left / 2), left)
         try:
-            self.adapter.renew_session(
-                session.id, timeout=min(self._renew_timeout(), max(0.1, left))
-            )
+            self.adapter.renew_session(session.id, timeout=max(0.1, timeout))
         except SessionGone:
             self._end(
                 session,
@@ -549,14 +567,24 @@ class Renewer(Worker):
             return
         except ConsulError as exc:
             session.failures += 1
+            if exc.kind == "timeout":
+                self._renew_timeouts += 1
+            if exc.kind == "unreachable" and not self._retried_at_once:
+                # Often a keep-alive connection that the agent (or a proxy) closed
+                # while idle: a fresh connection may work at once, so try it now.
+                session.last_attempt -= RETRY_AFTER_FAILED_RENEW
+                self._retried_at_once = True
+            else:
+                self._retried_at_once = False
             self.state.count_renew_failure()
             if not self._timed_out(session, exc):
-                left = session.ttl - (time.monotonic() - session.renewed_at)
+                now = time.monotonic()
+                left = session.ttl - (now - session.renewed_at)
                 log.warning(
-                    "session %s renewal failed: %s; retrying in %.0fs (%.1fs of TTL left)",
+                    "session %s renewal failed: %s; retrying in %.1fs (%.1fs of TTL left)",
                     session.id,
                     exc,
-                    RETRY_AFTER_FAILED_RENEW,
+                    max(0.0, session.last_attempt + RETRY_AFTER_FAILED_RENEW - now),
                     left,
                     extra={"event": "renew_failed", "session": session.id, "cause": exc.kind},
                 )
@@ -571,17 +599,15 @@ class Renewer(Worker):
         session.failures = 0
         session.renewed_at = time.monotonic()
         self._renew_latencies.append(session.renewed_at - session.last_attempt)
+        self._renew_timeouts = 0
+        self._retried_at_once = False
         self.state.session_renewed()
         log.debug(
             "session %s renewed", session.id, extra={"event": "renewed", "session": session.id}
         )
 
     def _renew_timeout(self) -> float:
-        """How long one renewal may take (see RENEW_TIMEOUT_FACTOR)."""
-        if not self._renew_latencies:
-            return self.adapter.timeout
-        slowest = max(self._renew_latencies) * RENEW_TIMEOUT_FACTOR
-        return min(self.adapter.timeout, max(RENEW_TIMEOUT_MIN, slowest))
+        return renew_timeout(self._renew_latencies, self._renew_timeouts, self.adapter.timeout)
 
     def _timed_out(self, session: Session, error: ConsulError | None) -> bool:
         silent_for = time.monotonic() - session.renewed_at
