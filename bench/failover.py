@@ -96,6 +96,9 @@ STAY = ("L", "R", "U", "T")
 # Ours only: the Go original has no --liveness-ttl, no in-place restart and no
 # reload (SIGHUP's default action ends a Go program).
 OURS_ONLY = ("K3", "U", "T", "S")
+# The fenced mode changes what vip-manager follows, not the election: the rows
+# that tell its price (H: lock-delay 5 s) and its gain (L), and G and N.
+FENCED_SCENARIOS = ("H", "G", "N", "L")
 
 
 # -- the implementations under test -----------------------------------------------
@@ -692,6 +695,8 @@ def report(
         for results in all_results:
             if scenario in OURS_ONLY and results.impl.binary is not None:
                 continue
+            if results.impl.fenced and scenario not in FENCED_SCENARIOS:
+                continue
             row = scenario_row(scenario, results)
             lines.append(f"| {scenario}: {title} | " + " | ".join(row) + " |")
         note = ratio(scenario, all_results)
@@ -727,6 +732,8 @@ def bench_implementation(impl: Implementation, args: argparse.Namespace, workdir
         try:
             for scenario in args.scenarios:
                 if scenario in OURS_ONLY and impl.binary is not None:
+                    continue
+                if impl.fenced and scenario not in FENCED_SCENARIOS:
                     continue
                 extra = {
                     "K3": ["--liveness-ttl", "3s"],
