@@ -41,7 +41,8 @@ def chaos(
         monitor.check_no_sessions_left()
         summary = pytestconfig.stash.get(FAULT_SUMMARY, [])
         pytestconfig.stash[FAULT_SUMMARY] = [*summary, f"mode: {request.param}", *monitor.summary()]
-        assert [str(v) for v in monitor.violations] == []
+        violations = [str(v) for v in monitor.violations]
+        assert not violations, "invariants violated:\n" + "\n".join(violations)
     finally:
         monitor.stop()
         lab.stop()
@@ -55,7 +56,8 @@ def test_invariants_hold_through(chaos: tuple[ChaosLab, InvariantMonitor], fault
     record = monitor.records[-1]
     print(monitor.record_line(record))  # shown with -rP, and on failure
     assert leader, "the cluster recovered with a leader and the VIP on its host"
-    assert [str(v) for v in monitor.violations[before:]] == []
+    violations = [str(v) for v in monitor.violations[before:]]
+    assert not violations, "invariants violated:\n" + "\n".join(violations)
     assert monitor.samples > 0
     for name, elector in lab.electors.items():
         assert elector.running(), f"{name} is still running"
