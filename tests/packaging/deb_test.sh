@@ -39,6 +39,8 @@
 # debootstrap and systemd-container with apt-get if they are missing.
 # DEB_TEST_KEEP=1 keeps the chroot.
 set -euo pipefail
+# In a pipeline, `grep -q` exits at the first match and the writer gets SIGPIPE,
+# which pipefail turns into a failure once the output is long: grep >/dev/null.
 
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export LC_ALL=C.UTF-8
@@ -121,7 +123,7 @@ cleanup() {
 	findmnt -rn -o TARGET | grep -F "$root/" | sort -r | while read -r m; do
 		umount "$m" 2>/dev/null || umount -l "$m"
 	done
-	if findmnt -rn -o TARGET | grep -qF "$root/"; then
+	if findmnt -rn -o TARGET | grep -F "$root/" >/dev/null; then
 		echo "deb-test: still mounted below $root; not deleting it" >&2
 	elif [ "${DEB_TEST_KEEP:-0}" = 1 ]; then
 		echo "deb-test: kept the chroot in $root" >&2
@@ -166,7 +168,7 @@ in_root dpkg-query -W -f '  ${Package} ${Version}\n' vip-elector python3 python3
 # What the package put on the system.
 [ "$(in_root stat -c '%a %U:%G' /etc/default/vip-elector)" = "640 root:root" ] ||
 	fail "/etc/default/vip-elector is $(in_root stat -c '%a %U:%G' /etc/default/vip-elector), want 640 root:root"
-in_root getent passwd vip-elector | grep -q ':/nonexistent:/usr/sbin/nologin$' ||
+in_root getent passwd vip-elector | grep ':/nonexistent:/usr/sbin/nologin$' >/dev/null ||
 	fail "system user vip-elector missing or wrong: $(in_root getent passwd vip-elector || true)"
 examples=/usr/share/doc/vip-elector/examples
 for f in /usr/bin/vip-elector /lib/systemd/system/vip-elector.service \
@@ -414,7 +416,7 @@ not_competing() { case "$(prop vip-elector.service StatusText)" in "not competin
 boot_finished() { case "$(X systemctl is-system-running 2>/dev/null)" in running|degraded) ;; *) return 1 ;; esac; }
 gate_warned() {
 	X journalctl -b -u vip-elector.service --no-pager -o cat -p warning |
-		grep -q '^WARNING Health check verification failed'
+		grep '^WARNING Health check verification failed' >/dev/null
 }
 boot_test() {
 	local pid restarts
@@ -573,7 +575,7 @@ EOF
 	restarts=$(prop vip-elector.service NRestarts)
 	X sh -c "kill -STOP $(prop vip-elector.service MainPID)"
 	wait_for 30 "the watchdog restart" is_prop vip-elector.service NRestarts $((restarts + 1))
-	X journalctl -b -u vip-elector.service | grep -q 'Watchdog timeout' || fail "no watchdog timeout in the journal"
+	X journalctl -b -u vip-elector.service | grep 'Watchdog timeout' >/dev/null || fail "no watchdog timeout in the journal"
 	X rm -r /run/systemd/system/vip-elector.service.d
 	X systemctl daemon-reload
 	note "frozen daemon: watchdog timeout, restarted"
@@ -595,7 +597,7 @@ EOF
 	#    version has one (a listening socket and Debian's prometheus-client
 	#    under the sandbox).
 	local status=""
-	if X vip-elector --help | grep -q -- '--status-addr'; then
+	if X vip-elector --help | grep -- '--status-addr' >/dev/null; then
 		status=127.0.0.1:9333
 		echo "VIP_ELECTOR_OPTS=\"--status-addr=$status\"" >"$root/etc/default/vip-elector@15-main"
 	fi
