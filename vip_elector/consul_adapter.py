@@ -417,6 +417,22 @@ class CheckState:
     service: str
 
 
+def _key_state(item: dict[str, Any], answer_index: int) -> KeyState:
+    """A KV entry as Consul returns it (one of /v1/kv's answers)."""
+    value = item.get("Value")
+    if isinstance(value, str):
+        value = value.encode()
+    return KeyState(
+        index=answer_index,
+        exists=True,
+        value=value,
+        flags=int(item.get("Flags") or 0),
+        session=item.get("Session") or None,
+        modify_index=int(item.get("ModifyIndex") or 0),
+        lock_index=int(item.get("LockIndex") or 0),
+    )
+
+
 def _lock_delay_seconds(raw: Any) -> float:
     # Consul reports LockDelay in nanoseconds (and Go-style strings in some versions).
     if isinstance(raw, int | float):
@@ -670,18 +686,7 @@ class ConsulAdapter:
         answer_index = int(raw_index or 0)
         if not item:
             return KeyState(index=answer_index, exists=False)
-        value = item.get("Value")
-        if isinstance(value, str):
-            value = value.encode()
-        return KeyState(
-            index=answer_index,
-            exists=True,
-            value=value,
-            flags=int(item.get("Flags") or 0),
-            session=item.get("Session") or None,
-            modify_index=int(item.get("ModifyIndex") or 0),
-            lock_index=int(item.get("LockIndex") or 0),
-        )
+        return _key_state(item, answer_index)
 
     def get_prefix(
         self,
@@ -700,20 +705,7 @@ class ConsulAdapter:
             kwargs["wait"] = format_duration(wait if wait is not None else 300.0)
         raw_index, items = self._call(self._client.kv.get, prefix, **kwargs)
         answer_index = int(raw_index or 0)
-        found = {}
-        for item in items or []:
-            value = item.get("Value")
-            if isinstance(value, str):
-                value = value.encode()
-            found[str(item["Key"])] = KeyState(
-                index=answer_index,
-                exists=True,
-                value=value,
-                flags=int(item.get("Flags") or 0),
-                session=item.get("Session") or None,
-                modify_index=int(item.get("ModifyIndex") or 0),
-                lock_index=int(item.get("LockIndex") or 0),
-            )
+        found = {str(item["Key"]): _key_state(item, answer_index) for item in items or []}
         return answer_index, found
 
     def put_key(

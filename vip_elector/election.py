@@ -27,6 +27,7 @@ from vip_elector.consul_adapter import (
     blocking_timeout,
 )
 from vip_elector.durations import format_duration
+from vip_elector.logs import Reminder
 from vip_elector.renewer import Renewer, Session
 from vip_elector.retrying import Interrupted, Retrier
 from vip_elector.runtime_dir import Held
@@ -104,7 +105,7 @@ class Election(Worker):
         # node's value means its vip-manager may still hold the VIP for up to
         # the hand-over gap after the key went free.
         self._last_holder_value: bytes | None = None
-        self._last_refusal: tuple[str, float] | None = None
+        self._refusal_reminder = Reminder(REFUSAL_REMIND)
         self._held_back_for: tuple[str, float] | None = None  # (better value, freed at)
         self._read_started = 0.0  # when the last (successful) read was sent
 
@@ -361,15 +362,12 @@ class Election(Worker):
     def _refuse(self, problem: str) -> None:
         """Not competing because of a configuration mistake: an ERROR, repeated
         every REFUSAL_REMIND seconds while it lasts (not a crash loop)."""
-        now = time.monotonic()
-        last = self._last_refusal
-        if last is None or last[0] != problem or now - last[1] >= REFUSAL_REMIND:
+        if self._refusal_reminder.due(problem):
             log.error(
                 "not competing for the lock: %s",
                 problem,
                 extra={"event": "duplicate_value", "key": self.key.name},
             )
-            self._last_refusal = (problem, now)
         self.beat(STANDBY_POLL)
         self.stop.wait(STANDBY_POLL)
 

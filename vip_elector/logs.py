@@ -56,6 +56,28 @@ def one_line(text: str) -> str:
     return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
+class Reminder:
+    """When a problem that lasts is worth a log line: at once, whenever it
+    changes, and then every ``every`` seconds while it stays the same, so a
+    lasting problem is neither silent nor a flood."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self._last: tuple[str, float] | None = None
+
+    def due(self, problem: str) -> bool:
+        now = time.monotonic()
+        last = self._last
+        if last is not None and last[0] == problem and now - last[1] < self.every:
+            return False
+        self._last = (problem, now)
+        return True
+
+    def clear(self) -> None:
+        """The problem is over: the next one is logged at once."""
+        self._last = None
+
+
 def running_under_systemd(environ: Mapping[str, str] | None = None) -> bool:
     env = os.environ if environ is None else environ
     return bool(env.get("JOURNAL_STREAM") or env.get("INVOCATION_ID"))

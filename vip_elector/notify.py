@@ -169,6 +169,21 @@ class NotifyRunner(Worker):
     def _log_output(stream: IO[bytes], program: str, change: Transition) -> None:
         """Log what the hook prints, one record per line, escaped and bounded."""
         logged = dropped = 0
+
+        def say(line: bytes) -> None:
+            nonlocal logged, dropped
+            if logged >= OUTPUT_LINES:
+                dropped += 1
+                return
+            logged += 1
+            log.info(
+                "notify hook %s %s says: %s",
+                program,
+                change.new.name,
+                untrusted(line.decode("utf-8", "replace"), OUTPUT_LINE_LIMIT),
+                extra={"event": "notify_output", "state": change.new.value},
+            )
+
         pending = b""
         with contextlib.suppress(OSError, ValueError):
             while True:
@@ -181,27 +196,9 @@ class NotifyRunner(Worker):
                     lines.append(pending)
                     pending = b""
                 for line in lines:
-                    if logged < OUTPUT_LINES:
-                        logged += 1
-                        log.info(
-                            "notify hook %s %s says: %s",
-                            program,
-                            change.new.name,
-                            untrusted(line.decode("utf-8", "replace"), OUTPUT_LINE_LIMIT),
-                            extra={"event": "notify_output", "state": change.new.value},
-                        )
-                    else:
-                        dropped += 1
-        if pending and logged < OUTPUT_LINES:
-            log.info(
-                "notify hook %s %s says: %s",
-                program,
-                change.new.name,
-                untrusted(pending.decode("utf-8", "replace"), OUTPUT_LINE_LIMIT),
-                extra={"event": "notify_output", "state": change.new.value},
-            )
-        elif pending:
-            dropped += 1
+                    say(line)
+        if pending:
+            say(pending)
         if dropped:
             log.info(
                 "notify hook %s %s: %d more output lines not logged",

@@ -29,7 +29,7 @@ from vip_elector.consul_adapter import (
 from vip_elector.continuity import Inheritance, try_inspect
 from vip_elector.durations import format_duration
 from vip_elector.liveness import LivenessCheck
-from vip_elector.logs import untrusted
+from vip_elector.logs import Reminder, untrusted
 from vip_elector.retrying import Interrupted, Retrier
 from vip_elector.runtime_dir import Held
 from vip_elector.state import Cause
@@ -190,7 +190,7 @@ class Renewer(Worker):
         self._retried_at_once = False  # the last failure was retried without a wait
         self._doomed: dict[str, float] = {}  # session id -> give-up time (monotonic)
         self._doomed_lock = threading.Lock()
-        self._last_gate_warning: tuple[str, float] | None = None  # renewer only
+        self._gate_reminder = Reminder(HEALTH_GATE_REMIND)  # renewer only
         # Longest a turn's Consul calls take (gate, create, read back / renew).
         self._step_budget = 3 * adapter.timeout + HEALTH_GATE_POLL
         self._retrier = Retrier(
@@ -473,7 +473,7 @@ class Renewer(Worker):
             self._gate_warning(problem)
             self.stop.wait(HEALTH_GATE_POLL)
             return False
-        self._last_gate_warning = None
+        self._gate_reminder.clear()
         self._finish_move(session_id)
         self._log_session(session_id)
         session = self.session
@@ -520,15 +520,12 @@ class Renewer(Worker):
         self.state.node = info.node
 
     def _gate_warning(self, problem: str) -> None:
-        now = time.monotonic()
-        last = self._last_gate_warning
-        if last is None or last[0] != problem or now - last[1] >= HEALTH_GATE_REMIND:
+        if self._gate_reminder.due(problem):
             log.warning(
                 "Health check verification failed: %s",
                 problem,
                 extra={"event": "health_gate", "cause": "check"},
             )
-            self._last_gate_warning = (problem, now)
             self.on_status(f"not competing: {problem}")
         if self.session is None:
             self.state.fault(problem)
