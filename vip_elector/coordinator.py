@@ -344,9 +344,9 @@ class Coordinator:
                 extra={"event": "step_down_ignored"},
             )
             return
-        hold = self.settings.step_down_hold
-        detail = f"SIGUSR1; staying out for {hold:g}s"
-        self.standby.hold(hold, "stepped down on SIGUSR1")
+        # The STEPPED DOWN line says when the node competes again: the election
+        # may not look at the hold before it ends (it has no session meanwhile).
+        detail = self.standby.hold(self.settings.step_down_hold, "SIGUSR1")
         self.workers.step_down(Cause.STEP_DOWN, detail)
 
     # -- reload --------------------------------------------------------------

@@ -38,12 +38,14 @@ class Standby:
     def in_maintenance(self) -> bool:
         return self.maintenance() is not None
 
-    def hold(self, seconds: float, reason: str) -> None:
+    def hold(self, seconds: float, reason: str) -> str:
+        """Stay out for ``seconds``; returns the text that says until when."""
         until = time.strftime("%H:%M:%S", time.localtime(time.time() + seconds))
         with self._lock:
             self._hold_until = time.monotonic() + seconds
             # A fixed text (not a countdown), so it is logged once, not every second.
             self._hold_reason = f"{reason}; competing again at {until} (after {seconds:g}s)"
+            return self._hold_reason
 
     def hold_left(self) -> float:
         with self._lock:
