@@ -13,7 +13,7 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,7 @@ import requests
 from tests.conftest import Election, HealthFactory
 from tests.testbed.agents import ConsulAgent, ConsulCluster, free_port
 from tests.testbed.elector import run_vip_elector
+from tests.testbed.fault_proxy import FaultProxy
 from tests.testbed.secrets import assert_no_secret
 from tests.testbed.waiting import stays_true, wait_until
 
@@ -455,3 +456,17 @@ def test_an_unknown_token_is_not_explained_as_a_missing_right(
         assert_no_secret(token, node.elector.log(), status.stdout, status.stderr)
     finally:
         race.stop_all()
+
+
+def test_liveness_failures_are_logged_once_not_every_second(
+    election: Election, fault_proxy: Callable[[ConsulAgent], FaultProxy]
+) -> None:
+    proxy = fault_proxy(election.agent)
+    node = election.add("node-a", addr=proxy.address, args=["--liveness-ttl", "3s"])
+    election.wait_holder()
+    with proxy.fault("http500"):
+        # 2.5 s: two or three passes of the liveness check fail (one a second).
+        assert stays_true(node.elector.running, 2.5)
+    node.elector.wait_log("liveness check .* passed again after", 10)
+    assert proxy.requests_answered_500 >= 2
+    assert node.elector.count("passing the liveness check .* failed") == 1
