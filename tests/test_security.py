@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -62,12 +63,43 @@ def test_least_privilege_policy_from_the_docs_is_enough(
         env={"CONSUL_HTTP_TOKEN_FILE": str(token_file)},
     )
     assert acl_election.wait_holder(30) is node
+    # Steering needs the same policy: both candidates publish their candidacy, and a
+    # switchover asked with that token (not the leader's own) moves the VIP.
+    other = acl_election.add(
+        "node-b",
+        check=False,
+        check_id=check.check_id,
+        env={"CONSUL_HTTP_TOKEN_FILE": str(token_file)},
+    )
+
+    def published(value: str) -> bool:
+        return acl_election.api.kv_get(f"{acl_election.key}/candidates/{value}") is not None
+
+    for value in ("node-a", "node-b"):
+        wait_until(partial(published, value), 20, f"{value}'s candidacy published")
+    asked = run_vip_elector(
+        "switchover",
+        "--vip-manager-config",
+        str(acl_election.config),
+        "--hostname",
+        "cmd",
+        "--to",
+        "node-b",
+        env={"CONSUL_HTTP_TOKEN_FILE": str(token_file)},
+    )
+    assert asked.returncode == 0, asked.stdout + asked.stderr
+    assert acl_election.wait_holder(10, among=["node-b"]) is other
+    assert_no_secret(token, asked.stdout, asked.stderr)
+    assert other.elector.terminate() == 0
+    assert acl_election.wait_holder(30, among=["node-a"]) is node
     assert node.elector.terminate() == 0
     assert acl_election.api.kv_get(acl_election.key) is None
     assert acl_election.sessions_of(node) == []
-    log = node.elector.log()
-    assert_no_secret(token, log)  # the token is never logged
-    assert f"token=file {token_file}" in log
+    for candidate in (node, other):
+        log = candidate.elector.log()
+        assert_no_secret(token, log)  # the token is never logged
+        assert f"token=file {token_file}" in log
+        assert "cannot publish this node's candidacy" not in log
 
 
 def test_the_documented_liveness_rule_is_enough_for_liveness_ttl(
