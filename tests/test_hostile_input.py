@@ -23,6 +23,7 @@ from tests.conftest import Election, HealthFactory
 from tests.testbed.agents import ConsulAgent, ConsulCluster, free_port
 from tests.testbed.elector import run_vip_elector
 from tests.testbed.fault_proxy import FaultProxy
+from tests.testbed.hooks import hook_script
 from tests.testbed.secrets import assert_no_secret
 from tests.testbed.waiting import stays_true, wait_until
 
@@ -68,9 +69,7 @@ def test_a_token_given_as_a_variable_must_be_one_line_too(election: Election) ->
 
 def test_no_token_reaches_a_hook_in_any_variable(election: Election, tmp_path: Path) -> None:
     dump = tmp_path / "env.txt"
-    hook = tmp_path / "hook.sh"
-    hook.write_text(f"#!/bin/sh\nenv >> {dump}\n")
-    hook.chmod(0o755)
+    hook = hook_script(tmp_path / "hook.sh", f"env >> {dump}\n")
     node = election.add(
         "node-a",
         args=["--notify", str(hook), "--token", SECRET],
@@ -113,8 +112,7 @@ def test_a_copied_config_with_the_same_value_on_two_nodes_is_refused_by_both(
     assert copy.elector.running()  # not a crash loop
     assert "trigger-value" in copy.elector.log()  # says what to change
 
-    status = run_vip_elector(
-        "status",
+    copied_config = (
         "--vip-manager-config",
         str(cluster_election.config),
         "--hostname",
@@ -122,18 +120,10 @@ def test_a_copied_config_with_the_same_value_on_two_nodes_is_refused_by_both(
         "--addr",
         node_a.http_addr,
     )
+    status = run_vip_elector("status", *copied_config)
     assert status.returncode == 1
     assert "all compete with the lock value 'same'" in status.stdout
-    check = run_vip_elector(
-        "check-config",
-        "--online",
-        "--vip-manager-config",
-        str(cluster_election.config),
-        "--hostname",
-        "same",
-        "--addr",
-        node_a.http_addr,
-    )
+    check = run_vip_elector("check-config", "--online", *copied_config)
     assert check.returncode == 1
     assert "FAIL  node(s) node-b also compete" in check.stdout
 
@@ -320,15 +310,13 @@ def test_clients_that_go_away_and_hostile_request_lines_cannot_break_the_log(
 def test_a_hooks_output_is_logged_line_by_line_and_bounded(
     election: Election, tmp_path: Path
 ) -> None:
-    hook = tmp_path / "loud.sh"
-    hook.write_text(
-        "#!/bin/sh\n"
+    hook = hook_script(
+        tmp_path / "loud.sh",
         'printf \'{"forged": "record"}\\n\'\n'
         "head -c 3000000 /dev/zero | tr '\\0' x\n"
         "echo\n"
-        "seq 1 100\n"
+        "seq 1 100\n",
     )
-    hook.chmod(0o755)
     node = election.add("node-a", args=["--notify", str(hook), "--log-format", "json"])
     election.wait_holder()
     node.elector.wait_log("more output lines not logged", 15)
@@ -348,9 +336,9 @@ def test_the_stopping_hook_gets_its_time_and_superseded_hooks_are_not_warnings(
     election: Election, tmp_path: Path
 ) -> None:
     done = tmp_path / "stopping-done"
-    hook = tmp_path / "hook.sh"
-    hook.write_text(f'#!/bin/sh\n[ "$1" = STOPPING ] && sleep 1 && touch {done}\nsleep 2\n')
-    hook.chmod(0o755)
+    hook = hook_script(
+        tmp_path / "hook.sh", f'[ "$1" = STOPPING ] && sleep 1 && touch {done}\nsleep 2\n'
+    )
     node = election.add("node-a", args=["--notify", str(hook), "--notify-timeout", "10s"])
     election.wait_holder()
     node.elector.wait_log("notify hook .* FOLLOWER: .*terminated", 10)

@@ -20,6 +20,7 @@ from tests.conftest import Candidate, Election
 from tests.test_security import documented_token
 from tests.testbed.agents import ConsulAgent, create_acl_token, free_port
 from tests.testbed.elector import run_vip_elector
+from tests.testbed.hooks import hook_script
 from tests.testbed.secrets import assert_no_secret
 from tests.testbed.waiting import stays_true, wait_until
 from vip_elector.metrics import Metrics
@@ -267,12 +268,10 @@ def test_status_addr_in_use_fails_clearly(election: Election) -> None:
 def hook(tmp_path: Path, name: str, body: str = "") -> tuple[Path, Path]:
     """A hook script appending `STATE KEY VALUE cause` lines to a file."""
     out = tmp_path / f"{name}.calls"
-    script = tmp_path / f"{name}.sh"
-    script.write_text(
-        "#!/bin/sh\n"
-        f'echo "$1 $2 $3 $VIP_ELECTOR_CAUSE $VIP_ELECTOR_PREVIOUS_STATE" >> {out}\n' + body
+    script = hook_script(
+        tmp_path / f"{name}.sh",
+        f'echo "$1 $2 $3 $VIP_ELECTOR_CAUSE $VIP_ELECTOR_PREVIOUS_STATE" >> {out}\n' + body,
     )
-    script.chmod(0o755)
     return script, out
 
 

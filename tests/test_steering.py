@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import Candidate, Election
 from tests.testbed.agents import free_port
 from tests.testbed.elector import run_vip_elector
+from tests.testbed.hooks import hook_script
 from tests.testbed.key_watch import KeyEvent, KeyWatcher
 from tests.testbed.waiting import stays_true, wait_until
 
@@ -249,9 +250,7 @@ def test_a_critical_check_is_fault_in_status_metrics_and_hooks(
     election: Election, tmp_path: Path
 ) -> None:
     calls = tmp_path / "calls"
-    hook = tmp_path / "hook.sh"
-    hook.write_text(f'#!/bin/sh\necho "$1" >> {calls}\n')
-    hook.chmod(0o755)
+    hook = hook_script(tmp_path / "hook.sh", f'echo "$1" >> {calls}\n')
     port = free_port()
     node = election.add("node-a", args=["--status-addr", f":{port}", "--notify", str(hook)])
     leads(election, "node-a")
