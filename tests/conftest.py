@@ -287,6 +287,17 @@ def election(
 
 
 @pytest.fixture
+def cluster_election(
+    consul_cluster: ConsulCluster, tmp_path: Path, health: HealthFactory
+) -> Iterator[Election]:
+    """Electors on the per-test 3-server cluster, observed through a server: it stays up
+    when a node's client agent is killed."""
+    race = Election(consul_cluster.servers[0], tmp_path, "service/cluster-test/leader", health)
+    yield race
+    race.stop_all()
+
+
+@pytest.fixture
 def fault_proxy() -> Iterator[Callable[[ConsulAgent], FaultProxy]]:
     """A TCP fault proxy in front of an agent's HTTP port (see testbed/fault_proxy.py)."""
     proxies: list[FaultProxy] = []

@@ -3,24 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-
-from tests.conftest import Election, HealthFactory
+from tests.conftest import Election
 from tests.testbed.agents import ConsulCluster
 from tests.testbed.waiting import sample, wait_until
-
-
-@pytest.fixture
-def cluster_election(
-    consul_cluster: ConsulCluster, tmp_path: Path, health: HealthFactory
-) -> Iterator[Election]:
-    # Observe through a server: it stays up when a node's client agent is killed.
-    race = Election(consul_cluster.servers[0], tmp_path, "service/cluster-test/leader", health)
-    yield race
-    race.stop_all()
 
 
 def start_two(race: Election, cluster: ConsulCluster) -> tuple[str, str]:

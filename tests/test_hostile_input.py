@@ -13,7 +13,7 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -84,15 +84,6 @@ def test_no_token_reaches_a_hook_in_any_variable(election: Election, tmp_path: P
 
 
 # -- 2. one lock value on two nodes ----------------------------------------------------
-
-
-@pytest.fixture
-def cluster_election(
-    consul_cluster: ConsulCluster, tmp_path: Path, health: HealthFactory
-) -> Iterator[Election]:
-    race = Election(consul_cluster.servers[0], tmp_path, "dup/leader", health)
-    yield race
-    race.stop_all()
 
 
 def test_a_copied_config_with_the_same_value_on_two_nodes_is_refused_by_both(
