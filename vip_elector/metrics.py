@@ -29,6 +29,18 @@ from vip_elector.state import DaemonState, Role
 PREFIX = "vip_elector"
 
 
+# 0/1 gauges, each read from the status extra of the same name.
+_FLAGS = (
+    ("healthy", "1 while every thread makes progress"),
+    ("candidate", "1 while this node has a session and competes (not FAULT or MAINTENANCE)"),
+    (
+        "eligible",
+        "1 while this node may take the VIP now (a candidate, not in maintenance or a hold)",
+    ),
+    ("maintenance", "1 while the maintenance file exists"),
+)
+
+
 class StateCollector:
     """Yields metric families from a state snapshot on every scrape."""
 
@@ -88,26 +100,8 @@ class StateCollector:
                 "last successful session renewal",
                 value=snap["last_renew"],
             )
-        yield GaugeMetricFamily(
-            f"{PREFIX}_healthy",
-            "1 while every thread makes progress",
-            value=1 if extra.get("healthy") else 0,
-        )
-        yield GaugeMetricFamily(
-            f"{PREFIX}_candidate",
-            "1 while this node has a session and competes (not FAULT or MAINTENANCE)",
-            value=1 if extra.get("candidate") else 0,
-        )
-        yield GaugeMetricFamily(
-            f"{PREFIX}_eligible",
-            "1 while this node may take the VIP now (a candidate, not in maintenance or a hold)",
-            value=1 if extra.get("eligible") else 0,
-        )
-        yield GaugeMetricFamily(
-            f"{PREFIX}_maintenance",
-            "1 while the maintenance file exists",
-            value=1 if extra.get("maintenance") else 0,
-        )
+        for flag, meaning in _FLAGS:
+            yield GaugeMetricFamily(f"{PREFIX}_{flag}", meaning, value=1 if extra.get(flag) else 0)
         yield GaugeMetricFamily(
             f"{PREFIX}_step_down_hold_seconds",
             "seconds left of a SIGUSR1 step-down hold",
