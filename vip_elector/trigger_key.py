@@ -305,14 +305,7 @@ class TriggerKey:
             check = {"Verb": "check-index", "Key": self.name, "Index": seen.modify_index}
         else:
             check = {"Verb": "check-not-exists", "Key": self.name}
-        lock = {
-            "Verb": "lock",
-            "Key": self.name,
-            "Value": base64.b64encode(self.value_bytes).decode(),
-            "Flags": LOCK_FLAG,
-            "Session": session_id,
-        }
-        return self.adapter.txn([{"KV": check}, {"KV": lock}]).ok
+        return self.adapter.txn([{"KV": check}, self._lock(session_id)]).ok
 
     def unlock_keeping(self, key: KeyState, session_id: str) -> bool:
         """Free the key from our session without touching what is in it.
@@ -350,15 +343,7 @@ class TriggerKey:
         invalidation: no lock-delay. False (and nothing changed) when
         ``old_session`` does not hold it.
         """
-        unlock = {"Verb": "unlock", "Key": self.name, "Session": old_session}
-        lock = {
-            "Verb": "lock",
-            "Key": self.name,
-            "Value": base64.b64encode(self.value_bytes).decode(),
-            "Flags": LOCK_FLAG,
-            "Session": new_session,
-        }
-        return self.adapter.txn([{"KV": unlock}, {"KV": lock}]).ok
+        return self.adapter.txn([self._unlock(old_session), self._lock(new_session)]).ok
 
     # -- candidates and switchover ------------------------------------------
     def read_all(
@@ -434,32 +419,34 @@ class TriggerKey:
     def blank(self, session_id: str) -> bool:
         """Empty the value while keeping the lock: vip-manager drops the VIP here
         (no node's trigger-value matches), nobody can take the key meanwhile."""
-        lock = {
-            "Verb": "lock",
-            "Key": self.name,
-            "Value": "",
-            "Flags": LOCK_FLAG,
-            "Session": session_id,
-        }
-        return self.adapter.txn([{"KV": lock}]).ok
+        return self.adapter.txn([self._lock(session_id, b"")]).ok
 
     def hand_to(self, session_id: str, target: Candidate) -> bool:
         """Move the lock from our session straight to ``target``'s session and value
         (one transaction: never free, no lock-delay); the request goes with it."""
         operations: list[dict[str, Any]] = [
-            {"KV": {"Verb": "unlock", "Key": self.name, "Session": session_id}},
-            {
-                "KV": {
-                    "Verb": "lock",
-                    "Key": self.name,
-                    "Value": base64.b64encode(target.value.encode()).decode(),
-                    "Flags": LOCK_FLAG,
-                    "Session": target.session,
-                }
-            },
+            self._unlock(session_id),
+            self._lock(target.session, target.value.encode()),
             {"KV": {"Verb": "delete", "Key": switchover_key(self.name)}},
         ]
         return self.adapter.txn(operations).ok
+
+    def _lock(self, session_id: str, value: bytes | None = None) -> dict[str, Any]:
+        """A txn operation: lock the key for ``session_id`` with the lock flag and
+        ``value`` (default: ours)."""
+        content = self.value_bytes if value is None else value
+        return {
+            "KV": {
+                "Verb": "lock",
+                "Key": self.name,
+                "Value": base64.b64encode(content).decode(),
+                "Flags": LOCK_FLAG,
+                "Session": session_id,
+            }
+        }
+
+    def _unlock(self, session_id: str) -> dict[str, Any]:
+        return {"KV": {"Verb": "unlock", "Key": self.name, "Session": session_id}}
 
     def is_our_content(self, key: KeyState) -> bool:
         return key.value == self.value_bytes and key.flags == LOCK_FLAG
