@@ -145,7 +145,9 @@ def main() -> int:
         took = timeline.marks["held:node-a"] - stopped
         print(
             f"\n  => hand-over in {took:.0f} ms: node-b deleted the key before destroying "
-            "its session, so no lock-delay applies\n",
+            "its session, so no lock-delay applies; node-a waited vip-manager's interval "
+            "(100 ms here) + 200 ms, so node-b's vip-manager dropped the VIP before "
+            "node-a's adds it\n",
             flush=True,
         )
         nodes["node-a"][0].process.stop(signal.SIGTERM, 10)
