@@ -4,6 +4,7 @@ notify hooks, maintenance, SIGUSR1 step-down, SIGHUP reload, log formats."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -19,10 +20,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import Candidate, Election
 from tests.test_security import documented_token
 from tests.testbed.agents import ConsulAgent, create_acl_token, free_port
+from tests.testbed.configs import write_vip_manager_config
 from tests.testbed.elector import run_vip_elector
 from tests.testbed.hooks import hook_script
 from tests.testbed.secrets import assert_no_secret
-from tests.testbed.waiting import stays_true, wait_until
+from tests.testbed.waiting import sample, stays_true, wait_until
 from vip_elector.metrics import Metrics
 from vip_elector.state import DaemonState
 from vip_elector.status_server import StatusServer
@@ -250,6 +252,40 @@ def test_healthz_is_503_when_threads_stall() -> None:
         assert response.status_code == 503
     finally:
         server.close()
+
+
+def test_the_fenced_leader_keeps_most_of_its_fence_while_consul_answers(
+    election: Election, tmp_path: Path
+) -> None:
+    # /leader's fence is what rides out a Consul leader election: the leader must
+    # renew its proof often enough that, whenever Consul goes quiet, most of the
+    # bound B is left (at least 0.8 B: its watch returns every B/10).
+    port = free_port()
+    config = write_vip_manager_config(
+        tmp_path / "fenced.yml",
+        trigger_key=election.key,
+        leader_endpoint=f"http://127.0.0.1:{port}",
+    )
+    election.add(
+        "node-a",
+        config=config,
+        addr=election.agent.http_addr,  # the file's dcs-endpoints is /leader's
+        lock_delay="5s",
+        args=["--status-addr", f"127.0.0.1:{port}"],
+    )
+    election.wait_holder()
+    bound = 5.0 * 0.999 - 0.1 - 0.2  # lock-delay, clock rate, vip-manager interval, margin
+
+    def fence_left() -> float:
+        answer = requests.get(status_url(port, "/leader"), timeout=2)
+        found = re.search(r"fenced for ([0-9.]+)s", answer.text)
+        return float(found.group(1)) if answer.status_code == 200 and found else 0.0
+
+    wait_until(lambda: fence_left() > 0, 10, "/leader answers 200")
+    # Several of the watch's answers (each about B/10), and long enough to see
+    # the old B/3 watch go down to B/3.
+    left = sample(fence_left, 4.0, interval=0.02)
+    assert min(left) >= 0.75 * bound, f"fence down to {min(left):.1f}s of {bound:.1f}s"
 
 
 def test_status_addr_in_use_fails_clearly(election: Election) -> None:

@@ -54,6 +54,15 @@ T = TypeVar("T")
 # saves requests (1 a minute). It also bounds how long a connection that died
 # without a word goes unnoticed (rare: the agent is local).
 POLL_WAIT = 60.0
+# The fenced leader's watch returns every tenth of the fencing bound. The
+# proof behind /leader dates from the start of the last answered read, so when
+# Consul stops answering just before an answer was due it is two waits old:
+# a wait of B/10 leaves /leader at least 0.8 B to ride out a Consul leader
+# election (B/3 left only a third, and measured Consul elections here take 3 s
+# and more). The price: 60/(B/10) consistent reads a minute from the leader
+# (about 130 with lock-delay 5 s), in the fenced mode only.
+FENCE_REFRESH = 0.1
+MIN_FENCE_WAIT = 0.1
 READ_BUDGET = blocking_timeout(POLL_WAIT) + 1.0  # longest a key read can take
 LOCK_DELAY_MARGIN = 0.02  # retry this long after the lock-delay should have ended
 LOCK_DELAY_RETRY_MAX = 1.0  # then back off up to this
@@ -149,14 +158,15 @@ class Election(Worker):
         """The leader's watch: the key, the candidates, switchover requests and
         conflict flags.
 
-        Consistent, and with /leader served it returns at least every third of the
-        fencing bound, so each answer (counted from the start of its request)
-        keeps the fence up while the lock is ours. ``due``: a monotonic time by
-        which it must return even if nothing changes (a preemption delay ends).
+        Consistent, and with /leader served it returns at least every
+        FENCE_REFRESH of the fencing bound, so each answer (counted from the
+        start of its request) keeps the fence up while the lock is ours.
+        ``due``: a monotonic time by which it must return even if nothing
+        changes (a preemption delay ends).
         """
         wait = POLL_WAIT
         if self.fencing:
-            wait = min(POLL_WAIT, self.settings.fence_bound / 3)
+            wait = min(POLL_WAIT, max(MIN_FENCE_WAIT, self.settings.fence_bound * FENCE_REFRESH))
         if due is not None:
             # Not less than a second: a hand-over that failed is not retried in a loop.
             wait = min(wait, max(1.0, due - time.monotonic()))

@@ -32,6 +32,7 @@ MetricsRenderer = Callable[[str, str], tuple[bytes, dict[str, str]]]
 
 MAX_CONNECTIONS = 16
 CLIENT_TIMEOUT = 5.0  # seconds a client may take to send its request
+SHUTDOWN_POLL = 0.1  # seconds: how soon a stop ends the serving loop
 
 
 def bind_problem(address: tuple[str, int]) -> str | None:
@@ -127,7 +128,14 @@ class StatusServer:
     ) -> None:
         handler = _make_handler(status, metrics, healthy, leader)
         self.server = BoundedServer(address, handler, inherited)
-        self.thread = threading.Thread(target=self.server.serve_forever, name="status", daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever,
+            # shutdown() waits for the loop's next look at its flag: with the
+            # default 0.5 s every stop took up to half a second longer.
+            kwargs={"poll_interval": SHUTDOWN_POLL},
+            name="status",
+            daemon=True,
+        )
 
     @property
     def address(self) -> tuple[str, int]:
