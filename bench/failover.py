@@ -835,6 +835,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-write", action="store_true", help="do not write bench/results/<date>.md"
     )
+    parser.add_argument(
+        "--name",
+        default="",
+        help="write bench/results/<date>-<name>.md instead (a second run the same day)",
+    )
     args = parser.parse_args(argv)
     args.cmdline = ["python -m bench.failover", *(argv if argv is not None else sys.argv[1:])]
     if args.quick:
@@ -886,7 +891,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + text)
     if not args.no_write:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        path = RESULTS / f"{dt.datetime.now(dt.UTC):%Y-%m-%d}.md"
+        suffix = f"-{args.name}" if args.name else ""
+        path = RESULTS / f"{dt.datetime.now(dt.UTC):%Y-%m-%d}{suffix}.md"
         path.write_text(text)
         print(f"written to {path.relative_to(REPO_ROOT)}")
     return 0
