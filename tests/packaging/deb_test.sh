@@ -191,6 +191,17 @@ assert "session_prefix" in policy and "```hcl\n" + policy + "```" in open(sys.ar
 PY
 	fail "examples/acl-policy.hcl is not docs/acl.md's policy"
 note "files, examples, user vip-elector, /etc/default/vip-elector 0640, /etc/vip-elector 0750: ok"
+# The package's relations: Python 3.11 at least (the code uses 3.11; on 3.10
+# the .deb would install and then crash), and no Suggests of a vip-manager:
+# bookworm's 1.0.2-6 is built without Consul support.
+depends=$(dpkg-deb -f "$deb" Depends)
+grep -E 'python3(:any)? \(>= 3\.11' <<<"$depends" >/dev/null ||
+	fail "Depends does not ask for Python >= 3.11: $depends"
+suggests=$(dpkg-deb -f "$deb" Suggests Recommends)
+if grep -i 'vip-manager' <<<"$suggests" >/dev/null; then
+	fail "the package suggests or recommends a vip-manager: $suggests"
+fi
+note "Depends asks for Python >= 3.11; no vip-manager in Suggests/Recommends"
 
 phase smoke
 # The package's own autopkgtest (debian/tests/smoke: --version, --help, a
@@ -345,6 +356,16 @@ for unit in vip-elector.service vip-elector@15-main.service; do
 	[ -z "$out" ] || fail "systemd-analyze verify $unit is not clean: $out"
 	note "systemd-analyze verify $unit: clean"
 done
+# `systemctl reload` sends SIGHUP, and at shutdown vip-elector stops (and
+# deletes the key) before vip-manager, which then still drops the VIP.
+for unit in vip-elector.service:vip-manager.service vip-elector@.service:vip-manager@%i.service; do
+	file=/lib/systemd/system/${unit%%:*}
+	grep -E '^ExecReload=/bin/kill -HUP \$MAINPID$' "$root$file" >/dev/null ||
+		fail "$file has no ExecReload= sending SIGHUP"
+	grep -E "^After=.* ${unit#*:}( |\$)" "$root$file" >/dev/null ||
+		fail "$file is not ordered After=${unit#*:}"
+done
+note "both units: ExecReload= sends SIGHUP, After= vip-manager's unit"
 # The LoadCredential= drop-in README.Debian suggests for root-only files.
 mkdir -p "$root/etc/systemd/system/vip-elector.service.d"
 cat >"$root/etc/systemd/system/vip-elector.service.d/credentials.conf" <<'EOF'
@@ -521,6 +542,17 @@ EOF
 	[ "$(prop vip-elector.service MainPID)" = "$pid" ] && is_prop vip-elector.service NRestarts "$restarts" ||
 		fail "vip-elector was restarted along with Consul"
 	note "Consul restarted: same vip-elector process, leader again"
+
+	# 3b. `systemctl reload` (ExecReload= sends SIGHUP): the same process reads
+	#     its configuration again and keeps the lock untouched.
+	local held reloads
+	held=$(kv_detail service/pgtest/vip)
+	reloads=$(journal_count 'configuration reloaded')
+	X systemctl reload vip-elector.service
+	wait_for 10 "the reload in the journal" journal_more 'configuration reloaded' "$reloads"
+	[ "$(prop vip-elector.service MainPID)" = "$pid" ] || fail "systemctl reload restarted vip-elector"
+	[ "$(kv_detail service/pgtest/vip)" = "$held" ] || fail "the key changed on reload"
+	note "systemctl reload: same process, configuration reloaded, key untouched ($held)"
 
 	# 4. A clean stop releases the lock at once.
 	t=$(now)
