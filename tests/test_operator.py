@@ -369,6 +369,23 @@ def test_a_hook_still_running_at_the_next_change_is_terminated(
     )
 
 
+def test_a_change_right_behind_another_still_runs_the_first_hook(
+    election: Election, tmp_path: Path
+) -> None:
+    # On a free key FOLLOWER is followed by LEADER within milliseconds: the
+    # FOLLOWER hook must still get to do its work, not be killed before its
+    # first line.
+    out = tmp_path / "calls"
+    script = hook_script(tmp_path / "slow-start.sh", f'sleep 0.3\necho "$1" >> {out}\n')
+    election.add("node-a", args=["--notify", str(script)])
+    election.wait_holder()
+    wait_until(
+        lambda: out.exists() and out.read_text().split() == ["FOLLOWER", "LEADER"],
+        10,
+        lambda: f"the FOLLOWER and the LEADER hook did their work (got {calls(out)})",
+    )
+
+
 def test_a_hook_past_its_timeout_is_killed(election: Election, tmp_path: Path) -> None:
     script, _ = hook(tmp_path, "stuck", body="sleep 30\n")
     node = election.add(

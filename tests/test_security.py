@@ -193,7 +193,8 @@ def test_consul_http_auth_passes_a_proxy_that_wants_basic_auth(election: Electio
     with BasicAuthProxy(election.agent.http_addr, "vip", password) as proxy:
         # Without the variable the proxy turns every request away: no leader.
         outsider = election.add("node-b", addr=proxy.address)
-        line = outsider.elector.wait_log("401", 20)
+        # (Not just "401": the start-up line carries the proxy's port, 40125 once.)
+        line = outsider.elector.wait_log("HTTP 401 Unauthorized", 20)
         assert "authentication required" in line
         assert stays_true(lambda: election.holder() is None, 2.0)
         outsider.elector.terminate()

@@ -3,13 +3,14 @@
 Each transition queues one run of ``CMD STATE KEY VALUE`` (the same in
 ``VIP_ELECTOR_*`` environment variables). A single thread runs them one at a
 time, never on the election path. If a hook is still running when the next
-change comes, it is superseded: terminated (SIGTERM, then SIGKILL), which is
-normal and logged at INFO; a hook running past ``--notify-timeout`` is
-killed, logged as a WARNING. At shutdown the STOPPING hook still gets its
-full timeout (the lock is released before). Exit code and duration are
-logged; what a hook prints is captured and logged line by line, escaped and
-bounded, so it can neither flood nor forge the daemon's log. The ACL token
-is not passed on to hooks, in whatever variable it was given.
+change comes, it is superseded once it has run for a second: terminated
+(SIGTERM, then SIGKILL), which is normal and logged at INFO; a hook running
+past ``--notify-timeout`` is killed, logged as a WARNING. At shutdown the
+STOPPING hook still gets its full timeout (the lock is released before).
+Exit code and duration are logged; what a hook prints is captured and
+logged line by line, escaped and bounded, so it can neither flood nor forge
+the daemon's log. The ACL token is not passed on to hooks, in whatever
+variable it was given.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from vip_elector.worker import Worker
 log = logging.getLogger("vip_elector")
 
 KILL_GRACE = 1.0  # SIGTERM, then SIGKILL after this
+SUPERSEDE_AFTER = (
+    1.0  # a hook runs this long (at most half its timeout) before the next change ends it
+)
 SECRET_VARIABLES = ("CONSUL_HTTP_TOKEN", "VIP_ELECTOR_TOKEN", "CONSUL_HTTP_AUTH")
 OUTPUT_LINE_LIMIT = 500  # characters of one output line that are logged
 OUTPUT_LINES = 20  # lines of one run that are logged; the rest are counted
@@ -140,9 +144,16 @@ class NotifyRunner(Worker):
         )
         reader.start()
         deadline = started + self.timeout
+        # Never the whole timeout: a hook the next change ends is superseded, not timed out.
+        supersede_after = min(SUPERSEDE_AFTER, self.timeout / 2)
         outcome, level = "", logging.INFO
         while process.poll() is None:
-            if self._next_change_waits(0.05):
+            if time.monotonic() - started < supersede_after:
+                # Not superseded yet: a change right behind this one (FOLLOWER,
+                # then FAULT a few ms later) would kill it before it ran a line.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(0.05)
+            elif self._next_change_waits(0.05):
                 outcome = "terminated: the next state change came while it ran"
                 break
             if time.monotonic() >= deadline:
