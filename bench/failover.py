@@ -662,6 +662,13 @@ def ratio(scenario: str, all_results: list[Results]) -> str:
     return ""
 
 
+def runs(scenario: str, impl: Implementation) -> bool:
+    """Whether ``impl`` runs ``scenario`` (and has a row for it)."""
+    if scenario in OURS_ONLY and impl.binary is not None:
+        return False
+    return not (impl.fenced and scenario not in FENCED_SCENARIOS)
+
+
 def report(
     all_results: list[Results],
     args: argparse.Namespace,
@@ -694,9 +701,7 @@ def report(
     ]
     for scenario, title in SCENARIOS.items():
         for results in all_results:
-            if scenario in OURS_ONLY and results.impl.binary is not None:
-                continue
-            if results.impl.fenced and scenario not in FENCED_SCENARIOS:
+            if not runs(scenario, results.impl):
                 continue
             row = scenario_row(scenario, results)
             lines.append(f"| {scenario}: {title} | " + " | ".join(row) + " |")
@@ -732,9 +737,7 @@ def bench_implementation(impl: Implementation, args: argparse.Namespace, workdir
         bench = Bench(impl, lab, workdir)
         try:
             for scenario in args.scenarios:
-                if scenario in OURS_ONLY and impl.binary is not None:
-                    continue
-                if impl.fenced and scenario not in FENCED_SCENARIOS:
+                if not runs(scenario, impl):
                     continue
                 extra = {
                     "K3": ["--liveness-ttl", "3s"],

@@ -32,9 +32,8 @@ from vip_elector.worker import Worker
 log = logging.getLogger("vip_elector")
 
 KILL_GRACE = 1.0  # SIGTERM, then SIGKILL after this
-SUPERSEDE_AFTER = (
-    1.0  # a hook runs this long (at most half its timeout) before the next change ends it
-)
+# A hook runs this long (half its timeout at most) before the next change ends it.
+SUPERSEDE_AFTER = 1.0
 SECRET_VARIABLES = ("CONSUL_HTTP_TOKEN", "VIP_ELECTOR_TOKEN", "CONSUL_HTTP_AUTH")
 OUTPUT_LINE_LIMIT = 500  # characters of one output line that are logged
 OUTPUT_LINES = 20  # lines of one run that are logged; the rest are counted
