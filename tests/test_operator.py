@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -461,6 +462,28 @@ def test_sigusr1_steps_down_and_holds(election: Election) -> None:
     )
     election.wait_holder(6, among=["node-a"])
     assert time.monotonic() - started >= 3.8
+
+
+def test_the_loser_of_a_race_takes_over_at_once_when_the_winner_steps_down(
+    election: Election,
+) -> None:
+    """A refused acquire means lock-delay only while the key stays free: a node
+    that lost the race to another one watches the winner and takes the key as
+    soon as it goes, not a lock-delay later (5 s of VIP outage)."""
+    names = ["node-a", "node-b", "node-c"]
+    nodes = {n: election.add(n, lock_delay="5s", args=["--step-down-hold", "60s"]) for n in names}
+    first = election.wait_holder()
+    for node in nodes.values():
+        wait_until(partial(election.sessions_of, node), 20, f"{node.name} has a session")
+    first.elector.process.send_signal(signal.SIGUSR1)  # node-b and node-c race for the key
+    others = [n for n in names if n != first.name]
+    second = election.wait_holder(5, among=others)
+    stepped = time.monotonic()
+    second.elector.process.send_signal(signal.SIGUSR1)  # the winner steps down at once
+    third = election.wait_holder(10, among=[n for n in others if n != second.name])
+    took = time.monotonic() - stepped
+    print(f"{third.name} took over {took * 1000:.0f} ms after {second.name} stepped down")
+    assert took < 2.0, took
 
 
 # -- SIGHUP -------------------------------------------------------------------------------------

@@ -225,6 +225,7 @@ class Election(Worker):
         holder_lock_delay = self.settings.lock_delay
         freed_at: float | None = None
         refused = 0  # acquire answered false this many times since the key went free
+        waited = 0  # the refusal after which we last waited for lock-delay
         wait = POLL_WAIT
         while not self._done(session):
             key = self._read(session, index, consistent=False, wait=wait)
@@ -243,7 +244,7 @@ class Election(Worker):
                     assert holder is not None
                     holder_lock_delay = self._lock_delay_of(holder)
                 self._last_holder_value = key.value
-                freed_at, refused = None, 0
+                freed_at, refused, waited = None, 0, 0
                 if key.value == self.key.value_bytes:
                     # Another session holds the key with *our* value: another
                     # node with our trigger-value (both get the VIP), or an old
@@ -272,6 +273,13 @@ class Election(Worker):
             if hold > 0:
                 wait = hold  # a blocking read: returns as soon as the better one takes it
                 continue
+            if refused > waited:
+                # Refused, and the key is still free: Consul's lock-delay keeps
+                # it (its holder's session was invalidated). Wait, look again.
+                waited = refused
+                self._wait_for_lock_delay(freed_at, holder_lock_delay, refused)
+                index = 0
+                continue
             won = self._acquire(session, key)
             if won is None:
                 return  # the session is gone: the renewer makes a new one
@@ -280,8 +288,10 @@ class Election(Worker):
                 self._lead(session)
                 return
             refused += 1
-            self._wait_for_lock_delay(freed_at, holder_lock_delay, refused)
-            index = 0  # look again now: lock-delay, or another node won the race
+            # Look again at once: if another node won the race, watch it (it may
+            # step down right away) instead of sleeping out a lock-delay that
+            # does not apply.
+            index = 0
 
     def _wait_for_handover_gap(self, freed_at: float, session: Session) -> bool:
         """Do not take a key another node held before its vip-manager can have
