@@ -10,9 +10,11 @@ from collections.abc import Callable
 from datetime import datetime
 
 import pytest
+import requests
 
 from tests.conftest import Candidate, Election
-from tests.testbed.agents import ConsulAgent
+from tests.test_operator import scrape, status_url
+from tests.testbed.agents import ConsulAgent, free_port
 from tests.testbed.fault_proxy import FaultProxy
 from tests.testbed.waiting import sample, wait_until
 
@@ -46,7 +48,10 @@ def test_leader_cut_off_from_consul_steps_down_after_one_ttl_before_anyone_takes
     election: Election,
     fault_proxy: ProxyFactory,
 ) -> None:
-    leader, follower, proxy = leader_behind_proxy(election, fault_proxy)
+    port = free_port()
+    leader, follower, proxy = leader_behind_proxy(
+        election, fault_proxy, ("--status-addr", f":{port}")
+    )
     session = election.api.kv_get(election.key)
     assert session is not None
 
@@ -65,10 +70,22 @@ def test_leader_cut_off_from_consul_steps_down_after_one_ttl_before_anyone_takes
     acquired = follower.elector.wait_log(r"LOCK ACQUIRED", 5)
     assert log_time(acquired) > log_time(lost)
 
+    # Without a session node-a cannot take the VIP: its status and metrics say
+    # so (an operator checking redundancy must not count it).
+    def status() -> dict[str, object]:
+        return dict(requests.get(status_url(port, "/status"), timeout=2).json())
+
+    cut_off = status()
+    assert (cut_off["state"], cut_off["session"]) == ("follower", None), cut_off
+    assert (cut_off["candidate"], cut_off["eligible"]) == (False, False), cut_off
+    assert scrape(port)[("vip_elector_candidate", ())] == 0
+
     # Reconnected, the old leader competes again with a fresh session.
     proxy.set("pass")
     wait_until(lambda: election.sessions_of(leader), 30, "node-a competes again")
     assert election.holder() == "node-b"
+    wait_until(lambda: status()["candidate"] is True, 10, "node-a a candidate again")
+    assert scrape(port)[("vip_elector_candidate", ())] == 1
 
 
 @pytest.mark.parametrize(

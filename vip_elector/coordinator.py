@@ -299,7 +299,11 @@ class Coordinator:
 
     # -- status --------------------------------------------------------------
     def _status_extra(self) -> dict[str, Any]:
-        candidate = self.state.role in (Role.FOLLOWER, Role.LEADER)
+        # A FOLLOWER whose session is gone (its agent unreachable, or rejoining
+        # after a partition) cannot take the VIP until a new session exists.
+        candidate = (
+            self.state.role in (Role.FOLLOWER, Role.LEADER) and self.state.session_id is not None
+        )
         return {
             "candidate": candidate,
             "eligible": candidate and self.standby.reason() is None,
