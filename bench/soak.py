@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     monitor = InvariantMonitor(chaos).start()
     counts: Counter[str] = Counter()
     try:
-        monitor.wait_recovered()
+        monitor.wait_settled()
         rss_start = rss_mib(chaos)
         started = time.monotonic()
         deadline = started + args.minutes * 60

@@ -33,7 +33,7 @@ def chaos(
     lab = ChaosLab(tmp_path_factory.mktemp(f"chaos-{request.param}"), fenced=fenced).start()
     monitor = InvariantMonitor(lab).start()
     try:
-        monitor.wait_recovered()
+        monitor.wait_settled()
         yield lab, monitor
         # Invariant 6: clean stops leave no session; no traceback anywhere.
         monitor.finish()

@@ -29,7 +29,10 @@ VIP level (what users notice)
    see its check (or serfHealth) critical (a partitioned holder in the
    trigger-key mode: PARTITION_VIP_BOUND, see 1).
 3. **recovery**: after a fault is healed, the VIP is on exactly one host, the
-   leader's, whose checks pass, within VIP_RECOVERY_DEADLINE.
+   leader's, whose checks pass, within VIP_RECOVERY_DEADLINE. Judged on the
+   VIP alone; the next fault waits until every node is a candidate again
+   (*settled*: a partitioned node's agent may need serf's 30 s reconnect
+   interval), and that wait counts to the fault that caused it.
 
 Daemon level
 4. **two leaders**: two daemons report LEADER at once only while a fault cuts
@@ -74,10 +77,14 @@ CHECK_INTERVAL_SECONDS = 1.0
 VIP_MANAGER_INTERVAL_SECONDS = 0.1  # VipLab's vip-manager.yml `interval`
 SAMPLE_EVERY = 0.1
 RECOVERY_TIMEOUT = 60.0
-# After the heal: daemons back, a session through the health gate, an
-# acquire after lock-delay, vip-manager's next poll. The slowest heal (a
-# killed agent that rejoins) takes about 10 s on the test bed.
+# After the heal: a session through the health gate, an acquire after
+# lock-delay, vip-manager's next poll. The slowest heal (a killed agent that
+# rejoins) takes about 10 s on the test bed.
 VIP_RECOVERY_DEADLINE = 30.0
+# Every node a candidate again. A partitioned agent's serfHealth can stay
+# critical until serf's next reconnect attempt (every 30 s), and its daemon
+# has no session until then (measured: 34 s after the heal).
+SETTLE_TIMEOUT = 90.0
 TWO_HOLDER_SLACK = 0.020
 RPC_HOLD_TIMEOUT = 7.0  # Consul's default rpc_hold_timeout
 VIP_MANAGER_WAIT = 1.0  # vip-manager v5's blocking-query wait on the trigger-key
@@ -117,7 +124,8 @@ class FaultRecord:
     kind: str
     started: float
     healed: float = 0.0
-    recovered: float = 0.0  # 0: never
+    recovered: float = 0.0  # the VIP on one healthy leader; 0: never
+    settled: float = 0.0  # every daemon a candidate again; 0: never
     vip_nobody_ms: float = 0.0
     vip_two_ms: float = 0.0  # longest single window
     unobserved_ms: float = 0.0
@@ -126,6 +134,10 @@ class FaultRecord:
     @property
     def recovery_s(self) -> float | None:
         return self.recovered - self.healed if self.recovered else None
+
+    @property
+    def settled_s(self) -> float | None:
+        return self.settled - self.healed if self.settled else None
 
 
 class ChaosLab:
@@ -385,13 +397,14 @@ class InvariantMonitor:
         assert self._current is not None
         self._current.healed = time.monotonic()
 
-    def end(self, leader: str) -> None:
-        """Invariants 1 and 3 over the fault's window, and its record."""
+    def end(self) -> None:
+        """Invariant 1 over the fault's window (to now: the settling included),
+        and its record (the VIP measured to the recovery)."""
         record = self._current
         assert record is not None
         assert self.chaos.vip is not None
-        record.recovered = time.monotonic() if leader else 0.0
-        t1 = record.recovered or time.monotonic()
+        now = time.monotonic()
+        t1 = record.recovered or now
         measure = self.chaos.vip.measure(record.started, t1)
         record.vip_nobody_ms = measure.nobody_ms
         record.vip_two_ms = measure.longest_two_ms
@@ -399,7 +412,7 @@ class InvariantMonitor:
         for source in self._blind.values():
             blind += source.within(record.started, t1)
         record.unobserved_ms = sum(i.seconds for i in blind) * 1000
-        self._judge_two_holders(t1, record)
+        self._judge_two_holders(now, record)
         self._current = None
 
     def _judge_two_holders(self, t1: float, record: FaultRecord | None = None) -> None:
@@ -433,49 +446,77 @@ class InvariantMonitor:
         for mismatch in self.chaos.vip.mismatches:
             self.violate("vip-watch", f"a VIP change was not reported by the kernel: {mismatch}")
 
-    def wait_recovered(self, timeout: float = RECOVERY_TIMEOUT) -> str:
-        """All daemons run and are FOLLOWER/LEADER, one leads the key, and the VIP
-        is on its host only (invariant 3 within VIP_RECOVERY_DEADLINE)."""
+    def _vip_recovered(self) -> str | None:
+        """Invariant 3's condition: one daemon is LEADER, the key names it, its
+        checks pass and the VIP is on its host only; its name, or None."""
         assert self.chaos.vip is not None
-        vip = self.chaos.vip
-        started = time.monotonic()
+        leaders = []
+        for name, elector in self.chaos.electors.items():
+            status = self.chaos.status(name) if elector.running() else None
+            if status is not None and status["state"] == "leader":
+                leaders.append(name)
+        if len(leaders) != 1:
+            return None
+        entry = self.chaos.api.kv_get(self.chaos.lab.trigger_key)
+        if entry is None or entry.text != leaders[0]:
+            return None
+        if self.chaos.vip.holders() != (leaders[0],) or leaders[0] in self._critical_since:
+            return None
+        return leaders[0]
 
-        def recovered() -> str | None:
-            states = {}
-            for name, elector in self.chaos.electors.items():
-                if not elector.running():
-                    return None
-                status = self.chaos.status(name)
-                if status is None or status["state"] not in ("follower", "leader"):
-                    return None
-                states[name] = status["state"]
-            leaders = [n for n, s in states.items() if s == "leader"]
-            if len(leaders) != 1:
+    def _settled(self) -> str | None:
+        """Recovered, and every daemon a candidate again: running, FOLLOWER or
+        LEADER, with a session."""
+        for name, elector in self.chaos.electors.items():
+            status = self.chaos.status(name) if elector.running() else None
+            if status is None or status["state"] not in ("follower", "leader"):
                 return None
-            entry = self.chaos.api.kv_get(self.chaos.lab.trigger_key)
-            if entry is None or entry.text != leaders[0]:
-                return None
-            if vip.holders() != (leaders[0],) or leaders[0] in self._critical_since:
-                return None
-            return leaders[0]
+            if not status.get("session"):
+                return None  # e.g. its agent is still rejoining after a partition
+        return self._vip_recovered()
 
+    def _wait(self, condition: Callable[[], str | None], timeout: float, what: str) -> str:
         try:
-            leader = str(wait_until(recovered, timeout, "recovery", interval=0.1))
+            return str(wait_until(condition, timeout, what, interval=0.1))
         except ConditionTimeout:
-            states = {n: (self.chaos.status(n) or {}).get("state") for n in self.chaos.names}
+            assert self.chaos.vip is not None
+            states = {
+                n: {k: (self.chaos.status(n) or {}).get(k) for k in ("state", "session")}
+                for n in self.chaos.names
+            }
             self.violate(
                 "recovery",
-                f"not recovered within {timeout:.0f}s: daemons {states}, VIP on "
-                f"{list(vip.holders())}",
+                f"not {what} within {timeout:.0f}s: daemons {states}, VIP on "
+                f"{list(self.chaos.vip.holders())}",
             )
             return ""
-        took = time.monotonic() - started
-        if self._current is not None and took > VIP_RECOVERY_DEADLINE:
+
+    def wait_recovered(self, timeout: float = RECOVERY_TIMEOUT) -> str:
+        """Invariant 3: after the heal, the VIP is on exactly one healthy node, the
+        leader's, within VIP_RECOVERY_DEADLINE. Judged on the VIP alone: a node
+        still rejoining (see wait_settled) does not hold the VIP up."""
+        started = time.monotonic()
+        leader = self._wait(self._vip_recovered, timeout, "recovered")
+        record = self._current
+        if record is None or not leader:
+            return leader
+        record.recovered = time.monotonic()
+        took = record.recovered - started
+        if took > VIP_RECOVERY_DEADLINE:
             self.violate(
                 "recovery",
                 f"the VIP was on exactly one healthy node only {took:.1f}s after the heal "
                 f"(deadline {VIP_RECOVERY_DEADLINE:.0f}s)",
             )
+        return leader
+
+    def wait_settled(self, timeout: float = SETTLE_TIMEOUT) -> str:
+        """Every daemon is a candidate again and the VIP is recovered: waited for
+        before the next fault (and inside a fault's window, after its recovery), so
+        that one fault's tail is judged as part of that fault, not of the next one."""
+        leader = self._wait(self._settled, timeout, "settled")
+        if self._current is not None and leader:
+            self._current.settled = time.monotonic()
         return leader
 
     # -- after the run -----------------------------------------------------------
@@ -507,7 +548,7 @@ class InvariantMonitor:
         """Per fault kind: VIP outage p50/max, two-holder max, unobserved, leader overlaps."""
         lines = [
             "fault kind            n  VIP outage ms p50/max  two holders ms max  "
-            "unobserved ms  two LEADERs s max  recovery s max"
+            "unobserved ms  two LEADERs s max  recovery s max  settled s max"
         ]
         kinds = sorted({r.kind for r in self.records})
         for kind in kinds:
@@ -515,21 +556,25 @@ class InvariantMonitor:
             outage = [r.vip_nobody_ms for r in records]
             overlaps = [o for r in records for o in r.leader_overlaps]
             recovery = [r.recovery_s for r in records if r.recovery_s is not None]
+            settled = [r.settled_s for r in records if r.settled_s is not None]
             lines.append(
                 f"{kind:<20} {len(records):>2}  {statistics.median(outage):>8.0f} / "
                 f"{max(outage):<8.0f}  {max(r.vip_two_ms for r in records):>17.0f}  "
                 f"{sum(r.unobserved_ms for r in records):>13.0f}  "
-                f"{max(overlaps, default=0.0):>17.1f}  {max(recovery, default=0.0):>14.1f}"
+                f"{max(overlaps, default=0.0):>17.1f}  {max(recovery, default=0.0):>14.1f}  "
+                f"{max(settled, default=0.0):>13.1f}"
             )
         return lines
 
     def record_line(self, record: FaultRecord) -> str:
         recovery = f"{record.recovery_s:.1f}s" if record.recovery_s is not None else "never"
+        settled = f"{record.settled_s:.1f}s" if record.settled_s is not None else "never"
         overlaps = ", ".join(f"{o:.1f}s" for o in record.leader_overlaps) or "none"
         return (
             f"{record.kind}: VIP outage {record.vip_nobody_ms:.0f} ms, two holders "
             f"{record.vip_two_ms:.0f} ms, unobserved {record.unobserved_ms:.0f} ms, "
-            f"two LEADERs {overlaps}, recovered {recovery} after the heal"
+            f"two LEADERs {overlaps}, recovered {recovery} after the heal, "
+            f"all candidates again after {settled}"
         )
 
 
@@ -633,25 +678,29 @@ def make_leader(chaos: ChaosLab, monitor: InvariantMonitor, name: str) -> None:
     """Hand the lock to ``name`` by stepping the others down (SIGUSR1); each
     step-down is judged like a fault (it moves the VIP)."""
     for _ in range(len(chaos.names)):
-        leader = monitor.wait_recovered()
+        leader = monitor.wait_settled()
         if leader == name or not leader:
             return
         monitor.begin(STEP_DOWN)
         chaos.electors[leader].process.send_signal(signal.SIGUSR1)
         monitor.healed()
-        monitor.end(monitor.wait_recovered())
+        monitor.wait_recovered()
+        monitor.wait_settled()
+        monitor.end()
 
 
 def run_fault(chaos: ChaosLab, monitor: InvariantMonitor, fault: str) -> str:
-    """Inject one fault on the current leader, heal it, wait for recovery; the
-    fault's window runs from the injection to the recovery."""
+    """Inject one fault on the current leader, heal it, wait for recovery (the
+    VIP, judged) and for every node to be a candidate again; the fault's window
+    runs from the injection to then (the VIP outage: to the recovery)."""
     if fault in PROXY_FAULTS:
         make_leader(chaos, monitor, chaos.names[0])
-    leader = monitor.wait_recovered()
+    leader = monitor.wait_settled()
     monitor.begin(fault)
     heal = FAULTS[fault](chaos, leader or random.choice(chaos.names))
     heal()
     monitor.healed()
     leader = monitor.wait_recovered()
-    monitor.end(leader)
+    leader = monitor.wait_settled() or leader
+    monitor.end()
     return leader
