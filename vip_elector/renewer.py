@@ -245,8 +245,9 @@ class Renewer(Worker):
         locked by the current session. Best effort: without it, priority,
         switchover and preemption cannot see this node; the lock is not affected.
 
-        Refused while the lock-delay of our previous session (which held the
-        entry) runs: retried shortly, silently.
+        Refused while our previous session still holds the entry (it is
+        destroyed on this thread's next turn), or while its lock-delay runs:
+        retried shortly, silently.
         """
         problem = None
         try:
@@ -255,7 +256,8 @@ class Renewer(Worker):
             )
             if not done:
                 holder = self.key.candidate_entry_holder()
-                if holder is not None and holder != session.id:
+                ours = (session.id, *self.doomed_sessions())
+                if holder is not None and holder not in ours:
                     problem = "its entry is held by another session (the same value elsewhere?)"
         except ConsulError as exc:
             done, problem = False, str(exc)
