@@ -66,6 +66,9 @@ MIN_FENCE_WAIT = 0.1
 READ_BUDGET = blocking_timeout(POLL_WAIT) + 1.0  # longest a key read can take
 LOCK_DELAY_MARGIN = 0.02  # retry this long after the lock-delay should have ended
 LOCK_DELAY_RETRY_MAX = 1.0  # then back off up to this
+WATCH_SLACK = 0.01  # a blocking read back this much before its wait changed something
+# The last holder, when the key was taken and freed again between two reads.
+UNSEEN_HOLDER = b"another node"
 STANDBY_POLL = 1.0
 REFUSAL_REMIND = 30.0
 PRIORITY_MARGIN = 1.0  # a better candidate gets this long on top of the time it needs
@@ -226,10 +229,16 @@ class Election(Worker):
         freed_at: float | None = None
         refused = 0  # acquire answered false this many times since the key went free
         waited = 0  # the refusal after which we last waited for lock-delay
+        lock_delay_ends = 0.0  # monotonic; our estimate while we wait for it
+        watch_ends = 0.0  # when the lock-delay watch returns if nothing changes
         wait = POLL_WAIT
         while not self._done(session):
             key = self._read(session, index, consistent=False, wait=wait)
-            wait = POLL_WAIT
+            # Back before its wait ran out: the key changed while we waited for
+            # lock-delay (another node took it and let it go again, too fast for
+            # us to see it held).
+            woke = time.monotonic() < watch_ends - WATCH_SLACK
+            wait, watch_ends = POLL_WAIT, 0.0
             index = next_index(index, key.index)
             self.beat()
             if is_foreign(key):
@@ -244,7 +253,7 @@ class Election(Worker):
                     assert holder is not None
                     holder_lock_delay = self._lock_delay_of(holder)
                 self._last_holder_value = key.value
-                freed_at, refused, waited = None, 0, 0
+                freed_at, refused, waited, lock_delay_ends = None, 0, 0, 0.0
                 if key.value == self.key.value_bytes:
                     # Another session holds the key with *our* value: another
                     # node with our trigger-value (both get the VIP), or an old
@@ -267,7 +276,11 @@ class Election(Worker):
                 index = 0
                 continue
             self._leave_standby(session)
-            if not self._wait_for_handover_gap(freed_at, session):
+            if woke:
+                # Its vip-manager may have added the VIP: the hand-over gap
+                # counts from now. Lock-delay is still counted from freed_at.
+                self._last_holder_value = UNSEEN_HOLDER
+            if not self._wait_for_handover_gap(time.monotonic() if woke else freed_at, session):
                 continue  # stopping, or the session ended: the loop decides
             hold = self._hold_back(freed_at, holder_lock_delay)
             if hold > 0:
@@ -275,11 +288,24 @@ class Election(Worker):
                 continue
             if refused > waited:
                 # Refused, and the key is still free: Consul's lock-delay keeps
-                # it (its holder's session was invalidated). Wait, look again.
+                # it (its holder's session was invalidated). Wait for it watching
+                # the key: another node whose estimate ends sooner (it saw the key
+                # go earlier) may take it and step down again meanwhile.
                 waited = refused
-                self._wait_for_lock_delay(freed_at, holder_lock_delay, refused)
-                index = 0
-                continue
+                lock_delay_ends = freed_at + holder_lock_delay + LOCK_DELAY_MARGIN
+                wait = self._lock_delay_watch(lock_delay_ends, refused)
+                if not wait:
+                    wait, index = POLL_WAIT, 0  # backed off: look again at once
+                else:
+                    watch_ends = time.monotonic() + wait
+                continue  # else a blocking read at this index, for ``wait``
+            if not woke:
+                # The watch ran out, up to wait/16 before our estimate (see
+                # _lock_delay_watch): sleep the rest.
+                left = lock_delay_ends - time.monotonic()
+                if left > 0:
+                    self.beat(left + 1.0)
+                    self.stop.wait(left)
             won = self._acquire(session, key)
             if won is None:
                 return  # the session is gone: the renewer makes a new one
@@ -414,20 +440,25 @@ class Election(Worker):
                 self.stop.wait(0.25)
                 return False
 
-    def _wait_for_lock_delay(self, freed_at: float, lock_delay: float, refused: int) -> None:
-        until = freed_at + lock_delay + LOCK_DELAY_MARGIN
+    def _lock_delay_watch(self, until: float, refused: int) -> float:
+        """How long to watch the free key (a blocking read) before acquiring again
+        at ``until``, when lock-delay should be over; 0 after backing off instead.
+
+        Consul returns a blocking read that sees no change after its wait plus
+        up to wait/16 of jitter, so the watch is 16/17 of the time left and the
+        rest is slept before the acquire."""
         remaining = until - time.monotonic()
-        self.beat(max(remaining, LOCK_DELAY_RETRY_MAX))
+        self.beat(max(remaining, LOCK_DELAY_RETRY_MAX) + READ_BUDGET)
         if remaining > 0:
             log.debug(
                 "lock-delay in force; retrying in %s",
                 format_duration(remaining),
                 extra={"event": "lock_delay"},
             )
-            self.stop.wait(remaining)
-        else:
-            # Past our estimate (clock skew, a longer lock-delay): back off gently.
-            self.stop.wait(min(LOCK_DELAY_RETRY_MAX, 0.05 * 2 ** min(refused, 5)))
+            return remaining * 16 / 17
+        # Past our estimate (clock skew, a longer lock-delay): back off gently.
+        self.stop.wait(min(LOCK_DELAY_RETRY_MAX, 0.05 * 2 ** min(refused, 5)))
+        return 0.0
 
     # -- moving the VIP on purpose (switchover, preemption) -------------------
     def _steer(
