@@ -160,6 +160,13 @@ class ChaosLab:
         self.vip: VipWatcher | None = None
 
     def start(self) -> ChaosLab:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # a half-started lab must not leave namespaces behind
+            raise
+
+    def _start(self) -> ChaosLab:
         self.lab.start()
         for node in self.lab.nodes.values():
             node.check.register()

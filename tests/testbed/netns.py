@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -33,6 +34,17 @@ def _ip(*args: str, netns: str | None = None, check: bool = True) -> str:
     if check and result.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)}: {result.stderr.strip()}")
     return result.stdout
+
+
+def _free_subnet() -> str:
+    """A 198.18.X prefix no route in the root namespace uses yet: another lab
+    running, or one left behind by a killed run, would otherwise collide."""
+    routes = _ip("-4", "route", "show", check=False)
+    used = {int(x) for x in re.findall(r"^198\.1[89]\.(\d+)\.", routes, re.MULTILINE)}
+    free = [x for x in range(1, 255) if x not in used]
+    if not free:
+        raise RuntimeError("every 198.18.X.0/24 is in use: remove left-over vebr* bridges")
+    return f"198.18.{random.choice(free)}"
 
 
 def unavailable_reason() -> str | None:
@@ -89,7 +101,7 @@ class Network:
 
     def __init__(self, names: list[str]) -> None:
         self.id = uuid.uuid4().hex[:6]
-        self.subnet = f"198.18.{random.randint(1, 254)}"
+        self.subnet = _free_subnet()
         self.bridge = f"vebr{self.id}"
         self.gateway_ip = f"{self.subnet}.1"
         self.vip = f"{self.subnet}.100"
