@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from tests.testbed.netns import Host
 
 RECONCILE_EVERY = 1.0
+EVENT_LAG_MAX = 1.0  # an event this late is lost (the reconciler corrects the state)
 _NEVER = threading.Event()
 
 
@@ -173,15 +174,24 @@ class VipWatcher:
                         believed = self._has.get(name)
                         watching = name not in self._blind_since
                     if watching and believed is not None and listed != believed:
-                        # An event can also be on its way: look again before calling it lost.
-                        _NEVER.wait(0.2)
-                        with self._lock:
-                            believed = self._has.get(name)
-                        if listed == self._list(name) and listed != believed:
-                            self.mismatches.append(
-                                f"{name}: events say {believed}, the listing says {listed}"
-                            )
-                            self._set(name, listed, time.monotonic())
+                        self._confirm_lost_event(name, listed)
+
+    def _confirm_lost_event(self, name: str, listed: bool) -> None:
+        """The listing and the events disagree. An event can also be on its way
+        (the reader thread lags on a loaded machine): lost only if they still
+        disagree after EVENT_LAG_MAX with the listing unchanged."""
+        deadline = time.monotonic() + EVENT_LAG_MAX
+        while True:
+            _NEVER.wait(0.1)
+            now_listed = self._list(name)
+            with self._lock:
+                believed = self._has.get(name)
+            if believed == now_listed or now_listed != listed:
+                return  # caught up, or the VIP moved again: the next round looks
+            if time.monotonic() >= deadline:
+                self.mismatches.append(f"{name}: events say {believed}, the listing says {listed}")
+                self._set(name, listed, time.monotonic())
+                return
 
     def _set(self, name: str, has: bool, stamp: float, seen: bool = False) -> None:
         with self._lock:
