@@ -243,7 +243,11 @@ class Coordinator:
             self.notifier.ready(f"started: pre-flight check of {self.state.trigger_key} passed")
 
     def _on_transition(self, change: Transition) -> None:
-        self.notifier.status(f"{change.new.value} of {change.key} ({change.cause.value})")
+        if change.new == Role.FAULT:
+            # What `systemctl status` shows last must say why (the check's text).
+            self.notifier.status(f"not competing: {change.detail}")
+        else:
+            self.notifier.status(f"{change.new.value} of {change.key} ({change.cause.value})")
 
     def _tick(self) -> None:
         workers = self.workers
