@@ -27,6 +27,7 @@ import requests
 import requests.adapters
 
 from vip_elector.durations import format_duration, parse_duration
+from vip_elector.key_entries import KeyState
 from vip_elector.settings import ConsulSettings
 
 CONNECT_TIMEOUT = 2.0
@@ -366,23 +367,6 @@ class _Client(consul.base.Consul):  # type: ignore[misc]
 
 
 # -- what the adapter returns ------------------------------------------------
-
-
-@dataclass(frozen=True)
-class KeyState:
-    """The trigger-key as one GET saw it."""
-
-    index: int  # X-Consul-Index of the answer (for the next blocking query)
-    exists: bool
-    value: bytes | None = None
-    flags: int = 0
-    session: str | None = None
-    modify_index: int = 0
-    lock_index: int = 0
-
-    @property
-    def held(self) -> bool:
-        return bool(self.session)
 
 
 @dataclass(frozen=True)

@@ -28,16 +28,17 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from vip_elector import __version__
-from vip_elector.consul_adapter import ConsulAdapter, ConsulError
 from vip_elector.continuity import Inheritance
+from vip_elector.decision import Memory, StepDownAsked, StopAsked
 from vip_elector.durations import format_duration
+from vip_elector.fence import Fence
 from vip_elector.generation import THREADS, Generation
 from vip_elector.logs import apply_settings, setup_logging, stop_logging
 from vip_elector.options import RELOAD_WORDS, Reload, reload_plan
+from vip_elector.roles import Cause, Role
 from vip_elector.runtime_dir import AlreadyRunning, InstanceLock
 from vip_elector.settings import ConfigError, Settings
-from vip_elector.standby import Standby
-from vip_elector.state import Cause, DaemonState, Role, Transition
+from vip_elector.state import DaemonState, Transition
 from vip_elector.systemd import SystemdNotifier
 
 if TYPE_CHECKING:
@@ -55,7 +56,6 @@ EXIT_CONFIG = 2
 # What a process restarting in place hands to its successor (not for hooks).
 INHERITED_STATUS_FD = "VIP_ELECTOR_INHERITED_STATUS_FD"
 INHERITED_FENCE = "VIP_ELECTOR_INHERITED_FENCE"
-SHUTDOWN_CALL_TIMEOUT = 0.3  # per Consul call while stopping
 TICK = 1.0
 
 
@@ -72,13 +72,11 @@ class Coordinator:
         self.notifier = notifier or SystemdNotifier()
         self.reload_settings = reload_settings
         self.state = DaemonState(settings.trigger_key, settings.lock_value)
-        self.standby = Standby(settings.maintenance_file)
+        self.fence = Fence()  # written by the election thread only
         self.stop = threading.Event()
         self.reload = threading.Event()
         self.step_down_request = threading.Event()
         self.restart_request = threading.Event()
-        self.eligibility_changed = threading.Event()  # Consul maintenance began or ended
-        self._standby_seen: str | None = None
         self.wake = threading.Event()  # any of the above, or a thread failure
         self._signals_seen = 0
         self._ready = False
@@ -195,14 +193,16 @@ class Coordinator:
 
             inherited = inherited_socket(inherited_fd, self.settings.status_addr)
             if inherited is not None and fence:
+                # The same clock, the same proof: the election thread keeps it only
+                # if it adopts the session as it is (and clamps it to its bound).
                 with contextlib.suppress(ValueError):
-                    self.state.carry_fence(float(fence))
+                    self.fence.set(float(fence))
             self.status_server = StatusServer(
                 self.settings.status_addr,
                 self.status,
                 self.metrics.render,
                 self.healthy,
-                self.state.fenced,
+                self.fence.left,
                 inherited=inherited,
             ).start()
             if self.settings.fence_bound <= 0:
@@ -220,17 +220,22 @@ class Coordinator:
         settings: Settings,
         inherit: Inheritance | None = None,
         inspect_previous: bool = False,
+        memory: Memory | None = None,
     ) -> Generation:
+        # A carried fence (restart in place) is the election thread's to keep or drop.
+        memory = memory or Memory(
+            role=self.state.role, ttl=settings.ttl, fence_until=self.fence.until
+        )
         return Generation(
             settings,
             self.state,
-            self.standby,
+            self.fence,
             self.metrics,
             self._on_agent_answered,
             self.notifier.status,
             inherit=inherit,
             inspect_previous=inspect_previous,
-            on_maintenance=lambda: self._wake_for(self.eligibility_changed),
+            memory=memory,
         ).start()
 
     def _on_agent_answered(self) -> None:
@@ -261,12 +266,6 @@ class Coordinator:
             )
             self.stop.set()
             return
-        self._follow_maintenance()
-        reason = self.standby.reason()
-        if reason != self._standby_seen or self.eligibility_changed.is_set():
-            self.eligibility_changed.clear()
-            self._standby_seen = reason
-            workers.renewer.wake()  # publishes this node's eligibility again
         if workers.healthy():
             self.notifier.watchdog()
         else:
@@ -305,57 +304,38 @@ class Coordinator:
     def _status_extra(self) -> dict[str, Any]:
         # A FOLLOWER whose session is gone (its agent unreachable, or rejoining
         # after a partition) cannot take the VIP until a new session exists.
-        candidate = (
-            self.state.role in (Role.FOLLOWER, Role.LEADER) and self.state.session_id is not None
-        )
-        return {
-            "candidate": candidate,
-            "eligible": candidate and self.standby.reason() is None,
-            "priority": self.settings.priority,
-            "healthy": self.healthy(),
-            "stepping_down": self.workers is not None and self.workers.stepping_down(),
-            "maintenance": self.standby.in_maintenance(),
-            "step_down_hold_left": round(self.standby.hold_left(), 3),
+        extra: dict[str, Any] = {
+            "candidate": False,
+            "eligible": False,
+            "standby_reason": None,
+            "stepping_down": False,
+            "maintenance": False,
+            "step_down_hold_left": 0.0,
         }
+        if self.workers is not None:
+            extra.update(self.workers.election.status())
+        extra["priority"] = self.settings.priority
+        extra["healthy"] = self.healthy()
+        extra["fenced_for"] = round(self.fence.left(), 3)
+        return extra
 
     def status(self) -> dict[str, Any]:
         """What /status serves."""
         snapshot = self.state.snapshot()
         snapshot.update(self._status_extra())
-        snapshot["standby_reason"] = self.standby.reason()
         snapshot["stalled_threads"] = self.state.stalled_threads(THREADS)
         return snapshot
 
-    # -- maintenance and step-down -------------------------------------------
-    def _follow_maintenance(self) -> None:
-        """The maintenance file or Consul's maintenance mode: a leader steps down
-        at once (deleting the key), the others stay out until it ends."""
-        if self.workers is None:
-            return
-        role = self.state.role
-        why = self.standby.maintenance()
-        if why is not None:
-            if role == Role.MAINTENANCE:
-                return
-            if role == Role.LEADER:
-                self.workers.step_down(Cause.MAINTENANCE, why, new=Role.MAINTENANCE)
-            elif role != Role.STOPPING:
-                self.state.transition(Role.MAINTENANCE, Cause.MAINTENANCE, why)
-        elif role == Role.MAINTENANCE:
-            self.state.transition(Role.FOLLOWER, Cause.MAINTENANCE, "maintenance ended")
-
+    # -- step-down ------------------------------------------------------------
     def _step_down_on_signal(self) -> None:
+        """SIGUSR1: the election thread steps down if it leads, and stays out for
+        --step-down-hold. The STEPPED DOWN line says when the node competes
+        again, as a fixed text (the wall clock is read here, not in the core)."""
         assert self.workers is not None
-        if self.state.role != Role.LEADER:
-            log.info(
-                "SIGUSR1: not the leader, nothing to step down from",
-                extra={"event": "step_down_ignored"},
-            )
-            return
-        # The STEPPED DOWN line says when the node competes again: the election
-        # may not look at the hold before it ends (it has no session meanwhile).
-        detail = self.standby.hold(self.settings.step_down_hold, "SIGUSR1")
-        self.workers.step_down(Cause.STEP_DOWN, detail)
+        seconds = self.settings.step_down_hold
+        until = time.strftime("%H:%M:%S", time.localtime(time.time() + seconds))
+        detail = f"SIGUSR1; competing again at {until} (after {seconds:g}s)"
+        self.workers.post(StepDownAsked(detail, seconds))
 
     # -- reload --------------------------------------------------------------
     def _reload(self) -> None:
@@ -396,7 +376,6 @@ class Coordinator:
             log.warning("%s", warning, extra={"event": "config_warning"})
         plan = reload_plan(self.settings, new)
         old, self.settings = self.settings, new
-        self.standby.maintenance_file = new.maintenance_file
         if Reload.RESTART in plan:
             log.warning(
                 "configuration reloaded; %s changed: %s",
@@ -406,6 +385,7 @@ class Coordinator:
             )
         workers = self.workers
         assert workers is not None
+        workers.election.maintenance_file = new.maintenance_file
         if Reload.HANDOVER in plan:
             self._hand_over(old, new, plan[Reload.HANDOVER])
         elif Reload.NEW_SESSION in plan:
@@ -430,10 +410,7 @@ class Coordinator:
         )
         workers = self.workers
         assert workers is not None
-        held = self.state.leader_index()
-        self.state.lose_leadership(Cause.CONFIG_RELOAD, f"{', '.join(changed)} changed")
-        with ConsulAdapter(old.consul, timeout=SHUTDOWN_CALL_TIMEOUT) as adapter:
-            workers.release(adapter, held)
+        workers.end(StopAsked(cause=Cause.CONFIG_RELOAD, detail=f"{', '.join(changed)} changed"))
         self.state.configure(new.trigger_key, new.lock_value)
         self.workers = self._start_workers(new)
 
@@ -442,15 +419,14 @@ class Coordinator:
         the new settings in one transaction (never free); a follower just starts over."""
         workers = self.workers
         assert workers is not None
-        held = self.state.leader_index()
+        held = self.state.session_id if self.state.role == Role.LEADER else None
         if held is None:
             log.info(
                 "configuration reloaded; %s changed: a new session (not leader, nothing to keep)",
                 ", ".join(changed),
                 extra={"event": "reloaded"},
             )
-            with ConsulAdapter(old.consul, timeout=SHUTDOWN_CALL_TIMEOUT) as adapter:
-                workers.release(adapter, None)
+            workers.end(StopAsked(cause=Cause.CONFIG_RELOAD))
             self.workers = self._start_workers(new)
             return
         log.info(
@@ -459,25 +435,15 @@ class Coordinator:
             RELOAD_WORDS[Reload.NEW_SESSION],
             extra={"event": "reloaded"},
         )
-        leftovers = workers.retire()
+        since = self.state.leader_since
+        # The old fence was proven under the old settings: none until the new
+        # session's first read proves the lock again.
+        workers.end(StopAsked(retire=True))
         inherit = Inheritance(
-            held[0],
-            holds_key=True,
-            matches=False,
-            leader_since=self.state.leader_since,
-            reason=", ".join(changed),
+            held, holds_key=True, matches=False, leader_since=since, reason=", ".join(changed)
         )
-        self.workers = self._start_workers(new, inherit=inherit)
-        self._destroy(old, leftovers)
-
-    def _destroy(self, settings: Settings, sessions: list[str]) -> None:
-        """Destroy sessions that hold nothing (a retired generation's ended ones)."""
-        if not sessions:
-            return
-        with ConsulAdapter(settings.consul, timeout=SHUTDOWN_CALL_TIMEOUT) as adapter:
-            for session_id in sessions:
-                with contextlib.suppress(ConsulError):
-                    adapter.destroy_session(session_id)
+        memory = Memory(role=Role.LEADER, leading=True, ttl=new.ttl, leader_since=since)
+        self.workers = self._start_workers(new, inherit=inherit, memory=memory)
 
     # -- restarting in place -------------------------------------------------
     def _restart_in_place(self) -> None:
@@ -497,14 +463,13 @@ class Coordinator:
             extra={"event": "restarting_in_place", "session": self.state.session_id},
         )
         self.notifier.status("restarting in place (SIGUSR2)")
-        leftovers = workers.retire()
-        self._destroy(self.settings, leftovers)
+        workers.end(StopAsked(retire=True, keep_fence=True))
         environ = dict(os.environ)
         if self.status_server is not None:
             # The listening socket and the fence go with us: vip-manager polling
             # /leader waits in the backlog for a moment instead of being refused.
             environ[INHERITED_STATUS_FD] = str(self.status_server.hand_over())
-            environ[INHERITED_FENCE] = repr(self.state.fence_until)
+            environ[INHERITED_FENCE] = repr(self.fence.until)
         stop_logging()
         try:
             os.execve(sys.executable, argv, environ)  # noqa: S606 - ourselves, as started
@@ -527,11 +492,8 @@ class Coordinator:
         self.notifier.stopping()
         workers = self.workers
         failed = workers is not None and workers.failure() is not None
-        held = self.state.leader_index()
-        self.state.transition(Role.STOPPING, Cause.SHUTDOWN)
         if workers is not None:
-            with ConsulAdapter(self.settings.consul, timeout=SHUTDOWN_CALL_TIMEOUT) as adapter:
-                workers.release(adapter, held)
+            workers.end(StopAsked())
         if self.status_server is not None:
             self.status_server.close()
         if self.notify_runner is not None:

@@ -24,7 +24,8 @@ from prometheus_client.process_collector import ProcessCollector
 
 from vip_elector import __version__
 from vip_elector.consul_adapter import ERROR_KINDS
-from vip_elector.state import DaemonState, Role
+from vip_elector.roles import Role
+from vip_elector.state import DaemonState
 
 PREFIX = "vip_elector"
 

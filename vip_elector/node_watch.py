@@ -21,12 +21,12 @@ from collections.abc import Callable
 from typing import Any
 
 from vip_elector.consul_adapter import ConsulAdapter
+from vip_elector.decision import ConsulMaintenance
 from vip_elector.durations import format_duration
+from vip_elector.key_entries import next_index
 from vip_elector.retrying import Retrier
 from vip_elector.settings import Settings
-from vip_elector.standby import Standby
 from vip_elector.state import DaemonState
-from vip_elector.trigger_key import next_index
 from vip_elector.worker import Worker
 
 log = logging.getLogger("vip_elector")
@@ -53,7 +53,7 @@ def maintenance_reason(checks: list[dict[str, Any]], check_id: str | None) -> st
 
 
 class NodeWatch(Worker):
-    """Thread contract: runs on its own; writes only ``Standby``'s Consul maintenance."""
+    """Thread contract: runs on its own; tells the election thread (``post``)."""
 
     critical = False  # without it only Consul maintenance goes unnoticed: logged
 
@@ -63,14 +63,12 @@ class NodeWatch(Worker):
         adapter: ConsulAdapter,
         state: DaemonState,
         stop: threading.Event,
-        standby: Standby,
-        on_change: Callable[[], None],
+        post: Callable[[ConsulMaintenance], None],
     ) -> None:
         super().__init__("node-watch", state, stop)
         self.settings = settings
         self.adapter = adapter
-        self.standby = standby
-        self.on_change = on_change
+        self.post = post
         self._retrier = Retrier(stop, settings.consul.address, settings.trigger_key)
 
     def work(self) -> None:
@@ -93,7 +91,7 @@ class NodeWatch(Worker):
             reason = maintenance_reason(checks, self.settings.check_id)
             if reason != current:
                 current = reason
-                self.standby.set_consul_maintenance(reason)
+                self.post(ConsulMaintenance(reason))
                 if reason is not None:
                     log.info(
                         "%s: not competing until it is disabled",
@@ -106,4 +104,3 @@ class NodeWatch(Worker):
                         format_duration(WATCH_WAIT),
                         extra={"event": "consul_maintenance"},
                     )
-                self.on_change()

@@ -26,20 +26,19 @@ from vip_elector.consul_adapter import (
     ConsulError,
     SessionGone,
 )
-from vip_elector.continuity import Inheritance, try_inspect
+from vip_elector.decision import AdoptFailed, Event, GateClosed, SessionDown, SessionUp
 from vip_elector.durations import format_duration
 from vip_elector.liveness import LivenessCheck
 from vip_elector.logs import Reminder, untrusted
 from vip_elector.retrying import Interrupted, Retrier
+from vip_elector.roles import Cause
 from vip_elector.runtime_dir import Held
-from vip_elector.state import Cause
-from vip_elector.trigger_key import TriggerKey, session_name
+from vip_elector.trigger_key import session_name
 from vip_elector.worker import Worker, WorkerContext
 
 log = logging.getLogger("vip_elector")
 
 RETRY_AFTER_FAILED_RENEW = 1.0
-PUBLISH_RETRY = 0.5
 HEALTH_GATE_POLL = 1.0
 HEALTH_GATE_REMIND = 30.0  # repeat an unchanged health-gate warning this often
 MAX_WAIT = 5.0
@@ -139,58 +138,48 @@ class HealthGate:
 
 
 class Renewer(Worker):
-    """The renewer thread: health gate, session create, renewals, clean-up.
+    """The renewer thread: health gate, session create, renewals, the TTL rule.
 
-    Thread contract: ``session``, ``wait_for_session``, ``discard`` and
-    ``wake`` may be called from any thread; everything else runs on the
+    It tells the election thread (the lock's owner) what became of its sessions
+    through ``post``: made, adopted, lost, refused by the health gate. It writes
+    nothing in the key-value store and destroys no session.
+
+    Thread contract: ``session``, ``discard``, ``adopt``
+    and ``wake`` may be called from any thread; everything else runs on the
     renewer. The current session (``_session``) is written under
-    ``_session_changed``; the sessions still to destroy (``_doomed``) under
-    ``_doomed_lock``, because the election thread adds to them (``discard``)
-    while the renewer works through them.
+    ``_session_changed``.
     """
 
     def __init__(
         self,
         context: WorkerContext,
         adapter: ConsulAdapter,
+        post: Callable[[Event], None],
         liveness: LivenessCheck | None = None,
         may_start: threading.Event | None = None,
         on_status: Callable[[str], None] = lambda _: None,
-        standby_reason: Callable[[], str | None] = lambda: None,
-        inherit: Inheritance | None = None,
-        inspect_previous: bool = False,
     ) -> None:
         super().__init__("renewer", context.state, context.stop)
         self.settings = context.settings
         self.adapter = adapter
-        self.write_lock = context.write_lock
+        self.post = post
         self.record = context.record
-        # A session to take over (a SIGHUP's), or look for one left behind by
-        # the previous run (at start); see continuity.py. Renewer thread only.
-        self._inherit = inherit
-        self._inspect_previous = inspect_previous
-        self._move_from: Inheritance | None = None
-        self.key = TriggerKey(adapter, self.settings.trigger_key, self.settings.lock_value)
-        self._publish_problem: str | None = None
-        self.standby_reason = standby_reason
-        self._published: tuple[str, str | None] | None = None  # (session, why not eligible)
-        self._publish_retry: float | None = None  # monotonic time of the next attempt
         self.liveness = liveness
         self.extra_checks = (liveness.check_id,) if liveness else ()
-        self.may_start = may_start  # the trigger-key pre-flight check passed
+        self.may_start = may_start  # the election thread is ready (pre-flight, take-over)
         self.on_status = on_status  # why we are not competing, for systemctl status
         self.gate = HealthGate(self.settings.check_id)
         self._session: Session | None = None
         self._session_changed = threading.Condition()
         self._wake = threading.Event()  # discard() or stop: act now
+        self._adopt: str | None = None  # a session of the previous run to renew and keep
         self._renew_latencies: collections.deque[float] = collections.deque(
             maxlen=RENEW_LATENCIES_KEPT
         )
         self._renew_timeouts = 0  # renewals timed out in a row
         self._retried_at_once = False  # the last failure was retried without a wait
-        self._doomed: dict[str, float] = {}  # session id -> give-up time (monotonic)
-        self._doomed_lock = threading.Lock()
         self._gate_reminder = Reminder(HEALTH_GATE_REMIND)  # renewer only
+        self._gate_told: str | None = None  # the gate problem last posted
         # Longest a turn's Consul calls take (gate, create, read back / renew).
         self._step_budget = 3 * adapter.timeout + HEALTH_GATE_POLL
         self._retrier = Retrier(
@@ -208,80 +197,19 @@ class Renewer(Worker):
             session = self._session
         return session if session is not None and session.alive() else None
 
-    def wait_for_session(self, timeout: float) -> Session | None:
-        """A live session, waiting up to ``timeout`` seconds for one."""
-        deadline = time.monotonic() + timeout
+    def discard(self, session_id: str, detail: str) -> None:
+        """The election is done with this session: forget it and make a new one."""
         with self._session_changed:
-            while True:
-                session = self._session
-                if session is not None and session.alive():
-                    return session
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self.stop.is_set():
-                    return None
-                self._session_changed.wait(remaining)
+            session = self._session
+        if session is not None and session.id == session_id:
+            self._end(session, Cause.SESSION_LOST, detail, log_it=False)
 
-    def discard(self, session: Session, detail: str) -> None:
-        """The election is done with ``session``: destroy it and make a new one."""
-        self._end(session, Cause.SESSION_LOST, detail, log_it=False)
+    def adopt(self, session_id: str) -> None:
+        """Renew this session of the previous run and keep it (before the first turn)."""
+        self._adopt = session_id
 
     def wake(self) -> None:
         self._wake.set()
-
-    def inherited_session(self) -> str | None:
-        """A session taken over that still holds the key while its successor is made."""
-        inherit = self._move_from
-        return inherit.session if inherit is not None else None
-
-    def _publish_when_changed(self, session: Session) -> None:
-        """Publish the candidate entry again when eligibility changed (maintenance,
-        a hold, a refusal); ``wake()`` makes that happen at once."""
-        why = self.standby_reason()
-        if self._published != (session.id, why):
-            self._publish(session, why)
-
-    def _publish(self, session: Session, why: str | None) -> None:
-        """This node's candidate entry (priority, eligibility) for the other nodes,
-        locked by the current session. Best effort: without it, priority,
-        switchover and preemption cannot see this node; the lock is not affected.
-
-        Refused while our previous session still holds the entry (it is
-        destroyed on this thread's next turn), or while its lock-delay runs:
-        retried shortly, silently.
-        """
-        problem = None
-        try:
-            done = self.key.publish(
-                session.id, self.settings.priority, why is None, why or "", self.state.node or ""
-            )
-            if not done:
-                holder = self.key.candidate_entry_holder()
-                ours = (session.id, *self.doomed_sessions())
-                if holder is not None and holder not in ours:
-                    problem = "its entry is held by another session (the same value elsewhere?)"
-        except ConsulError as exc:
-            done, problem = False, str(exc)
-        if done:
-            self._published, self._publish_problem = (session.id, why), None
-            self._publish_retry = None
-            return
-        self._publish_retry = time.monotonic() + PUBLISH_RETRY
-        if problem is not None and problem != self._publish_problem:
-            self._publish_problem = problem
-            log.error(
-                "cannot publish this node's candidacy under %s: %s; priority, switchover "
-                "and preemption do not see this node (the token needs key_prefix "
-                '"%s" { policy = "write" }, see docs/acl.md)',
-                self.key.name,
-                problem,
-                self.key.name,
-                extra={"event": "candidacy_unpublished"},
-            )
-
-    def doomed_sessions(self) -> list[str]:
-        """Sessions ended but not destroyed yet (for the release at shutdown)."""
-        with self._doomed_lock:
-            return list(self._doomed)
 
     # -- the thread ----------------------------------------------------------
     def work(self) -> None:
@@ -289,16 +217,15 @@ class Renewer(Worker):
             self.beat(0.5)
             if self.stop.is_set():
                 return
-        self._take_over()
+        if self._adopt is not None:
+            self._adopt_previous(self._adopt)
         while not self.stop.is_set():
             # One turn: at most a wait of MAX_WAIT plus a few Consul calls.
             self.beat(MAX_WAIT + self._step_budget)
-            self._destroy_doomed()
             session = self._current()
             if session is None:
                 self._create()
                 continue
-            self._publish_when_changed(session)
             self._renew_when_due(session)
 
     def _current(self) -> Session | None:
@@ -328,117 +255,47 @@ class Renewer(Worker):
                 detail,
                 extra={"event": "session_lost", "session": session.id, "cause": cause.value},
             )
-        self.state.session_ended(cause, detail)
-        # Destroy it while it can still exist (Consul keeps it up to 2 x TTL).
-        self._doom(session.id, session.ttl)
+        # The election thread destroys it while it can still exist (Consul keeps
+        # it up to 2 x TTL), and leaves LEADER if it led with it.
+        self.post(SessionDown(session.id, cause, detail))
 
-    # -- taking over ---------------------------------------------------------
-    def _take_over(self) -> bool:
-        """Deal with a session the previous run (or generation) left; True if adopted."""
-        inherit = self._inherit
-        if inherit is None and self._inspect_previous and self.record is not None:
+    # -- adopting -------------------------------------------------------------
+    def _adopt_previous(self, session_id: str) -> None:
+        """Renew the previous run's session and keep it: the key never changes.
+
+        A transient error (one 500, a reset) is retried within the session's TTL:
+        giving up too soon would hand the lock away for nothing. Only when Consul
+        says it is gone, or a TTL passed without a renewal, the election thread is
+        told (it releases the key, then destroys the session)."""
+        deadline = time.monotonic() + self.settings.ttl
+        error: ConsulError | None = None
+        while not self.stop.is_set():
             self.beat(MAX_WAIT + self._step_budget)
-            inherit = try_inspect(self.adapter, self.settings, self.record)
-        if inherit is None or not inherit.holds_key:
-            self.state.unfence()  # a fence carried across exec is void without the lock
-        if inherit is None:
-            return False
-        if inherit.holds_key and inherit.matches:
-            if self._adopt(inherit):
-                return True
-            self.state.unfence()
-        elif inherit.holds_key:
-            # A new session first; then the key moves to it in one transaction.
-            self._move_from = inherit
+            try:
+                if self.liveness is not None:
+                    # Passing again before its TTL runs out keeps the session valid.
+                    self.liveness.register()
+                self.adapter.renew_session(session_id)
+                info = self.adapter.session_info(session_id)
+            except SessionGone as exc:
+                error = exc
+                break
+            except ConsulError as exc:
+                error = exc
+                if time.monotonic() + RETRY_AFTER_FAILED_RENEW >= deadline:
+                    break
+                self.stop.wait(RETRY_AFTER_FAILED_RENEW)
+                continue
+            self._set_session(Session(session_id, self.settings.ttl))
             log.info(
-                "session %s holds the trigger-key but %s changed: the lock moves to a new "
-                "session without being freed",
-                inherit.session,
-                inherit.reason or "the configuration",
-                extra={"event": "inherit_move", "session": inherit.session},
+                "adopted session %s after restart: it holds the trigger-key, the VIP did not move",
+                session_id,
+                extra={"event": "session_adopted", "session": session_id},
             )
-            return False
-        else:
-            log.info(
-                "session %s of the previous run did not hold the trigger-key: destroying it",
-                inherit.session,
-                extra={"event": "inherit_follower", "session": inherit.session},
-            )
-        self._doom(inherit.session, self.settings.ttl)
-        return False
-
-    def _adopt(self, inherit: Inheritance) -> bool:
-        """Renew the previous run's session and lead with it (the key never changes)."""
-        try:
-            if self.liveness is not None:
-                # Passing again before its TTL runs out keeps the session valid.
-                self.liveness.register()
-            self.adapter.renew_session(inherit.session)
-        except ConsulError as exc:
-            log.warning(
-                "could not adopt session %s of the previous run (%s); it expires on its own",
-                inherit.session,
-                exc,
-                extra={"event": "adopt_failed", "session": inherit.session},
-            )
-            return False
-        with self.write_lock:
-            if self.stop.is_set():
-                return False
-            self.state.session_adopted(inherit.session, inherit.leader_since)
-            self._set_session(Session(inherit.session, self.settings.ttl))
-        log.info(
-            "adopted session %s after restart: it holds the trigger-key, the VIP did not move",
-            inherit.session,
-            extra={"event": "session_adopted", "session": inherit.session},
-        )
-        return True
-
-    def _finish_move(self, new_session: str) -> None:
-        """Move the key from the inherited session to ``new_session``, then destroy it."""
-        inherit, self._move_from = self._move_from, None
-        if inherit is None:
+            self.post(SessionUp(session_id, info.node if info else "", adopted=True))
             return
-        try:
-            moved = self.key.move(inherit.session, new_session)
-        except ConsulError as exc:
-            log.warning(
-                "moving the lock to session %s failed (%s); session %s keeps it until it expires",
-                new_session,
-                exc,
-                inherit.session,
-            )
-            moved = False
-        if moved:
-            self.state.lock_moved(inherit.session, new_session, inherit.leader_since)
-            log.info(
-                "moved the lock from session %s to %s in one transaction: the key was never "
-                "free, the VIP did not move",
-                inherit.session,
-                new_session,
-                extra={"event": "lock_moved", "session": new_session},
-            )
-        self._doom(inherit.session, self.settings.ttl)
-
-    def _abandon_move(self, problem: str) -> None:
-        """The new session cannot be made (its check is critical...): hand over."""
-        inherit, self._move_from = self._move_from, None
-        if inherit is None:
-            return
-        log.warning(
-            "cannot make the new session (%s): releasing the lock of session %s",
-            problem,
-            inherit.session,
-            extra={"event": "inherit_released", "session": inherit.session},
-        )
-        self.key.release(inherit.session, None)
-        self.state.lose_leadership(Cause.CONFIG_RELOAD, f"new session refused: {problem}")
-        self._doom(inherit.session, self.settings.ttl)
-
-    def _doom(self, session_id: str, ttl: float) -> None:
-        with self._doomed_lock:
-            self._doomed[session_id] = time.monotonic() + 2 * ttl + 5
-        self._wake.set()
+        if not self.stop.is_set():
+            self.post(AdoptFailed(session_id, str(error)))
 
     # -- creating ------------------------------------------------------------
     def _create(self) -> bool:
@@ -471,16 +328,12 @@ class Renewer(Worker):
             # The agent said passing a moment ago, the servers say otherwise.
             problem = f"Consul refused the session: {exc}"
         if problem is not None:
-            self._abandon_move(problem)
             self._gate_warning(problem)
             self.stop.wait(HEALTH_GATE_POLL)
             return False
         self._gate_reminder.clear()
-        self._finish_move(session_id)
-        self._log_session(session_id)
-        session = self.session
-        if session is not None:
-            self._publish(session, self.standby_reason())
+        self._gate_told = None
+        self.post(SessionUp(session_id, self._log_session(session_id)))
         return True
 
     def _create_session(self) -> str:
@@ -488,38 +341,38 @@ class Renewer(Worker):
         name = session_name(
             socket.gethostname(), self.settings.lock_value, self.settings.trigger_key
         )
-        with self.write_lock:
-            if self.stop.is_set():
-                raise Interrupted("stopping")
-            session_id = self.adapter.create_session(
-                name=name,
-                ttl=self.settings.ttl,
-                lock_delay=self.settings.lock_delay,
-                checks=checks,
-                behavior="delete",
-            )
-            self.state.session_created(session_id)
-            self._set_session(Session(session_id, self.settings.ttl))
+        if self.stop.is_set():
+            raise Interrupted("stopping")
+        session_id = self.adapter.create_session(
+            name=name,
+            ttl=self.settings.ttl,
+            lock_delay=self.settings.lock_delay,
+            checks=checks,
+            behavior="delete",
+        )
+        self.state.count_session_created()
+        self._set_session(Session(session_id, self.settings.ttl))
         if self.record is not None:
             with contextlib.suppress(OSError):
                 self.record.save(Held(session_id, None))
         return session_id
 
-    def _log_session(self, session_id: str) -> None:
+    def _log_session(self, session_id: str) -> str:
+        """Log what Consul stored; the node the session lives on ("" if unknown)."""
         try:
             info = self.adapter.session_info(session_id)
         except ConsulError as exc:
             log.warning("session %s created, but reading it back failed: %s", session_id, exc)
-            return
+            return ""
         if info is None:
             log.warning("session %s was created and is already gone again", session_id)
-            return
+            return ""
         log.info(
             "Session created: %s",
             info.describe(),
             extra={"event": "session_created", "session": session_id},
         )
-        self.state.node = info.node
+        return info.node
 
     def _gate_warning(self, problem: str) -> None:
         if self._gate_reminder.due(problem):
@@ -529,8 +382,9 @@ class Renewer(Worker):
                 extra={"event": "health_gate", "cause": "check"},
             )
             self.on_status(f"not competing: {problem}")
-        if self.session is None:
-            self.state.fault(problem)
+        if self.session is None and problem != self._gate_told:
+            self._gate_told = problem
+            self.post(GateClosed(problem))
 
     # -- renewing ------------------------------------------------------------
     def _renew_when_due(self, session: Session) -> None:
@@ -542,9 +396,8 @@ class Renewer(Worker):
             due = renewal_due(session.renewed_at, self.settings.ttl)
         due = min(due, session.renewed_at + session.ttl)  # never sleep past the deadline
         self._wake.clear()
-        # Wake at least every MAX_WAIT (beats, doomed sessions), even for a 24h TTL.
-        wake_at = min(due, self._publish_retry or due)
-        self._wake.wait(min(MAX_WAIT, max(0.0, wake_at - time.monotonic())))
+        # Wake at least every MAX_WAIT (beats), even for a 24h TTL.
+        self._wake.wait(min(MAX_WAIT, max(0.0, due - time.monotonic())))
         if self.stop.is_set() or session.ended or time.monotonic() < due:
             return  # stopping, discarded, or woken early for other work
         if self._timed_out(session, None):
@@ -621,27 +474,3 @@ class Renewer(Worker):
             "can give the lock to another node",
         )
         return True
-
-    # -- cleaning up ---------------------------------------------------------
-    def _destroy_doomed(self) -> None:
-        with self._doomed_lock:
-            doomed = list(self._doomed.items())
-        for session_id, give_up_at in doomed:
-            try:
-                self.key.drop_entry(session_id)
-                self.adapter.destroy_session(session_id)
-                log.info(
-                    "session %s destroyed",
-                    session_id,
-                    extra={"event": "session_destroyed", "session": session_id},
-                )
-            except ConsulError as exc:
-                if time.monotonic() < give_up_at:
-                    continue
-                log.info(
-                    "session %s could not be destroyed (%s); Consul has expired it",
-                    session_id,
-                    exc,
-                )
-            with self._doomed_lock:
-                self._doomed.pop(session_id, None)

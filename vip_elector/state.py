@@ -1,14 +1,17 @@
-"""The daemon's state machine: the one source of truth for role, session and lock.
+"""The role machine: the daemon's role, logged, counted and told to listeners.
 
-Threads report what happened (a session was created, the lock was won or
-lost); this module decides whether that is a transition, logs it exactly
-once at INFO/WARNING with its cause, counts it, and tells the listeners
-(notify hooks, metrics) on the caller's thread, without blocking it.
+The election thread (the lock's owner) is the only writer of the role and of
+what it reports about the session and the lock (``transition``, ``sync``); the
+decision core decides the transitions. This module logs each exactly once at
+INFO/WARNING with its cause (the LOCK ACQUIRED / LOST / KEPT and STEPPED DOWN
+banners), counts it, and tells the listeners (notify hooks, systemd status) on
+the caller's thread. The renewer writes its own counters and ``last_renew``;
+every thread writes its own heartbeat. Readers (status, metrics) take a
+snapshot.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 import time
@@ -17,54 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from vip_elector.roles import VOLUNTARY, Cause, Role
+
 log = logging.getLogger("vip_elector")
 
 DEFAULT_BEAT = 5.0  # seconds a thread may take to its next beat unless it says otherwise
 BEAT_SLACK = 2.0
-
-
-class Role(enum.StrEnum):
-    STARTING = "starting"  # no usable session yet (health gate, Consul unreachable)
-    FOLLOWER = "follower"  # holds a session, competes for the lock
-    LEADER = "leader"  # holds the trigger-key lock
-    MAINTENANCE = "maintenance"  # not competing by operator's choice
-    FAULT = "fault"  # not competing: the health check is critical or missing (keepalived's FAULT)
-    STOPPING = "stopping"
-
-
-class Cause(enum.StrEnum):
-    """Why a transition happened; a small fixed set (a metrics label)."""
-
-    STARTED = "started"
-    SESSION_CREATED = "session_created"
-    CHECK = "check"  # the health check is critical or missing
-    SESSION_LOST = "session_lost"  # Consul invalidated it (check, node, TTL)
-    RENEW_TIMEOUT = "renew_timeout"  # no successful renewal for TTL
-    ACQUIRED = "acquired"
-    ADOPTED = "adopted"  # a session left by the previous run (restart, upgrade) holds the key
-    KEY_DELETED = "key_deleted"
-    KEY_TAKEN = "key_taken"  # another session holds it
-    KEY_CHANGED = "key_changed"  # value or flags changed under our session
-    STEP_DOWN = "step_down"
-    MAINTENANCE = "maintenance"
-    CONFIG_RELOAD = "config_reload"
-    DUPLICATE_VALUE = "duplicate_value"  # another node competes with our lock value
-    SWITCHOVER = "switchover"  # `vip-elector switchover` moved the VIP
-    PREEMPTED = "preempted"  # a higher-priority candidate took over (--preempt-delay)
-    SHUTDOWN = "shutdown"
-
-
-# Leaving LEADER for these causes is our own choice, not a LOCK LOST.
-VOLUNTARY = frozenset(
-    {
-        Cause.STEP_DOWN,
-        Cause.MAINTENANCE,
-        Cause.CONFIG_RELOAD,
-        Cause.DUPLICATE_VALUE,
-        Cause.SWITCHOVER,
-        Cause.PREEMPTED,
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -80,16 +41,6 @@ class Transition:
 
 
 Listener = Callable[[Transition], None]
-
-
-@dataclass(frozen=True)
-class StepDown:
-    """A step-down we asked for: the session that led, why, and where to go."""
-
-    session: str
-    cause: Cause
-    detail: str
-    role: Role = Role.FOLLOWER
 
 
 @dataclass
@@ -121,10 +72,6 @@ class DaemonState:
         self.leader_since: float | None = None
         self.adopted = False  # the lock is held through a session of a previous run
         self.node: str | None = None  # the Consul node our sessions live on, once known
-        # /leader answers 200 until then (monotonic): the last consistent read that
-        # proved our lock, started at t, plus the fencing bound (Settings.fence_bound).
-        self.fence_until = 0.0
-        self._adopted: tuple[str, float | None] | None = None  # (session, leader since)
         self.counters = _Counters()
         self._listeners: list[Listener] = []
         self._beat_deadlines: dict[str, float] = {}
@@ -151,10 +98,6 @@ class DaemonState:
             now = time.monotonic()
             if old == Role.LEADER:
                 self.counters.leader_seconds += now - self._since_monotonic
-                self.held_index = None
-                self.leader_since = None
-                self.adopted = False
-                self.fence_until = 0.0  # before anybody is told, the key released
             self.role, self.cause, self.detail = new, cause, detail
             self.since, self._since_monotonic = time.time(), now
             self.counters.transitions[(old.value, new.value, cause.value)] += 1
@@ -236,121 +179,38 @@ class DaemonState:
                 extra=fields,
             )
 
-    def become_leader(self, session_id: str, modify_index: int) -> bool:
-        """The election confirmed ``session_id`` holds the key; False when stopping.
-
-        Already LEADER (the lock was moved to a new session): no transition.
-        A session adopted from the previous run is LOCK KEPT, not ACQUIRED, and
-        keeps the time it first led.
-        """
+    def sync(
+        self,
+        session: str | None,
+        held_index: int | None,
+        leader_since: float | None,
+        adopted: bool,
+        node: str | None,
+    ) -> None:
+        """What the election thread's last decision says about the session and the lock."""
         with self._lock:
-            if self.role == Role.STOPPING:
-                return False
-            self.session_id = session_id
-            self.held_index = modify_index
-            if self.role == Role.LEADER:
-                return True
-            adopted = self._adopted is not None and self._adopted[0] == session_id
-            since = self._adopted[1] if adopted and self._adopted else None
-            self.transition(Role.LEADER, Cause.ADOPTED if adopted else Cause.ACQUIRED)
-            self.leader_since = since or self.since
+            self.session_id = session
+            self.held_index = held_index
+            self.leader_since = leader_since
             self.adopted = adopted
-            return True
-
-    # -- fencing (/leader) ----------------------------------------------------
-    def confirm(self, read_started: float, bound: float) -> None:
-        """A consistent read started at ``read_started`` proved our lock."""
-        with self._lock:
-            if self.role == Role.LEADER and bound > 0:
-                self.fence_until = max(self.fence_until, read_started + bound)
-
-    def carry_fence(self, until: float) -> None:
-        """The fence of the process we re-executed from (SIGUSR2): the same clock,
-        the same proof; dropped if the session is not adopted as leader."""
-        with self._lock:
-            self.fence_until = until
-
-    def unfence(self) -> None:
-        """Stop answering 200 on /leader at once (a step-down or hand-over starts)."""
-        with self._lock:
-            self.fence_until = 0.0
-
-    def fenced(self) -> float:
-        """Seconds this node may still say "leader" on /leader (0: not the leader)."""
-        with self._lock:
-            if self.role == Role.STOPPING:
-                return 0.0
-            return max(0.0, self.fence_until - time.monotonic())
-
-    def lock_moved(self, old_session: str, new_session: str, since: float | None) -> None:
-        """The key went from ``old_session`` to ``new_session`` in one transaction."""
-        with self._lock:
-            if self.session_id in (old_session, None):
-                self.session_id = new_session
-            if self.role == Role.LEADER and since is not None:
-                self.leader_since = since
-
-    def lose_leadership(
-        self, cause: Cause, detail: str, new: Role = Role.FOLLOWER
-    ) -> Transition | None:
-        return self.transition(new, cause, detail, only_from=(Role.LEADER,))
+            if node:
+                self.node = node
 
     def configure(self, trigger_key: str, lock_value: str) -> None:
         """A reload changed what is elected (only while not leader)."""
         with self._lock:
             self.trigger_key, self.lock_value = trigger_key, lock_value
 
-    def set_held_index(self, modify_index: int) -> None:
+    # -- counters (each written by one thread) ----------------------------------
+    def count_session_created(self) -> None:
+        """By the renewer."""
         with self._lock:
-            if self.role == Role.LEADER:
-                self.held_index = modify_index
-
-    def leader_index(self) -> tuple[str, int] | None:
-        """(session, ModifyIndex) while leader, for a clean release."""
-        with self._lock:
-            if self.role == Role.LEADER and self.session_id and self.held_index:
-                return self.session_id, self.held_index
-            return None
-
-    # -- sessions ------------------------------------------------------------
-    def session_created(self, session_id: str) -> None:
-        with self._lock:
-            self.session_id = session_id
             self.last_renew = time.time()
             self.counters.sessions_created += 1
-        self.transition(
-            Role.FOLLOWER,
-            Cause.SESSION_CREATED,
-            f"session {session_id}",
-            only_from=(Role.STARTING, Role.FAULT),
-        )
-
-    def fault(self, detail: str) -> None:
-        """The health gate refuses: not a candidate (FAULT), unless in maintenance."""
-        self.transition(Role.FAULT, Cause.CHECK, detail, only_from=(Role.STARTING, Role.FOLLOWER))
-
-    def session_adopted(self, session_id: str, leader_since: float | None) -> None:
-        """The previous run's session, holding the key, is ours now."""
-        with self._lock:
-            self.session_id = session_id
-            self.last_renew = time.time()
-            self._adopted = (session_id, leader_since)
-        self.transition(
-            Role.FOLLOWER,
-            Cause.ADOPTED,
-            f"session {session_id} of the previous run",
-            only_from=(Role.STARTING, Role.FAULT),
-        )
 
     def session_renewed(self) -> None:
         with self._lock:
             self.last_renew = time.time()
-
-    def session_ended(self, cause: Cause, detail: str) -> None:
-        """The session is gone or presumed gone: no leadership, no session."""
-        with self._lock:
-            self.lose_leadership(cause, detail)
-            self.session_id = None
 
     def count_acquire_attempt(self) -> None:
         with self._lock:
@@ -397,7 +257,6 @@ class DaemonState:
                 "last_renew": self.last_renew,
                 "leader_since": self.leader_since,
                 "adopted": self.adopted,
-                "fenced_for": round(max(0.0, self.fence_until - time.monotonic()), 3),
                 "counters": {
                     "transitions": [
                         {"from": a, "to": b, "cause": c, "count": n}

@@ -20,7 +20,8 @@ from vip_elector.consul_adapter import ConsulAdapter, ConsulError
 from vip_elector.durations import format_duration
 from vip_elector.settings import Settings
 from vip_elector.status_server import format_address
-from vip_elector.trigger_key import LOCK_FLAG, Candidate, TriggerKey, parse_session_name
+from vip_elector.key_entries import LOCK_FLAG, Candidate
+from vip_elector.trigger_key import TriggerKey, parse_session_name
 
 EXIT_HEALTHY, EXIT_NO_LEADER, EXIT_ERROR = 0, 1, 2
 

@@ -21,7 +21,8 @@ import time
 from vip_elector.consul_adapter import ConsulAdapter, ConsulError
 from vip_elector.node_watch import NODE_MAINTENANCE, SERVICE_MAINTENANCE
 from vip_elector.settings import Settings
-from vip_elector.trigger_key import Candidate, TriggerKey, best_other
+from vip_elector.key_entries import Candidate, best_other
+from vip_elector.trigger_key import TriggerKey
 
 EXIT_OK, EXIT_REFUSED, EXIT_ERROR = 0, 1, 2
 

@@ -26,13 +26,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from vip_elector.consul_adapter import ConsulAdapter, ConsulError, KeyState
+from vip_elector.consul_adapter import ConsulAdapter, ConsulError
+from vip_elector.key_entries import (
+    DEFAULT_PRIORITY,
+    LOCK_FLAG,
+    Candidate,
+    KeyState,
+    KeyTree,
+    SwitchoverRequest,
+)
 from vip_elector.logs import untrusted
-from vip_elector.state import Cause
 
 log = logging.getLogger("vip_elector")
 
-LOCK_FLAG = 0x2DDCCBC058A50C18  # consul/api/lock.go LockFlagValue = 3304740253564472344
 SESSION_NAME_PREFIX = "vip-elector@"
 _SESSION_NAME = re.compile(
     rf"^{re.escape(SESSION_NAME_PREFIX)}(?P<host>\S+) value=(?P<value>.*) key=(?P<key>\S+)$"
@@ -123,9 +129,6 @@ def rival_message(key: str, value: str, found: list[Rival]) -> str:
 #                                   and checks, instead of listing sessions on a timer
 
 
-SWITCHOVER_FRESH = 10.0  # seconds a switchover request is good for
-
-
 def candidates_prefix(key: str) -> str:
     return f"{key}/candidates/"
 
@@ -140,39 +143,6 @@ def switchover_key(key: str) -> str:
 
 def conflict_key(key: str, value: str) -> str:
     return f"{key}/conflicts/" + urllib.parse.quote(value, safe="")
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A candidate as its entry says (only entries whose session still lives)."""
-
-    value: str
-    session: str
-    priority: int
-    eligible: bool
-    why: str = ""
-    node: str = ""
-
-
-@dataclass(frozen=True)
-class SwitchoverRequest:
-    to: str  # a lock value, or "any"
-    by: str
-    at: float  # wall clock of the request
-    modify_index: int
-
-    def fresh(self, now: float | None = None) -> bool:
-        return abs((now or time.time()) - self.at) <= SWITCHOVER_FRESH
-
-
-@dataclass(frozen=True)
-class KeyTree:
-    """One read of the key and everything under its prefix."""
-
-    key: KeyState
-    candidates: dict[str, Candidate]
-    request: SwitchoverRequest | None
-    conflict: int  # ModifyIndex of a conflict flag on our value; 0 when there is none
 
 
 def parse_candidates(key: str, entries: dict[str, KeyState]) -> dict[str, Candidate]:
@@ -211,64 +181,7 @@ def parse_request(key: str, entries: dict[str, KeyState]) -> SwitchoverRequest |
         return SwitchoverRequest("", "?", 0.0, entry.modify_index)  # garbage: drop it
 
 
-def best_other(
-    candidates: dict[str, Candidate], value: str, than: int | None = None
-) -> Candidate | None:
-    """The eligible candidate other than ``value`` with the highest priority (above
-    ``than`` if given); ties by value, so every node picks the same one."""
-    others = [
-        c
-        for c in candidates.values()
-        if c.value != value and c.eligible and (than is None or c.priority > than)
-    ]
-    return min(others, key=lambda c: (-c.priority, c.value), default=None)
-
-
-DEFAULT_PRIORITY = 100
-
-
 # -- rules ----------------------------------------------------------------------
-
-
-def not_a_lock_message(key: str, flags: int) -> str:
-    """The pre-flight error of the Go original, plus how to fix it."""
-    return (
-        f"trigger-key pre-flight check failed: existing key at '{key}' is a regular KV entry "
-        f"(Flags={flags}), not a lock key (expected Flags={LOCK_FLAG}). "
-        f"It was created by `consul kv put` or another tool. Fix: delete it with "
-        f"`consul kv delete {key}` and let vip-elector create it; never pre-create the "
-        "trigger-key."
-    )
-
-
-def is_foreign(key: KeyState) -> bool:
-    """The key exists but was not written by a lock: somebody else's plain key."""
-    return key.exists and key.flags != LOCK_FLAG
-
-
-def next_index(previous: int, answered: int) -> int:
-    """The index for the next blocking query (Consul's rules for X-Consul-Index)."""
-    if answered < previous or answered < 1:
-        return 0  # went backwards (snapshot restore, new leader): start over
-    return answered
-
-
-def ownership_problem(key: KeyState, session_id: str, value: bytes) -> tuple[Cause, str] | None:
-    """Why ``key`` is no longer the lock of ``session_id`` with ``value``, or None while it is."""
-    if not key.exists:
-        return (
-            Cause.KEY_DELETED,
-            "the trigger-key was deleted (our session was invalidated, or someone deleted the key)",
-        )
-    if key.session != session_id:
-        holder = key.session or "nobody"
-        return Cause.KEY_TAKEN, f"the trigger-key is now held by session {holder}"
-    if key.value != value or key.flags != LOCK_FLAG:
-        shown = key.value.decode(errors="replace") if key.value is not None else None
-        return Cause.KEY_CHANGED, (
-            f"the trigger-key changed under our session (value={shown!r}, flags={key.flags})"
-        )
-    return None
 
 
 # -- the key ----------------------------------------------------------------------
@@ -289,9 +202,6 @@ class TriggerKey:
         return self.adapter.get_key(
             self.name, index=index or None, wait=wait, consistent=consistent
         )
-
-    def ownership_problem(self, key: KeyState, session_id: str) -> tuple[Cause, str] | None:
-        return ownership_problem(key, session_id, self.value_bytes)
 
     def acquire(self, session_id: str, seen: KeyState) -> bool:
         """Take the key with the lock flag and our value, if it is still as ``seen``.

@@ -29,16 +29,13 @@ class WorkerContext:
     """What the workers of one configuration share; nothing in it is reassigned.
 
     ``stop`` ends this generation of workers (set by the main thread, or by a
-    worker that failed). ``write_lock`` serialises the writes that create
-    state in Consul (session create, acquire) with the main thread's release,
-    so a stop can never leave behind what a worker was writing. ``record``
-    keeps the session id (and since when it leads) for the next daemon.
+    worker that failed). ``record`` keeps the session id (and since when it
+    leads) for the next daemon.
     """
 
     settings: Settings
     state: DaemonState
     stop: threading.Event
-    write_lock: threading.Lock
     record: SessionRecord | None = None  # the session record in the runtime directory
 
 

@@ -10,17 +10,18 @@ from typing import Any
 import pytest
 
 from tests.unit.settings_factory import make_settings
-from vip_elector.consul_adapter import KeyState, Unavailable
+from vip_elector.consul_adapter import Unavailable
 from vip_elector.consul_settings import token_problem
-from vip_elector.election import Election
+from vip_elector.key_entries import KeyState
+from vip_elector.key_watch import KeyWatch
 from vip_elector.liveness import liveness_ids
 from vip_elector.logs import untrusted
 from vip_elector.notify import hook_environment
-from vip_elector.renewer import Renewer, Session
+from vip_elector.retrying import Retrier
+from vip_elector.roles import Cause, Role
 from vip_elector.runtime_dir import instance_id
-from vip_elector.state import Cause, DaemonState, Role, Transition
-from vip_elector.trigger_key import node_of, rivals, session_name
-from vip_elector.worker import WorkerContext
+from vip_elector.state import DaemonState, Transition
+from vip_elector.trigger_key import TriggerKey, node_of, rivals, session_name
 
 
 def test_instance_ids_are_unambiguous() -> None:
@@ -109,11 +110,17 @@ class FakeAdapter:
 def test_after_a_failed_blocking_read_the_next_read_does_not_block() -> None:
     settings = make_settings()
     state = DaemonState("k", "v")
-    context = WorkerContext(settings, state, threading.Event(), threading.Lock())
+    stop = threading.Event()
     adapter = FakeAdapter()
-    renewer = Renewer(context, adapter)  # type: ignore[arg-type]
-    election = Election(context, adapter, renewer)  # type: ignore[arg-type]
-    key = election._read(Session("s", ttl=10.0), 1234, consistent=True)
-    assert key.index == 3
+    watch = KeyWatch(
+        TriggerKey(adapter, "k", "v"),  # type: ignore[arg-type]
+        state,
+        stop,
+        Retrier(stop, settings.consul.address, "k"),
+        lambda _: None,
+        fence_bound=0.0,
+    )
+    read = watch._read(1234, leader=False, wait=60.0)
+    assert read.key.index == 3
     # The failed read used the old index; the retry reads at once (no index).
     assert adapter.indexes == [1234, None]

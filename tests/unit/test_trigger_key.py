@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from vip_elector.consul_adapter import KeyState
-from vip_elector.state import Cause
-from vip_elector.trigger_key import (
+from vip_elector.decision import ownership_problem
+from vip_elector.key_entries import (
     LOCK_FLAG,
+    KeyState,
     is_foreign,
     next_index,
     not_a_lock_message,
-    ownership_problem,
+)
+from vip_elector.roles import Cause
+from vip_elector.trigger_key import (
     parse_session_name,
     session_name,
 )

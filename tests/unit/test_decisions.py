@@ -1,0 +1,536 @@
+"""The decision core, rule by rule, with fabricated reads and a fake clock.
+
+Each test builds what the election thread would have seen, calls ``decide``
+and checks what it would do: no Consul, no threads, no sleeping (Patroni's
+test_ha.py does this for its HA loop). The combinations the red-team round
+found are at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from vip_elector.decision import (
+    Acquire,
+    Action,
+    AdoptFailed,
+    Blank,
+    CandidatesRead,
+    CheckRivals,
+    CheckSession,
+    ConsulMaintenance,
+    Decision,
+    Delete,
+    Destroy,
+    Discard,
+    Done,
+    DropRequest,
+    Event,
+    GateClosed,
+    HandTo,
+    KeyRead,
+    LockDelayOf,
+    Log,
+    LookUpCandidates,
+    LookUpLockDelay,
+    MaintenanceFile,
+    Memory,
+    Move,
+    Publish,
+    Record,
+    Release,
+    ReleaseKey,
+    Restore,
+    Retire,
+    RivalsChecked,
+    Rules,
+    SessionChecked,
+    SessionDown,
+    SessionUp,
+    StepDownAsked,
+    StopAsked,
+    Tick,
+    Transition,
+    UnlockKeeping,
+    decide,
+)
+from vip_elector.key_entries import LOCK_FLAG, Candidate, KeyState, SwitchoverRequest
+from vip_elector.roles import Cause, Role
+
+RULES = Rules(value="a", key="svc/vip", handover_gap=1.2, lock_delay=1.0)
+FENCED = Rules(value="a", key="svc/vip", handover_gap=1.2, lock_delay=5.0, fence_bound=3.6)
+OURS = "sess-a"
+B = Candidate("b", "sess-b", priority=100, eligible=True)
+C = Candidate("c", "sess-c", priority=100, eligible=True)
+WALL = 1_000_000.0
+
+
+def free(index: int = 10) -> KeyState:
+    return KeyState(index=index, exists=False)
+
+
+def held(session: str, value: bytes, index: int = 10) -> KeyState:
+    return KeyState(index, True, value, LOCK_FLAG, session, modify_index=index)
+
+
+def read(key: KeyState, at: float, **kw: object) -> KeyRead:
+    return KeyRead(key, started=at, wall=WALL + at, **kw)  # type: ignore[arg-type]
+
+
+class Run:
+    """Feeds events to ``decide`` one at a time, answering nothing by itself."""
+
+    def __init__(self, rules: Rules = RULES, memory: Memory | None = None) -> None:
+        self.rules = rules
+        self.memory = memory or Memory()
+        self.actions: list[Action] = []
+        self.last: Decision | None = None
+
+    def __call__(self, event: Event, now: float) -> tuple[Action, ...]:
+        self.last = decide(self.memory, event, now, self.rules)
+        self.memory = self.last.memory
+        self.actions.extend(self.last.actions)
+        return self.last.actions
+
+    @property
+    def wake(self) -> float:
+        assert self.last is not None
+        return self.last.wake_at
+
+
+def of(kind: type, actions: Iterable[Action]) -> list[Action]:
+    return [a for a in actions if isinstance(a, kind)]
+
+
+def follower(rules: Rules = RULES, at: float = 0.0) -> Run:
+    """A follower with a session, published, no rivals, candidates read."""
+    run = Run(rules)
+    run(SessionUp(OURS, node="node-a"), at)
+    for action in of(Publish, run.actions):
+        run(Done(action, "ok"), at)
+    return run
+
+
+def no_rivals(run: Run, actions: Iterable[Action], now: float) -> tuple[Action, ...]:
+    """Answer the lookups a free key triggers (no rivals, no better candidate)."""
+    out: list[Action] = []
+    pending = list(actions)
+    while pending:
+        action = pending.pop(0)
+        out.append(action)
+        if isinstance(action, CheckRivals):
+            pending += run(RivalsChecked(None), now)
+        elif isinstance(action, LookUpCandidates):
+            pending += run(CandidatesRead({}, action.freed_at), now)
+        elif isinstance(action, LookUpLockDelay):
+            pending += run(LockDelayOf(action.session, 1.0), now)
+    return tuple(out)
+
+
+def leader(rules: Rules = RULES, at: float = 0.0) -> Run:
+    run = follower(rules, at)
+    actions = no_rivals(run, run(read(free(), at), at), at)
+    acquire = of(Acquire, actions)[0]
+    run(Done(acquire, "ok", started=at), at)
+    run(read(held(OURS, b"a", 11), at, consistent=True, tree=True), at)
+    assert run.memory.leading
+    return run
+
+
+# -- role, candidacy ---------------------------------------------------------------
+
+
+def test_a_session_makes_a_follower_that_publishes_its_candidacy() -> None:
+    run = Run()
+    actions = run(SessionUp(OURS, node="node-a"), 0.0)
+    assert Transition(Role.FOLLOWER, Cause.SESSION_CREATED, f"session {OURS}") in actions
+    assert Publish(OURS, True, "", "node-a") in actions
+
+
+def test_a_refusing_health_gate_is_fault() -> None:
+    run = Run()
+    actions = run(GateClosed("check 'web' is critical"), 0.0)
+    assert Transition(Role.FAULT, Cause.CHECK, "check 'web' is critical") in actions
+
+
+def test_a_failing_publish_backs_off_instead_of_retrying_every_half_second() -> None:
+    run = Run()
+    publish = of(Publish, run(SessionUp(OURS), 0.0))[0]
+    delays = []
+    now = 0.0
+    for _ in range(8):
+        run(Done(publish, "failed", "Permission denied"), now)
+        delays.append(run.memory.publish_at - now)
+        now = run.memory.publish_at
+        publish = of(Publish, run(Tick(), now))[0]
+    assert delays[0] == 0.5
+    assert delays == sorted(delays)
+    assert delays[-1] == 30.0
+    # One ERROR for the lasting problem, not one per attempt.
+    assert len([a for a in run.actions if isinstance(a, Log) and a.level == "error"]) == 1
+
+
+def test_maintenance_makes_a_follower_ineligible_and_republishes() -> None:
+    run = follower()
+    actions = run(MaintenanceFile("maintenance file /x exists"), 1.0)
+    assert Transition(Role.MAINTENANCE, Cause.MAINTENANCE, "maintenance file /x exists") in actions
+    assert Publish(OURS, False, "maintenance file /x exists", "node-a") in actions
+
+
+# -- following ------------------------------------------------------------------------
+
+
+def test_a_free_key_is_acquired_at_once_when_nobody_else_held_it() -> None:
+    run = follower()
+    actions = no_rivals(run, run(read(free(), 1.0), 1.0), 1.0)
+    assert of(Acquire, actions) == [Acquire(OURS, free())]
+
+
+def test_a_plain_key_is_never_acquired_and_said_once() -> None:
+    run = follower()
+    plain = KeyState(5, True, b"x", 0, None, modify_index=5)
+    first = run(read(plain, 1.0), 1.0)
+    again = run(read(plain, 2.0), 2.0)
+    assert not of(Acquire, first + again)
+    assert len(of(Log, first)) == 1
+    assert "pre-flight" in of(Log, first)[0].message  # type: ignore[attr-defined]
+    assert not of(Log, again)
+
+
+def test_the_hand_over_gap_counts_from_when_another_nodes_value_left() -> None:
+    run = follower()
+    run(read(held("sess-b", b"b"), 1.0), 1.0)
+    actions = no_rivals(run, run(read(free(12), 2.0), 2.0), 2.0)
+    assert not of(Acquire, actions)
+    assert run.wake == 2.0 + 1.2
+    assert of(Acquire, no_rivals(run, run(Tick(), 3.2), 3.2))
+
+
+def test_after_a_refusal_the_acquire_waits_for_the_holders_lock_delay() -> None:
+    run = follower()
+    run(read(held("sess-b", b"b"), 0.0), 0.0)
+    run(LockDelayOf("sess-b", 5.0), 0.0)
+    no_rivals(run, run(read(free(12), 1.0), 1.0), 1.0)
+    acquire = of(Acquire, no_rivals(run, run(Tick(), 2.2), 2.2))[0]
+    run(Done(acquire, "refused"), 2.2)
+    assert run.memory.acquire_at == 1.0 + 5.0 + 0.02
+    assert not of(Acquire, no_rivals(run, run(Tick(), 5.0), 5.0))
+    assert of(Acquire, no_rivals(run, run(Tick(), 6.02), 6.02))
+
+
+def test_a_refusal_past_the_estimate_backs_off() -> None:
+    run = follower()
+    no_rivals(run, run(read(free(), 0.0), 0.0), 0.0)
+    acquire = of(Acquire, run.actions)[0]
+    run(Done(acquire, "refused"), 5.0)  # long past our 1 s guess
+    assert 5.0 < run.memory.acquire_at <= 6.0
+
+
+def test_a_follower_that_lost_the_race_watches_the_winner() -> None:
+    run = follower()
+    no_rivals(run, run(read(free(), 0.0), 0.0), 0.0)
+    acquire = of(Acquire, run.actions)[0]
+    run(Done(acquire, "refused"), 0.0)
+    actions = run(read(held("sess-c", b"c", 12), 0.01, early=True), 0.01)
+    assert LookUpLockDelay("sess-c") in actions
+    # The winner steps down at once: we take it after the gap, not lock-delay.
+    no_rivals(run, run(read(free(13), 0.3, early=True), 0.3), 0.3)
+    assert run.memory.acquire_at == 0.0
+    assert run.wake == 0.3 + 1.2
+
+
+def test_a_key_taken_and_freed_between_two_reads_waits_the_gap_from_now() -> None:
+    run = follower()
+    no_rivals(run, run(read(free(), 0.0), 0.0), 0.0)
+    acquire = of(Acquire, run.actions)[0]
+    run(Done(acquire, "refused"), 0.0)
+    actions = no_rivals(run, run(read(free(14), 0.5, early=True), 0.5), 0.5)
+    assert not of(Acquire, actions)
+    assert run.memory.other_left_at == 0.5
+
+
+def test_a_better_candidate_gets_the_free_key_first() -> None:
+    run = follower()
+    better = Candidate("z", "sess-z", priority=200, eligible=True)
+    actions = run(read(free(), 1.0), 1.0)
+    actions = run(RivalsChecked(None), 1.0)
+    lookup = of(LookUpCandidates, actions)[0]
+    actions = run(CandidatesRead({"z": better}, lookup.freed_at), 1.0)  # type: ignore[attr-defined]
+    assert not of(Acquire, actions)
+    assert run.wake == 1.0 + 1.2 + 1.0  # max(lock-delay, gap) + margin
+
+
+def test_another_node_with_our_value_is_flagged_and_refused() -> None:
+    run = follower()
+    actions = run(read(held("sess-x", b"a"), 1.0), 1.0)
+    assert CheckRivals(OURS, flag=True) in actions
+    actions = run(RivalsChecked("node(s) x also compete"), 1.0)
+    assert any(isinstance(a, Log) and "also compete" in a.message for a in actions)
+    actions = no_rivals(run, run(read(free(12), 1.5), 1.5), 1.5)
+    assert not of(Acquire, actions)
+
+
+def test_maintenance_keeps_a_follower_out_of_a_free_key() -> None:
+    run = follower()
+    run(MaintenanceFile("maintenance file /x exists"), 0.0)
+    actions = no_rivals(run, run(read(free(), 1.0), 1.0), 1.0)
+    assert not of(Acquire, actions)
+
+
+# -- leading ---------------------------------------------------------------------------
+
+
+def test_an_acquire_then_a_read_of_our_key_makes_the_leader() -> None:
+    run = leader()
+    assert any(
+        isinstance(a, Transition) and a.role == Role.LEADER and a.cause == Cause.ACQUIRED
+        for a in run.actions
+    )
+    assert of(Record, run.actions)
+
+
+def test_consistent_reads_extend_the_fence_from_their_start() -> None:
+    run = leader(FENCED)
+    assert run.memory.fence_until == 3.6  # the acquire at 0 proved it
+    run(read(held(OURS, b"a", 11), 2.0, consistent=True, tree=True), 2.1)
+    assert run.memory.fence_until == 2.0 + 3.6
+    run(read(held(OURS, b"a", 11), 3.0), 3.1)  # not consistent: no proof
+    assert run.memory.fence_until == 5.6
+
+
+def test_a_key_deleted_under_us_is_explained_before_it_is_called_lost() -> None:
+    run = leader()
+    actions = run(read(free(20), 5.0, consistent=True, tree=True), 5.0)
+    assert actions == (CheckSession(OURS),)
+    actions = run(SessionChecked(OURS, alive=False), 5.0)
+    assert Transition(Role.FOLLOWER, Cause.SESSION_LOST, actions[0].detail) in actions  # type: ignore[union-attr]
+    assert of(Discard, actions)
+
+
+def test_sigusr1_deletes_the_key_and_the_node_stays_out_for_the_hold() -> None:
+    run = leader()
+    run(StepDownAsked("SIGUSR1; competing again at 12:00:10 (after 10s)", 10.0), 1.0)
+    actions = run.actions[-3:]
+    assert Delete(OURS, 11) in actions
+    assert run.memory.fence_until == 0.0
+    run(Done(Delete(OURS, 11), "ok"), 1.0)
+    actions = run(read(free(12), 1.1, consistent=True, tree=True), 1.1)
+    assert any(isinstance(a, Transition) and a.cause == Cause.STEP_DOWN for a in actions)
+    assert not run.memory.leading
+
+
+def test_a_refused_step_down_delete_is_sent_again_at_the_current_index() -> None:
+    run = leader()
+    run(StepDownAsked("SIGUSR1", 10.0), 1.0)
+    run(Done(Delete(OURS, 11), "refused"), 1.0)
+    actions = run(read(held(OURS, b"a", 15), 1.1, consistent=True, tree=True), 1.1)
+    assert Delete(OURS, 15) in actions
+
+
+def test_sigusr1_on_a_follower_says_so_and_does_nothing() -> None:
+    run = follower()
+    actions = run(StepDownAsked("SIGUSR1", 10.0), 1.0)
+    assert [a for a in actions if isinstance(a, Log)][0].event == "step_down_ignored"
+    assert run.memory.hold_until == 0.0
+
+
+def test_a_switchover_blanks_waits_the_gap_then_hands_the_lock_over() -> None:
+    run = leader()
+    request = SwitchoverRequest("b", "ops", WALL + 1.0, 30)
+    actions = run(
+        read(held(OURS, b"a", 11), 1.0, consistent=True, tree=True, candidates={"b": B}, request=request),
+        1.0,
+    )
+    assert Blank(OURS) in actions
+    assert run.memory.fence_until == 0.0
+    run(Done(Blank(OURS), "ok"), 1.0)
+    assert not of(HandTo, run(Tick(), 2.0))
+    actions = run(Tick(), 2.2)
+    assert HandTo(OURS, B) in actions
+    actions = run(Done(HandTo(OURS, B), "ok"), 2.2)
+    assert any(isinstance(a, Transition) and a.cause == Cause.SWITCHOVER for a in actions)
+
+
+def test_a_switchover_whose_target_went_away_puts_our_value_back() -> None:
+    run = leader()
+    request = SwitchoverRequest("b", "ops", WALL + 1.0, 30)
+    run(read(held(OURS, b"a", 11), 1.0, consistent=True, tree=True, candidates={"b": B}, request=request), 1.0)
+    run(Done(Blank(OURS), "ok"), 1.0)
+    run(Tick(), 2.2)
+    actions = run(Done(HandTo(OURS, B), "refused"), 2.2)
+    assert Restore(OURS) in actions
+    assert run.memory.leading
+
+
+def test_switchover_requests_that_cannot_be_honoured_are_refused_and_dropped() -> None:
+    cases = {
+        "stale": SwitchoverRequest("b", "ops", WALL - 60, 30),
+        "already": SwitchoverRequest("a", "ops", WALL + 1, 31),
+        "no live candidate": SwitchoverRequest("q", "ops", WALL + 1, 32),
+    }
+    for words, request in cases.items():
+        run = leader()
+        actions = run(
+            read(held(OURS, b"a", 11), 1.0, consistent=True, tree=True, candidates={"b": B}, request=request),
+            1.0,
+        )
+        assert DropRequest(request) in actions, words
+        assert not of(Blank, actions)
+
+
+def test_preemption_waits_for_the_better_candidate_to_stay_eligible() -> None:
+    rules = Rules(value="a", handover_gap=1.2, preempt_delay=3.0)
+    run = leader(rules)
+    better = Candidate("z", "sess-z", priority=200, eligible=True)
+    tree = {"consistent": True, "tree": True, "candidates": {"z": better}}
+    run(read(held(OURS, b"a", 11), 1.0, **tree), 1.0)
+    assert run.wake == 4.0
+    assert Blank(OURS) in run(Tick(), 4.0)
+
+
+def test_a_conflict_flag_is_checked_and_a_duplicate_steps_down() -> None:
+    run = leader()
+    actions = run(read(held(OURS, b"a", 11), 1.0, consistent=True, tree=True, conflict=40), 1.0)
+    assert CheckRivals(OURS, flag=False) in actions
+    actions = run(RivalsChecked("node(s) x also compete"), 1.0)
+    assert Delete(OURS, 11) in actions
+
+
+def test_a_value_written_into_our_lock_is_kept_and_the_lock_freed() -> None:
+    run = leader()
+    changed = held(OURS, b"manual", 12)
+    actions = run(read(changed, 1.0, consistent=True, tree=True), 1.0)
+    assert UnlockKeeping(OURS, changed) in actions
+    assert any(isinstance(a, Transition) and a.cause == Cause.KEY_CHANGED for a in actions)
+
+
+def test_a_session_lost_while_leading_is_a_loss_and_is_destroyed() -> None:
+    run = leader()
+    actions = run(SessionDown(OURS, Cause.RENEW_TIMEOUT, "no renewal"), 1.0)
+    assert Transition(Role.FOLLOWER, Cause.RENEW_TIMEOUT, "no renewal") in actions
+    assert Destroy(OURS) in actions
+
+
+def test_ended_sessions_are_destroyed_and_retried() -> None:
+    run = follower()
+    actions = run(SessionDown("old", Cause.SESSION_LOST, "gone"), 1.0)
+    assert Destroy("old") in actions
+    run(Done(Destroy("old"), "failed", "500"), 1.0)
+    assert Destroy("old") in run(Tick(), 2.0)
+    run(Done(Destroy("old"), "ok"), 2.0)
+    assert "old" not in run.memory.doomed
+
+
+def test_stop_releases_the_key_we_hold_and_every_session() -> None:
+    run = leader()
+    run(SessionDown("old", Cause.SESSION_LOST, "gone"), 1.0)
+    run(Done(Destroy("old"), "failed"), 1.0)
+    actions = run(StopAsked(), 1.5)
+    assert Transition(Role.STOPPING, Cause.SHUTDOWN) in actions
+    assert Release((OURS, "old"), (OURS, 11)) in actions
+    assert run.memory.finished
+
+
+def test_retire_keeps_the_key_and_the_fence_only_when_asked() -> None:
+    run = leader(FENCED)
+    actions = run(StopAsked(retire=True, keep_fence=True), 1.0)
+    assert Retire(()) in actions
+    assert run.memory.fence_until > 0
+    run = leader(FENCED)
+    run(StopAsked(retire=True), 1.0)
+    assert run.memory.fence_until == 0.0
+
+
+def test_adopting_the_previous_runs_session_is_lock_kept() -> None:
+    run = Run(memory=Memory(adopting="old", leader_since=123.0))
+    run(SessionUp("old", node="node-a", adopted=True), 0.0)
+    actions = run(read(held("old", b"a"), 0.1), 0.1)
+    assert Transition(Role.LEADER, Cause.ADOPTED) in actions
+    assert Record("old", 123.0) in actions
+
+
+def test_a_changed_session_setting_moves_the_lock_to_the_new_session() -> None:
+    run = Run(memory=Memory(move_from="old", leader_since=5.0))
+    run(read(held("old", b"a"), 0.0), 0.0)
+    actions = run(SessionUp("new"), 0.1)
+    assert Move("old", "new") in actions
+    run(Done(Move("old", "new"), "ok"), 0.1)
+    actions = run(read(held("new", b"a", 12), 0.2), 0.2)
+    assert Transition(Role.LEADER, Cause.ACQUIRED) in actions
+    assert Destroy("old") in run.actions
+
+
+# -- the red-team combinations -----------------------------------------------------------
+
+
+def test_a_stop_inside_a_switchovers_gap_does_not_let_the_target_skip_the_gap() -> None:
+    """22.1: A blanks for B, is stopped 0.4 s later and deletes the key. B saw
+    A's value leave at the blank; its value must not appear sooner than the
+    gap after that."""
+    run = follower(Rules(value="b", handover_gap=1.2))
+    run(read(held("sess-x", b"a", 11), 0.0), 0.0)
+    run(read(held("sess-x", b"", 12), 0.05, early=True), 0.05)  # the blank
+    actions = no_rivals(run, run(read(free(13), 0.45, early=True), 0.45), 0.45)
+    assert not of(Acquire, actions)
+    assert run.wake >= 0.05 + 1.2
+
+
+def test_a_node_that_starts_during_a_blank_still_waits_the_gap() -> None:
+    run = follower(Rules(value="b", handover_gap=1.2))
+    run(read(held("sess-x", b"", 12), 0.0), 0.0)
+    actions = no_rivals(run, run(read(free(13), 0.3, early=True), 0.3), 0.3)
+    assert not of(Acquire, actions)
+    assert run.wake >= 1.2
+
+
+def test_a_carried_fence_is_dropped_when_the_previous_session_is_not_adopted() -> None:
+    """22.2: SIGUSR2 into a changed setting whose new session cannot be made:
+    the key is released, and /leader must not say 200 on the old fence."""
+    run = Run(FENCED, Memory(move_from="old", leader_since=5.0, fence_until=0.0))
+    run(read(held("old", b"a"), 0.0), 0.0)
+    actions = run(GateClosed("check 'missing' is not registered"), 0.1)
+    assert ReleaseKey("old") in actions
+    assert run.memory.fence_until == 0.0
+
+
+def test_a_failed_adoption_releases_before_it_destroys_and_drops_the_fence() -> None:
+    """22.6: the previous run's session is never destroyed while it holds the key."""
+    run = Run(FENCED, Memory(adopting="old", fence_until=9.0))
+    actions = run(AdoptFailed("old", "500 No cluster leader"), 0.0)
+    assert actions.index(ReleaseKey("old")) < len(actions)
+    assert run.memory.fence_until == 0.0
+    destroy = run(Tick(), 0.1)
+    assert Destroy("old") in actions + destroy
+
+
+def test_consul_maintenance_after_adoption_steps_the_leader_down() -> None:
+    """22.4: the adopted leader knows its node and follows Consul maintenance."""
+    run = Run(memory=Memory(adopting="old"))
+    actions = run(SessionUp("old", node="node-a", adopted=True), 0.0)
+    assert Publish("old", True, "", "node-a") in actions
+    run(read(held("old", b"a"), 0.1), 0.1)
+    actions = run(ConsulMaintenance("the node is in Consul maintenance mode"), 0.2)
+    assert Delete("old", 10) in actions
+
+
+def test_a_step_down_inside_a_hand_over_is_not_lost() -> None:
+    """22.16: maintenance begins while a switchover's hand-over runs and the
+    target goes away: our value comes back, then the step-down deletes the key."""
+    run = leader()
+    request = SwitchoverRequest("b", "ops", WALL + 1.0, 30)
+    run(read(held(OURS, b"a", 11), 1.0, consistent=True, tree=True, candidates={"b": B}, request=request), 1.0)
+    run(Done(Blank(OURS), "ok"), 1.0)
+    run(MaintenanceFile("maintenance file /x exists"), 1.35)
+    run(Tick(), 2.2)
+    run(Done(HandTo(OURS, B), "refused"), 2.2)
+    actions = run(read(held(OURS, b"a", 14), 2.3, consistent=True, tree=True), 2.3)
+    assert Delete(OURS, 14) in actions
+
+
+def test_maintenance_that_begins_inside_the_gap_stops_the_acquire() -> None:
+    """22.17: maintenance is looked at right before the acquire, not only before the gap."""
+    run = follower()
+    run(read(held("sess-b", b"b"), 0.0), 0.0)
+    no_rivals(run, run(read(free(12), 0.1), 0.1), 0.1)
+    run(MaintenanceFile("maintenance file /x exists"), 0.5)
+    assert not of(Acquire, no_rivals(run, run(Tick(), 1.3), 1.3))

@@ -1,0 +1,1339 @@
+"""What the lock owner does next: a pure function of what it saw, what it
+remembers, the time and the rules.
+
+``decide(memory, event, now, rules)`` takes one input (a read of the key, a
+session the renewer made or lost, an operator's request, the outcome of the
+last action, or just the time) and returns the new memory, the actions to
+perform in order, and when to decide again if nothing arrives earlier. It
+does no I/O and reads no clock: the election thread (election.py) reads,
+decides, acts and waits around it, and the tests and the simulation call it
+with fabricated inputs and a virtual clock (etcd's raft library has this
+shape: ``Step``/``Tick`` in, ``Ready`` out).
+
+Every rule is a named step below, in the order it is applied:
+
+- **stop / retire**: release the key and every session, or leave them for
+  the next process (restart in place, a reload that keeps the lock).
+- **destroy**: sessions that ended are destroyed (retried until Consul has
+  surely expired them); never one that still holds the key.
+- **move**: a session of the previous run (or generation) that holds the key
+  with settings that changed hands it to our new session in one transaction;
+  if no new session can be made, the old one releases the key.
+- **role**: FAULT while the health gate refuses, MAINTENANCE while the file or
+  Consul's maintenance says so, FOLLOWER otherwise (LEADER below).
+- **candidacy**: our entry under the key's prefix says priority and
+  eligibility; published again whenever they change, with a backoff.
+- **foreign key**: a plain key somebody wrote is never taken.
+- leading: **ownership** (the key still ours, else the lock is lost and why),
+  **fence** (each consistent read that proves the lock extends /leader's
+  bound), **step-down** (SIGUSR1, maintenance, a duplicate value: delete with
+  ``cas``, retried at the current index until it is gone), **hand-over**
+  (switchover or preemption: blank the value, wait the hand-over gap, give
+  the lock to the target's session), **switchover**, **preemption**,
+  **conflict flag**.
+- following: **leading again** (the key carries our session), **holder**
+  (its lock-delay, a duplicate of our value), **standby** (maintenance, a
+  step-down hold), **rivals**, **hand-over gap** (never a new value sooner
+  than vip-manager's interval + margin after another node's value left the
+  key, whatever freed it), **lock-delay** (after a refusal, until the
+  holder's lock-delay has run since the key went free), **priority
+  hold-back**, then **acquire**.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from vip_elector.key_entries import (
+    LOCK_FLAG,
+    Candidate,
+    KeyState,
+    SwitchoverRequest,
+    best_other,
+    is_foreign,
+    not_a_lock_message,
+)
+from vip_elector.roles import Cause, Role
+
+LOCK_DELAY_MARGIN = 0.02  # retry this long after the lock-delay should have ended
+LOCK_DELAY_RETRY_MAX = 1.0  # past our estimate: back off up to this
+ACQUIRE_RETRY = 0.25  # an acquire whose answer was lost: the next read tells
+PRIORITY_MARGIN = 1.0  # a better candidate gets this long on top of the time it needs
+RECHECK = 1.0  # a refusal (duplicate value) is looked at again this often
+PUBLISH_RETRY = 0.5  # first retry of a candidacy publish, doubled up to PUBLISH_RETRY_MAX
+PUBLISH_RETRY_MAX = 30.0
+STEP_DOWN_RETRY = 0.5  # a delete that failed (Consul unreachable) is sent again
+DESTROY_RETRY = 1.0
+IDLE = 60.0  # decide again at least this often
+# The last other holder, when the key was taken and freed again between two reads.
+UNSEEN = b"another node"
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The settings the decisions depend on."""
+
+    value: str  # our lock value
+    key: str = ""  # the trigger-key's name
+    priority: int = 100
+    handover_gap: float = 1.2  # vip-manager's interval + margin
+    lock_delay: float = 1.0  # ours: the guess for a holder whose lock-delay is unknown
+    fence_bound: float = 0.0  # > 0: /leader is fenced with this bound
+    preempt_delay: float | None = None
+
+    @property
+    def value_bytes(self) -> bytes:
+        return self.value.encode()
+
+
+# -- inputs ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyRead:
+    """An answer of the key watch. ``started``: when its request was sent (a
+    consistent read proves the lock from then on). ``early``: a blocking read
+    came back before its wait ran out, so the key changed. ``tree``: the
+    leader's read, with the entries under the prefix."""
+
+    key: KeyState
+    started: float
+    wall: float  # wall clock (switchover requests carry one)
+    early: bool = False
+    consistent: bool = False
+    tree: bool = False
+    candidates: Mapping[str, Candidate] = field(default_factory=dict)
+    request: SwitchoverRequest | None = None
+    conflict: int = 0  # ModifyIndex of a conflict flag on our value
+
+
+@dataclass(frozen=True)
+class SessionUp:
+    """The renewer made (or adopted) a session; ``node`` is the Consul node it lives on."""
+
+    session: str
+    node: str = ""
+    adopted: bool = False
+
+
+@dataclass(frozen=True)
+class SessionDown:
+    """The renewer ended a session (Consul lost it, or no renewal for a TTL)."""
+
+    session: str
+    cause: Cause
+    detail: str
+
+
+@dataclass(frozen=True)
+class GateClosed:
+    """The health gate refuses a session: the check is missing or critical."""
+
+    problem: str
+
+
+@dataclass(frozen=True)
+class AdoptFailed:
+    """The session of the previous run could not be renewed within its TTL."""
+
+    session: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class StepDownAsked:
+    """SIGUSR1: step down and stay out for ``hold`` seconds (``detail`` says until when)."""
+
+    detail: str
+    hold: float
+
+
+@dataclass(frozen=True)
+class MaintenanceFile:
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class ConsulMaintenance:
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class StopAsked:
+    """Stop: release everything (``retire``: leave the session and the key to the
+    next process or generation). ``cause``/``detail``: why a leader lets go."""
+
+    retire: bool = False
+    cause: Cause = Cause.SHUTDOWN
+    detail: str = ""
+    keep_fence: bool = False
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Nothing happened; the time did."""
+
+
+@dataclass(frozen=True)
+class Done:
+    """The outcome of a write action: ``ok``; ``refused`` (Consul said no: the
+    key changed, another session holds it, lock-delay); ``gone`` (the session
+    is gone); ``failed`` (no answer, or an error: it may or may not have been
+    applied)."""
+
+    action: Action
+    result: str
+    detail: str = ""
+    started: float = 0.0
+
+
+@dataclass(frozen=True)
+class LockDelayOf:
+    session: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RivalsChecked:
+    """Other nodes competing with our value (``problem``), or None; ``known``
+    False when Consul could not tell."""
+
+    problem: str | None
+    known: bool = True
+
+
+@dataclass(frozen=True)
+class CandidatesRead:
+    candidates: Mapping[str, Candidate]
+    freed_at: float  # the freeing of the key they were read for
+
+
+@dataclass(frozen=True)
+class SessionChecked:
+    """Whether our session still exists (why the key went: invalidated, or deleted)."""
+
+    session: str
+    alive: bool | None
+
+
+Event = (
+    KeyRead
+    | SessionUp
+    | SessionDown
+    | GateClosed
+    | AdoptFailed
+    | StepDownAsked
+    | MaintenanceFile
+    | ConsulMaintenance
+    | StopAsked
+    | Tick
+    | Done
+    | LockDelayOf
+    | RivalsChecked
+    | CandidatesRead
+    | SessionChecked
+)
+
+
+# -- outputs -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Acquire:
+    session: str
+    seen: KeyState  # taken only if the key is still as seen
+
+
+@dataclass(frozen=True)
+class Blank:
+    """Empty our value, keeping the lock: vip-manager here drops the VIP."""
+
+    session: str
+
+
+@dataclass(frozen=True)
+class HandTo:
+    session: str
+    target: Candidate
+
+
+@dataclass(frozen=True)
+class Restore:
+    """Our value back into the key we hold (a hand-over that failed)."""
+
+    session: str
+
+
+@dataclass(frozen=True)
+class Delete:
+    """Delete the key we hold at ``index`` (cas): no lock-delay, others take over."""
+
+    session: str
+    index: int
+
+
+@dataclass(frozen=True)
+class UnlockKeeping:
+    """Free the key from our session, keeping a value somebody else wrote."""
+
+    session: str
+    seen: KeyState
+
+
+@dataclass(frozen=True)
+class DropRequest:
+    request: SwitchoverRequest
+
+
+@dataclass(frozen=True)
+class Publish:
+    session: str
+    eligible: bool
+    why: str
+    node: str
+
+
+@dataclass(frozen=True)
+class CheckRivals:
+    session: str
+    flag: bool  # also raise the conflict flag the leader watches
+
+
+@dataclass(frozen=True)
+class LookUpLockDelay:
+    session: str
+
+
+@dataclass(frozen=True)
+class LookUpCandidates:
+    freed_at: float
+
+
+@dataclass(frozen=True)
+class CheckSession:
+    session: str
+
+
+@dataclass(frozen=True)
+class Discard:
+    """Tell the renewer we are done with this session: it makes a new one."""
+
+    session: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Destroy:
+    session: str
+
+
+@dataclass(frozen=True)
+class Move:
+    """unlock(old) + lock(new) in one transaction: the key is never free."""
+
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class ReleaseKey:
+    """Delete the key if ``session`` holds it (never anybody else's)."""
+
+    session: str
+
+
+@dataclass(frozen=True)
+class Release:
+    """Stop: the key if we hold it, then every session; nothing left behind."""
+
+    sessions: tuple[str, ...]
+    held: tuple[str, int] | None  # (session, ModifyIndex) while leading
+
+
+@dataclass(frozen=True)
+class Retire:
+    """Stop without releasing: destroy only sessions that hold nothing."""
+
+    sessions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Transition:
+    role: Role
+    cause: Cause
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Record:
+    """Keep the session (and since when it leads) for the next process."""
+
+    session: str
+    leader_since: float | None
+
+
+@dataclass(frozen=True)
+class Log:
+    level: str  # "debug", "info", "warning", "error"
+    message: str
+    event: str
+
+
+Action = (
+    Acquire
+    | Blank
+    | HandTo
+    | Restore
+    | Delete
+    | UnlockKeeping
+    | DropRequest
+    | Publish
+    | CheckRivals
+    | LookUpLockDelay
+    | LookUpCandidates
+    | CheckSession
+    | Discard
+    | Destroy
+    | Move
+    | ReleaseKey
+    | Release
+    | Retire
+    | Transition
+    | Record
+    | Log
+)
+
+
+# -- memory ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Leaving:
+    """A step-down under way: the key is being deleted; then the role to go to."""
+
+    cause: Cause
+    detail: str
+    role: Role
+    retry_at: float = 0.0  # send the delete (again) from then on
+
+
+@dataclass(frozen=True)
+class HandOver:
+    """A switchover or preemption under way: the key is blank, held by us."""
+
+    target: Candidate
+    cause: Cause
+    blanked_at: float | None = None
+    handed: bool = False
+
+
+@dataclass(frozen=True)
+class Memory:
+    """What the core remembers between steps (replaced, never changed in place)."""
+
+    role: Role = Role.STARTING
+    # our session and what the renewer says about it
+    session: str | None = None
+    node: str = ""
+    gate: str | None = None  # why the renewer makes no session
+    adopting: str | None = None  # a session of the previous run being adopted
+    move_from: str | None = None  # a session holding the key, to move to our next one
+    moving: bool = False  # the Move is sent; its outcome comes next
+    leader_since: float | None = None  # wall clock, kept across restarts and moves
+    # the key, as last read
+    key: KeyState | None = None
+    candidates: Mapping[str, Candidate] = field(default_factory=dict)
+    request: SwitchoverRequest | None = None
+    conflict: int = 0
+    wall: float = 0.0
+    # leading
+    leading: bool = False
+    held_index: int = 0
+    fence_until: float = 0.0
+    acquire_started: float | None = None  # when the acquire that won was sent
+    leaving: Leaving | None = None
+    handover: HandOver | None = None
+    request_done: int = 0  # ModifyIndex of the last switchover request dealt with
+    better_since: Mapping[str, float] = field(default_factory=dict)
+    conflict_checked: int = 0
+    duplicate: str | None = None  # another node competes with our value (leader)
+    loss: tuple[Cause, str] | None = None  # the lock is gone; explaining why
+    # following
+    holder: str | None = None
+    holder_lock_delay: float | None = None
+    other_value: bytes | None = None  # another node's value last seen in the key
+    other_left_at: float | None = None  # when it was seen to leave the key
+    freed_at: float | None = None  # when the key was first seen free
+    refused: int = 0
+    acquire_at: float = 0.0  # no acquire before (lock-delay, backoff)
+    rival: str | None = None
+    rivals_at: float | None = None  # last rival check
+    candidates_for: float | None = None  # the freeing the candidates were read for
+    better: Candidate | None = None
+    # this node's will
+    maintenance_file: str | None = None
+    consul_maintenance: str | None = None
+    hold_until: float = 0.0
+    hold_reason: str = ""
+    step_down: str | None = None  # SIGUSR1's detail, until the step-down starts
+    # the candidacy entry
+    published: tuple[str, bool, str, str] | None = None
+    publish_at: float = 0.0
+    publish_failures: int = 0
+    # sessions to destroy: id -> (next attempt, give up at)
+    doomed: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    ttl: float = 10.0  # ours: how long Consul may keep an ended session (2 x TTL)
+    # stopping
+    stop: StopAsked | None = None
+    finished: bool = False
+    # what was said, so it is said once
+    said: Mapping[str, str] = field(default_factory=dict)
+
+    def standby(self, now: float) -> str | None:
+        """Why this node must not compete now (maintenance, a hold), or None."""
+        if self.maintenance_file is not None:
+            return self.maintenance_file
+        if self.consul_maintenance is not None:
+            return self.consul_maintenance
+        if now < self.hold_until:
+            return self.hold_reason
+        return None
+
+    @property
+    def maintenance(self) -> str | None:
+        return self.maintenance_file or self.consul_maintenance
+
+
+@dataclass(frozen=True)
+class Decision:
+    memory: Memory
+    actions: tuple[Action, ...]
+    wake_at: float
+
+
+def decide(memory: Memory, event: Event, now: float, rules: Rules) -> Decision:
+    """The next actions of the lock owner (see the module's docstring)."""
+    step = _Step(memory, now, rules)
+    step.absorb(event)
+    wake = step.next()
+    return Decision(step.m, tuple(step.out), max(wake, now))
+
+
+def ownership_problem(key: KeyState, session_id: str, value: bytes) -> tuple[Cause, str] | None:
+    """Why ``key`` is no longer the lock of ``session_id`` with ``value``, or None while it is."""
+    if not key.exists:
+        return (
+            Cause.KEY_DELETED,
+            "the trigger-key was deleted (our session was invalidated, or someone deleted the key)",
+        )
+    if key.session != session_id:
+        holder = key.session or "nobody"
+        return Cause.KEY_TAKEN, f"the trigger-key is now held by session {holder}"
+    if key.value != value or key.flags != LOCK_FLAG:
+        shown = key.value.decode(errors="replace")[:80] if key.value is not None else None
+        return Cause.KEY_CHANGED, (
+            f"the trigger-key changed under our session (value={shown!r}, flags={key.flags})"
+        )
+    return None
+
+
+def switchover_refusal(
+    request: SwitchoverRequest, candidates: Mapping[str, Candidate], value: str, wall: float
+) -> tuple[Candidate | None, str]:
+    """The candidate a switchover request moves the VIP to, or why it is refused."""
+    if not request.fresh(wall):
+        return None, "it is stale (older than 10 s, or from a clock far off)"
+    if request.to == value:
+        return None, "this node holds the VIP already"
+    target = (
+        best_other(dict(candidates), value) if request.to == "any" else candidates.get(request.to)
+    )
+    if target is None:
+        return None, "no live candidate has that value"
+    if not target.eligible:
+        return None, f"that candidate is not eligible ({target.why or 'unknown'})"
+    return target, ""
+
+
+def _snake(name: str) -> str:
+    """``KeyRead`` -> ``key_read``: the handler of an input or an outcome."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
+def _fmt(seconds: float) -> str:
+    """A short duration for log lines (no import of the durations module's parser)."""
+    return f"{seconds:.3g}s"
+
+
+class _Step:
+    """One call of :func:`decide`: the memory being replaced and the actions so far."""
+
+    def __init__(self, memory: Memory, now: float, rules: Rules) -> None:
+        self.m = memory
+        self.now = now
+        self.rules = rules
+        self.out: list[Action] = []
+
+    # -- helpers ---------------------------------------------------------------------
+    def set(self, **changes: object) -> None:
+        self.m = replace(self.m, **changes)  # type: ignore[arg-type]
+
+    def log(self, level: str, message: str, event: str) -> None:
+        self.out.append(Log(level, message, event))
+
+    def say_once(self, topic: str, text: str, level: str, event: str) -> None:
+        """Log ``text`` unless it is what was said last about ``topic``."""
+        if self.m.said.get(topic) != text:
+            self.set(said={**self.m.said, topic: text})
+            self.log(level, text, event)
+
+    def forget_said(self, topic: str) -> None:
+        if topic in self.m.said:
+            self.set(said={k: v for k, v in self.m.said.items() if k != topic})
+
+    def transition(self, role: Role, cause: Cause, detail: str = "") -> None:
+        if self.m.role in (role, Role.STOPPING):
+            return
+        self.set(role=role)
+        self.out.append(Transition(role, cause, detail))
+
+    def doom(self, session: str | None) -> None:
+        """Destroy ``session`` from the next step on (retried for 2 x TTL + 5 s)."""
+        if session is None or session in self.m.doomed:
+            return
+        give_up = self.now + 2 * self.m.ttl + 5
+        self.set(doomed={**self.m.doomed, session: (self.now, give_up)})
+
+    def ours(self, key: KeyState) -> bool:
+        return key.session is not None and key.session == self.m.session
+
+    # -- inputs ------------------------------------------------------------------------
+    def absorb(self, event: Event) -> None:
+        handler = getattr(self, f"_on_{_snake(type(event).__name__)}")
+        handler(event)
+
+    def _on_tick(self, _: Tick) -> None:
+        pass
+
+    def _on_key_read(self, read: KeyRead) -> None:
+        m, key, now = self.m, read.key, self.now
+        previous = m.key
+        self.set(key=key, wall=read.wall)
+        if read.tree:
+            self.set(candidates=dict(read.candidates), request=read.request, conflict=read.conflict)
+        # Whose value is in the key: the hand-over gap counts from the moment
+        # another node's value was seen to leave it, whatever freed it.
+        other = key.held and not self.ours(key) and key.session != m.move_from
+        if other and key.value not in (None, b""):
+            self.set(other_value=key.value, other_left_at=None)
+        elif m.other_value is not None and m.other_left_at is None:
+            self.set(other_left_at=now)
+        if other and key.value in (None, b"") and m.other_value is None:
+            # Blank (a hand-over under way) and we never saw whose it was.
+            self.set(other_value=UNSEEN, other_left_at=now)
+        if key.held:
+            if key.session != m.holder:
+                self.set(holder=key.session, holder_lock_delay=None)
+            self.set(freed_at=None, refused=0, acquire_at=0.0)
+        elif self.m.freed_at is None:
+            self.set(freed_at=now, refused=0, acquire_at=0.0)
+        elif read.early and previous is not None and not previous.held:
+            # Back before its wait ran out with the key free again: another
+            # node took it and let it go between two reads. Its vip-manager
+            # may have added the VIP: the gap counts from now.
+            self.set(other_value=UNSEEN, other_left_at=now)
+        # The fence: a consistent read that started at t and found the lock ours
+        # proves nobody can hold it before t + lock-delay.
+        if (
+            self.m.leading
+            and read.consistent
+            and self.rules.fence_bound > 0
+            and self.m.leaving is None
+            and self.m.handover is None
+            and self.m.move_from is None
+            and ownership_problem(key, self.m.session or "", self.rules.value_bytes) is None
+        ):
+            self.set(fence_until=max(self.m.fence_until, read.started + self.rules.fence_bound))
+        if self.m.leading and read.tree and self.rules.preempt_delay is not None:
+            self._track_better()
+
+    def _on_session_up(self, up: SessionUp) -> None:
+        m = self.m
+        if up.adopted and m.adopting != up.session:
+            return  # a late answer about a session we no longer want
+        self.set(session=up.session, node=up.node or m.node, gate=None, published=None)
+        self.set(publish_at=self.now, publish_failures=0)
+        self.forget_said("gate")
+
+    def _on_session_down(self, down: SessionDown) -> None:
+        if down.session != self.m.session:
+            self.doom(down.session)
+            return
+        self.set(session=None, published=None, adopting=None)
+        if self.m.leading:
+            self._lost(down.cause, down.detail, discard=False)
+        self.doom(down.session)
+
+    def _on_gate_closed(self, gate: GateClosed) -> None:
+        self.set(gate=gate.problem)
+        if self.m.move_from is not None:
+            # The new session cannot be made: the old one gives the key up.
+            old = self.m.move_from
+            self.log(
+                "warning",
+                f"cannot make the new session ({gate.problem}): releasing the lock of session "
+                f"{old}",
+                "inherit_released",
+            )
+            self.out.append(ReleaseKey(old))
+            self.set(move_from=None)
+            self.doom(old)
+            if self.m.leading:
+                self._stop_leading()
+                self.transition(
+                    Role.FOLLOWER, Cause.CONFIG_RELOAD, f"new session refused: {gate.problem}"
+                )
+
+    def _on_adopt_failed(self, failed: AdoptFailed) -> None:
+        if failed.session != self.m.adopting:
+            return
+        self.log(
+            "warning",
+            f"could not adopt session {failed.session} of the previous run ({failed.detail}); "
+            "releasing the key it holds, then destroying it",
+            "adopt_failed",
+        )
+        self.out.append(ReleaseKey(failed.session))
+        self.set(adopting=None, fence_until=0.0)
+        self.doom(failed.session)
+
+    def _on_step_down_asked(self, asked: StepDownAsked) -> None:
+        if not self.m.leading:
+            self.log(
+                "info", "SIGUSR1: not the leader, nothing to step down from", "step_down_ignored"
+            )
+            return
+        self.set(hold_until=self.now + asked.hold, hold_reason=asked.detail, step_down=asked.detail)
+
+    def _on_maintenance_file(self, changed: MaintenanceFile) -> None:
+        self.set(maintenance_file=changed.reason)
+
+    def _on_consul_maintenance(self, changed: ConsulMaintenance) -> None:
+        self.set(consul_maintenance=changed.reason)
+
+    def _on_stop_asked(self, stop: StopAsked) -> None:
+        if self.m.stop is None:
+            self.set(stop=stop)
+
+    def _on_lock_delay_of(self, found: LockDelayOf) -> None:
+        if found.session == self.m.holder:
+            self.set(holder_lock_delay=found.seconds)
+
+    def _on_rivals_checked(self, checked: RivalsChecked) -> None:
+        self.set(rivals_at=self.now)
+        if not checked.known:
+            return  # cannot tell now; the next check asks again
+        self.set(rival=checked.problem)
+        if self.m.leading and checked.problem is not None:
+            self.set(duplicate=checked.problem)
+
+    def _on_candidates_read(self, read: CandidatesRead) -> None:
+        better = best_other(dict(read.candidates), self.rules.value, than=self.rules.priority)
+        self.set(candidates_for=read.freed_at, better=better)
+
+    def _on_session_checked(self, checked: SessionChecked) -> None:
+        loss = self.m.loss
+        if loss is None or checked.session != self.m.session:
+            return
+        self.set(loss=None)
+        cause, detail = loss
+        if checked.alive is True:
+            cause, detail = Cause.KEY_DELETED, "the trigger-key was deleted by someone else"
+        elif checked.alive is False:
+            cause, detail = (
+                Cause.SESSION_LOST,
+                (
+                    "Consul invalidated our session (a check it is tied to went critical, the node "
+                    "failed, or the session was destroyed) and deleted the trigger-key with it"
+                ),
+            )
+        self._lost(cause, detail)
+
+    def _on_done(self, done: Done) -> None:
+        handler = getattr(self, f"_done_{_snake(type(done.action).__name__)}", None)
+        if handler is not None:
+            handler(done)
+
+    def _done_acquire(self, done: Done) -> None:
+        m = self.m
+        if done.result == "ok":
+            # Ours from the moment Consul applied it; a read says so next.
+            self.set(acquire_started=done.started, key=None)
+        elif done.result == "gone" and m.session is not None:
+            detail = f"Consul refused our session for the lock: {done.detail}"
+            self.out.append(Discard(m.session, detail))
+            self.set(session=None, published=None)
+        elif done.result == "refused":
+            refused = m.refused + 1
+            # Refused with the key free: Consul's lock-delay keeps it (its holder's
+            # session was invalidated). Try again when it has run since the key went
+            # free; past that estimate (clock skew, a longer delay), back off.
+            freed = m.freed_at if m.freed_at is not None else self.now
+            estimate = freed + self._holder_lock_delay() + LOCK_DELAY_MARGIN
+            if estimate > self.now:
+                self.log(
+                    "debug",
+                    f"lock-delay in force; retrying in {_fmt(estimate - self.now)}",
+                    "lock_delay",
+                )
+                at = estimate
+            else:
+                at = self.now + min(LOCK_DELAY_RETRY_MAX, 0.05 * 2 ** min(refused, 5))
+            self.set(refused=refused, acquire_at=at)
+        else:
+            self.log(
+                "warning",
+                f"acquiring the trigger-key failed: {done.detail}; reading it again",
+                "acquire_failed",
+            )
+            self.set(acquire_at=self.now + ACQUIRE_RETRY)
+
+    def _done_blank(self, done: Done) -> None:
+        handover = self.m.handover
+        if handover is None:
+            return
+        if done.result == "ok":
+            self.set(handover=replace(handover, blanked_at=self.now))
+        else:
+            self.log(
+                "warning",
+                f"handing the VIP over failed: {done.detail or 'the key changed'}",
+                "switchover_failed",
+            )
+            self.set(handover=None)
+
+    def _done_hand_to(self, done: Done) -> None:
+        handover = self.m.handover
+        if handover is None:
+            return
+        if done.result == "ok":
+            detail = f"handed the lock to {handover.target.value!r} ({handover.cause.value})"
+            self._stop_leading()
+            self.transition(Role.FOLLOWER, handover.cause, detail)
+            if self.m.session is not None:
+                self.out.append(Discard(self.m.session, detail))
+                self.set(session=None, published=None)
+            self.set(handover=None)
+            return
+        if done.result == "refused":
+            self.log(
+                "warning",
+                f"{handover.target.value!r}'s session is gone: keeping the VIP here",
+                "switchover_failed",
+            )
+        else:
+            self.log("warning", f"handing the VIP over failed: {done.detail}", "switchover_failed")
+        self.set(handover=None)
+        if self.m.session is not None:
+            # Our value back (nobody else could take the key meanwhile); what comes
+            # next is decided on the read after it.
+            self.out.append(Restore(self.m.session))
+            self.set(key=None)
+
+    def _done_delete(self, done: Done) -> None:
+        leaving = self.m.leaving
+        if leaving is None:
+            return
+        if done.result == "ok":
+            index = done.action.index  # type: ignore[union-attr]
+            self.log(
+                "info",
+                f"deleted the trigger-key at index {index}: another node can take over at once",
+                "lock_released",
+            )
+            self.set(leaving=replace(leaving, retry_at=float("inf")))
+        elif done.result == "refused":
+            # The key changed since that index (our own write of a moment ago):
+            # delete it at the index the next read shows; a step-down is never dropped.
+            self.set(leaving=replace(leaving, retry_at=self.now), key=None)
+        else:
+            self.set(leaving=replace(leaving, retry_at=self.now + STEP_DOWN_RETRY))
+
+    def _done_publish(self, done: Done) -> None:
+        action = done.action
+        assert isinstance(action, Publish)
+        if done.result == "ok":
+            self.set(
+                published=(action.session, action.eligible, action.why, action.node),
+                publish_failures=0,
+                publish_at=0.0,
+            )
+            self.forget_said("publish")
+            return
+        failures = self.m.publish_failures + 1
+        delay = min(PUBLISH_RETRY_MAX, PUBLISH_RETRY * 2 ** min(failures - 1, 6))
+        self.set(publish_failures=failures, publish_at=self.now + delay)
+        if done.detail:
+            self.say_once(
+                "publish",
+                f"cannot publish this node's candidacy: {done.detail}; priority, switchover and "
+                "preemption do not see this node (the token needs key_prefix write on the "
+                "trigger-key, see docs/acl.md); retrying with a backoff",
+                "error",
+                "candidacy_unpublished",
+            )
+
+    def _done_destroy(self, done: Done) -> None:
+        session = done.action.session  # type: ignore[union-attr]
+        entry = self.m.doomed.get(session)
+        if entry is None:
+            return
+        if done.result in ("ok", "gone") or self.now >= entry[1]:
+            if done.result not in ("ok", "gone"):
+                self.log(
+                    "info",
+                    f"session {session} could not be destroyed ({done.detail}); "
+                    "Consul has expired it",
+                    "session_destroyed",
+                )
+            self.set(doomed={k: v for k, v in self.m.doomed.items() if k != session})
+        else:
+            self.set(doomed={**self.m.doomed, session: (self.now + DESTROY_RETRY, entry[1])})
+
+    def _done_move(self, done: Done) -> None:
+        action = done.action
+        assert isinstance(action, Move)
+        # Moved or not, the key is ours again only once a read says so.
+        self.set(move_from=None, moving=False, key=None)
+        if done.result == "ok":
+            self.log(
+                "info",
+                f"moved the lock from session {action.old} to {action.new} in one transaction: "
+                "the key was never free, the VIP did not move",
+                "lock_moved",
+            )
+        else:
+            self.log(
+                "warning",
+                f"moving the lock to session {action.new} failed ({done.detail or 'refused'}); "
+                f"session {action.old} keeps it until it is destroyed",
+                "lock_move_failed",
+            )
+        self.doom(action.old)
+
+    def _holder_lock_delay(self) -> float:
+        found = self.m.holder_lock_delay
+        return self.rules.lock_delay if found is None else found
+
+    def _track_better(self) -> None:
+        """Preemption: since when each eligible better candidate has been so."""
+        better = {
+            c.value
+            for c in self.m.candidates.values()
+            if c.eligible and c.priority > self.rules.priority
+        }
+        since = {v: t for v, t in self.m.better_since.items() if v in better}
+        for value in better:
+            since.setdefault(value, self.now)
+        self.set(better_since=since)
+
+    # -- leadership bookkeeping ------------------------------------------------------
+    def _stop_leading(self) -> None:
+        self.set(
+            leading=False,
+            fence_until=0.0,
+            held_index=0,
+            leaving=None,
+            handover=None,
+            better_since={},
+            duplicate=None,
+            leader_since=None,
+            adopting=None,
+        )
+
+    def _lost(self, cause: Cause, detail: str, discard: bool = True) -> None:
+        """The lock is no longer ours: say why (a step-down we started says its own)."""
+        leaving = self.m.leaving
+        role = Role.FOLLOWER
+        if leaving is not None:
+            cause, detail, role = leaving.cause, leading_detail(leaving), leaving.role
+        self._stop_leading()
+        self.transition(role, cause, detail)
+        if discard and self.m.session is not None:
+            self.out.append(Discard(self.m.session, detail))
+            self.set(session=None, published=None)
+
+    # -- the rules, in order ---------------------------------------------------------
+    def next(self) -> float:
+        wake = self.now + IDLE
+        for rule in (
+            self._stopping,
+            self._destroy,
+            self._move,
+            self._role,
+            self._candidacy,
+        ):
+            at = rule()
+            if at is not None:
+                wake = min(wake, at)
+            if self.m.finished:
+                return wake
+        key = self.m.key
+        if key is None:
+            return wake
+        if is_foreign(key) and not self.m.leading:
+            if self.m.said.get("foreign") != str(key.modify_index):
+                self.set(said={**self.m.said, "foreign": str(key.modify_index)})
+                message = not_a_lock_message(self.rules.key, key.flags)
+                self.out.append(
+                    Log("error", f"{message} Not competing until it is fixed.", "not_a_lock")
+                )
+            return wake
+        at = self._lead() if self.m.leading else self._follow()
+        return min(wake, at)
+
+    def _stopping(self) -> float | None:
+        stop = self.m.stop
+        if stop is None:
+            return None
+        sessions = tuple(
+            s for s in (self.m.session, self.m.move_from, self.m.adopting, *self.m.doomed) if s
+        )
+        if stop.retire:
+            self.out.append(Retire(tuple(self.m.doomed)))
+            if not stop.keep_fence:
+                self.set(fence_until=0.0)
+        else:
+            held = None
+            if self.m.leading and self.m.session and self.m.held_index:
+                held = (self.m.session, self.m.held_index)
+            if stop.cause == Cause.SHUTDOWN:
+                self.transition(Role.STOPPING, Cause.SHUTDOWN)
+            elif self.m.leading:
+                self.transition(Role.FOLLOWER, stop.cause, stop.detail)
+            self.set(fence_until=0.0, leading=False)
+            self.out.append(Release(tuple(dict.fromkeys(sessions)), held))
+        self.set(finished=True)
+        return None
+
+    def _destroy(self) -> float | None:
+        wake: float | None = None
+        for session, (at, _) in self.m.doomed.items():
+            if session in (self.m.session, self.m.move_from, self.m.adopting):
+                continue  # never one we still use
+            if at <= self.now:
+                self.out.append(Destroy(session))
+                self.set(
+                    doomed={**self.m.doomed, session: (float("inf"), self.m.doomed[session][1])}
+                )
+            else:
+                wake = at if wake is None else min(wake, at)
+        return wake
+
+    def _move(self) -> None:
+        old, new = self.m.move_from, self.m.session
+        if old is not None and new is not None and old != new and not self.m.moving:
+            self.out.append(Move(old, new))
+            self.set(moving=True)
+
+    def _role(self) -> float | None:
+        m = self.m
+        if m.leading or m.role == Role.STOPPING:
+            return None
+        maintenance = m.maintenance
+        if maintenance is not None:
+            self.transition(Role.MAINTENANCE, Cause.MAINTENANCE, maintenance)
+        elif m.role == Role.MAINTENANCE:
+            self.transition(Role.FOLLOWER, Cause.MAINTENANCE, "maintenance ended")
+        if (
+            m.session is None
+            and m.gate is not None
+            and self.m.role in (Role.STARTING, Role.FOLLOWER)
+        ):
+            self.transition(Role.FAULT, Cause.CHECK, m.gate)
+        elif m.session is not None and self.m.role in (Role.STARTING, Role.FAULT):
+            cause = Cause.ADOPTED if m.adopting == m.session else Cause.SESSION_CREATED
+            detail = (
+                f"session {m.session} of the previous run"
+                if cause == Cause.ADOPTED
+                else f"session {m.session}"
+            )
+            self.transition(Role.FOLLOWER, cause, detail)
+        return None
+
+    def _candidacy(self) -> float | None:
+        m = self.m
+        if m.session is None:
+            return None
+        why = m.standby(self.now) or ""
+        wanted = (m.session, not why, why, m.node)
+        if m.published == wanted:
+            return m.hold_until if m.hold_until > self.now else None
+        if self.now < m.publish_at:
+            return m.publish_at
+        self.out.append(Publish(m.session, not why, why, m.node))
+        self.set(publish_at=float("inf"))  # until its outcome
+        return None
+
+    # -- leading -------------------------------------------------------------------------
+    def _lead(self) -> float:
+        m, key, now = self.m, self.m.key, self.now
+        assert key is not None
+        if m.session is None:
+            return now + IDLE  # waiting for a session to move the lock to
+        if m.move_from is not None and key.session == m.move_from:
+            return now + IDLE  # still the old session's until the move
+        if m.loss is not None:
+            return now + IDLE  # explaining the loss
+        blank_ok = m.handover is not None and key.value in (None, b"")
+        problem = ownership_problem(key, m.session, self.rules.value_bytes)
+        if problem is not None and not (blank_ok and problem[0] == Cause.KEY_CHANGED):
+            if problem[0] == Cause.KEY_CHANGED:
+                # Somebody wrote into our lock: free it, keep their value.
+                self.out.append(UnlockKeeping(m.session, key))
+            if problem[0] == Cause.KEY_DELETED and m.leaving is None:
+                self.set(loss=problem, fence_until=0.0)
+                self.out.append(CheckSession(m.session))
+                return now + IDLE
+            self._lost(*problem)
+            return now + IDLE
+        self.set(held_index=key.modify_index)
+        if m.leaving is not None:
+            return self._step_down()
+        if m.handover is not None:
+            return self._hand_over()
+        reason = self._why_leave()
+        if reason is not None:
+            cause, detail, role = reason
+            self.set(leaving=Leaving(cause, detail, role), fence_until=0.0, step_down=None)
+            self.log(
+                "info",
+                f"stepping down ({cause.value}): deleting the trigger-key at index "
+                f"{key.modify_index}",
+                "stepping_down",
+            )
+            return self._step_down()
+        wake = self._switchover()
+        if self.m.handover is not None:
+            return wake
+        wake = min(wake, self._preemption())
+        if self.m.handover is not None:
+            return wake
+        if m.conflict not in (0, m.conflict_checked):
+            # A follower says another node has our value: both vip-managers would
+            # add the VIP. Check (a flag is only a hint).
+            self.set(conflict_checked=m.conflict)
+            self.out.append(CheckRivals(m.session, flag=False))
+        return wake
+
+    def _why_leave(self) -> tuple[Cause, str, Role] | None:
+        m = self.m
+        if m.maintenance is not None:
+            return Cause.MAINTENANCE, m.maintenance, Role.MAINTENANCE
+        if m.duplicate is not None:
+            return Cause.DUPLICATE_VALUE, m.duplicate, Role.FOLLOWER
+        if m.step_down is not None:
+            return Cause.STEP_DOWN, m.step_down, Role.FOLLOWER
+        return None
+
+    def _step_down(self) -> float:
+        m, key = self.m, self.m.key
+        assert m.leaving is not None
+        assert key is not None
+        assert m.session is not None
+        if self.now < m.leaving.retry_at:
+            return m.leaving.retry_at
+        self.out.append(Delete(m.session, key.modify_index))
+        self.set(leaving=replace(m.leaving, retry_at=float("inf")))
+        return self.now + IDLE
+
+    def _hand_over(self) -> float:
+        handover, session = self.m.handover, self.m.session
+        assert handover is not None
+        assert session is not None
+        if handover.blanked_at is None:
+            return self.now + IDLE  # the blank's outcome comes next
+        due = handover.blanked_at + self.rules.handover_gap
+        if self.now < due:
+            return due
+        if handover.handed:
+            return self.now + IDLE  # its outcome comes next
+        self.set(handover=replace(handover, handed=True))
+        self.out.append(HandTo(session, handover.target))
+        return self.now + IDLE
+
+    def _start_hand_over(self, target: Candidate, cause: Cause, by: str) -> None:
+        assert self.m.session is not None
+        asked = f" (switchover asked by {by})" if cause == Cause.SWITCHOVER else " (preemption)"
+        self.log(
+            "info",
+            f"handing the VIP to {target.value!r}{asked}: the key is blanked now, and goes to "
+            f"{target.value!r}'s session in {_fmt(self.rules.handover_gap)}, once vip-manager "
+            "here has dropped the VIP",
+            "handing_over",
+        )
+        # /leader says no before the key changes.
+        self.set(handover=HandOver(target, cause), fence_until=0.0)
+        self.out.append(Blank(self.m.session))
+
+    def _switchover(self) -> float:
+        m = self.m
+        request = m.request
+        if request is None or request.modify_index == m.request_done:
+            return self.now + IDLE
+        self.set(request_done=request.modify_index)
+        target, refusal = switchover_refusal(request, m.candidates, self.rules.value, m.wall)
+        if target is None:
+            self.log(
+                "warning",
+                f"switchover to {request.to!r} (asked by {request.by}) refused: {refusal}",
+                "switchover_refused",
+            )
+            self.out.append(DropRequest(request))
+            return self.now + IDLE
+        self._start_hand_over(target, Cause.SWITCHOVER, request.by)
+        return self.now + IDLE
+
+    def _preemption(self) -> float:
+        delay = self.rules.preempt_delay
+        if delay is None or not self.m.better_since:
+            return self.now + IDLE
+        ready = {
+            v: c
+            for v, c in self.m.candidates.items()
+            if v in self.m.better_since and self.now - self.m.better_since[v] >= delay
+        }
+        target = best_other(ready, self.rules.value)
+        if target is None:
+            return min(self.m.better_since.values()) + delay
+        self._start_hand_over(target, Cause.PREEMPTED, "")
+        return self.now + IDLE
+
+    # -- following -------------------------------------------------------------------
+    def _follow(self) -> float:
+        m, key, now = self.m, self.m.key, self.now
+        assert key is not None
+        if m.session is None:
+            return now + IDLE
+        if m.move_from is not None and key.session == m.move_from:
+            return now + IDLE  # the old session's until the move
+        if self.ours(key):
+            if key.session == m.session and (
+                key.value != self.rules.value_bytes or key.flags != LOCK_FLAG
+            ):
+                # Our session, not our value: a blank left by our own hand-over,
+                # or a value written into our lock. Free it, keep any value.
+                self.out.append(UnlockKeeping(m.session, key))
+                return now + IDLE
+            return self._become_leader(key)
+        if key.held:
+            return self._watch_holder(key)
+        return self._compete(key)
+
+    def _become_leader(self, key: KeyState) -> float:
+        m = self.m
+        adopted = m.adopting is not None and m.adopting == m.session
+        since = m.leader_since if m.leader_since is not None else m.wall
+        fence = 0.0
+        if self.rules.fence_bound > 0 and m.acquire_started is not None and m.move_from is None:
+            fence = m.acquire_started + self.rules.fence_bound  # the acquire proved it
+        self.set(
+            leading=True,
+            leader_since=since,
+            held_index=key.modify_index,
+            other_value=None,
+            other_left_at=None,
+            fence_until=max(fence, m.fence_until if adopted else 0.0),
+            acquire_started=None,
+            rival=None,
+            freed_at=None,
+            refused=0,
+            request_done=m.request.modify_index if m.request is not None else 0,
+            conflict_checked=m.conflict,
+        )
+        self.transition(Role.LEADER, Cause.ADOPTED if adopted else Cause.ACQUIRED)
+        if m.session is not None:
+            self.out.append(Record(m.session, since))
+        return self.now + IDLE
+
+    def _watch_holder(self, key: KeyState) -> float:
+        m, now = self.m, self.now
+        assert key.session is not None
+        assert m.session is not None
+        if m.holder_lock_delay is None:
+            self.out.append(LookUpLockDelay(key.session))
+            self.set(holder_lock_delay=self.rules.lock_delay)  # until the answer says
+        if key.value == self.rules.value_bytes:
+            # Another session holds the key with *our* value: another node with our
+            # trigger-value (both get the VIP), or an old session of ours on its way
+            # out. Flag it: the leader steps down.
+            if m.rivals_at is None or now >= m.rivals_at + RECHECK:
+                self.set(rivals_at=now)
+                self.out.append(CheckRivals(m.session, flag=True))
+            self._refusal()
+            return now + RECHECK
+        return now + IDLE
+
+    def _refusal(self) -> None:
+        if self.m.rival is not None:
+            self.say_once(
+                "rival", f"not competing for the lock: {self.m.rival}", "error", "duplicate_value"
+            )
+        else:
+            self.forget_said("rival")
+
+    def _compete(self, key: KeyState) -> float:
+        m, now, rules = self.m, self.now, self.rules
+        assert m.session is not None
+        assert m.freed_at is not None
+        reason = m.standby(now)
+        if reason is not None:
+            self.say_once("standby", f"not competing for the lock: {reason}", "info", "standby")
+            return m.hold_until if now < m.hold_until else now + RECHECK
+        self.forget_said("standby")
+        if m.rivals_at is None or now >= m.rivals_at + RECHECK:
+            self.set(rivals_at=now)
+            self.out.append(CheckRivals(m.session, flag=False))
+            return now  # decide again with the answer
+        self._refusal()
+        if m.rival is not None:
+            return m.rivals_at + RECHECK
+        ready = max(now, m.acquire_at)
+        if m.other_value is not None and m.other_value != rules.value_bytes:
+            left = m.other_left_at if m.other_left_at is not None else now
+            gap_ends = left + rules.handover_gap
+            if gap_ends > now:
+                shown = m.other_value.decode(errors="replace")[:80]
+                self.say_once(
+                    "gap",
+                    f"the key was {shown!r}'s; acquiring in {_fmt(gap_ends - now)}, once its "
+                    "vip-manager has dropped the VIP",
+                    "debug",
+                    "handover_gap",
+                )
+            ready = max(ready, gap_ends)
+        if m.candidates_for != m.freed_at:
+            self.out.append(LookUpCandidates(m.freed_at))
+            return now
+        if m.better is not None:
+            hold = m.freed_at + max(self._holder_lock_delay(), rules.handover_gap) + PRIORITY_MARGIN
+            if hold > now:
+                self.say_once(
+                    "hold_back",
+                    f"leaving the free key to {m.better.value!r} (priority {m.better.priority} > "
+                    f"{rules.priority}) for up to {_fmt(hold - now)}",
+                    "info",
+                    "priority_hold_back",
+                )
+            ready = max(ready, hold)
+        if ready > now:
+            return ready
+        self.out.append(Acquire(m.session, key))
+        # The outcome comes back at once; until then no second acquire.
+        self.set(acquire_at=float("inf"))
+        return now + IDLE
+
+
+def leading_detail(leaving: Leaving) -> str:
+    return leaving.detail

@@ -1,0 +1,107 @@
+"""The trigger-key and the entries under its prefix, as plain values.
+
+What one read of the key says (``KeyState``), the candidates and switchover
+requests under its prefix, and the rules that need nothing but those values:
+the lock flag, "is it somebody else's plain key", the next blocking-query
+index, the best other candidate. No I/O: the Consul adapter returns these
+types, the lock protocol (trigger_key.py) builds them, and the decision core
+decides on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LOCK_FLAG = 0x2DDCCBC058A50C18  # consul/api/lock.go LockFlagValue = 3304740253564472344
+SWITCHOVER_FRESH = 10.0  # seconds a switchover request is good for
+
+
+@dataclass(frozen=True)
+class KeyState:
+    """The trigger-key as one GET saw it."""
+
+    index: int  # X-Consul-Index of the answer (for the next blocking query)
+    exists: bool
+    value: bytes | None = None
+    flags: int = 0
+    session: str | None = None
+    modify_index: int = 0
+    lock_index: int = 0
+
+    @property
+    def held(self) -> bool:
+        return bool(self.session)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A candidate as its entry says (only entries whose session still lives)."""
+
+    value: str
+    session: str
+    priority: int
+    eligible: bool
+    why: str = ""
+    node: str = ""
+
+
+@dataclass(frozen=True)
+class SwitchoverRequest:
+    to: str  # a lock value, or "any"
+    by: str
+    at: float  # wall clock of the request
+    modify_index: int
+
+    def fresh(self, now: float) -> bool:
+        """Asked within SWITCHOVER_FRESH of ``now`` (wall clock), and not from a
+        clock far off."""
+        return abs(now - self.at) <= SWITCHOVER_FRESH
+
+
+@dataclass(frozen=True)
+class KeyTree:
+    """One read of the key and everything under its prefix."""
+
+    key: KeyState
+    candidates: dict[str, Candidate]
+    request: SwitchoverRequest | None
+    conflict: int  # ModifyIndex of a conflict flag on our value; 0 when there is none
+
+
+def best_other(
+    candidates: dict[str, Candidate], value: str, than: int | None = None
+) -> Candidate | None:
+    """The eligible candidate other than ``value`` with the highest priority (above
+    ``than`` if given); ties by value, so every node picks the same one."""
+    others = [
+        c
+        for c in candidates.values()
+        if c.value != value and c.eligible and (than is None or c.priority > than)
+    ]
+    return min(others, key=lambda c: (-c.priority, c.value), default=None)
+
+
+DEFAULT_PRIORITY = 100
+
+
+def not_a_lock_message(key: str, flags: int) -> str:
+    """The pre-flight error of the Go original, plus how to fix it."""
+    return (
+        f"trigger-key pre-flight check failed: existing key at '{key}' is a regular KV entry "
+        f"(Flags={flags}), not a lock key (expected Flags={LOCK_FLAG}). "
+        f"It was created by `consul kv put` or another tool. Fix: delete it with "
+        f"`consul kv delete {key}` and let vip-elector create it; never pre-create the "
+        "trigger-key."
+    )
+
+
+def is_foreign(key: KeyState) -> bool:
+    """The key exists but was not written by a lock: somebody else's plain key."""
+    return key.exists and key.flags != LOCK_FLAG
+
+
+def next_index(previous: int, answered: int) -> int:
+    """The index for the next blocking query (Consul's rules for X-Consul-Index)."""
+    if answered < previous or answered < 1:
+        return 0  # went backwards (snapshot restore, new leader): start over
+    return answered
