@@ -14,6 +14,7 @@ configuration is invalid.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from vip_elector import service_user
 from vip_elector.consul_adapter import ConsulAdapter, ConsulError
@@ -242,8 +243,10 @@ def _session_round_trip(settings: Settings, adapter: ConsulAdapter, report: Repo
     return node
 
 
-def run(settings: Settings, with_online: bool) -> int:
+def run(settings: Settings, with_online: bool, files_read: Sequence[str] = ()) -> int:
     report = Report()
+    for path in files_read:
+        report.ok(f"read the service's environment from {path}")
     offline(settings, report)
     if with_online:
         online(settings, report)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vip_elector import packaged
+from vip_elector import cli, packaged
 from vip_elector.config import ConfigError
 from vip_elector.packaged import command_setup, parse_environment_file
 
@@ -148,3 +148,13 @@ def test_a_file_that_is_not_text_is_a_configuration_error(tmp_path: Path) -> Non
     bad.write_bytes(b"A=\xff\n")
     with pytest.raises(ConfigError, match="not UTF-8"):
         command_setup([], {}, None, str(bad))
+
+
+@pytest.mark.parametrize("name", ["../etc", "a/b", ".hidden", ""])
+def test_an_instance_name_that_is_not_one_exits_2(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["status", f"--instance={name}", "--defaults-file="]) == 2
+    err = capsys.readouterr().err
+    assert "--instance" in err
+    assert "vip-elector@NAME.service" in err
