@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import os
 import pty
+import select
 import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import IO
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -47,10 +50,29 @@ def switchover(
     return result.returncode, result.stdout + result.stderr
 
 
+def read_until(stream: IO[bytes], marker: bytes, timeout: float) -> bytes:
+    """What a process wrote up to ``marker`` (a prompt without a newline)."""
+    deadline = time.monotonic() + timeout
+    seen = b""
+    while marker not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no {marker!r} within {timeout} s: {seen!r}"
+        if select.select([stream], [], [], left)[0]:
+            chunk = os.read(stream.fileno(), 4096)
+            assert chunk, f"exited before {marker!r}: {seen!r}"
+            seen += chunk
+    return seen
+
+
 def on_a_terminal(
-    election: Election, answer: str, *args: str, env: dict[str, str]
+    election: Election,
+    answer: str,
+    *args: str,
+    env: dict[str, str],
+    meanwhile: Callable[[], None] | None = None,
 ) -> tuple[int, str]:
-    """Run a switchover whose stdin is a terminal, answering ``answer`` to its question."""
+    """Run a switchover whose stdin is a terminal, answering ``answer`` to its
+    question (after ``meanwhile`` ran, if given)."""
     controller, terminal = pty.openpty()
     try:
         process = subprocess.Popen(
@@ -58,16 +80,20 @@ def on_a_terminal(
             stdin=terminal,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            text=True,
             env=clean_environment(env),
             cwd=REPO_ROOT,
         )
+        assert process.stdout is not None
+        asked = b""
+        if meanwhile is not None:
+            asked = read_until(process.stdout, b"[y/N] ", 30)
+            meanwhile()
         os.write(controller, answer.encode())  # waits in the terminal until read
-        out, _ = process.communicate(timeout=60)
+        rest, _ = process.communicate(timeout=60)
     finally:
         os.close(terminal)
         os.close(controller)
-    return process.returncode, out
+    return process.returncode, (asked + rest).decode()
 
 
 def leads(election: Election, value: str, timeout: float = 30) -> None:
@@ -222,6 +248,24 @@ def test_switchover_asks_first_and_reads_none_of_its_flags_from_the_environment(
     assert code == 0, out
     assert "moved the VIP from 'node-a' to 'node-b'" in out
     assert election.holder() == "node-b"
+
+
+def test_a_yes_given_after_the_target_failed_moves_nothing(election: Election) -> None:
+    election.add("node-a")
+    leads(election, "node-a")
+    b = election.add("node-b")
+    wait_until(partial(published, election, "node-b", eligible=True), 20, "entry")
+    before = election.api.kv_get(election.key)
+
+    def target_fails() -> None:  # while the operator reads the question
+        assert b.check is not None
+        b.check.set("500")
+        wait_until(lambda: entry(election, "node-b") is None, 20, "b's session is invalidated")
+
+    code, out = on_a_terminal(election, "y\n", "--to", "node-b", env={}, meanwhile=target_fails)
+    assert code == 1, out
+    assert "cancelled, nothing moved: no live candidate has the value 'node-b'" in out
+    assert election.api.kv_get(election.key) == before
 
 
 # -- priority and preemption ----------------------------------------------------------------------

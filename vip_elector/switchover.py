@@ -20,7 +20,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from vip_elector.consul_adapter import ConsulAdapter, ConsulError
+from vip_elector.consul_adapter import ConsulAdapter, ConsulError, KeyState
 from vip_elector.node_watch import NODE_MAINTENANCE, SERVICE_MAINTENANCE
 from vip_elector.settings import Settings
 from vip_elector.trigger_key import Candidate, TriggerKey, best_other
@@ -58,6 +58,23 @@ def unhealthy_checks(adapter: ConsulAdapter, target: Candidate) -> list[str]:
         for c in checks
         if c.status == "critical" and (c.check_id in named or c.check_id in maintenance)
     ]
+
+
+def changed_while_asked(
+    adapter: ConsulAdapter, key: TriggerKey, seen: KeyState, to: str, holder: str, target: Candidate
+) -> str | None:
+    """What changed since the plan was shown (None: nothing that matters)."""
+    if key.read(consistent=True).modify_index != seen.modify_index:
+        return f"{key.name} changed while you were asked"
+    again, why = choose(to, holder, key.candidates())
+    if again is None:
+        return why
+    if (again.value, again.session) != (target.value, target.session):
+        return f"the target is now {again.value!r} (session {again.session})"
+    critical = unhealthy_checks(adapter, again)
+    if critical:
+        return f"{again.value!r}'s node {again.node} has critical checks: {', '.join(critical)}"
+    return None
 
 
 Confirm = Callable[[str], bool]  # asked "Move the VIP ...?" before anything moves
@@ -113,9 +130,15 @@ def _run(
     if dry_run:
         print(f"would move {plan}")
         return EXIT_OK
-    if confirm is not None and not confirm(f"Move {plan}?"):
-        print("switchover cancelled, nothing moved")
-        return EXIT_REFUSED
+    if confirm is not None:
+        if not confirm(f"Move {plan}?"):
+            print("switchover cancelled, nothing moved")
+            return EXIT_REFUSED
+        # An answer may take minutes: a yes holds only for the cluster it was given for.
+        changed = changed_while_asked(adapter, key, state, to, holder, target)
+        if changed:
+            print(f"switchover cancelled, nothing moved: {changed}; run it again")
+            return EXIT_REFUSED
     started = time.monotonic()
     key.request_switchover(target.value, socket.gethostname())
     deadline = started + timeout
