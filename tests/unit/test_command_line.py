@@ -133,6 +133,10 @@ def test_every_command_is_in_the_help_and_the_readme() -> None:
 # -- confirmation ------------------------------------------------------------------------
 
 
+def test_yes_has_a_short_form() -> None:
+    assert parsed("switchover", [*REQUIRED, "--to", "b", "-y"], {})["yes"] is True
+
+
 def test_a_switchover_without_a_terminal_needs_yes() -> None:
     asked = {"yes": False, "dry_run": False}
     with pytest.raises(ConfigError, match="stdin is not a terminal: add --yes"):
