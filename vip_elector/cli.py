@@ -142,9 +142,9 @@ def add_packaged_options(parser: Any) -> None:
         "--defaults-file",
         metavar="PATH",
         default=packaged.DEFAULTS_FILE,
-        help="the units' environment file, read as systemd reads it (real variables win "
-        "over it; VIP_ELECTOR_OPTS in it are options before the command's own); "
-        "empty: none (default: %(default)s)",
+        help="the units' environment file, read as systemd reads it, and with --instance "
+        "then PATH@NAME (real variables win over them; their VIP_ELECTOR_OPTS are options "
+        "before the command's own); empty: none (default: %(default)s)",
     )
 
 
