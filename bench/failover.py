@@ -351,7 +351,7 @@ class Bench:
         result = subprocess.run(
             vip_elector_argv(
                 "switchover", "--vip-manager-config", str(self.lab.config_paths[leader]),
-                "--hostname", leader, "--to", other, "--addr", server.http_addr,
+                "--hostname", leader, "--to", other, "--yes", "--addr", server.http_addr,
             ),
             capture_output=True, text=True, env=clean_environment(), cwd=REPO_ROOT,
             timeout=30, check=False,

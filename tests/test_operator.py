@@ -167,6 +167,49 @@ def test_check_config_online_reports_a_missing_check(election: Election) -> None
     assert "ACLs are disabled" in result.stdout
 
 
+# -- on a packaged node: the unit's environment file ------------------------------------------
+
+
+def test_the_commands_read_the_units_environment_file_and_instance(
+    election: Election, tmp_path: Path
+) -> None:
+    election.add("node-a")
+    election.wait_holder()
+    # As /etc/default/vip-elector: an agent address that answers nothing, the
+    # options the unit appends; the instance's file points at the real agent.
+    defaults = tmp_path / "vip-elector"
+    defaults.write_text(
+        "# vip-elector.service's environment\n"
+        "CONSUL_HTTP_ADDR=127.0.0.1:1\n"
+        f'VIP_ELECTOR_OPTS="--vip-manager-config={election.config}  --hostname=node-a"\n'
+    )
+    (tmp_path / "vip-elector@east").write_text(f"CONSUL_HTTP_ADDR='{election.agent.http_addr}'\n")
+    agent = {"CONSUL_HTTP_ADDR": election.agent.http_addr}
+
+    def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        # Nothing but the file names the vip-manager.yml, the value or the agent.
+        return run_vip_elector(*args, "--defaults-file", str(defaults), env=env)
+
+    from_file = run("status")
+    assert from_file.returncode == 2, from_file.stdout
+    assert "cannot reach the Consul agent" in from_file.stderr  # the file's address
+    instance = run("status", "--instance", "east")
+    assert instance.returncode == 0, instance.stdout + instance.stderr
+    assert "result        healthy leader" in instance.stdout
+    real = run("status", "--json", env=agent)  # the real environment wins
+    assert real.returncode == 0, real.stdout + real.stderr
+    assert json.loads(real.stdout)["holder"]["value"] == "node-a"
+
+    checked = run("check-config", "--online", "--instance", "east")
+    assert checked.returncode == 0, checked.stdout
+    assert f"ok    read the service's environment from {defaults}@east" in checked.stdout
+    assert "agent 127.0.0.1:1" not in checked.stdout
+
+    moved = run("switchover", "--to", "node-a", "--yes", "--instance", "east")
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert "'node-a' holds the VIP already: nothing to do" in moved.stdout
+
+
 # -- the status endpoint ---------------------------------------------------------------------
 
 

@@ -85,6 +85,7 @@ def test_least_privilege_policy_from_the_docs_is_enough(
         "cmd",
         "--to",
         "node-b",
+        "--yes",
         env={"CONSUL_HTTP_TOKEN_FILE": str(token_file)},
     )
     assert asked.returncode == 0, asked.stdout + asked.stderr

@@ -4,28 +4,96 @@ Consul's maintenance mode, the FAULT state."""
 from __future__ import annotations
 
 import json
+import os
+import pty
+import select
 import signal
+import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import IO
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Candidate, Election
 from tests.testbed.agents import free_port
-from tests.testbed.elector import run_vip_elector
+from tests.testbed.elector import REPO_ROOT, clean_environment, vip_elector_argv
 from tests.testbed.hooks import hook_script
 from tests.testbed.key_watch import KeyEvent, KeyWatcher
 from tests.testbed.waiting import stays_true, wait_until
 
 
-def switchover(election: Election, *args: str) -> tuple[int, str]:
-    result = run_vip_elector(
+def switchover_argv(election: Election, *args: str) -> list[str]:
+    return vip_elector_argv(
         "switchover", "--vip-manager-config", str(election.config), "--hostname", "cmd", *args
     )
+
+
+def switchover(
+    election: Election, *args: str, yes: bool = True, env: dict[str, str] | None = None
+) -> tuple[int, str]:
+    """Run a switchover with no terminal (stdin /dev/null), confirmed by --yes."""
+    result = subprocess.run(
+        switchover_argv(election, *args, *(["--yes"] if yes else [])),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=clean_environment(env),
+        cwd=REPO_ROOT,
+        timeout=60,
+        check=False,
+    )
     return result.returncode, result.stdout + result.stderr
+
+
+def read_until(stream: IO[bytes], marker: bytes, timeout: float) -> bytes:
+    """What a process wrote up to ``marker`` (a prompt without a newline)."""
+    deadline = time.monotonic() + timeout
+    seen = b""
+    while marker not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no {marker!r} within {timeout} s: {seen!r}"
+        if select.select([stream], [], [], left)[0]:
+            chunk = os.read(stream.fileno(), 4096)
+            assert chunk, f"exited before {marker!r}: {seen!r}"
+            seen += chunk
+    return seen
+
+
+def on_a_terminal(
+    election: Election,
+    answer: str,
+    *args: str,
+    env: dict[str, str],
+    meanwhile: Callable[[], None] | None = None,
+) -> tuple[int, str]:
+    """Run a switchover whose stdin is a terminal, answering ``answer`` to its
+    question (after ``meanwhile`` ran, if given)."""
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            switchover_argv(election, *args),
+            stdin=terminal,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=clean_environment(env),
+            cwd=REPO_ROOT,
+        )
+        assert process.stdout is not None
+        asked = b""
+        if meanwhile is not None:
+            asked = read_until(process.stdout, b"[y/N] ", 30)
+            meanwhile()
+        os.write(controller, answer.encode())  # waits in the terminal until read
+        rest, _ = process.communicate(timeout=60)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    return process.returncode, (asked + rest).decode()
 
 
 def leads(election: Election, value: str, timeout: float = 30) -> None:
@@ -150,6 +218,54 @@ def test_switchover_to_any_picks_the_best_other_candidate_and_dry_run_changes_no
     code, out = switchover(election, "--to", "any")
     assert code == 0, out
     assert election.holder() == "node-c"
+
+
+def test_switchover_asks_first_and_reads_none_of_its_flags_from_the_environment(
+    election: Election,
+) -> None:
+    election.add("node-a")
+    leads(election, "node-a")
+    election.add("node-b")
+    wait_until(partial(published, election, "node-b", eligible=True), 20, "entry")
+    before = election.api.kv_get(election.key)
+
+    # A script (no terminal) must say --yes: refused before anything is asked of Consul.
+    code, out = switchover(election, "--to", "node-b", yes=False)
+    assert code == 2, out
+    assert "switchover asks for confirmation and stdin is not a terminal: add --yes" in out
+    # On a terminal it asks; anything but yes changes nothing.
+    code, out = on_a_terminal(election, "n\n", "--to", "node-b", env={})
+    assert code == 1, out
+    assert "Move the VIP from 'node-a' to 'node-b' (priority 100" in out
+    assert "? [y/N] " in out
+    assert "switchover cancelled, nothing moved" in out
+    assert election.api.kv_get(election.key) == before
+
+    # Yes moves it: with a Go-style --timeout, and VIP_ELECTOR_DRY_RUN (no such
+    # variable: a command's own flags are typed) does not turn it into a dry run.
+    env = {"VIP_ELECTOR_DRY_RUN": "true", "VIP_ELECTOR_TO": "node-a"}
+    code, out = on_a_terminal(election, "y\n", "--to", "node-b", "--timeout", "10s", env=env)
+    assert code == 0, out
+    assert "moved the VIP from 'node-a' to 'node-b'" in out
+    assert election.holder() == "node-b"
+
+
+def test_a_yes_given_after_the_target_failed_moves_nothing(election: Election) -> None:
+    election.add("node-a")
+    leads(election, "node-a")
+    b = election.add("node-b")
+    wait_until(partial(published, election, "node-b", eligible=True), 20, "entry")
+    before = election.api.kv_get(election.key)
+
+    def target_fails() -> None:  # while the operator reads the question
+        assert b.check is not None
+        b.check.set("500")
+        wait_until(lambda: entry(election, "node-b") is None, 20, "b's session is invalidated")
+
+    code, out = on_a_terminal(election, "y\n", "--to", "node-b", env={}, meanwhile=target_fails)
+    assert code == 1, out
+    assert "cancelled, nothing moved: no live candidate has the value 'node-b'" in out
+    assert election.api.kv_get(election.key) == before
 
 
 # -- priority and preemption ----------------------------------------------------------------------

@@ -5,14 +5,18 @@ configuration; with --online it also checks, against the local agent: it is
 reachable (and TLS works), the token is valid and may create and destroy a
 session and write the trigger-key (asked of Consul's ACL authorizer; the real
 trigger-key is never written), the health check exists and its status, and
-the trigger-key pre-flight. One line per check; exit 0 when all pass, 1 when
-an online check fails, 2 when the configuration is invalid.
+the trigger-key pre-flight. Offline it also checks that the packaged unit's
+user (vip-elector, where it exists) can read the files the daemon opens. One
+line per check; exit 0 when all pass, 1 when a check fails, 2 when the
+configuration is invalid.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
+from vip_elector import service_user
 from vip_elector.consul_adapter import ConsulAdapter, ConsulError
 from vip_elector.durations import format_duration
 from vip_elector.logs import untrusted
@@ -66,6 +70,36 @@ def offline(settings: Settings, report: Report) -> None:
         )
     for warning in settings.warnings:
         report.warn(warning)
+    service_access(settings, service_user.lookup(service_user.SERVICE_USER), report)
+
+
+def daemon_files(settings: Settings) -> list[tuple[str, str, bool]]:
+    """The files named in the service's environment that the daemon opens itself:
+    (what, path, is a directory). vip-manager.yml is vip-manager's file, which
+    the unit names and the package does not install."""
+    consul = settings.consul
+    named: list[tuple[str, str | None, bool]] = [
+        ("token file", consul.token_file, False),
+        ("CA certificate", consul.ca_file, False),
+        ("CA directory", consul.ca_path, True),
+        ("client certificate", consul.client_cert, False),
+        ("client key", consul.client_key, False),
+    ]
+    return [(what, path, is_dir) for what, path, is_dir in named if path is not None]
+
+
+def service_access(settings: Settings, user: service_user.User | None, report: Report) -> None:
+    """The unit runs the daemon as ``user``: can it read what it needs?"""
+    if user is None:
+        return  # not installed from the package: the daemon runs as whoever starts it
+    for what, path, is_dir in daemon_files(settings):
+        denied = service_user.cannot_read(path, user, directory=is_dir)
+        if denied is None:
+            report.ok(f"the service user {user.name} can read the {what} {path}")
+        elif denied.doubt:
+            report.warn(f"{denied.why}; if the daemon cannot read it: {denied.fix}")
+        else:
+            report.fail(f"{denied.why}: the daemon will not start; fix: {denied.fix}")
 
 
 def online(settings: Settings, report: Report) -> None:
@@ -208,8 +242,10 @@ def _session_round_trip(settings: Settings, adapter: ConsulAdapter, report: Repo
     return node
 
 
-def run(settings: Settings, with_online: bool) -> int:
+def run(settings: Settings, with_online: bool, files_read: Sequence[str] = ()) -> int:
     report = Report()
+    for path in files_read:
+        report.ok(f"read the service's environment from {path}")
     offline(settings, report)
     if with_online:
         online(settings, report)

@@ -214,6 +214,7 @@ def resolve_consul_settings(
     # wins over a token, as in Consul's own CLI and API client.
     token: str | None = None
     token_source = "none (the agent's default token applies)"
+    token_file = None
     for layer in layers:
         token_file = layer.get("token_file")
         if token_file:
@@ -261,6 +262,7 @@ def resolve_consul_settings(
         port=port,
         token=token,
         token_source=token_source,
+        token_file=token_file,
         ca_file=tls["ca_file"],
         ca_path=tls["ca_path"],
         client_cert=tls["client_cert"],

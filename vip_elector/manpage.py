@@ -46,6 +46,12 @@ def _roff(words: str) -> str:
     return f"\\&{escaped}" if escaped.startswith((".", "'")) else escaped
 
 
+def optional(words: str) -> str:
+    """``[words]``; a ``\\%`` inside a word would be a place to break it with a hyphen
+    (only at a word's start does it forbid that), so the bracket carries it."""
+    return "\\%[" + words.replace("\\%", "") + "]"
+
+
 def bold(words: str) -> str:
     return f"\\fB{literal(words)}\\fR"
 
@@ -83,23 +89,38 @@ def _date() -> str:
 
 def _own_flags(command: str | None) -> list[tuple[str, str]]:
     """The flags a command has beyond the option table: (flag, help)."""
+    return [(flag, help_text) for flag, _, help_text in _own_actions(command)]
+
+
+def _own_actions(command: str | None) -> list[tuple[str, str, str]]:
+    """(flag, how it is written in a synopsis, help) for a command's own flags:
+    ``--to VALUE`` when it is required, ``[--timeout DURATION]`` when not."""
     table = {row.flag for row in OPTIONS if row.flag}
     found = []
     for action in cli.build_parser(command)._actions:
         flags = [f for f in action.option_strings if f.startswith("--")]
         if flags and flags[0] not in table and flags[0] != "--help":
-            found.append((flags[0], str(action.help or "")))
+            written = bold(flags[0]) + (f" {italic(action.metavar)}" if action.metavar else "")
+            written = written if action.required else optional(written)
+            # argparse's %(default)s, as --help shows it.
+            help_text = str(action.help or "") % {**vars(action), "prog": cli.PROG}
+            found.append((flags[0], written, help_text))
     return found
+
+
+def _command_line(command: str) -> str:
+    return bold(f"{cli.PROG} {command}") + "".join(
+        f" {written}" for _, written, _ in _own_actions(command)
+    )
 
 
 def synopsis() -> Iterator[str]:
     yield ".SH SYNOPSIS"
-    option = f"[{italic('OPTION')}]..."
+    option = f"{optional(italic('OPTION'))}..."
     yield f"{bold(cli.PROG)} {bold('--vip-manager-config')} {italic('PATH')} {option}"
     for command in cli.COMMANDS:
-        own = "".join(f" [{bold(flag)}]" for flag, _ in _own_flags(command))
         yield ".br"
-        yield f"{bold(f'{cli.PROG} {command}')}{own} {option}"
+        yield f"{_command_line(command)} {option}"
     yield ".br"
     yield f"{bold(cli.PROG)} {bold('--version')} | {bold('--help')}"
 
@@ -118,12 +139,21 @@ def description() -> Iterator[str]:
         "exit status is 2."
     )
     yield ".PP"
-    yield "The commands take the daemon's options and environment:"
+    yield text(
+        "The commands take the daemon's options and environment. By default they read the "
+        "packaged unit's configuration, as systemd gives it to the daemon: the variables of "
+        "/etc/default/vip-elector (read as systemd reads an EnvironmentFile=, no shell "
+        "runs; a variable set in the real environment wins over the file), the unit's "
+        "--vip-manager-config=/etc/default/vip-manager.yml, then the options in "
+        "VIP_ELECTOR_OPTS, then the command's own arguments (the last of an option wins). "
+        "With --instance NAME they read /etc/default/vip-elector@NAME after "
+        "/etc/default/vip-elector, and /etc/vip-manager/NAME.yml, as vip-elector@NAME.service "
+        "does. A command's own flags (--to, --dry-run, --yes...) have no variable: only "
+        "what is typed changes what a command does."
+    )
     for command, what in cli.COMMANDS.items():
         yield ".TP"
-        yield bold(f"{cli.PROG} {command}") + "".join(
-            f" [{bold(flag)}]" for flag, _ in _own_flags(command)
-        )
+        yield _command_line(command)
         yield text(sentence(what[0].upper() + what[1:]))
         for flag, help_text in _own_flags(command):
             yield ".br"
@@ -220,7 +250,8 @@ FILES = (
         "/etc/default/vip-elector",
         "The environment of the units (and /etc/default/vip-elector@INSTANCE after it): "
         "CONSUL_* and VIP_ELECTOR_* variables, and VIP_ELECTOR_OPTS, extra options appended "
-        "to the command line.",
+        "to the command line. The commands read it too (see DESCRIPTION; --defaults-file "
+        "names another).",
     ),
     (
         "/etc/vip-elector/",
@@ -298,7 +329,11 @@ EXAMPLES = (
         "vip-elector check-config --online",
     ),
     ("Who holds the VIP, and is that node healthy:", "vip-elector status"),
-    ("Move the VIP to node-b (from any node):", "vip-elector switchover --to node-b"),
+    (
+        "Move the VIP to node-b (from any node; it asks first, --yes does not):",
+        "vip-elector switchover --to node-b",
+    ),
+    ("The same for the instance vip-elector@15-main:", "vip-elector status --instance 15-main"),
     ("Step down on this node:", "systemctl kill --signal=SIGUSR1 vip-elector"),
     ("Reload after editing the configuration:", "systemctl reload vip-elector"),
     (

@@ -119,7 +119,8 @@ OPTIONS: tuple[Option, ...] = (
         "dcs-endpoints, consul-token)",
         flag="--vip-manager-config",
         metavar="PATH",
-        shown_default="(required)",
+        # The commands default to the packaged unit's (see packaged.py).
+        shown_default="(required; the commands: the unit's)",
         setting="vip_manager.path",
         # The file's path alone changes nothing; what is read from it is
         # compared by the rows below.

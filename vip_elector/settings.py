@@ -40,6 +40,7 @@ class ConsulSettings:
     port: int
     token: str | None = field(default=None, repr=False)  # never printed
     token_source: str = "none"  # where the token came from, safe to log
+    token_file: str | None = None  # the file it was read from, if any
     ca_file: str | None = None
     ca_path: str | None = None
     client_cert: str | None = None

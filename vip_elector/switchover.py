@@ -10,15 +10,17 @@ hands the lock straight to the target's session and value in one
 transaction: never two holders, the key never free. A request not applied
 within --timeout is withdrawn. `--to any` picks the best other candidate (by
 priority, then value). Exit 0 moved (or nothing to do), 1 refused or not
-applied, 2 on errors.
+applied (or not confirmed), 2 on errors. The command line asks for
+confirmation on a terminal first (``confirm``), unless --yes.
 """
 
 from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 
-from vip_elector.consul_adapter import ConsulAdapter, ConsulError
+from vip_elector.consul_adapter import ConsulAdapter, ConsulError, KeyState
 from vip_elector.node_watch import NODE_MAINTENANCE, SERVICE_MAINTENANCE
 from vip_elector.settings import Settings
 from vip_elector.key_entries import Candidate, best_other
@@ -59,16 +61,45 @@ def unhealthy_checks(adapter: ConsulAdapter, target: Candidate) -> list[str]:
     ]
 
 
-def run(settings: Settings, to: str, dry_run: bool, timeout: float) -> int:
+def changed_while_asked(
+    adapter: ConsulAdapter, key: TriggerKey, seen: KeyState, to: str, holder: str, target: Candidate
+) -> str | None:
+    """What changed since the plan was shown (None: nothing that matters)."""
+    if key.read(consistent=True).modify_index != seen.modify_index:
+        return f"{key.name} changed while you were asked"
+    again, why = choose(to, holder, key.candidates())
+    if again is None:
+        return why
+    if (again.value, again.session) != (target.value, target.session):
+        return f"the target is now {again.value!r} (session {again.session})"
+    critical = unhealthy_checks(adapter, again)
+    if critical:
+        return f"{again.value!r}'s node {again.node} has critical checks: {', '.join(critical)}"
+    return None
+
+
+Confirm = Callable[[str], bool]  # asked "Move the VIP ...?" before anything moves
+
+
+def run(
+    settings: Settings, to: str, dry_run: bool, timeout: float, confirm: Confirm | None = None
+) -> int:
     try:
         with ConsulAdapter(settings.consul) as adapter:
-            return _run(adapter, settings, to, dry_run, timeout)
+            return _run(adapter, settings, to, dry_run, timeout, confirm)
     except ConsulError as exc:
         print(f"vip-elector switchover: {exc}")
         return EXIT_ERROR
 
 
-def _run(adapter: ConsulAdapter, settings: Settings, to: str, dry_run: bool, timeout: float) -> int:
+def _run(
+    adapter: ConsulAdapter,
+    settings: Settings,
+    to: str,
+    dry_run: bool,
+    timeout: float,
+    confirm: Confirm | None,
+) -> int:
     key = TriggerKey(adapter, settings.trigger_key, settings.lock_value)
     state = key.read(consistent=True)
     if not state.held:
@@ -100,6 +131,15 @@ def _run(adapter: ConsulAdapter, settings: Settings, to: str, dry_run: bool, tim
     if dry_run:
         print(f"would move {plan}")
         return EXIT_OK
+    if confirm is not None:
+        if not confirm(f"Move {plan}?"):
+            print("switchover cancelled, nothing moved")
+            return EXIT_REFUSED
+        # An answer may take minutes: a yes holds only for the cluster it was given for.
+        changed = changed_while_asked(adapter, key, state, to, holder, target)
+        if changed:
+            print(f"switchover cancelled, nothing moved: {changed}; run it again")
+            return EXIT_REFUSED
     started = time.monotonic()
     key.request_switchover(target.value, socket.gethostname())
     deadline = started + timeout

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from vip_elector import cli
-from vip_elector.manpage import literal, manual_page
+from vip_elector.manpage import bold, italic, literal, manual_page, optional
 from vip_elector.options import OPTIONS
 
 SECTIONS = (
@@ -65,7 +65,10 @@ def test_the_synopsis_follows_the_command_list(monkeypatch: pytest.MonkeyPatch) 
     synopsis = manual_page().split(".SH SYNOPSIS", 1)[1].split(".SH", 1)[0]
     for command in cli.COMMANDS:
         assert literal(f"vip-elector {command}") in synopsis
-    assert literal("--json") in synopsis  # a command's own flag, from its parser
+    # A command's own flags, from its parser: optional ones in brackets.
+    assert optional(bold("--json")) in synopsis
+    assert f"{bold('--to')} {italic('VALUE')}" in synopsis  # required
+    assert optional(f"{bold('--timeout')} {italic('DURATION')}") in synopsis
     # A command added to cli.COMMANDS shows up without touching the page.
     monkeypatch.setitem(cli.COMMANDS, "switchover", "hand the lock to another node")
     page = manual_page()
@@ -86,6 +89,12 @@ def test_man_renders_it_without_a_warning(tmp_path: Path) -> None:
     assert "--vip-manager-config PATH" in text
     assert "SIGUSR2" in text
     assert "CONSUL_NAMESPACE" in text
+    words = text.split()
+    assert "%(default)s" not in text  # argparse's placeholders are filled in
+    assert "(500ms..10m0s; default: 5s)" in " ".join(words)
+    # A bracket is never a place to break an option with a hyphen ("[-" "--json]").
+    for flag in ("[--json]", "[--online]", "[--dry-run]", "[--yes]", "[OPTION]..."):
+        assert flag in words, flag
 
 
 def test_man_would_report_a_broken_page(tmp_path: Path) -> None:
