@@ -316,6 +316,7 @@ class Coordinator:
             "stepping_down": self.workers is not None and self.workers.stepping_down(),
             "maintenance": self.standby.in_maintenance(),
             "step_down_hold_left": round(self.standby.hold_left(), 3),
+            **self.settings.status_fields(),
         }
 
     def status(self) -> dict[str, Any]:
