@@ -9,9 +9,9 @@ import json
 from typing import Any
 
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Election
+from tests.test_operator import scrape
 from tests.testbed.agents import free_port
 from tests.testbed.elector import run_vip_elector
 from tests.testbed.waiting import wait_until
@@ -53,12 +53,7 @@ def test_without_a_check_id_the_leader_says_health_failover_is_off(election: Ele
     assert status["state"] == "leader"
     assert status["health_check_configured"] is False
     assert status["health_failover"].startswith("OFF: no --check-id")
-    metrics = {
-        sample.name: sample.value
-        for family in text_string_to_metric_families(local(port, "/metrics").text)
-        for sample in family.samples
-    }
-    assert metrics["vip_elector_health_check_configured"] == 0
+    assert scrape(port)[("vip_elector_health_check_configured", ())] == 0
 
     text = status_command(election)
     assert "health check  OFF: no --check-id" in text
