@@ -10,11 +10,12 @@ PYTEST_ARGS ?=
 DEBIAN_PYTHON ?= /usr/bin/python3
 SOAK_MINUTES ?= 10
 
-.PHONY: help install test test-debian test-lowest lint testbed demo bench soak clean
+.PHONY: help install test test-rules test-debian test-lowest lint testbed demo bench soak clean
 
 help:
 	@echo "make demo         a real failover on a local Consul agent, with its timeline"
 	@echo "make test         unit tests (seconds), then the suite against real Consul, a cluster, vip-manager"
+	@echo "make test-rules   promtool checks and tests the monitoring kit in examples/ (part of make test)"
 	@echo "make test-debian  the same suite on Debian bookworm's library versions"
 	@echo "make test-lowest  unit, config and ACL/TLS tests on setup.cfg's lowest versions from PyPI"
 	@echo "make lint         ruff + mypy --strict"
@@ -37,9 +38,24 @@ testbed:
 	$(PYTHON) -m tests.testbed.binaries
 
 # The fast unit layer first (seconds, no Consul), then the real-Consul suite.
-test: install testbed
+test: install testbed test-rules
 	$(VPY) -m pytest -q tests/unit
 	$(VPY) -m pytest --ignore=tests/unit $(PYTEST_ARGS)
+
+# The monitoring kit: the alerting and recording rules parse and pass their
+# unit tests, and so do the Grafana dashboard's queries (promtool is in
+# Debian's `prometheus` package; tests/unit/test_monitoring_kit.py checks
+# that the names they use are the ones vip-elector exports).
+PROMTOOL ?= promtool
+test-rules: install
+	@command -v $(PROMTOOL) >/dev/null || { echo "$(PROMTOOL) not found: apt-get install" \
+	    "prometheus (Debian's package has promtool), or make PROMTOOL=/path/to/promtool" >&2; exit 1; }
+	$(PROMTOOL) check rules examples/prometheus/vip-elector.rules.yml
+	$(PROMTOOL) test rules examples/prometheus/vip-elector.rules.test.yml
+	@queries=$$(mktemp --suffix=.yml) && trap 'rm -f "$$queries"' EXIT && \
+	    $(VPY) -m tests.monitoring_kit >"$$queries" && \
+	    echo "$(PROMTOOL) check rules <the queries of examples/grafana/vip-elector.json>" && \
+	    $(PROMTOOL) check rules "$$queries"
 
 # Same tests, run by Debian's python3 with Debian's python3-consul 0.7.1,
 # python3-configargparse 1.5.3, ... (apt-get install them first; .ci/run does).

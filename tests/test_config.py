@@ -309,7 +309,11 @@ def test_parse_address_rejects(address: str) -> None:
 
 
 def _load(path: Path, hostname: str | None, kernel: str) -> Settings:
-    args: dict[str, Any] = {"vip_manager_config": str(path), "hostname": hostname}
+    args: dict[str, Any] = {
+        "vip_manager_config": str(path),
+        "hostname": hostname,
+        "check_id": "vip-http",  # (without one, a warning says health failover is off)
+    }
     return load_settings(args, environ={}, kernel_hostname=lambda: kernel)
 
 

@@ -111,6 +111,41 @@ def _check_command(argv: tuple[str, ...], problems: list[str]) -> None:
         )
 
 
+# -- the health check ---------------------------------------------------------
+
+# --check-id's explicit "no service check" (Consul check ids are free text, but a
+# check called "none" would be a strange one to tie a VIP to).
+NO_CHECK = "none"
+NO_CHECK_WARNING = (
+    "health failover is OFF: no --check-id, so the VIP leaves this node only when the "
+    "node, its Consul agent or vip-elector fails, never when the service behind the VIP "
+    "dies; set --check-id (VIP_ELECTOR_CHECK_ID) to that service's Consul health check, "
+    "or to `none` to run without one on purpose (and without this warning)"
+)
+
+
+def check_setting(text: str | None, problems: list[str]) -> tuple[str | None, bool]:
+    """--check-id as given: (the check id or None, whether `none` was chosen).
+
+    Given but empty (``VIP_ELECTOR_CHECK_ID=``, as the packaged
+    /etc/default/vip-elector ships it) is an error: the choice must be made.
+    """
+    if text is None:
+        return None, False
+    check_id = text.strip()
+    if not check_id:
+        problems.append(
+            "--check-id is empty (VIP_ELECTOR_CHECK_ID= in /etc/default/vip-elector?): "
+            "choose how the VIP follows the service: the id of its Consul health check "
+            "(e.g. vip-http) moves the VIP away when the service fails; `none` moves it "
+            "only when the node, its Consul agent or vip-elector fails"
+        )
+        return None, False
+    if check_id.lower() == NO_CHECK:
+        return None, True
+    return check_id, False
+
+
 # -- the lock value ----------------------------------------------------------
 
 
@@ -245,14 +280,14 @@ def load_settings(
             f"{maintenance_file.parent} does not exist"
         )
 
-    check_id = args.get("check_id")
-    if check_id is not None:
-        check_id = check_id.strip() or None
+    check_id, check_opt_out = check_setting(args.get("check_id"), problems)
 
     flags = {name: args.get(name) for name in CONSUL_FLAGS}
     consul = resolve_consul_settings(flags, environ, vip_manager, problems)
 
     warnings: list[str] = []
+    if check_id is None and not check_opt_out:
+        warnings.append(NO_CHECK_WARNING)
     if args.get("token_from_command_line"):
         warnings.append(
             "the ACL token was given with --token and is visible in `ps` to every local "
@@ -295,5 +330,6 @@ def load_settings(
         step_down_hold=step_down_hold,
         priority=priority,
         preempt_delay=preempt_delay,
+        check_opt_out=check_opt_out,
         warnings=tuple(warnings),
     )

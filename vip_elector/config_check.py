@@ -63,11 +63,9 @@ def offline(settings: Settings, report: Report) -> None:
         )
     )
     report.ok(f"Consul agent {settings.consul.address}, token: {settings.consul.token_source}")
-    if settings.check_id is None:
-        report.warn(
-            "no --check-id: only the node's serfHealth decides; an unhealthy service "
-            "will not move the VIP"
-        )
+    if settings.check_opt_out:
+        report.ok(f"health failover {settings.health_failover()}")
+    # No --check-id at all is among the warnings (as the daemon logs them).
     for warning in settings.warnings:
         report.warn(warning)
     service_access(settings, service_user.lookup(service_user.SERVICE_USER), report)

@@ -311,6 +311,7 @@ class Coordinator:
             "stepping_down": False,
             "maintenance": False,
             "step_down_hold_left": 0.0,
+            **self.settings.status_fields(),
         }
         if self.workers is not None:
             extra.update(self.workers.election.status())

@@ -9,6 +9,15 @@ have a histogram of their own, so the request latency means what it says.
 A scrape gets the format its Accept header asks for (OpenMetrics or the
 text format), gzipped when Accept-Encoding allows it, through
 prometheus_client's own negotiation (the same in Debian's 0.16).
+
+No ``_created`` series: prometheus_client adds one to every counter and
+histogram, which doubles their series for a timestamp nobody alerts on.
+Newer versions can switch them off (``disable_created_metrics``), 0.16 only
+by an environment variable read at import, so they are left out of each
+scrape instead (``_without_created``), the same in every version.
+
+The alerting and recording rules and the Grafana dashboard in examples/
+use these names; tests/unit/test_monitoring_kit.py keeps them in step.
 """
 
 from __future__ import annotations
@@ -18,13 +27,15 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
 from vip_elector import __version__
 from vip_elector.consul_adapter import ERROR_KINDS
-from vip_elector.roles import Role
+from vip_elector.notify import HOOK_OUTCOMES, HookOutcomes
+from vip_elector.roles import Cause, Role
 from vip_elector.state import DaemonState
 
 PREFIX = "vip_elector"
@@ -39,25 +50,51 @@ _FLAGS = (
         "1 while this node may take the VIP now (a candidate, not in maintenance or a hold)",
     ),
     ("maintenance", "1 while the maintenance file exists"),
+    (
+        "fenced_mode",
+        "1 when vip-manager follows /leader (dcs-type: patroni), so the fence decides "
+        "where the VIP is",
+    ),
+    (
+        "health_check_configured",
+        "1 when --check-id ties the session to the service's health check; 0: only a "
+        "failure of the node, its agent or vip-elector moves the VIP",
+    ),
+)
+# Seconds gauges read from the status extra, when it has them (the configuration's).
+_SECONDS = (
+    ("session_ttl", "session_ttl_seconds", "the session TTL (--ttl)"),
+    (
+        "fence_bound",
+        "fence_bound_seconds",
+        "how long a fresh proof of the lock lets /leader answer 200 (0: it never does)",
+    ),
 )
 
 
 class StateCollector:
     """Yields metric families from a state snapshot on every scrape."""
 
-    def __init__(self, state: DaemonState, extra: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        state: DaemonState,
+        extra: Callable[[], dict[str, Any]],
+        hooks: HookOutcomes = HOOK_OUTCOMES,
+    ) -> None:
         self.state = state
         self.extra = extra
+        self.hooks = hooks
 
     def collect(self) -> Iterator[Any]:
         snap = self.state.snapshot()
         extra = self.extra()
-        info = GaugeMetricFamily(
-            f"{PREFIX}_info",
-            "vip-elector version and what it elects",
+        # The key and lock value too: rules join on it to count leaders per key.
+        info = InfoMetricFamily(
+            f"{PREFIX}_build",
+            "vip-elector's version, the trigger-key it elects and this node's lock value",
             labels=["version", "key", "value"],
         )
-        info.add_metric([__version__, snap["key"], snap["lock_value"]], 1)
+        info.add_metric([__version__, snap["key"], snap["lock_value"]], {})
         yield info
 
         role = GaugeMetricFamily(
@@ -95,6 +132,18 @@ class StateCollector:
         yield CounterMetricFamily(
             f"{PREFIX}_leader_seconds", "time spent as leader", value=counters["leader_seconds"]
         )
+        # From the transitions, but always there (0 from the start), so that
+        # increase() sees the first acquisition; adopting our own lock after a
+        # restart is not one (the VIP did not move).
+        yield CounterMetricFamily(
+            f"{PREFIX}_lock_acquired",
+            "times this node took the lock (the VIP moved here)",
+            value=sum(
+                item["count"]
+                for item in counters["transitions"]
+                if item["to"] == Role.LEADER.value and item["cause"] == Cause.ACQUIRED.value
+            ),
+        )
         if snap["last_renew"] is not None:
             yield GaugeMetricFamily(
                 f"{PREFIX}_last_renew_timestamp_seconds",
@@ -108,14 +157,52 @@ class StateCollector:
             "seconds left of a SIGUSR1 step-down hold",
             value=extra.get("step_down_hold_left", 0.0),
         )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_fence_remaining_seconds",
+            "seconds /leader may still answer 200 without a newer proof of the lock "
+            "(0: not the leader, or no fence)",
+            value=snap["fenced_for"],
+        )
+        for key, name, meaning in _SECONDS:
+            if key in extra:
+                yield GaugeMetricFamily(f"{PREFIX}_{name}", meaning, value=extra[key])
+        hooks = CounterMetricFamily(
+            f"{PREFIX}_notify_runs",
+            "--notify hook runs by how they ended: ok, failed (non-zero exit or a "
+            "signal), timeout (killed after --notify-timeout), superseded (ended by the "
+            "next state change), not_started",
+            labels=["outcome"],
+        )
+        for outcome, count in self.hooks.counts().items():
+            hooks.add_metric([outcome], count)
+        yield hooks
+
+
+class _WithoutCreated(Collector):
+    """A registry as scraped, without the ``_created`` samples (see the module's doc)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Any]:
+        for family in self.registry.collect():
+            # Every collect() builds new families: changing them changes nothing else.
+            created = f"{family.name}_created"
+            family.samples = [s for s in family.samples if s.name != created]
+            yield family
 
 
 class Metrics:
     """The registry: state at scrape time, Consul requests as they happen."""
 
-    def __init__(self, state: DaemonState, extra: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        state: DaemonState,
+        extra: Callable[[], dict[str, Any]],
+        hooks: HookOutcomes = HOOK_OUTCOMES,
+    ) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(StateCollector(state, extra))
+        self.registry.register(StateCollector(state, extra, hooks))
         ProcessCollector(registry=self.registry)
         self.request_seconds = Histogram(
             f"{PREFIX}_consul_request_seconds",
@@ -157,7 +244,7 @@ class Metrics:
         """The metrics as the scraper's Accept and Accept-Encoding headers ask, and the
         headers that say how they are encoded."""
         encoder, content_type = choose_encoder(accept)
-        body = bytes(encoder(self.registry))
+        body = bytes(encoder(_WithoutCreated(self.registry)))
         headers = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
         if gzip_accepted(accept_encoding):
             body = gzip.compress(body)

@@ -7,7 +7,8 @@ change comes, it is superseded once it has run for a second: terminated
 (SIGTERM, then SIGKILL), which is normal and logged at INFO; a hook running
 past ``--notify-timeout`` is killed, logged as a WARNING. At shutdown the
 STOPPING hook still gets its full timeout (the lock is released before).
-Exit code and duration are logged; what a hook prints is captured and
+Exit code and duration are logged, and each run's outcome is counted for
+/metrics (``HookOutcomes``); what a hook prints is captured and
 logged line by line, escaped and bounded, so it can neither flood nor forge
 the daemon's log. The ACL token is not passed on to hooks, in whatever
 variable it was given.
@@ -38,6 +39,35 @@ SECRET_VARIABLES = ("CONSUL_HTTP_TOKEN", "VIP_ELECTOR_TOKEN", "CONSUL_HTTP_AUTH"
 OUTPUT_LINE_LIMIT = 500  # characters of one output line that are logged
 OUTPUT_LINES = 20  # lines of one run that are logged; the rest are counted
 READ_CHUNK = 4096
+
+# How a hook run ended (a metrics label): it exited 0, exited non-zero or died
+# of a signal, was killed past --notify-timeout, was ended by the next state
+# change (normal), or could not be started at all.
+OUTCOMES = ("ok", "failed", "timeout", "superseded", "not_started")
+
+
+class HookOutcomes:
+    """How many hook runs ended each way; thread-safe.
+
+    One per process (``HOOK_OUTCOMES``): a daemon has one notify thread, and
+    /metrics reads the counts from here whether or not hooks are configured
+    (all 0 then), so an alert sees the first failure as an increase.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys(OUTCOMES, 0)
+
+    def count(self, outcome: str) -> None:
+        with self._lock:
+            self._counts[outcome] += 1
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+
+HOOK_OUTCOMES = HookOutcomes()
 
 
 def hook_environment(
@@ -76,11 +106,13 @@ class NotifyRunner(Worker):
         timeout: float,
         state: DaemonState,
         secrets: tuple[str, ...] = (),
+        outcomes: HookOutcomes = HOOK_OUTCOMES,
     ) -> None:
         super().__init__("notify", state, threading.Event())
         self.command = command
         self.timeout = timeout
         self.secrets = secrets
+        self.outcomes = outcomes
         self._waiting: deque[Transition] = deque()  # under _changed
         self._closed = False  # under _changed
         self._changed = threading.Condition()
@@ -133,6 +165,7 @@ class NotifyRunner(Worker):
                 exc,
                 extra={"event": "notify_failed", "state": change.new.value},
             )
+            self.outcomes.count("not_started")
             return
         assert process.stdout is not None
         reader = threading.Thread(
@@ -145,7 +178,7 @@ class NotifyRunner(Worker):
         deadline = started + self.timeout
         # Never the whole timeout: a hook the next change ends is superseded, not timed out.
         supersede_after = min(SUPERSEDE_AFTER, self.timeout / 2)
-        outcome, level = "", logging.INFO
+        outcome, level, counted = "", logging.INFO, "ok"
         while process.poll() is None:
             if time.monotonic() - started < supersede_after:
                 # Not superseded yet: a change right behind this one (FOLLOWER,
@@ -154,16 +187,19 @@ class NotifyRunner(Worker):
                     process.wait(0.05)
             elif self._next_change_waits(0.05):
                 outcome = "terminated: the next state change came while it ran"
+                counted = "superseded"
                 break
             if time.monotonic() >= deadline:
                 outcome, level = f"killed after the {self.timeout:g}s timeout", logging.WARNING
+                counted = "timeout"
                 break
         if outcome:
             self._terminate(process)
         reader.join(KILL_GRACE)
         took = (time.monotonic() - started) * 1000
         if not outcome and process.returncode != 0:
-            level = logging.WARNING
+            level, counted = logging.WARNING, "failed"
+        self.outcomes.count(counted)
         log.log(
             level,
             "notify hook %s %s: exit %s in %.0f ms%s",

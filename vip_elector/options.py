@@ -162,11 +162,14 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "check-id",
-        "the health check the session is tied to; the node does not compete while it is "
-        "missing or critical",
+        "the Consul health check of the service behind the VIP; the session is tied to it, "
+        "so the node does not compete while it is missing or critical and the VIP leaves "
+        "when the service fails. `none`: no service check on purpose, only a failure of the "
+        "node, its agent or vip-elector moves the VIP. Unset: the same, with a WARNING at start; "
+        "empty: refused (choose one)",
         flag="--check-id",
         metavar="ID",
-        shown_default="none (serfHealth only)",
+        shown_default="unset (warns)",
         setting="check_id",
         reload=Reload.NEW_SESSION,
     ),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from vip_elector.durations import format_duration
 
@@ -103,6 +104,9 @@ class Settings:
     step_down_hold: float = 10.0
     priority: int = 100  # --priority
     preempt_delay: float | None = None  # --preempt-delay; None = never preempt
+    # --check-id=none: no service check on purpose (failover on node failure only),
+    # as opposed to no --check-id at all, which is warned about.
+    check_opt_out: bool = False
     # Things worth a WARNING once logging is set up (config is parsed before).
     warnings: tuple[str, ...] = ()
 
@@ -142,11 +146,43 @@ class Settings:
             checks.append(self.check_id)
         return checks
 
+    @property
+    def health_check_configured(self) -> bool:
+        """The VIP leaves this node when its service's health check fails."""
+        return self.check_id is not None
+
+    def health_failover(self) -> str:
+        """Whether the VIP leaves this node when its service fails: one line for
+        `status` and /status (the start-up WARNING says more when it is unset)."""
+        if self.check_id:
+            return f"on: check {self.check_id!r} critical or missing moves the VIP"
+        if self.check_opt_out:
+            return (
+                "off by choice (--check-id=none): only a failure of the node, its Consul "
+                "agent or vip-elector moves the VIP"
+            )
+        return (
+            "OFF: no --check-id, only a failure of the node, its Consul agent or vip-elector "
+            "moves the VIP; set --check-id to the service's check, or --check-id=none"
+        )
+
+    def status_fields(self) -> dict[str, Any]:
+        """What the configuration adds to /status and /metrics."""
+        return {
+            "health_check_configured": self.health_check_configured,
+            "health_failover": self.health_failover(),
+            "session_ttl": self.ttl,
+            "fenced_mode": self.vip_manager.fenced,
+            # What a fresh proof gives /leader (0: /leader never answers 200).
+            "fence_bound": round(max(0.0, self.fence_bound), 3) if self.status_addr else 0.0,
+        }
+
     def describe(self) -> str:
         """One line for the start-up log (no secrets)."""
+        check = self.check_id or ("none" if self.check_opt_out else "-")
         return (
             f"trigger-key={self.trigger_key} value={self.lock_value!r} "
-            f"({self.lock_value_source}) check-id={self.check_id or '-'} "
+            f"({self.lock_value_source}) check-id={check} "
             f"ttl={format_duration(self.ttl)} lock-delay={format_duration(self.lock_delay)} "
             f"consul={self.consul.address} token={self.consul.token_source}"
             + (f" http-auth=user {self.consul.http_auth[0]!r}" if self.consul.http_auth else "")

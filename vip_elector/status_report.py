@@ -68,6 +68,8 @@ def gather(settings: Settings, adapter: ConsulAdapter) -> dict[str, Any]:
             "lock_value": settings.lock_value,
             "value_source": settings.lock_value_source,
             "check_id": settings.check_id,
+            "health_check_configured": settings.health_check_configured,
+            "health_failover": settings.health_failover(),
         },
     }
     entries = TriggerKey(adapter, key_name, settings.lock_value).candidates()
@@ -221,6 +223,7 @@ def render_text(report: dict[str, Any]) -> str:
         f"this node     {this.get('node', '?')}{check}, lock value "
         f"{this['lock_value']!r} ({this['value_source']})"
     )
+    lines.append(f"health check  {this['health_failover']}")
     for problem in report["problems"]:
         lines.append(f"PROBLEM       {problem}")
     verdict = (

@@ -25,7 +25,7 @@ def test_the_examples_name_the_same_check_service_and_key() -> None:
     check = (EXAMPLES / "vip-guard.hcl").read_text()
     assert re.search(r'^\s+id\s+=\s+"vip-http"$', check, re.MULTILINE)
     # /etc/default/vip-elector suggests this check id.
-    assert "#VIP_ELECTOR_CHECK_ID=vip-http" in (ROOT / "debian/vip-elector.default").read_text()
+    assert "(VIP_ELECTOR_CHECK_ID=vip-http)" in (ROOT / "debian/vip-elector.default").read_text()
     # docs/acl.md's policy as it is (debian/rules ships it as acl-policy.hcl).
     policy = documented_policy("service/mycluster/vip", "vip-guard")
     assert '"service/mycluster/vip"' in policy  # the example's trigger-key

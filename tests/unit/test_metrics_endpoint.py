@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
+from vip_elector import __version__
 from vip_elector.consul_adapter import ERROR_KINDS, ConsulError
 from vip_elector.metrics import Metrics
-from vip_elector.state import DaemonState
+from vip_elector.notify import OUTCOMES, HookOutcomes, NotifyRunner
+from vip_elector.state import Cause, DaemonState, Role, Transition
 from vip_elector.status_server import StatusServer
 
 
@@ -139,3 +146,112 @@ def test_head_gets_the_headers_of_a_get_and_no_body(server: StatusServer, path: 
 def test_the_server_header_does_not_advertise_python(server: StatusServer) -> None:
     response, _ = fetch(server, "/healthz")
     assert response.getheader("Server") == "vip-elector"
+
+
+# -- what the monitoring kit (examples/) alerts on -----------------------------------
+
+
+def scrape(
+    metrics: Metrics, accept: str = ""
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    body, _ = metrics.render(accept)
+    text = body.decode()
+    if accept:  # OpenMetrics: parse as such
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in openmetrics_families(text)  # type: ignore[no-untyped-call]
+            for s in family.samples
+        }
+    return samples(text)
+
+
+OPENMETRICS = "application/openmetrics-text;version=1.0.0"
+
+
+@pytest.mark.parametrize("accept", ["", OPENMETRICS])
+def test_no_created_series_in_either_format(accept: str) -> None:
+    metrics = Metrics(DaemonState("service/x/vip", "node-a"), dict)
+    metrics.observe_request("GET", 0.004, "timeout", blocking=False)
+    metrics.observe_request("GET", 3.0, None, blocking=True)
+    names = {name for name, _ in scrape(metrics, accept)}
+    assert "vip_elector_consul_errors_total" in names
+    assert "vip_elector_consul_request_seconds_count" in names
+    assert [name for name in names if name.endswith("_created")] == []
+
+
+@pytest.mark.parametrize("accept", ["", OPENMETRICS])
+def test_the_build_info_names_version_key_and_value(accept: str) -> None:
+    found = scrape(Metrics(DaemonState("service/x/vip", "node-a"), dict), accept)
+    (labels,) = [labels for name, labels in found if name == "vip_elector_build_info"]
+    assert dict(labels) == {"version": __version__, "key": "service/x/vip", "value": "node-a"}
+    assert not [name for name, _ in found if name == "vip_elector_info"]
+
+
+def test_the_fence_left_is_exported() -> None:
+    state = DaemonState("service/x/vip", "node-a")
+    metrics = Metrics(state, lambda: {"fence_bound": 3.8, "session_ttl": 10.0})
+    assert scrape(metrics)[("vip_elector_fence_remaining_seconds", ())] == 0
+    state.session_created("s-1")
+    state.become_leader("s-1", 7)
+    state.confirm(time.monotonic(), 3.8)
+    found = scrape(metrics)
+    assert 3.0 < found[("vip_elector_fence_remaining_seconds", ())] <= 3.8
+    assert found[("vip_elector_fence_bound_seconds", ())] == 3.8
+    assert found[("vip_elector_session_ttl_seconds", ())] == 10.0
+    state.unfence()
+    assert scrape(metrics)[("vip_elector_fence_remaining_seconds", ())] == 0
+
+
+def test_lock_acquisitions_are_counted_from_zero_and_adoption_is_not_one() -> None:
+    state = DaemonState("service/x/vip", "node-a")
+    metrics = Metrics(state, dict)
+    assert scrape(metrics)[("vip_elector_lock_acquired_total", ())] == 0
+    state.session_created("s-1")
+    state.become_leader("s-1", 7)
+    state.lose_leadership(Cause.KEY_TAKEN, "")
+    state.become_leader("s-1", 9)
+    assert scrape(metrics)[("vip_elector_lock_acquired_total", ())] == 2
+
+    restarted = DaemonState("service/x/vip", "node-a")
+    restarted.session_adopted("s-1", time.time() - 60)
+    restarted.become_leader("s-1", 9)
+    assert restarted.role == Role.LEADER
+    assert scrape(Metrics(restarted, dict))[("vip_elector_lock_acquired_total", ())] == 0
+
+
+def run_one_hook(command: tuple[str, ...], timeout: float, outcomes: HookOutcomes) -> None:
+    state = DaemonState("service/x/vip", "node-a")
+    runner = NotifyRunner(command, timeout, state, outcomes=outcomes)
+    runner.start()
+    runner(
+        Transition(
+            Role.STARTING,
+            Role.FOLLOWER,
+            Cause.SESSION_CREATED,
+            "",
+            time.time(),
+            "service/x/vip",
+            "node-a",
+            "s-1",
+        )
+    )
+    runner.close()
+    runner.join(timeout + 5)
+    assert not runner.is_alive()
+
+
+def test_hook_failures_and_timeouts_are_counted(tmp_path: Path) -> None:
+    outcomes = HookOutcomes()
+    metrics = Metrics(DaemonState("service/x/vip", "node-a"), dict, hooks=outcomes)
+    before = scrape(metrics)
+    for outcome in OUTCOMES:  # every outcome from the first scrape, at 0
+        assert before[("vip_elector_notify_runs_total", (("outcome", outcome),))] == 0
+    run_one_hook(("true",), 5, outcomes)
+    run_one_hook(("sh", "-c", "exit 3"), 5, outcomes)
+    run_one_hook(("sh", "-c", "sleep 10"), 0.3, outcomes)
+    run_one_hook((str(tmp_path / "no-such-hook"),), 5, outcomes)
+    found = scrape(metrics)
+    assert {
+        outcome: found[("vip_elector_notify_runs_total", (("outcome", outcome),))]
+        for outcome in OUTCOMES
+    } == {"ok": 1, "failed": 1, "timeout": 1, "superseded": 0, "not_started": 1}
