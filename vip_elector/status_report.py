@@ -20,7 +20,13 @@ from vip_elector.consul_adapter import ConsulAdapter, ConsulError
 from vip_elector.durations import format_duration
 from vip_elector.settings import Settings
 from vip_elector.status_server import format_address
-from vip_elector.trigger_key import LOCK_FLAG, Candidate, TriggerKey, parse_session_name
+from vip_elector.trigger_key import (
+    LOCK_FLAG,
+    Candidate,
+    Rejected,
+    TriggerKey,
+    parse_session_name,
+)
 
 EXIT_HEALTHY, EXIT_NO_LEADER, EXIT_ERROR = 0, 1, 2
 
@@ -69,7 +75,12 @@ def gather(settings: Settings, adapter: ConsulAdapter) -> dict[str, Any]:
             "check_id": settings.check_id,
         },
     }
-    entries = TriggerKey(adapter, key_name, settings.lock_value).candidates()
+    rejected: list[Rejected] = []
+    entries = TriggerKey(adapter, key_name, settings.lock_value).candidates(rejected)
+    # Entries nobody should have written: said, but not held against the leader.
+    report["ignored_entries"] = [
+        {"entry": r.entry, "modify_index": r.modify_index, "reason": r.reason} for r in rejected
+    ]
     candidates = []
     for session in adapter.list_sessions():
         candidacy = parse_session_name(str(session.get("Name", "")))
@@ -222,6 +233,11 @@ def render_text(report: dict[str, Any]) -> str:
     )
     for problem in report["problems"]:
         lines.append(f"PROBLEM       {problem}")
+    for ignored in report["ignored_entries"]:
+        lines.append(
+            f"IGNORED       {ignored['entry']}: {ignored['reason']} (vip-elector does not "
+            "write that: delete it)"
+        )
     verdict = (
         "healthy leader"
         if report["healthy_leader"]

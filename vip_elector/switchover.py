@@ -16,12 +16,13 @@ applied, 2 on errors.
 from __future__ import annotations
 
 import socket
+import sys
 import time
 
 from vip_elector.consul_adapter import ConsulAdapter, ConsulError
 from vip_elector.node_watch import NODE_MAINTENANCE, SERVICE_MAINTENANCE
 from vip_elector.settings import Settings
-from vip_elector.trigger_key import Candidate, TriggerKey, best_other
+from vip_elector.trigger_key import Candidate, Rejected, TriggerKey, best_other
 
 EXIT_OK, EXIT_REFUSED, EXIT_ERROR = 0, 1, 2
 
@@ -77,7 +78,10 @@ def _run(adapter: ConsulAdapter, settings: Settings, to: str, dry_run: bool, tim
         )
         return EXIT_REFUSED
     holder = (state.value or b"").decode(errors="replace")
-    candidates = key.candidates()
+    rejected: list[Rejected] = []
+    candidates = key.candidates(rejected)
+    for item in rejected:
+        print(f"ignored the {item.what} {item.entry}: {item.reason}", file=sys.stderr)
     if to == holder:
         print(f"{holder!r} holds the VIP already: nothing to do")
         return EXIT_OK

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import re
 import socket
 import time
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vip_elector.consul_adapter import ConsulAdapter, ConsulError, KeyState
-from vip_elector.logs import untrusted
+from vip_elector.logs import Reminders, untrusted
 from vip_elector.state import Cause
 
 log = logging.getLogger("vip_elector")
@@ -124,6 +125,7 @@ def rival_message(key: str, value: str, found: list[Rival]) -> str:
 
 
 SWITCHOVER_FRESH = 10.0  # seconds a switchover request is good for
+DEFAULT_PRIORITY = 100
 
 
 def candidates_prefix(key: str) -> str:
@@ -144,7 +146,13 @@ def conflict_key(key: str, value: str) -> str:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A candidate as its entry says (only entries whose session still lives)."""
+    """A candidate as its entry says (only entries whose session still lives).
+
+    Every string here came from Consul, where anybody with write access under the
+    key's prefix may have put it: ``value`` is checked (printable, bounded), the
+    others are stored already made safe for a log line (``logs.untrusted``), so
+    any consumer may log them as they are.
+    """
 
     value: str
     session: str
@@ -156,6 +164,11 @@ class Candidate:
 
 @dataclass(frozen=True)
 class SwitchoverRequest:
+    """A request as its entry says; ``to`` and ``by`` are safe for a log line.
+
+    An entry that cannot be read is returned as ``to=""``, ``at=0`` (stale), so
+    the leader refuses it and deletes it."""
+
     to: str  # a lock value, or "any"
     by: str
     at: float  # wall clock of the request
@@ -166,6 +179,16 @@ class SwitchoverRequest:
 
 
 @dataclass(frozen=True)
+class Rejected:
+    """An entry under the key's prefix that vip-elector cannot have written."""
+
+    what: str  # "candidate entry", "switchover request"
+    entry: str  # its KV name, safe for a log line
+    modify_index: int
+    reason: str  # what is wrong with it, in our words (never its content)
+
+
+@dataclass(frozen=True)
 class KeyTree:
     """One read of the key and everything under its prefix."""
 
@@ -173,42 +196,160 @@ class KeyTree:
     candidates: dict[str, Candidate]
     request: SwitchoverRequest | None
     conflict: int  # ModifyIndex of a conflict flag on our value; 0 when there is none
+    rejected: tuple[Rejected, ...] = ()
 
 
-def parse_candidates(key: str, entries: dict[str, KeyState]) -> dict[str, Candidate]:
-    """The live candidates in ``entries`` (a prefix read), by lock value."""
+# What a value read from Consul may be. An entry is a few hundred bytes; anything
+# larger, nested, or out of range was not written by vip-elector.
+ENTRY_LIMIT = 16 << 10  # bytes of one entry, checked before parsing it
+TEXT_LIMIT = 200  # characters kept of a free text (why, node, by)
+VALUE_LIMIT = 512  # characters of a lock value (a candidate's, a request's `to`)
+PRIORITY_RANGE = range(256)
+
+
+class _Unreadable(Exception):
+    """Why an entry cannot be used (our words, never its content)."""
+
+
+def _json_object(entry: KeyState) -> dict[str, Any]:
+    """The entry's value as a JSON object, bounded and with every parse error caught:
+    a value nested 50,000 deep (RecursionError) or a number of 10,000 digits
+    (ValueError) must not stop the daemon that reads it."""
+    raw = entry.value or b"{}"
+    if len(raw) > ENTRY_LIMIT:
+        raise _Unreadable(f"{len(raw)} bytes, more than the {ENTRY_LIMIT} an entry may have")
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise _Unreadable("JSON nested too deeply") from None
+    except ValueError:  # not UTF-8, not JSON, an integer too long to convert
+        raise _Unreadable("not JSON") from None
+    if not isinstance(data, dict):
+        raise _Unreadable(f"a JSON {type(data).__name__}, not an object")
+    return data
+
+
+def _text(data: dict[str, Any], field: str, default: str, limit: int = TEXT_LIMIT) -> str:
+    """A string field, bounded and escaped for a log line."""
+    raw = data.get(field, default)
+    if not isinstance(raw, str):
+        raise _Unreadable(f"`{field}` is not a string")
+    return untrusted(raw, limit)
+
+
+def _lock_value(text: str, field: str) -> str:
+    """A lock value: one line of printable text, bounded (as the daemon's own is)."""
+    if not text or len(text) > VALUE_LIMIT or not text.isprintable():
+        raise _Unreadable(
+            f"{field} is not a lock value (empty, longer than {VALUE_LIMIT} characters, "
+            "or not printable)"
+        )
+    return text
+
+
+def _priority(data: dict[str, Any]) -> int:
+    raw = data.get("priority", DEFAULT_PRIORITY)
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw not in PRIORITY_RANGE:
+        raise _Unreadable("`priority` is not a whole number from 0 to 255")
+    return raw
+
+
+def _candidate(value: str, entry: KeyState) -> Candidate:
+    data = _json_object(entry)
+    eligible = data.get("eligible", True)
+    if not isinstance(eligible, bool):
+        raise _Unreadable("`eligible` is not true or false")
+    return Candidate(
+        value=_lock_value(value, "its name"),
+        session=str(entry.session),
+        priority=_priority(data),
+        eligible=eligible,
+        why=_text(data, "why", ""),
+        node=_text(data, "node", ""),
+    )
+
+
+def _request(entry: KeyState) -> SwitchoverRequest:
+    data = _json_object(entry)
+    to, at = data.get("to"), data.get("at")
+    if not isinstance(to, str):
+        raise _Unreadable("`to` is missing or not a string")
+    if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
+        raise _Unreadable("`at` is missing or not a finite number")
+    return SwitchoverRequest(
+        _lock_value(to, "`to`"), _text(data, "by", "?"), float(at), entry.modify_index
+    )
+
+
+def parse_candidates(
+    key: str, entries: dict[str, KeyState], rejected: list[Rejected] | None = None
+) -> dict[str, Candidate]:
+    """The live candidates in ``entries`` (a prefix read), by lock value.
+
+    An entry that is not a candidate entry as vip-elector writes it is left
+    out, and added to ``rejected`` (if given) with the reason.
+    """
     prefix = candidates_prefix(key)
     found = {}
     for name, entry in entries.items():
         if not name.startswith(prefix) or not entry.session:
             continue
+        value = urllib.parse.unquote(name[len(prefix) :])
         try:
-            data = json.loads(entry.value or b"{}")
-            value = urllib.parse.unquote(name[len(prefix) :])
-            found[value] = Candidate(
-                value=value,
-                session=entry.session,
-                priority=int(data.get("priority", DEFAULT_PRIORITY)),
-                eligible=bool(data.get("eligible", True)),
-                why=str(data.get("why", ""))[:200],
-                node=str(data.get("node", ""))[:200],
-            )
-        except (ValueError, TypeError, AttributeError):
-            continue  # not one of ours: ignore
+            found[value] = _candidate(value, entry)
+        except _Unreadable as problem:
+            if rejected is not None:
+                rejected.append(
+                    Rejected("candidate entry", untrusted(name), entry.modify_index, str(problem))
+                )
     return found
 
 
-def parse_request(key: str, entries: dict[str, KeyState]) -> SwitchoverRequest | None:
-    entry = entries.get(switchover_key(key))
+def parse_request(
+    key: str, entries: dict[str, KeyState], rejected: list[Rejected] | None = None
+) -> SwitchoverRequest | None:
+    """The switchover request in ``entries``, if any. One that cannot be read is
+    added to ``rejected`` (if given) and returned as a stale request to "", so
+    that the leader refuses and deletes it."""
+    name = switchover_key(key)
+    entry = entries.get(name)
     if entry is None:
         return None
     try:
-        data = json.loads(entry.value or b"{}")
-        return SwitchoverRequest(
-            str(data["to"]), str(data.get("by", "?")), float(data["at"]), entry.modify_index
-        )
-    except (ValueError, TypeError, KeyError, AttributeError):
+        return _request(entry)
+    except _Unreadable as problem:
+        if rejected is not None:
+            rejected.append(
+                Rejected("switchover request", untrusted(name), entry.modify_index, str(problem))
+            )
         return SwitchoverRequest("", "?", 0.0, entry.modify_index)  # garbage: drop it
+
+
+# A bad entry is logged once, and again only every so often while it stays:
+# every read of the leader's watch (several a second) sees it.
+REJECTED_REMIND = 600.0
+_rejected_reminders = Reminders(REJECTED_REMIND)
+
+
+def warn_rejected(rejected: Iterable[Rejected]) -> None:
+    """One WARNING for each bad entry (not one per read)."""
+    for item in rejected:
+        if not _rejected_reminders.due(item.entry, f"{item.modify_index} {item.reason}"):
+            continue
+        if item.what == "switchover request":
+            fix = "the leader deletes it"
+        else:
+            fix = f"delete it (`consul kv delete {item.entry}`)"
+        log.warning(
+            "ignored the %s %s (ModifyIndex %d): %s. vip-elector never writes that: %s, and "
+            "check which tokens may write under the trigger-key's prefix",
+            item.what,
+            item.entry,
+            item.modify_index,
+            item.reason,
+            fix,
+            extra={"event": "entry_ignored"},
+        )
 
 
 def best_other(
@@ -222,9 +363,6 @@ def best_other(
         if c.value != value and c.eligible and (than is None or c.priority > than)
     ]
     return min(others, key=lambda c: (-c.priority, c.value), default=None)
-
-
-DEFAULT_PRIORITY = 100
 
 
 # -- rules ----------------------------------------------------------------------
@@ -365,23 +503,35 @@ class TriggerKey:
             lock_index=key.lock_index,
         )
         flag = entries.get(conflict_key(self.name, self.value))
-        return KeyTree(
+        rejected: list[Rejected] = []
+        tree = KeyTree(
             key,
-            parse_candidates(self.name, entries),
-            parse_request(self.name, entries),
+            parse_candidates(self.name, entries, rejected),
+            parse_request(self.name, entries, rejected),
             flag.modify_index if flag is not None else 0,
+            tuple(rejected),
         )
+        warn_rejected(rejected)
+        return tree
 
-    def candidates(self) -> dict[str, Candidate]:
+    def candidates(self, rejected: list[Rejected] | None = None) -> dict[str, Candidate]:
+        """The live candidates. Entries that cannot be read are logged (once), or,
+        given ``rejected``, added to it for the caller to report."""
         _, entries = self.adapter.get_prefix(candidates_prefix(self.name))
-        return parse_candidates(self.name, entries)
+        found: list[Rejected] = []
+        candidates = parse_candidates(self.name, entries, found)
+        if rejected is None:
+            warn_rejected(found)
+        else:
+            rejected.extend(found)
+        return candidates
 
     def publish(self, session_id: str, priority: int, eligible: bool, why: str, node: str) -> bool:
         """This node's candidate entry, locked by its session (it goes with it)."""
         body = {
             "priority": priority,
             "eligible": eligible,
-            "why": why,
+            "why": why[:TEXT_LIMIT],  # all the others keep of it: the entry stays small
             "node": node,
             "host": socket.gethostname(),
         }
