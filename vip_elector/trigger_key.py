@@ -97,7 +97,11 @@ def rivals(
         if own_node is None or str(item.get("Node")) == own_node:
             continue
         found.append(
-            Rival(str(item.get("Node")), str(item.get("ID")), int(item.get("CreateIndex") or 0))
+            Rival(
+                untrusted(str(item.get("Node"))),  # logged as is (rival_message)
+                str(item.get("ID")),
+                int(item.get("CreateIndex") or 0),
+            )
         )
     return found
 
@@ -402,9 +406,10 @@ def ownership_problem(key: KeyState, session_id: str, value: bytes) -> tuple[Cau
         holder = key.session or "nobody"
         return Cause.KEY_TAKEN, f"the trigger-key is now held by session {holder}"
     if key.value != value or key.flags != LOCK_FLAG:
-        shown = key.value.decode(errors="replace") if key.value is not None else None
+        shown = repr(key.value.decode(errors="replace")) if key.value is not None else "None"
         return Cause.KEY_CHANGED, (
-            f"the trigger-key changed under our session (value={shown!r}, flags={key.flags})"
+            f"the trigger-key changed under our session (value={untrusted(shown, 80)}, "
+            f"flags={key.flags})"
         )
     return None
 

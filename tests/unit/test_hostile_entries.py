@@ -14,16 +14,23 @@ import logging
 import time
 import uuid
 
+import consul
+import consul.base
 import pytest
 
-from vip_elector.consul_adapter import KeyState
+from vip_elector.consul_adapter import KeyState, _expect_ok, translate
+from vip_elector.node_watch import maintenance_reason
 from vip_elector.trigger_key import (
     ENTRY_LIMIT,
     Candidate,
     Rejected,
     candidate_key,
+    ownership_problem,
     parse_candidates,
     parse_request,
+    rival_message,
+    rivals,
+    session_name,
     switchover_key,
     warn_rejected,
 )
@@ -171,3 +178,55 @@ def test_a_bad_entry_is_one_warning_not_one_per_read(caplog: pytest.LogCaptureFi
     assert "ignored the candidate entry" in lines[0]
     assert "`priority` is not a whole number from 0 to 255" in lines[0]
     assert "consul kv delete" in lines[0]
+
+
+# -- every other string from Consul that reaches a log line ----------------------------------------
+
+FORGED = "\x1b[31m\x08*** LOCK LOST ***\n"
+
+
+def test_an_error_body_from_consul_or_a_proxy_is_escaped_and_bounded() -> None:
+    body = FORGED + "<html>" + "x" * 300_000
+    response = consul.base.Response(502, {}, body)
+    with pytest.raises(consul.ConsulException) as caught:
+        _expect_ok(response)
+    error = translate(caught.value)
+    assert error.kind == "server_error"
+    message = str(error)
+    assert "\\x1b[31m\\x08*** LOCK LOST ***\\n<html>" in message
+    assert "\x1b" not in message
+    assert "\n" not in message
+    assert len(message) < 600
+
+
+def test_a_value_written_into_our_lock_is_shown_bounded() -> None:
+    key = KeyState(
+        index=9, exists=True, value=(FORGED + "v" * 300_000).encode(), session=SESSION, flags=0
+    )
+    problem = ownership_problem(key, SESSION, b"node-a")
+    assert problem is not None
+    assert "\x1b" not in problem[1]
+    assert len(problem[1]) < 250
+
+
+def test_a_rivals_node_name_is_escaped() -> None:
+    session = {
+        "ID": "s-2",
+        "Node": FORGED + "n" * 1000,
+        "Name": session_name("host-2", "node-a", KEY),
+        "CreateIndex": 5,
+    }
+    (rival,) = rivals([session], KEY, "node-a", own_node="node-1")
+    message = rival_message(KEY, "node-a", [rival])
+    assert "\\x1b[31m" in message
+    assert "\x1b" not in message
+    assert len(message) < 600
+
+
+def test_the_reason_given_for_consul_maintenance_is_escaped() -> None:
+    checks = [{"CheckID": "_node_maintenance", "Notes": FORGED + "because"}]
+    reason = maintenance_reason(checks, "web")
+    assert reason is not None
+    assert reason.startswith("the node is in Consul maintenance mode (\\x1b[31m")
+    assert "\x1b" not in reason
+    assert "\n" not in reason
