@@ -1,0 +1,106 @@
+"""The status server under clients that do not play along, and what /leader and
+/primary say. It runs in-process on loopback with stub views of the daemon
+(tests/test_fenced.py asks a real daemon)."""
+
+from __future__ import annotations
+
+import http.client
+import select
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from vip_elector.status_server import REQUEST_DEADLINE, StatusServer
+
+
+class Daemon:
+    """What the stub daemon says: its state and the fence left."""
+
+    def __init__(self) -> None:
+        self.state = "leader"
+        self.fence = 3.0
+
+    def status(self) -> dict[str, Any]:
+        return {"state": self.state}
+
+    def leader(self) -> float:
+        return self.fence
+
+
+@pytest.fixture
+def daemon() -> Daemon:
+    return Daemon()
+
+
+@pytest.fixture
+def server(daemon: Daemon) -> Iterator[StatusServer]:
+    running = StatusServer(
+        ("127.0.0.1", 0),
+        daemon.status,
+        lambda accept, encoding: (b"", {}),
+        lambda: True,
+        daemon.leader,
+    ).start()
+    yield running
+    running.close()
+
+
+def get(server: StatusServer, path: str, timeout: float = 5.0) -> tuple[int, str]:
+    connection = http.client.HTTPConnection(*server.address, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+# -- clients that do not play along -------------------------------------------------------------
+
+
+def test_leader_answers_within_a_second_with_50_slow_clients_connected(
+    server: StatusServer,
+) -> None:
+    # Each sends the start of a request and never the end of its head: 16 of
+    # them once took every slot, and vip-manager's /leader was refused.
+    slow = []
+    try:
+        for _ in range(50):
+            sock = socket.create_connection(server.address, timeout=2)
+            sock.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\n")
+            slow.append(sock)
+        for _ in range(3):  # not just once
+            started = time.monotonic()
+            assert get(server, "/leader", timeout=1.0)[0] == 200
+            assert time.monotonic() - started < 1.0
+    finally:
+        for sock in slow:
+            sock.close()
+
+
+def test_a_client_trickling_its_request_is_cut_off_at_the_deadline(server: StatusServer) -> None:
+    # One header line every half second: a timeout per read never fires.
+    with socket.create_connection(server.address, timeout=2) as sock:
+        started = time.monotonic()
+        sock.sendall(b"GET /status HTTP/1.1\r\n")
+        closed_after = None
+        while time.monotonic() - started < REQUEST_DEADLINE + 4:
+            try:
+                sock.sendall(b"X-Slow: 1\r\n")
+            except OSError:  # reset: the server closed it
+                closed_after = time.monotonic() - started
+                break
+            readable, _, _ = select.select([sock], [], [], 0.5)
+            if readable:
+                try:
+                    data = sock.recv(1000)
+                except OSError:
+                    data = b""
+                assert not data.startswith(b"HTTP/1.0 200"), "answered a request never finished"
+                closed_after = time.monotonic() - started
+                break
+        assert closed_after is not None, "the trickling client kept its connection"
+        assert closed_after < REQUEST_DEADLINE + 1.0
