@@ -1,8 +1,14 @@
-"""--status-addr: /status (JSON), /metrics (Prometheus), /healthz and /leader.
+"""--status-addr: /status (JSON), /metrics (Prometheus), /healthz, /leader and /primary.
 
 /leader is the fenced leadership endpoint for vip-manager's `dcs-type:
-patroni` mode (and load balancers): 200 while this node is the leader and
-proved it recently enough (``DaemonState.fenced``), 503 otherwise.
+patroni` mode: 200 while this node is the leader and proved it recently
+enough (``DaemonState.fenced``), 503 otherwise. With a lock-delay too short
+for a fence (the default) it never answers 200.
+
+/primary is for load balancers' health checks, as Patroni's /primary is: 200
+while this node's role is LEADER, fence or not (so for a moment after a
+partition two nodes may say 200; vip-manager must use /leader). Every 503
+says why in its body.
 
 Read-only views of the daemon's state machine, served from their own
 threads. The server is bounded so that its clients can never starve the
@@ -164,8 +170,12 @@ class StatusServer:
         healthy: Callable[[], bool],
         leader: Callable[[], float] = lambda: 0.0,
         inherited: socket.socket | None = None,
+        fence_bound: Callable[[], float] | None = None,
     ) -> None:
-        handler = _make_handler(status, metrics, healthy, leader)
+        """``leader``: the seconds of fence left (``DaemonState.fenced``);
+        ``fence_bound``: ``Settings.fence_bound`` of the running settings, so a
+        503 on /leader can say whether a fence is possible at all."""
+        handler = _make_handler(status, metrics, healthy, leader, fence_bound)
         self.server = BoundedServer(address, handler, inherited)
         self.thread = threading.Thread(target=self.server.serve_forever, name="status", daemon=True)
 
@@ -177,7 +187,8 @@ class StatusServer:
     def start(self) -> StatusServer:
         self.thread.start()
         log.info(
-            "status endpoint on http://%s/ (/status, /metrics, /healthz, /leader)",
+            "status endpoint on http://%s/ (/status, /metrics, /healthz, /leader for "
+            "vip-manager, /primary for load balancers)",
             format_address(self.address),
             extra={"event": "status_server"},
         )
@@ -242,11 +253,32 @@ class _DeadlineReader(io.RawIOBase):
         return self.sock.recv_into(buffer)
 
 
+def not_leader_reason(state: str, fence_bound: float | None) -> str:
+    """Why /leader (fenced) answers 503 in ``state``."""
+    if state != "leader":
+        return f"not the leader (state {state})"
+    if fence_bound is not None and fence_bound <= 0:
+        return (
+            "leader, but lock-delay leaves no fence: use /primary for load balancers "
+            "(vip-manager's patroni mode needs a longer --lock-delay)"
+        )
+    if fence_bound is not None:
+        return (
+            "leader, but not fenced now: Consul has not confirmed the lock within the "
+            "fence, or the VIP is being handed over"
+        )
+    return (
+        "leader, but not fenced: lock-delay leaves no fence (use /primary for load "
+        "balancers), or Consul has not confirmed the lock lately"
+    )
+
+
 def _make_handler(
     status: Callable[[], dict[str, Any]],
     metrics: MetricsRenderer,
     healthy: Callable[[], bool],
     leader: Callable[[], float],
+    fence_bound: Callable[[], float] | None,
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "vip-elector"
@@ -290,10 +322,16 @@ def _make_handler(
             elif path == "/leader":
                 left = leader()
                 if left > 0:
-                    body = f"leader (fenced for {left:.1f}s)\n".encode()
-                    self._send(200, {"Content-Type": "text/plain"}, body, with_body)
+                    self._text(200, f"leader (fenced for {left:.1f}s)", with_body)
                 else:
-                    self._send(503, {"Content-Type": "text/plain"}, b"not the leader\n", with_body)
+                    bound = fence_bound() if fence_bound is not None else None
+                    self._text(503, not_leader_reason(self._state(), bound), with_body)
+            elif path == "/primary":
+                state = self._state()
+                if state == "leader":
+                    self._text(200, "leader", with_body)
+                else:
+                    self._text(503, not_leader_reason(state, None), with_body)
             elif path == "/healthz":
                 ok = healthy()
                 self._send(
@@ -303,8 +341,14 @@ def _make_handler(
                     with_body,
                 )
             else:
-                body = b"try /status, /metrics, /healthz or /leader\n"
-                self._send(404, {"Content-Type": "text/plain"}, body, with_body)
+                self._text(404, "try /status, /metrics, /healthz, /leader or /primary", with_body)
+
+        def _state(self) -> str:
+            return str(status().get("state"))
+
+        def _text(self, code: int, text: str, with_body: bool) -> None:
+            body = f"{text}\n".encode()
+            self._send(code, {"Content-Type": "text/plain"}, body, with_body)
 
         def _send(self, code: int, headers: dict[str, str], body: bytes, with_body: bool) -> None:
             self.send_response(code)

@@ -104,3 +104,92 @@ def test_a_client_trickling_its_request_is_cut_off_at_the_deadline(server: Statu
                 break
         assert closed_after is not None, "the trickling client kept its connection"
         assert closed_after < REQUEST_DEADLINE + 1.0
+
+
+# -- /leader (fenced, for vip-manager) and /primary (by role, for load balancers) ----------------
+
+
+def start(daemon: Daemon, fence_bound: float | None) -> StatusServer:
+    return StatusServer(
+        ("127.0.0.1", 0),
+        daemon.status,
+        lambda accept, encoding: (b"", {}),
+        lambda: True,
+        daemon.leader,
+        fence_bound=None if fence_bound is None else (lambda: fence_bound),
+    ).start()
+
+
+@pytest.mark.parametrize(
+    ("state", "fence", "bound", "leader", "primary"),
+    [
+        ("leader", 3.0, 4.5, (200, "leader (fenced for 3.0s)"), (200, "leader")),
+        (
+            "leader",
+            0.0,
+            -0.2,  # the default lock-delay: no room for a fence
+            (
+                503,
+                "leader, but lock-delay leaves no fence: use /primary for load balancers "
+                "(vip-manager's patroni mode needs a longer --lock-delay)",
+            ),
+            (200, "leader"),
+        ),
+        (
+            "leader",
+            0.0,
+            4.5,
+            (
+                503,
+                "leader, but not fenced now: Consul has not confirmed the lock within the "
+                "fence, or the VIP is being handed over",
+            ),
+            (200, "leader"),
+        ),
+        (
+            "leader",
+            0.0,
+            None,  # not told the bound
+            (
+                503,
+                "leader, but not fenced: lock-delay leaves no fence (use /primary for load "
+                "balancers), or Consul has not confirmed the lock lately",
+            ),
+            (200, "leader"),
+        ),
+        (
+            "follower",
+            0.0,
+            4.5,
+            (503, "not the leader (state follower)"),
+            (503, "not the leader (state follower)"),
+        ),
+        (
+            "fault",
+            0.0,
+            -0.2,
+            (503, "not the leader (state fault)"),
+            (503, "not the leader (state fault)"),
+        ),
+    ],
+)
+def test_leader_and_primary_say_what_they_mean(
+    daemon: Daemon,
+    state: str,
+    fence: float,
+    bound: float | None,
+    leader: tuple[int, str],
+    primary: tuple[int, str],
+) -> None:
+    daemon.state, daemon.fence = state, fence
+    server = start(daemon, bound)
+    try:
+        assert get(server, "/leader") == (leader[0], leader[1] + "\n")
+        assert get(server, "/primary") == (primary[0], primary[1] + "\n")
+        connection = http.client.HTTPConnection(*server.address, timeout=5)
+        connection.request("HEAD", "/primary")
+        head = connection.getresponse()
+        assert (head.status, head.read()) == (primary[0], b"")
+        connection.close()
+    finally:
+        server.close()
