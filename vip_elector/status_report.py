@@ -45,7 +45,9 @@ def local_daemon(settings: Settings) -> dict[str, Any] | None:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with opener.open(url, timeout=1.0) as answer:
             status = json.loads(answer.read(1 << 20))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(status, dict):  # something else listens there
         return None
     return {
         "state": status.get("state"),

@@ -5,14 +5,18 @@
 from __future__ import annotations
 
 import http.client
+import http.server
 import select
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from tests.unit.settings_factory import make_settings
+from vip_elector.status_report import local_daemon
 from vip_elector.status_server import REQUEST_DEADLINE, StatusServer
 
 
@@ -193,3 +197,29 @@ def test_leader_and_primary_say_what_they_mean(
         connection.close()
     finally:
         server.close()
+
+
+# -- `status` reading a daemon's /status: whatever answers on that port ------------------------
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000, b"[1, 2]", b'"leader"', b"{", b"\xff"])
+def test_status_ignores_a_status_port_that_answers_something_else(body: bytes) -> None:
+    class Other(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Other)
+    thread = threading.Thread(target=other.serve_forever, daemon=True)
+    thread.start()
+    try:
+        settings = make_settings(status_addr=("127.0.0.1", other.server_address[1]))
+        assert local_daemon(settings) is None
+    finally:
+        other.shutdown()
+        other.server_close()
