@@ -449,3 +449,72 @@ def test_liveness_failures_are_logged_once_not_every_second(
     node.elector.wait_log("liveness check .* passed again after", 10)
     assert proxy.requests_answered_500 >= 2
     assert node.elector.count("passing the liveness check .* failed") == 1
+
+
+# -- 11. what is under the trigger-key's prefix is anybody's writing ------------------------------
+
+
+def test_hostile_entries_under_the_key_stop_no_daemon_and_no_command(election: Election) -> None:
+    """A switchover request nested 50,000 deep once killed every leader in turn
+    (RecursionError), a candidate entry with priority 1e400 killed leaders and
+    followers (OverflowError), `status` and `switchover` printed a traceback, and
+    a request's `by` reached the log raw. Each bad entry is now one WARNING."""
+    node_a = election.add("node-a")
+    election.wait_holder()
+    node_b = election.add("node-b")
+    prefix = election.key
+    wait_until(lambda: election.api.kv_get(f"{prefix}/candidates/node-b"), 20, "node-b's entry")
+    # Any session may hold an entry under candidates/ (it takes key write, no more).
+    intruder = election.api.session_create(Name="intruder", TTL="60s")
+    command = ("--vip-manager-config", str(election.config), "--hostname", "cmd")
+    try:
+        put = election.api.kv_put
+        assert put(f"{prefix}/candidates/inf", '{"priority": 1e400}', acquire=intruder)
+        assert put(f"{prefix}/candidates/deep", b"[" * 10_000, acquire=intruder)
+        assert put(f"{prefix}/switchover", b"[" * 50_000)
+        # The leader refuses the request and deletes it; nobody dies.
+        wait_until(lambda: election.api.kv_get(f"{prefix}/switchover") is None, 10, "dropped")
+        assert stays_true(
+            lambda: (
+                node_a.elector.running()
+                and node_b.elector.running()
+                and election.holder() == "node-a"
+            ),
+            3.0,
+        )
+        assert node_a.elector.count("ignored the switchover request .*: 50000 bytes") == 1
+        assert node_a.elector.count("candidates/deep .*: JSON nested too deeply") == 1
+
+        status = run_vip_elector("status", *command)
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert "Traceback" not in status.stdout + status.stderr
+        assert (
+            f"IGNORED       {prefix}/candidates/inf: `priority` is not a whole number "
+            "from 0 to 255" in status.stdout
+        )
+        assert f"IGNORED       {prefix}/candidates/deep: JSON nested too deeply" in status.stdout
+
+        moved = run_vip_elector("switchover", *command, "--to", "node-b")
+        assert moved.returncode == 0, moved.stdout + moved.stderr
+        assert "Traceback" not in moved.stdout + moved.stderr
+        assert f"ignored the candidate entry {prefix}/candidates/inf" in moved.stderr
+        election.wait_holder(10, among=["node-b"])
+
+        # Who asked for a switchover is logged escaped and bounded: no forged line.
+        forged = "\x1b[31m*** LOCK LOST ***\n" + "x" * 5000
+        request = {"to": "nobody", "at": time.time(), "by": forged}
+        assert put(f"{prefix}/switchover", json.dumps(request))
+        line = node_b.elector.wait_log(r"switchover to 'nobody' \(asked by .*refused", 10)
+        assert "\\x1b[31m*** LOCK LOST ***\\n" in line
+        assert len(line) < 1000
+        assert "\x1b" not in node_b.elector.log()
+
+        # A follower reads the candidates when the key goes free: node-a takes it.
+        assert node_b.elector.terminate() == 0
+        election.wait_holder(15, among=["node-a"])
+        assert node_a.elector.running()
+        for node in (node_a, node_b):  # one WARNING per entry, not one per read
+            assert node.elector.count(f"ignored the candidate entry {prefix}/candidates/inf") == 1
+            assert "Traceback" not in node.elector.log()
+    finally:
+        election.api.session_destroy(intruder)

@@ -285,6 +285,43 @@ def test_status_endpoint_serves_status_metrics_and_healthz(election: Election) -
     assert requests.get(status_url(port, "/healthz"), timeout=2).status_code == 200
 
 
+def test_load_balancers_get_200_from_the_leader_on_a_default_install(
+    election: Election, tmp_path: Path
+) -> None:
+    # The default lock-delay (1s) with the shipped vip-manager interval (1000 ms)
+    # leaves no room for a fence: /leader (vip-manager's patroni mode) never says
+    # 200, and load balancers following the docs saw 503 on every node. /primary
+    # answers by role, and every 503 says why.
+    config = write_vip_manager_config(
+        tmp_path / "shipped.yml",
+        trigger_key=election.key,
+        endpoint=election.agent.http_url,
+        interval_ms=1000,
+    )
+    ports = {"node-a": free_port(), "node-b": free_port()}
+    node_a = election.add("node-a", config=config, args=["--status-addr", f":{ports['node-a']}"])
+    election.wait_holder()
+    election.add("node-b", config=config, args=["--status-addr", f":{ports['node-b']}"])
+
+    def answer(node: str, path: str) -> tuple[int, str]:
+        got = requests.get(status_url(ports[node], path), timeout=2)
+        return got.status_code, got.text
+
+    follower = (503, "not the leader (state follower)\n")
+    wait_until(lambda: answer("node-b", "/primary") == follower, 15, "node-b follows")
+    assert answer("node-a", "/primary") == (200, "leader\n")
+    code, text = answer("node-a", "/leader")
+    assert code == 503
+    assert text.startswith("leader, but")
+    assert "lock-delay leaves no fence" in text
+    assert "use /primary for load balancers" in text
+    assert answer("node-b", "/leader") == follower
+
+    node_a.elector.terminate()
+    election.wait_holder(15, among=["node-b"])
+    wait_until(lambda: answer("node-b", "/primary") == (200, "leader\n"), 5, "node-b says 200")
+
+
 def test_healthz_is_503_when_threads_stall() -> None:
     state = DaemonState("k", "v")
     server = StatusServer(

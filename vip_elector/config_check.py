@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from vip_elector import service_user
 from vip_elector.consul_adapter import ConsulAdapter, ConsulError
 from vip_elector.durations import format_duration
+from vip_elector.key_entries import is_foreign, not_a_lock_message
 from vip_elector.logs import untrusted
 from vip_elector.settings import Settings
-from vip_elector.key_entries import is_foreign, not_a_lock_message
 from vip_elector.trigger_key import (
     TriggerKey,
     candidate_key,

@@ -28,6 +28,7 @@ import requests.adapters
 
 from vip_elector.durations import format_duration, parse_duration
 from vip_elector.key_entries import KeyState
+from vip_elector.logs import untrusted
 from vip_elector.settings import ConsulSettings
 
 CONNECT_TIMEOUT = 2.0
@@ -121,6 +122,9 @@ ERROR_KINDS: tuple[str, ...] = (
 )
 
 
+ERROR_TEXT_LIMIT = 500  # characters of an error's text (an HTML page from a proxy...)
+
+
 def _body_of(exc: Exception) -> str:
     return str(exc).strip() or exc.__class__.__name__
 
@@ -138,6 +142,9 @@ def translate(exc: BaseException, secrets: tuple[str, ...] = ()) -> ConsulError:
     for secret in secrets:
         if secret and secret in text:
             text = text.replace(secret, "<token>")
+    # What Consul (or a proxy in front of it) answered goes into log lines and
+    # messages: escaped and bounded, as any text from outside.
+    text = untrusted(text, ERROR_TEXT_LIMIT)
     if text != str(error):
         error.args = (text,)
     return error

@@ -204,6 +204,7 @@ class Coordinator:
                 self.healthy,
                 self.fence.left,
                 inherited=inherited,
+                fence_bound=lambda: self.settings.fence_bound,
             ).start()
             if self.settings.fence_bound <= 0:
                 log.info(

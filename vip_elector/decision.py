@@ -531,9 +531,10 @@ def ownership_problem(key: KeyState, session_id: str, value: bytes) -> tuple[Cau
         holder = key.session or "nobody"
         return Cause.KEY_TAKEN, f"the trigger-key is now held by session {holder}"
     if key.value != value or key.flags != LOCK_FLAG:
-        shown = key.value.decode(errors="replace")[:80] if key.value is not None else None
+        # Escaped and bounded: anybody who may write the key wrote it.
+        shown = repr(key.value.decode(errors="replace"))[:80] if key.value is not None else None
         return Cause.KEY_CHANGED, (
-            f"the trigger-key changed under our session (value={shown!r}, flags={key.flags})"
+            f"the trigger-key changed under our session (value={shown}, flags={key.flags})"
         )
     return None
 
@@ -1184,6 +1185,10 @@ class _Step:
             return self.now + IDLE
         self.set(request_done=request.modify_index)
         target, refusal = switchover_refusal(request, m.candidates, self.rules.value, m.wall)
+        if target is None and not request.to:
+            # Unreadable: the protocol layer warned about it once; just drop it.
+            self.out.append(DropRequest(request))
+            return self.now + IDLE
         if target is None:
             self.log(
                 "warning",

@@ -35,7 +35,13 @@ class KeyState:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A candidate as its entry says (only entries whose session still lives)."""
+    """A candidate as its entry says (only entries whose session still lives).
+
+    Every string here came from Consul, where anybody with write access under the
+    key's prefix may have put it: ``value`` is checked (printable, bounded), the
+    others are stored already made safe for a log line (``logs.untrusted``), so
+    any consumer may log them as they are.
+    """
 
     value: str
     session: str
@@ -47,6 +53,11 @@ class Candidate:
 
 @dataclass(frozen=True)
 class SwitchoverRequest:
+    """A request as its entry says; ``to`` and ``by`` are safe for a log line.
+
+    An entry that cannot be read is returned as ``to=""``, ``at=0`` (stale), so
+    the leader refuses it and deletes it."""
+
     to: str  # a lock value, or "any"
     by: str
     at: float  # wall clock of the request
@@ -59,6 +70,16 @@ class SwitchoverRequest:
 
 
 @dataclass(frozen=True)
+class Rejected:
+    """An entry under the key's prefix that vip-elector cannot have written."""
+
+    what: str  # "candidate entry", "switchover request"
+    entry: str  # its KV name, safe for a log line
+    modify_index: int
+    reason: str  # what is wrong with it, in our words (never its content)
+
+
+@dataclass(frozen=True)
 class KeyTree:
     """One read of the key and everything under its prefix."""
 
@@ -66,6 +87,7 @@ class KeyTree:
     candidates: dict[str, Candidate]
     request: SwitchoverRequest | None
     conflict: int  # ModifyIndex of a conflict flag on our value; 0 when there is none
+    rejected: tuple[Rejected, ...] = ()
 
 
 def best_other(

@@ -22,6 +22,7 @@ import logging.handlers
 import os
 import queue
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any, TextIO
@@ -76,6 +77,27 @@ class Reminder:
     def clear(self) -> None:
         """The problem is over: the next one is logged at once."""
         self._last = None
+
+
+class Reminders:
+    """A :class:`Reminder` for each of many things (one per KV entry, say), for
+    all threads. Bounded: past ``limit`` things it starts afresh (each is then
+    logged once more), so names chosen by somebody else cannot grow it."""
+
+    def __init__(self, every: float, limit: int = 256) -> None:
+        self.every = every
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._reminders: dict[str, Reminder] = {}
+
+    def due(self, thing: str, problem: str) -> bool:
+        with self._lock:
+            reminder = self._reminders.get(thing)
+            if reminder is None:
+                if len(self._reminders) >= self.limit:
+                    self._reminders.clear()
+                reminder = self._reminders[thing] = Reminder(self.every)
+            return reminder.due(problem)
 
 
 def running_under_systemd(environ: Mapping[str, str] | None = None) -> bool:

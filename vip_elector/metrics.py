@@ -161,7 +161,7 @@ class StateCollector:
             f"{PREFIX}_fence_remaining_seconds",
             "seconds /leader may still answer 200 without a newer proof of the lock "
             "(0: not the leader, or no fence)",
-            value=snap["fenced_for"],
+            value=extra.get("fenced_for", 0.0),
         )
         for key, name, meaning in _SECONDS:
             if key in extra:

@@ -24,6 +24,7 @@ from vip_elector.consul_adapter import ConsulAdapter
 from vip_elector.decision import ConsulMaintenance
 from vip_elector.durations import format_duration
 from vip_elector.key_entries import next_index
+from vip_elector.logs import untrusted
 from vip_elector.retrying import Retrier
 from vip_elector.settings import Settings
 from vip_elector.state import DaemonState
@@ -42,7 +43,7 @@ def maintenance_reason(checks: list[dict[str, Any]], check_id: str | None) -> st
     for check in checks:
         check_id_ = str(check.get("CheckID", ""))
         notes = str(check.get("Notes") or "").strip()
-        why = f" ({notes[:120]})" if notes else ""
+        why = f" ({untrusted(notes, 120)})" if notes else ""
         if check_id_ == NODE_MAINTENANCE:
             return f"the node is in Consul maintenance mode{why}"
         if check_id_.startswith(SERVICE_MAINTENANCE):

@@ -336,7 +336,8 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "status-addr",
-        "serve `/status` (JSON), `/metrics` (Prometheus) and `/healthz`; without HOST on 127.0.0.1",
+        "serve `/status` (JSON), `/metrics` (Prometheus), `/healthz`, `/primary` (for load "
+        "balancers) and the fenced `/leader` (for vip-manager); without HOST on 127.0.0.1",
         flag="--status-addr",
         metavar="[HOST]:PORT",
         shown_default="off",

@@ -12,7 +12,11 @@
 The directory is systemd's ``$RUNTIME_DIRECTORY`` (the units set
 ``RuntimeDirectory=vip-elector``), else ``/run/vip-elector`` when it can be
 used, else ``$XDG_RUNTIME_DIR/vip-elector``, else a per-user directory under
-the temporary directory.
+the temporary directory. Anybody can create that last one before us, so it is
+used only if it is a real directory of this user that nobody else may write
+(else the daemon refuses to start, saying what to fix), and the record is
+written through a new file of its own (``O_EXCL|O_NOFOLLOW``), never through
+a link somebody planted.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,21 +51,54 @@ def instance_id(*parts: str) -> str:
     return f"{slug}-{digest}"
 
 
+SYSTEM_DIRECTORY = Path("/run/vip-elector")
+
+
 def runtime_directory(environ: dict[str, str] | None = None) -> Path:
+    """Where this daemon keeps its lock and session record (raises OSError, saying
+    what to fix, when there is no safe place)."""
     env = dict(os.environ if environ is None else environ)
     candidates = []
     if env.get("RUNTIME_DIRECTORY"):
         candidates.append(Path(env["RUNTIME_DIRECTORY"].split(":")[0]))
-    candidates.append(Path("/run/vip-elector"))
+    candidates.append(SYSTEM_DIRECTORY)
     if env.get("XDG_RUNTIME_DIR"):
         candidates.append(Path(env["XDG_RUNTIME_DIR"]) / "vip-elector")
-    candidates.append(Path(tempfile.gettempdir()) / f"vip-elector-{os.getuid()}")
     for directory in candidates:
         with contextlib.suppress(OSError):
             directory.mkdir(mode=0o700, parents=False, exist_ok=True)
             if os.access(directory, os.W_OK | os.X_OK):
                 return directory
-    raise OSError("no usable runtime directory (set RUNTIME_DIRECTORY)")
+    return private_directory(Path(tempfile.gettempdir()) / f"vip-elector-{os.getuid()}")
+
+
+def private_directory(path: Path) -> Path:
+    """``path`` as a directory only this user may write: created (0700) if absent.
+
+    It lies in a directory everybody may write (/tmp): another user could have
+    created it first, or put a link there, and then plant files (a link at the
+    record's name) in it. Such a directory is refused, with what to do.
+    """
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    info = os.lstat(path)
+    me = os.getuid()
+    problem = None
+    if stat.S_ISLNK(info.st_mode):
+        problem = "is a symbolic link"
+    elif not stat.S_ISDIR(info.st_mode):
+        problem = "is not a directory"
+    elif info.st_uid != me:
+        problem = f"belongs to uid {info.st_uid}, not to this user (uid {me})"
+    elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        problem = f"may be written by group or others (mode {stat.S_IMODE(info.st_mode):04o})"
+    if problem is not None:
+        raise OSError(
+            f"the runtime directory {path} {problem}: another user could plant files "
+            f"in it. Have it removed (`rm -rf {path}`), or set RUNTIME_DIRECTORY to a "
+            "directory only this user may write (systemd's RuntimeDirectory= makes one)"
+        )
+    return path
 
 
 class InstanceLock:
@@ -127,7 +165,12 @@ class SessionRecord:
     def save(self, held: Held) -> None:
         path = self.path
         tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        # A new file, never one that is there (a link somebody planted, or one
+        # left by a dead process with our pid: unlink does not follow links).
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(tmp, flags, 0o600)
         try:
             os.write(
                 fd,

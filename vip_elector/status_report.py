@@ -18,9 +18,9 @@ from typing import Any
 
 from vip_elector.consul_adapter import ConsulAdapter, ConsulError
 from vip_elector.durations import format_duration
+from vip_elector.key_entries import LOCK_FLAG, Candidate, Rejected
 from vip_elector.settings import Settings
 from vip_elector.status_server import format_address
-from vip_elector.key_entries import LOCK_FLAG, Candidate
 from vip_elector.trigger_key import TriggerKey, parse_session_name
 
 EXIT_HEALTHY, EXIT_NO_LEADER, EXIT_ERROR = 0, 1, 2
@@ -40,7 +40,9 @@ def local_daemon(settings: Settings) -> dict[str, Any] | None:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with opener.open(url, timeout=1.0) as answer:
             status = json.loads(answer.read(1 << 20))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(status, dict):  # something else listens there
         return None
     return {
         "state": status.get("state"),
@@ -72,7 +74,12 @@ def gather(settings: Settings, adapter: ConsulAdapter) -> dict[str, Any]:
             "health_failover": settings.health_failover(),
         },
     }
-    entries = TriggerKey(adapter, key_name, settings.lock_value).candidates()
+    rejected: list[Rejected] = []
+    entries = TriggerKey(adapter, key_name, settings.lock_value).candidates(rejected)
+    # Entries nobody should have written: said, but not held against the leader.
+    report["ignored_entries"] = [
+        {"entry": r.entry, "modify_index": r.modify_index, "reason": r.reason} for r in rejected
+    ]
     candidates = []
     for session in adapter.list_sessions():
         candidacy = parse_session_name(str(session.get("Name", "")))
@@ -226,6 +233,11 @@ def render_text(report: dict[str, Any]) -> str:
     lines.append(f"health check  {this['health_failover']}")
     for problem in report["problems"]:
         lines.append(f"PROBLEM       {problem}")
+    for ignored in report.get("ignored_entries", []):
+        lines.append(
+            f"IGNORED       {ignored['entry']}: {ignored['reason']} (vip-elector does not "
+            "write that: delete it)"
+        )
     verdict = (
         "healthy leader"
         if report["healthy_leader"]

@@ -1,25 +1,36 @@
-"""--status-addr: /status (JSON), /metrics (Prometheus), /healthz and /leader.
+"""--status-addr: /status (JSON), /metrics (Prometheus), /healthz, /leader and /primary.
 
 /leader is the fenced leadership endpoint for vip-manager's `dcs-type:
-patroni` mode (and load balancers): 200 while this node is the leader and
-proved it recently enough (``DaemonState.fenced``), 503 otherwise.
+patroni` mode: 200 while this node is the leader and proved it recently
+enough (``DaemonState.fenced``), 503 otherwise. With a lock-delay too short
+for a fence (the default) it never answers 200.
+
+/primary is for load balancers' health checks, as Patroni's /primary is: 200
+while this node's role is LEADER, fence or not (so for a moment after a
+partition two nodes may say 200; vip-manager must use /leader). Every 503
+says why in its body.
 
 Read-only views of the daemon's state machine, served from their own
 threads. The server is bounded so that its clients can never starve the
-daemon: at most MAX_CONNECTIONS at once (a connection beyond that is closed
-at once, so idle clients cannot use up file descriptors the daemon needs for
-Consul), a read timeout on every connection, and errors of a client (a
-disconnect, a malformed request) logged as one escaped DEBUG line.
+daemon, nor each other: at most MAX_CONNECTIONS at once (idle clients cannot
+use up file descriptors the daemon needs for Consul), REQUEST_DEADLINE for
+the whole request head however slowly it trickles in, and when every slot
+is taken a new client takes the slot of the oldest one still sending its
+request: slow or idle clients, however many, cannot keep vip-manager from
+/leader. Errors of a client (a disconnect, a malformed request) are logged
+as one escaped DEBUG line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -32,7 +43,9 @@ log = logging.getLogger("vip_elector")
 MetricsRenderer = Callable[[str, str], tuple[bytes, dict[str, str]]]
 
 MAX_CONNECTIONS = 16
-CLIENT_TIMEOUT = 5.0  # seconds a client may take to send its request
+# Seconds a client has to send its whole request head (and then for each
+# write of the answer): a request is one short line and a few headers.
+REQUEST_DEADLINE = 2.0
 
 
 def bind_problem(address: tuple[str, int]) -> str | None:
@@ -71,7 +84,9 @@ class BoundedServer(ThreadingHTTPServer):
         handler: type[BaseHTTPRequestHandler],
         inherited: socket.socket | None = None,
     ) -> None:
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        # The connections being served, oldest first: True once the request head is read.
+        self._connections: dict[socket.socket, bool] = {}
+        self._guard = threading.Lock()
         if inherited is not None:
             self.address_family = inherited.family
             super().__init__(inherited.getsockname()[:2], handler, bind_and_activate=False)
@@ -90,9 +105,9 @@ class BoundedServer(ThreadingHTTPServer):
         super().__init__((str(resolved[0]), int(resolved[1])), handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
+        if not self._admit(request):
             log.debug(
-                "status endpoint: %d connections already; closing one from %s",
+                "status endpoint: %d requests being answered already; closing a connection from %s",
                 MAX_CONNECTIONS,
                 client_address[0],
             )
@@ -101,14 +116,44 @@ class BoundedServer(ThreadingHTTPServer):
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._slots.release()
+            self._forget(request)
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._slots.release()
+            self._forget(request)
+
+    def _admit(self, request: socket.socket) -> bool:
+        """A slot for ``request``: a free one, or the slot of the oldest connection
+        still sending its request head (it is cut off). False when every slot is
+        answering a request already (that takes milliseconds)."""
+        slow = None
+        with self._guard:
+            if len(self._connections) >= MAX_CONNECTIONS:
+                slow = next(
+                    (c for c, answering in self._connections.items() if not answering), None
+                )
+                if slow is None:
+                    return False
+                del self._connections[slow]
+            self._connections[request] = False
+        if slow is not None:
+            # Its thread, blocked reading, reads the end of the stream and ends.
+            with contextlib.suppress(OSError):
+                slow.shutdown(socket.SHUT_RDWR)
+        return True
+
+    def head_read(self, request: socket.socket) -> None:
+        """``request`` sent its request head: from now on it keeps its slot."""
+        with self._guard:
+            if request in self._connections:
+                self._connections[request] = True
+
+    def _forget(self, request: socket.socket) -> None:
+        with self._guard:
+            self._connections.pop(request, None)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that went away (BrokenPipeError, reset) is not the daemon's
@@ -125,8 +170,12 @@ class StatusServer:
         healthy: Callable[[], bool],
         leader: Callable[[], float] = lambda: 0.0,
         inherited: socket.socket | None = None,
+        fence_bound: Callable[[], float] | None = None,
     ) -> None:
-        handler = _make_handler(status, metrics, healthy, leader)
+        """``leader``: the seconds of fence left (``DaemonState.fenced``);
+        ``fence_bound``: ``Settings.fence_bound`` of the running settings, so a
+        503 on /leader can say whether a fence is possible at all."""
+        handler = _make_handler(status, metrics, healthy, leader, fence_bound)
         self.server = BoundedServer(address, handler, inherited)
         self.thread = threading.Thread(target=self.server.serve_forever, name="status", daemon=True)
 
@@ -138,7 +187,8 @@ class StatusServer:
     def start(self) -> StatusServer:
         self.thread.start()
         log.info(
-            "status endpoint on http://%s/ (/status, /metrics, /healthz, /leader)",
+            "status endpoint on http://%s/ (/status, /metrics, /healthz, /leader for "
+            "vip-manager, /primary for load balancers)",
             format_address(self.address),
             extra={"event": "status_server"},
         )
@@ -184,16 +234,69 @@ def inherited_socket(fd_text: str | None, address: tuple[str, int]) -> socket.so
     return sock
 
 
+class _DeadlineReader(io.RawIOBase):
+    """A socket's input that ends at ``deadline`` (monotonic), however it trickles."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self.sock = sock
+        self.deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"the request was not complete within {REQUEST_DEADLINE:g}s")
+        self.sock.settimeout(left)
+        return self.sock.recv_into(buffer)
+
+
+def not_leader_reason(state: str, fence_bound: float | None) -> str:
+    """Why /leader (fenced) answers 503 in ``state``."""
+    if state != "leader":
+        return f"not the leader (state {state})"
+    if fence_bound is not None and fence_bound <= 0:
+        return (
+            "leader, but lock-delay leaves no fence: use /primary for load balancers "
+            "(vip-manager's patroni mode needs a longer --lock-delay)"
+        )
+    if fence_bound is not None:
+        return (
+            "leader, but not fenced now: Consul has not confirmed the lock within the "
+            "fence, or the VIP is being handed over"
+        )
+    return (
+        "leader, but not fenced: lock-delay leaves no fence (use /primary for load "
+        "balancers), or Consul has not confirmed the lock lately"
+    )
+
+
 def _make_handler(
     status: Callable[[], dict[str, Any]],
     metrics: MetricsRenderer,
     healthy: Callable[[], bool],
     leader: Callable[[], float],
+    fence_bound: Callable[[], float] | None,
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "vip-elector"
         sys_version = ""  # no Python version in the Server header
-        timeout = CLIENT_TIMEOUT
+        timeout = REQUEST_DEADLINE  # for each write of the answer
+
+        def setup(self) -> None:
+            super().setup()
+            # A timeout per read would let a client keep its connection for ever
+            # by sending a byte now and then: one deadline for the whole head.
+            deadline = time.monotonic() + REQUEST_DEADLINE
+            self.rfile = io.BufferedReader(_DeadlineReader(self.connection, deadline))
+
+        def parse_request(self) -> bool:
+            complete = super().parse_request()
+            if complete and isinstance(self.server, BoundedServer):
+                self.server.head_read(self.connection)
+            return complete
 
         def version_string(self) -> str:
             # Without the space BaseHTTPRequestHandler puts before sys_version.
@@ -219,10 +322,16 @@ def _make_handler(
             elif path == "/leader":
                 left = leader()
                 if left > 0:
-                    body = f"leader (fenced for {left:.1f}s)\n".encode()
-                    self._send(200, {"Content-Type": "text/plain"}, body, with_body)
+                    self._text(200, f"leader (fenced for {left:.1f}s)", with_body)
                 else:
-                    self._send(503, {"Content-Type": "text/plain"}, b"not the leader\n", with_body)
+                    bound = fence_bound() if fence_bound is not None else None
+                    self._text(503, not_leader_reason(self._state(), bound), with_body)
+            elif path == "/primary":
+                state = self._state()
+                if state == "leader":
+                    self._text(200, "leader", with_body)
+                else:
+                    self._text(503, not_leader_reason(state, None), with_body)
             elif path == "/healthz":
                 ok = healthy()
                 self._send(
@@ -232,8 +341,14 @@ def _make_handler(
                     with_body,
                 )
             else:
-                body = b"try /status, /metrics, /healthz or /leader\n"
-                self._send(404, {"Content-Type": "text/plain"}, body, with_body)
+                self._text(404, "try /status, /metrics, /healthz, /leader or /primary", with_body)
+
+        def _state(self) -> str:
+            return str(status().get("state"))
+
+        def _text(self, code: int, text: str, with_body: bool) -> None:
+            body = f"{text}\n".encode()
+            self._send(code, {"Content-Type": "text/plain"}, body, with_body)
 
         def _send(self, code: int, headers: dict[str, str], body: bytes, with_body: bool) -> None:
             self.send_response(code)

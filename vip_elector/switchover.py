@@ -17,13 +17,14 @@ confirmation on a terminal first (``confirm``), unless --yes.
 from __future__ import annotations
 
 import socket
+import sys
 import time
 from collections.abc import Callable
 
-from vip_elector.consul_adapter import ConsulAdapter, ConsulError, KeyState
+from vip_elector.consul_adapter import ConsulAdapter, ConsulError
+from vip_elector.key_entries import Candidate, KeyState, Rejected, best_other
 from vip_elector.node_watch import NODE_MAINTENANCE, SERVICE_MAINTENANCE
 from vip_elector.settings import Settings
-from vip_elector.key_entries import Candidate, best_other
 from vip_elector.trigger_key import TriggerKey
 
 EXIT_OK, EXIT_REFUSED, EXIT_ERROR = 0, 1, 2
@@ -109,7 +110,10 @@ def _run(
         )
         return EXIT_REFUSED
     holder = (state.value or b"").decode(errors="replace")
-    candidates = key.candidates()
+    rejected: list[Rejected] = []
+    candidates = key.candidates(rejected)
+    for item in rejected:
+        print(f"ignored the {item.what} {item.entry}: {item.reason}", file=sys.stderr)
     if to == holder:
         print(f"{holder!r} holds the VIP already: nothing to do")
         return EXIT_OK

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import re
 import socket
 import time
@@ -33,9 +34,10 @@ from vip_elector.key_entries import (
     Candidate,
     KeyState,
     KeyTree,
+    Rejected,
     SwitchoverRequest,
 )
-from vip_elector.logs import untrusted
+from vip_elector.logs import Reminders, untrusted
 
 log = logging.getLogger("vip_elector")
 
@@ -102,7 +104,11 @@ def rivals(
         if own_node is None or str(item.get("Node")) == own_node:
             continue
         found.append(
-            Rival(str(item.get("Node")), str(item.get("ID")), int(item.get("CreateIndex") or 0))
+            Rival(
+                untrusted(str(item.get("Node"))),  # logged as is (rival_message)
+                str(item.get("ID")),
+                int(item.get("CreateIndex") or 0),
+            )
         )
     return found
 
@@ -145,43 +151,157 @@ def conflict_key(key: str, value: str) -> str:
     return f"{key}/conflicts/" + urllib.parse.quote(value, safe="")
 
 
-def parse_candidates(key: str, entries: dict[str, KeyState]) -> dict[str, Candidate]:
-    """The live candidates in ``entries`` (a prefix read), by lock value."""
+# What a value read from Consul may be. An entry is a few hundred bytes; anything
+# larger, nested, or out of range was not written by vip-elector.
+ENTRY_LIMIT = 16 << 10  # bytes of one entry, checked before parsing it
+TEXT_LIMIT = 200  # characters kept of a free text (why, node, by)
+VALUE_LIMIT = 512  # characters of a lock value (a candidate's, a request's `to`)
+PRIORITY_RANGE = range(256)
+
+
+class _Unreadable(Exception):
+    """Why an entry cannot be used (our words, never its content)."""
+
+
+def _json_object(entry: KeyState) -> dict[str, Any]:
+    """The entry's value as a JSON object, bounded and with every parse error caught:
+    a value nested 50,000 deep (RecursionError) or a number of 10,000 digits
+    (ValueError) must not stop the daemon that reads it."""
+    raw = entry.value or b"{}"
+    if len(raw) > ENTRY_LIMIT:
+        raise _Unreadable(f"{len(raw)} bytes, more than the {ENTRY_LIMIT} an entry may have")
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise _Unreadable("JSON nested too deeply") from None
+    except ValueError:  # not UTF-8, not JSON, an integer too long to convert
+        raise _Unreadable("not JSON") from None
+    if not isinstance(data, dict):
+        raise _Unreadable(f"a JSON {type(data).__name__}, not an object")
+    return data
+
+
+def _text(data: dict[str, Any], field: str, default: str, limit: int = TEXT_LIMIT) -> str:
+    """A string field, bounded and escaped for a log line."""
+    raw = data.get(field, default)
+    if not isinstance(raw, str):
+        raise _Unreadable(f"`{field}` is not a string")
+    return untrusted(raw, limit)
+
+
+def _lock_value(text: str, field: str) -> str:
+    """A lock value: one line of printable text, bounded (as the daemon's own is)."""
+    if not text or len(text) > VALUE_LIMIT or not text.isprintable():
+        raise _Unreadable(
+            f"{field} is not a lock value (empty, longer than {VALUE_LIMIT} characters, "
+            "or not printable)"
+        )
+    return text
+
+
+def _priority(data: dict[str, Any]) -> int:
+    raw = data.get("priority", DEFAULT_PRIORITY)
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw not in PRIORITY_RANGE:
+        raise _Unreadable("`priority` is not a whole number from 0 to 255")
+    return raw
+
+
+def _candidate(value: str, entry: KeyState) -> Candidate:
+    data = _json_object(entry)
+    eligible = data.get("eligible", True)
+    if not isinstance(eligible, bool):
+        raise _Unreadable("`eligible` is not true or false")
+    return Candidate(
+        value=_lock_value(value, "its name"),
+        session=str(entry.session),
+        priority=_priority(data),
+        eligible=eligible,
+        why=_text(data, "why", ""),
+        node=_text(data, "node", ""),
+    )
+
+
+def _request(entry: KeyState) -> SwitchoverRequest:
+    data = _json_object(entry)
+    to, at = data.get("to"), data.get("at")
+    if not isinstance(to, str):
+        raise _Unreadable("`to` is missing or not a string")
+    if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
+        raise _Unreadable("`at` is missing or not a finite number")
+    return SwitchoverRequest(
+        _lock_value(to, "`to`"), _text(data, "by", "?"), float(at), entry.modify_index
+    )
+
+
+def parse_candidates(
+    key: str, entries: dict[str, KeyState], rejected: list[Rejected] | None = None
+) -> dict[str, Candidate]:
+    """The live candidates in ``entries`` (a prefix read), by lock value.
+
+    An entry that is not a candidate entry as vip-elector writes it is left
+    out, and added to ``rejected`` (if given) with the reason.
+    """
     prefix = candidates_prefix(key)
     found = {}
     for name, entry in entries.items():
         if not name.startswith(prefix) or not entry.session:
             continue
+        value = urllib.parse.unquote(name[len(prefix) :])
         try:
-            data = json.loads(entry.value or b"{}")
-            value = urllib.parse.unquote(name[len(prefix) :])
-            found[value] = Candidate(
-                value=value,
-                session=entry.session,
-                priority=int(data.get("priority", DEFAULT_PRIORITY)),
-                eligible=bool(data.get("eligible", True)),
-                why=str(data.get("why", ""))[:200],
-                node=str(data.get("node", ""))[:200],
-            )
-        except (ValueError, TypeError, AttributeError):
-            continue  # not one of ours: ignore
+            found[value] = _candidate(value, entry)
+        except _Unreadable as problem:
+            if rejected is not None:
+                rejected.append(
+                    Rejected("candidate entry", untrusted(name), entry.modify_index, str(problem))
+                )
     return found
 
 
-def parse_request(key: str, entries: dict[str, KeyState]) -> SwitchoverRequest | None:
-    entry = entries.get(switchover_key(key))
+def parse_request(
+    key: str, entries: dict[str, KeyState], rejected: list[Rejected] | None = None
+) -> SwitchoverRequest | None:
+    """The switchover request in ``entries``, if any. One that cannot be read is
+    added to ``rejected`` (if given) and returned as a stale request to "", so
+    that the leader refuses and deletes it."""
+    name = switchover_key(key)
+    entry = entries.get(name)
     if entry is None:
         return None
     try:
-        data = json.loads(entry.value or b"{}")
-        return SwitchoverRequest(
-            str(data["to"]), str(data.get("by", "?")), float(data["at"]), entry.modify_index
-        )
-    except (ValueError, TypeError, KeyError, AttributeError):
+        return _request(entry)
+    except _Unreadable as problem:
+        if rejected is not None:
+            rejected.append(
+                Rejected("switchover request", untrusted(name), entry.modify_index, str(problem))
+            )
         return SwitchoverRequest("", "?", 0.0, entry.modify_index)  # garbage: drop it
 
 
-# -- rules ----------------------------------------------------------------------
+# A bad entry is logged once, and again only every so often while it stays:
+# every read of the leader's watch (several a second) sees it.
+REJECTED_REMIND = 600.0
+_rejected_reminders = Reminders(REJECTED_REMIND)
+
+
+def warn_rejected(rejected: Iterable[Rejected]) -> None:
+    """One WARNING for each bad entry (not one per read)."""
+    for item in rejected:
+        if not _rejected_reminders.due(item.entry, f"{item.modify_index} {item.reason}"):
+            continue
+        if item.what == "switchover request":
+            fix = "the leader deletes it"
+        else:
+            fix = f"delete it (`consul kv delete {item.entry}`)"
+        log.warning(
+            "ignored the %s %s (ModifyIndex %d): %s. vip-elector never writes that: %s, and "
+            "check which tokens may write under the trigger-key's prefix",
+            item.what,
+            item.entry,
+            item.modify_index,
+            item.reason,
+            fix,
+            extra={"event": "entry_ignored"},
+        )
 
 
 # -- the key ----------------------------------------------------------------------
@@ -275,23 +395,35 @@ class TriggerKey:
             lock_index=key.lock_index,
         )
         flag = entries.get(conflict_key(self.name, self.value))
-        return KeyTree(
+        rejected: list[Rejected] = []
+        tree = KeyTree(
             key,
-            parse_candidates(self.name, entries),
-            parse_request(self.name, entries),
+            parse_candidates(self.name, entries, rejected),
+            parse_request(self.name, entries, rejected),
             flag.modify_index if flag is not None else 0,
+            tuple(rejected),
         )
+        warn_rejected(rejected)
+        return tree
 
-    def candidates(self) -> dict[str, Candidate]:
+    def candidates(self, rejected: list[Rejected] | None = None) -> dict[str, Candidate]:
+        """The live candidates. Entries that cannot be read are logged (once), or,
+        given ``rejected``, added to it for the caller to report."""
         _, entries = self.adapter.get_prefix(candidates_prefix(self.name))
-        return parse_candidates(self.name, entries)
+        found: list[Rejected] = []
+        candidates = parse_candidates(self.name, entries, found)
+        if rejected is None:
+            warn_rejected(found)
+        else:
+            rejected.extend(found)
+        return candidates
 
     def publish(self, session_id: str, priority: int, eligible: bool, why: str, node: str) -> bool:
         """This node's candidate entry, locked by its session (it goes with it)."""
         body = {
             "priority": priority,
             "eligible": eligible,
-            "why": why,
+            "why": why[:TEXT_LIMIT],  # all the others keep of it: the entry stays small
             "node": node,
             "host": socket.gethostname(),
         }

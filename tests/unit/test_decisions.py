@@ -9,6 +9,7 @@ found are at the end.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TypeVar
 
 from vip_elector.decision import (
     Acquire,
@@ -63,6 +64,7 @@ OURS = "sess-a"
 B = Candidate("b", "sess-b", priority=100, eligible=True)
 C = Candidate("c", "sess-c", priority=100, eligible=True)
 WALL = 1_000_000.0
+A = TypeVar("A")
 
 
 def free(index: int = 10) -> KeyState:
@@ -98,7 +100,7 @@ class Run:
         return self.last.wake_at
 
 
-def of(kind: type, actions: Iterable[Action]) -> list[Action]:
+def of(kind: type[A], actions: Iterable[object]) -> list[A]:
     return [a for a in actions if isinstance(a, kind)]
 
 
@@ -193,7 +195,7 @@ def test_a_plain_key_is_never_acquired_and_said_once() -> None:
     again = run(read(plain, 2.0), 2.0)
     assert not of(Acquire, first + again)
     assert len(of(Log, first)) == 1
-    assert "pre-flight" in of(Log, first)[0].message  # type: ignore[attr-defined]
+    assert "pre-flight" in of(Log, first)[0].message
     assert not of(Log, again)
 
 
@@ -255,7 +257,7 @@ def test_a_better_candidate_gets_the_free_key_first() -> None:
     actions = run(read(free(), 1.0), 1.0)
     actions = run(RivalsChecked(None), 1.0)
     lookup = of(LookUpCandidates, actions)[0]
-    actions = run(CandidatesRead({"z": better}, lookup.freed_at), 1.0)  # type: ignore[attr-defined]
+    actions = run(CandidatesRead({"z": better}, lookup.freed_at), 1.0)
     assert not of(Acquire, actions)
     assert run.wake == 1.0 + 1.2 + 1.0  # max(lock-delay, gap) + margin
 
@@ -303,15 +305,16 @@ def test_a_key_deleted_under_us_is_explained_before_it_is_called_lost() -> None:
     actions = run(read(free(20), 5.0, consistent=True, tree=True), 5.0)
     assert actions == (CheckSession(OURS),)
     actions = run(SessionChecked(OURS, alive=False), 5.0)
-    assert Transition(Role.FOLLOWER, Cause.SESSION_LOST, actions[0].detail) in actions  # type: ignore[union-attr]
+    (lost,) = of(Transition, actions)
+    assert lost.role == Role.FOLLOWER
+    assert lost.cause == Cause.SESSION_LOST
     assert of(Discard, actions)
 
 
 def test_sigusr1_deletes_the_key_and_the_node_stays_out_for_the_hold() -> None:
     run = leader()
-    run(StepDownAsked("SIGUSR1; competing again at 12:00:10 (after 10s)", 10.0), 1.0)
-    actions = run.actions[-3:]
-    assert Delete(OURS, 11) in actions
+    asked = run(StepDownAsked("SIGUSR1; competing again at 12:00:10 (after 10s)", 10.0), 1.0)
+    assert Delete(OURS, 11) in asked
     assert run.memory.fence_until == 0.0
     run(Done(Delete(OURS, 11), "ok"), 1.0)
     actions = run(read(free(12), 1.1, consistent=True, tree=True), 1.1)
@@ -330,7 +333,7 @@ def test_a_refused_step_down_delete_is_sent_again_at_the_current_index() -> None
 def test_sigusr1_on_a_follower_says_so_and_does_nothing() -> None:
     run = follower()
     actions = run(StepDownAsked("SIGUSR1", 10.0), 1.0)
-    assert [a for a in actions if isinstance(a, Log)][0].event == "step_down_ignored"
+    assert of(Log, actions)[0].event == "step_down_ignored"
     assert run.memory.hold_until == 0.0
 
 
@@ -338,7 +341,14 @@ def test_a_switchover_blanks_waits_the_gap_then_hands_the_lock_over() -> None:
     run = leader()
     request = SwitchoverRequest("b", "ops", WALL + 1.0, 30)
     actions = run(
-        read(held(OURS, b"a", 11), 1.0, consistent=True, tree=True, candidates={"b": B}, request=request),
+        read(
+            held(OURS, b"a", 11),
+            1.0,
+            consistent=True,
+            tree=True,
+            candidates={"b": B},
+            request=request,
+        ),
         1.0,
     )
     assert Blank(OURS) in actions
@@ -354,7 +364,17 @@ def test_a_switchover_blanks_waits_the_gap_then_hands_the_lock_over() -> None:
 def test_a_switchover_whose_target_went_away_puts_our_value_back() -> None:
     run = leader()
     request = SwitchoverRequest("b", "ops", WALL + 1.0, 30)
-    run(read(held(OURS, b"a", 11), 1.0, consistent=True, tree=True, candidates={"b": B}, request=request), 1.0)
+    run(
+        read(
+            held(OURS, b"a", 11),
+            1.0,
+            consistent=True,
+            tree=True,
+            candidates={"b": B},
+            request=request,
+        ),
+        1.0,
+    )
     run(Done(Blank(OURS), "ok"), 1.0)
     run(Tick(), 2.2)
     actions = run(Done(HandTo(OURS, B), "refused"), 2.2)
@@ -371,7 +391,14 @@ def test_switchover_requests_that_cannot_be_honoured_are_refused_and_dropped() -
     for words, request in cases.items():
         run = leader()
         actions = run(
-            read(held(OURS, b"a", 11), 1.0, consistent=True, tree=True, candidates={"b": B}, request=request),
+            read(
+                held(OURS, b"a", 11),
+                1.0,
+                consistent=True,
+                tree=True,
+                candidates={"b": B},
+                request=request,
+            ),
             1.0,
         )
         assert DropRequest(request) in actions, words
@@ -518,7 +545,17 @@ def test_a_step_down_inside_a_hand_over_is_not_lost() -> None:
     target goes away: our value comes back, then the step-down deletes the key."""
     run = leader()
     request = SwitchoverRequest("b", "ops", WALL + 1.0, 30)
-    run(read(held(OURS, b"a", 11), 1.0, consistent=True, tree=True, candidates={"b": B}, request=request), 1.0)
+    run(
+        read(
+            held(OURS, b"a", 11),
+            1.0,
+            consistent=True,
+            tree=True,
+            candidates={"b": B},
+            request=request,
+        ),
+        1.0,
+    )
     run(Done(Blank(OURS), "ok"), 1.0)
     run(MaintenanceFile("maintenance file /x exists"), 1.35)
     run(Tick(), 2.2)

@@ -22,9 +22,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from vip_elector import __version__
 from vip_elector.consul_adapter import ERROR_KINDS, ConsulError
+from vip_elector.fence import Fence
 from vip_elector.metrics import Metrics
 from vip_elector.notify import OUTCOMES, HookOutcomes, NotifyRunner
-from vip_elector.state import Cause, DaemonState, Role, Transition
+from vip_elector.roles import Cause, Role
+from vip_elector.state import DaemonState, Transition
 from vip_elector.status_server import StatusServer
 
 
@@ -189,16 +191,18 @@ def test_the_build_info_names_version_key_and_value(accept: str) -> None:
 
 def test_the_fence_left_is_exported() -> None:
     state = DaemonState("service/x/vip", "node-a")
-    metrics = Metrics(state, lambda: {"fence_bound": 3.8, "session_ttl": 10.0})
+    fence = Fence()
+    metrics = Metrics(
+        state,
+        lambda: {"fence_bound": 3.8, "session_ttl": 10.0, "fenced_for": round(fence.left(), 3)},
+    )
     assert scrape(metrics)[("vip_elector_fence_remaining_seconds", ())] == 0
-    state.session_created("s-1")
-    state.become_leader("s-1", 7)
-    state.confirm(time.monotonic(), 3.8)
+    fence.set(time.monotonic() + 3.8)
     found = scrape(metrics)
     assert 3.0 < found[("vip_elector_fence_remaining_seconds", ())] <= 3.8
     assert found[("vip_elector_fence_bound_seconds", ())] == 3.8
     assert found[("vip_elector_session_ttl_seconds", ())] == 10.0
-    state.unfence()
+    fence.set(0.0)
     assert scrape(metrics)[("vip_elector_fence_remaining_seconds", ())] == 0
 
 
@@ -206,15 +210,15 @@ def test_lock_acquisitions_are_counted_from_zero_and_adoption_is_not_one() -> No
     state = DaemonState("service/x/vip", "node-a")
     metrics = Metrics(state, dict)
     assert scrape(metrics)[("vip_elector_lock_acquired_total", ())] == 0
-    state.session_created("s-1")
-    state.become_leader("s-1", 7)
-    state.lose_leadership(Cause.KEY_TAKEN, "")
-    state.become_leader("s-1", 9)
+    state.transition(Role.FOLLOWER, Cause.SESSION_CREATED)
+    state.transition(Role.LEADER, Cause.ACQUIRED)
+    state.transition(Role.FOLLOWER, Cause.KEY_TAKEN)
+    state.transition(Role.LEADER, Cause.ACQUIRED)
     assert scrape(metrics)[("vip_elector_lock_acquired_total", ())] == 2
 
     restarted = DaemonState("service/x/vip", "node-a")
-    restarted.session_adopted("s-1", time.time() - 60)
-    restarted.become_leader("s-1", 9)
+    restarted.transition(Role.FOLLOWER, Cause.ADOPTED)
+    restarted.transition(Role.LEADER, Cause.ADOPTED)
     assert restarted.role == Role.LEADER
     assert scrape(Metrics(restarted, dict))[("vip_elector_lock_acquired_total", ())] == 0
 

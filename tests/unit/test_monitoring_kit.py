@@ -27,6 +27,7 @@ from tests.monitoring_kit import (
 from tests.unit.settings_factory import make_settings
 from vip_elector.coordinator import Coordinator
 from vip_elector.metrics import Metrics
+from vip_elector.roles import Cause, Role
 from vip_elector.state import DaemonState
 
 
@@ -34,7 +35,8 @@ def full_scrape() -> tuple[set[str], dict[str, set[str]]]:
     """Sample names and label values of a node with everything exported once: a
     session, a fenced /leader, a Consul call, an error and a blocking query."""
     state = DaemonState("service/x/vip", "node-a")
-    state.session_created("s-1")
+    state.count_session_created()
+    state.transition(Role.FOLLOWER, Cause.SESSION_CREATED)
     settings = make_settings(status_addr=("127.0.0.1", 9876), lock_delay=5.0)
     metrics = Metrics(state, Coordinator(settings).status)
     metrics.observe_request("GET", 0.01, "timeout", blocking=False)

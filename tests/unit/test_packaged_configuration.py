@@ -80,7 +80,7 @@ def test_the_environment_file_is_parsed_as_systemd_does_without_a_shell() -> Non
 
 def test_the_packaged_defaults_file_parses() -> None:
     parsed = parse_environment_file((DEBIAN / "vip-elector.default").read_text())
-    assert parsed.values == {"VIP_ELECTOR_OPTS": ""}
+    assert parsed.values == {"VIP_ELECTOR_CHECK_ID": "", "VIP_ELECTOR_OPTS": ""}
     assert parsed.ignored == []
 
 
