@@ -43,6 +43,7 @@ from vip_elector.decision import (
     DropRequest,
     Event,
     HandTo,
+    KeyRead,
     LockDelayOf,
     Log,
     LookUpCandidates,
@@ -177,6 +178,8 @@ class Election(Worker):
             event = self._next_event(wake)
             decision = decide(self.memory, event, time.monotonic(), self.rules)
             self._apply(decision)
+            if isinstance(event, KeyRead):
+                self.watch.proceed()  # in the mode this answer led to
             if decision.memory.finished:
                 return
             wake = decision.wake_at

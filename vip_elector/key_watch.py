@@ -10,8 +10,10 @@ A follower reads the key alone (any change of it returns the read); the
 leader reads the key and everything under its prefix (candidates, switchover
 requests, conflict flags), consistently, and with /leader fenced at least
 every FENCE_REFRESH of the fencing bound, so that each answer renews the
-fence. Every write of the election thread changes what is watched, so a
-read in flight returns right after it and the next one has the new mode.
+fence. The next read is sent only once the election thread has decided on
+the last answer (``proceed``), so it has the mode that answer led to; a
+write of the election thread changes what is watched, so a read in flight
+returns right after it.
 """
 
 from __future__ import annotations
@@ -46,8 +48,8 @@ WATCH_SLACK = 0.01  # a blocking read back this much before its wait changed som
 
 
 class KeyWatch(Worker):
-    """Thread contract: ``follow`` and ``lead`` may be called from the election
-    thread (the mode of the next read); everything else runs here."""
+    """Thread contract: ``follow``, ``lead`` (the mode of the next read) and
+    ``proceed`` are called by the election thread; everything else runs here."""
 
     def __init__(
         self,
@@ -64,12 +66,17 @@ class KeyWatch(Worker):
         self.post = post
         self.fence_bound = fence_bound
         self._leader = False  # a single reference, written by the election thread
+        self._proceed = threading.Event()  # the election decided on the last answer
 
     def follow(self) -> None:
         self._leader = False
 
     def lead(self) -> None:
         self._leader = True
+
+    def proceed(self) -> None:
+        """The last answer is decided on: send the next read."""
+        self._proceed.set()
 
     def _wait(self, leader: bool) -> float:
         if leader and self.fence_bound > 0:
@@ -86,7 +93,12 @@ class KeyWatch(Worker):
             except Interrupted:
                 return
             index = next_index(index, read.key.index)
+            self._proceed.clear()
             self.post(read)
+            while not self._proceed.wait(1.0):
+                self.beat(READ_BUDGET)
+                if self.stop.is_set():
+                    return
 
     def _read(self, index: int, leader: bool, wait: float) -> KeyRead:
         """One answer, retried until it comes. A fenced leader tries again every

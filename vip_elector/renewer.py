@@ -241,7 +241,8 @@ class Renewer(Worker):
             self._session_changed.notify_all()
 
     def _end(self, session: Session, cause: Cause, detail: str, log_it: bool = True) -> None:
-        """End ``session`` (from any thread): forget it, record the loss, destroy it later."""
+        """End ``session`` (from any thread): forget it, tell the election thread,
+        and make a new one at once (the renewer may be waiting for a renewal)."""
         if not session.end():
             return  # another thread ended it first
         with self._session_changed:
@@ -258,6 +259,7 @@ class Renewer(Worker):
         # The election thread destroys it while it can still exist (Consul keeps
         # it up to 2 x TTL), and leaves LEADER if it led with it.
         self.post(SessionDown(session.id, cause, detail))
+        self._wake.set()
 
     # -- adopting -------------------------------------------------------------
     def _adopt_previous(self, session_id: str) -> None:
