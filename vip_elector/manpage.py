@@ -10,6 +10,7 @@ the page follows the code. The date is SOURCE_DATE_EPOCH's when it is set
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import time
@@ -81,15 +82,42 @@ def _date() -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(seconds))
 
 
-def _own_flags(command: str | None) -> list[tuple[str, str]]:
-    """The flags a command has beyond the option table: (flag, help)."""
+def _own_actions(command: str | None) -> list[argparse.Action]:
+    """The argparse actions of the flags a command has beyond the option table."""
     table = {row.flag for row in OPTIONS if row.flag}
     found = []
     for action in cli.build_parser(command)._actions:
         flags = [f for f in action.option_strings if f.startswith("--")]
         if flags and flags[0] not in table and flags[0] != "--help":
-            found.append((flags[0], str(action.help or "")))
+            found.append(action)
     return found
+
+
+def _own_flags(command: str | None) -> list[tuple[str, str]]:
+    """The flags a command has beyond the option table: (flag, help)."""
+    return [(_long_flag(action), _help(action)) for action in _own_actions(command)]
+
+
+def _help(action: argparse.Action) -> str:
+    """The help text as --help shows it (argparse fills in %(default)s)."""
+    words = str(action.help or "")
+    return words % {"default": action.default} if "%(" in words else words
+
+
+def _long_flag(action: argparse.Action) -> str:
+    return next(f for f in action.option_strings if f.startswith("--"))
+
+
+def _usage(command: str | None) -> str:
+    """A command's own flags as its usage shows them: a required one plain
+    (``--to VALUE``), an optional one in brackets, each with its argument."""
+    parts = []
+    for action in _own_actions(command):
+        flag = bold(_long_flag(action))
+        if action.nargs != 0:
+            flag += f" {italic(str(action.metavar or action.dest.upper()))}"
+        parts.append(f" {flag}" if action.required else f" [{flag}]")
+    return "".join(parts)
 
 
 def synopsis() -> Iterator[str]:
@@ -97,9 +125,8 @@ def synopsis() -> Iterator[str]:
     option = f"[{italic('OPTION')}]..."
     yield f"{bold(cli.PROG)} {bold('--vip-manager-config')} {italic('PATH')} {option}"
     for command in cli.COMMANDS:
-        own = "".join(f" [{bold(flag)}]" for flag, _ in _own_flags(command))
         yield ".br"
-        yield f"{bold(f'{cli.PROG} {command}')}{own} {option}"
+        yield f"{bold(f'{cli.PROG} {command}')}{_usage(command)} {option}"
     yield ".br"
     yield f"{bold(cli.PROG)} {bold('--version')} | {bold('--help')}"
 
@@ -121,9 +148,7 @@ def description() -> Iterator[str]:
     yield "The commands take the daemon's options and environment:"
     for command, what in cli.COMMANDS.items():
         yield ".TP"
-        yield bold(f"{cli.PROG} {command}") + "".join(
-            f" [{bold(flag)}]" for flag, _ in _own_flags(command)
-        )
+        yield bold(f"{cli.PROG} {command}") + _usage(command)
         yield text(sentence(what[0].upper() + what[1:]))
         for flag, help_text in _own_flags(command):
             yield ".br"
@@ -257,19 +282,29 @@ SIGNALS = (
         "Reload the configuration (systemctl reload): vip-manager.yml, --config files and "
         "the token file are read again. Each entry under OPTIONS says what a change does "
         "(a new token is swapped in place, a new TTL moves the lock to a new session "
-        "without freeing it); an invalid configuration is logged and the running one kept.",
+        "without freeing it); an invalid configuration is logged and the running one kept. "
+        "The packaged units' systemctl reload runs check-config first: with an invalid "
+        "configuration the reload fails and no SIGHUP is sent.",
     ),
     (
         "SIGUSR1",
         "A leader steps down (deleting the key: no lock-delay) and stays out for "
-        "--step-down-hold: a planned switchover.",
+        "--step-down-hold: a planned switchover. Not keepalived's SIGUSR1, which dumps "
+        "its data.",
     ),
     (
         "SIGUSR2",
         "Restart in place into the code on disk (after an upgrade), keeping the session "
         "and the lock: the VIP does not move. A daemon killed or crashed adopts its "
-        "session the same way when systemd restarts it.",
+        "session the same way when systemd restarts it. Not keepalived's SIGUSR2, which "
+        "dumps its statistics.",
     ),
+)
+
+SIGNALS_NOTE = (
+    "Under systemd, send them with systemctl kill --kill-whom=main: without it systemd "
+    "signals every process of the unit, and a --notify hook that is running dies of "
+    "SIGUSR1 or SIGUSR2."
 )
 
 
@@ -280,6 +315,12 @@ def tagged(title: str, entries: tuple[tuple[str, str], ...]) -> Iterator[str]:
         yield ".TP"
         yield bold(name)
         yield text(what)
+
+
+def signals() -> Iterator[str]:
+    yield from tagged("SIGNALS", SIGNALS)
+    yield ".PP"
+    yield text(SIGNALS_NOTE)
 
 
 def exit_status() -> Iterator[str]:
@@ -299,7 +340,7 @@ EXAMPLES = (
     ),
     ("Who holds the VIP, and is that node healthy:", "vip-elector status"),
     ("Move the VIP to node-b (from any node):", "vip-elector switchover --to node-b"),
-    ("Step down on this node:", "systemctl kill --signal=SIGUSR1 vip-elector"),
+    ("Step down on this node:", "systemctl kill --kill-whom=main --signal=SIGUSR1 vip-elector"),
     ("Reload after editing the configuration:", "systemctl reload vip-elector"),
     (
         "Restart into new code without moving the VIP (what an upgrade does):",
@@ -357,7 +398,7 @@ def manual_page() -> str:
         environment(),
         tagged("FILES", FILES),
         exit_status(),
-        tagged("SIGNALS", SIGNALS),
+        signals(),
         examples(),
         see_also(),
     ):

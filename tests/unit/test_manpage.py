@@ -92,3 +92,31 @@ def test_man_would_report_a_broken_page(tmp_path: Path) -> None:
     # The check above can fail: groff warns about a macro it does not know.
     result = rendered(manual_page() + ".XYZZY broken\n", tmp_path)
     assert result.stderr != ""
+
+
+def section(page: str, name: str) -> str:
+    return page.split(f"\n.SH {name}\n", 1)[1].split("\n.SH ", 1)[0]
+
+
+def test_the_synopsis_shows_a_required_flag_as_required_with_its_argument() -> None:
+    # `switchover` without --to is a usage error: the page must not bracket it.
+    synopsis = section(manual_page(), "SYNOPSIS")
+    switchover = next(line for line in synopsis.splitlines() if "switchover" in line)
+    to = f"{literal('--to')}\\fR \\fI{literal('VALUE')}\\fR"
+    assert f"\\fB{to}" in switchover
+    assert f"[\\fB{to}" not in switchover
+    # an optional flag with an argument: bracketed, with its argument
+    assert f"[\\fB{literal('--timeout')}\\fR \\fI{literal('SECONDS')}\\fR]" in switchover
+    assert f"[\\fB{literal('--json')}\\fR]" in synopsis  # a flag without one
+
+
+def test_a_flags_default_is_filled_in() -> None:
+    assert "%(default)s" not in manual_page()
+
+
+def test_the_signals_section_says_how_keepalived_differs_and_whom_to_signal() -> None:
+    signals = section(manual_page(), "SIGNALS").replace("\\-", "-")
+    assert "keepalived's SIGUSR1, which dumps its data" in signals
+    assert "keepalived's SIGUSR2, which dumps its statistics" in signals
+    assert "systemctl kill --kill-whom=main" in signals
+    assert "reload fails and no SIGHUP is sent" in signals
