@@ -22,7 +22,8 @@
 #                unit's MemoryDenyWriteExecute=yes
 #   units        systemd from bookworm in the chroot: systemd-analyze verify
 #                of both units and of README.Debian's LoadCredential= drop-in
-#                (no output allowed), the exposure score of
+#                (no output allowed), ExecReload= (check-config, then
+#                SIGHUP), the exposure score of
 #                systemd-analyze security --offline=yes
 #   upgrade-deb  the same code built again as version <version>+upgrade1, for
 #                the upgrade on a leader in phase boot
@@ -356,16 +357,21 @@ for unit in vip-elector.service vip-elector@15-main.service; do
 	[ -z "$out" ] || fail "systemd-analyze verify $unit is not clean: $out"
 	note "systemd-analyze verify $unit: clean"
 done
-# `systemctl reload` sends SIGHUP, and at shutdown vip-elector stops (and
-# deletes the key) before vip-manager, which then still drops the VIP.
+# `systemctl reload` runs check-config with ExecStart='s arguments, then sends
+# SIGHUP (phase boot shows a bad configuration failing the reload); at
+# shutdown vip-elector stops (and deletes the key) before vip-manager, which
+# then still drops the VIP.
 for unit in vip-elector.service:vip-manager.service vip-elector@.service:vip-manager@%i.service; do
 	file=/lib/systemd/system/${unit%%:*}
-	grep -E '^ExecReload=/bin/kill -HUP \$MAINPID$' "$root$file" >/dev/null ||
-		fail "$file has no ExecReload= sending SIGHUP"
+	reloads=$(grep '^ExecReload=' "$root$file")
+	start_args=$(sed -n 's|^ExecStart=/usr/bin/vip-elector ||p' "$root$file")
+	[ "$reloads" = "ExecReload=/usr/bin/vip-elector check-config $start_args
+ExecReload=/bin/kill -HUP \$MAINPID" ] ||
+		fail "$file: want check-config with ExecStart='s arguments ($start_args), then SIGHUP; has: $reloads"
 	grep -E "^After=.* ${unit#*:}( |\$)" "$root$file" >/dev/null ||
 		fail "$file is not ordered After=${unit#*:}"
 done
-note "both units: ExecReload= sends SIGHUP, After= vip-manager's unit"
+note "both units: ExecReload= runs check-config with ExecStart='s arguments, then sends SIGHUP; After= vip-manager's unit"
 # The LoadCredential= drop-in README.Debian suggests for root-only files.
 mkdir -p "$root/etc/systemd/system/vip-elector.service.d"
 cat >"$root/etc/systemd/system/vip-elector.service.d/credentials.conf" <<'EOF'
@@ -554,6 +560,27 @@ EOF
 	[ "$(kv_detail service/pgtest/vip)" = "$held" ] || fail "the key changed on reload"
 	note "systemctl reload: same process, configuration reloaded, key untouched ($held)"
 
+	# 3c. A reload with a broken configuration fails (ExecReload= runs
+	#     check-config first) and the daemon is not signalled: the same
+	#     process goes on leading with the configuration it has.
+	local attempts errors
+	attempts=$(journal_count 'configuration reload')
+	errors=$(journal_count 'configuration error: ')
+	sed -i 's/^dcs-type: consul$/dcs-type: etcd/' "$root/etc/default/vip-manager.yml"
+	if X systemctl reload vip-elector.service 2>/dev/null; then
+		fail "systemctl reload succeeded with dcs-type: etcd in vip-manager.yml"
+	fi
+	sed -i 's/^dcs-type: etcd$/dcs-type: consul/' "$root/etc/default/vip-manager.yml"
+	journal_more 'configuration error: ' "$errors" ||
+		fail "the failed reload left no 'configuration error' line in the journal"
+	[ "$(journal_count 'configuration reload')" = "$attempts" ] ||
+		fail "the daemon got SIGHUP despite the broken configuration"
+	[ "$(prop vip-elector.service MainPID)" = "$pid" ] || fail "the failed reload restarted vip-elector"
+	is_prop vip-elector.service ActiveState active || fail "not active after the failed reload"
+	is_leader vip-elector.service service/pgtest/vip || fail "not leading after the failed reload"
+	[ "$(kv_detail service/pgtest/vip)" = "$held" ] || fail "the key changed on the failed reload"
+	note "systemctl reload with dcs-type: etcd: failed, configuration error in the journal, no SIGHUP, same process leading ($held)"
+
 	# 4. A clean stop releases the lock at once.
 	t=$(now)
 	X systemctl stop vip-elector.service
@@ -603,6 +630,9 @@ EOF
 	X sh -c 'mkdir -p /run/systemd/system/vip-elector.service.d &&
 		printf "[Service]\nWatchdogSec=5s\n" >/run/systemd/system/vip-elector.service.d/watchdog.conf'
 	X systemctl daemon-reload
+	# (the boot's start and those of step 5 count towards StartLimitBurst;
+	# step 7b tests the limit)
+	X systemctl reset-failed vip-elector.service
 	X systemctl restart vip-elector.service
 	restarts=$(prop vip-elector.service NRestarts)
 	X sh -c "kill -STOP $(prop vip-elector.service MainPID)"
@@ -615,6 +645,8 @@ EOF
 	# 7. A configuration error: failed, and no restart loop (exit status 2).
 	X systemctl stop vip-elector.service
 	sed -i 's/^dcs-type: consul$/dcs-type: etcd/' "$root/etc/default/vip-manager.yml"
+	# (the starts of step 6 count towards StartLimitBurst; step 7b tests the limit)
+	X systemctl reset-failed vip-elector.service
 	X systemctl start vip-elector.service 2>/dev/null && fail "started with dcs-type: etcd"
 	restarts=$(prop vip-elector.service NRestarts)
 	sleep 4  # twice RestartSec
@@ -623,6 +655,37 @@ EOF
 	is_prop vip-elector.service NRestarts "$restarts" || fail "restarted after a configuration error"
 	sed -i 's/^dcs-type: etcd$/dcs-type: consul/' "$root/etc/default/vip-manager.yml"
 	note "dcs-type: etcd: failed with status 2, not restarted"
+
+	# 7b. A pre-flight failure (exit status 1: the trigger-key is a plain
+	#     key) fails again at every restart: systemd gives up after
+	#     StartLimitBurst starts instead of retrying every 2 s forever.
+	#     (Crashes, the watchdog and an agent that does not answer are still
+	#     restarted: steps 5 and 6, and the start timeout.)
+	local preflights limits
+	preflights=$(journal_count 'trigger-key pre-flight check failed')
+	limits=$(journal_count 'Start request repeated too quickly')
+	# A plain write onto a key some session still holds keeps that session
+	# on it (and its expiry deletes the key): step 6's daemon, stopped in
+	# step 7 before it had adopted its session, may have left one.
+	wait_for 40 "the trigger-key to be free" is_kv service/pgtest/vip ""
+	X /usr/local/bin/consul kv put service/pgtest/vip "not a lock" >/dev/null
+	X /usr/local/bin/consul kv get -detailed service/pgtest/vip | grep -E '^Session +-$' >/dev/null ||
+		fail "the plain trigger-key is held by a session: $(kv_detail service/pgtest/vip)"
+	X systemctl reset-failed vip-elector.service
+	X systemctl start vip-elector.service 2>/dev/null && fail "started with a plain trigger-key"
+	wait_for 60 "systemd to give up restarting (start limit)" journal_more 'Start request repeated too quickly' "$limits"
+	wait_for 10 "vip-elector.service failed" is_prop vip-elector.service ActiveState failed
+	restarts=$(prop vip-elector.service NRestarts)
+	sleep 5  # twice RestartSec and more: no further attempt
+	is_prop vip-elector.service ActiveState failed && is_prop vip-elector.service NRestarts "$restarts" ||
+		fail "pre-flight failure: still restarting ($(prop vip-elector.service ActiveState), NRestarts $restarts -> $(prop vip-elector.service NRestarts))"
+	[ "$(journal_count 'trigger-key pre-flight check failed')" -gt "$preflights" ] ||
+		fail "no pre-flight failure in the journal"
+	X /usr/local/bin/consul kv delete service/pgtest/vip >/dev/null
+	X systemctl reset-failed vip-elector.service
+	X systemctl start vip-elector.service
+	wait_for 30 "leadership once the plain key is gone" is_leader vip-elector.service service/pgtest/vip
+	note "pre-flight failure: $restarts restarts, then 'Start request repeated too quickly' and no more; after the fix, leader again"
 
 	# 8. One instance per vip-manager configuration, with its own settings
 	#    in /etc/default/vip-elector@15-main: the status endpoint, if this
