@@ -55,6 +55,13 @@ def italic(words: str) -> str:
     return f"\\fI{literal(words)}\\fR"
 
 
+def optional(words: str) -> str:
+    """``[words]`` in roff, never broken after the bracket: groff may break a
+    word at a ``\\%`` inside it (with a hyphen), so the first word's ``\\%``
+    goes before the bracket, where it keeps that word whole."""
+    return "\\%[" + words.replace("\\%", "", 1) + "]"
+
+
 def from_markdown(words: str) -> str:
     """The table's Markdown (`code`, *emphasis*) as roff."""
     parts = re.split(r"(`[^`]+`|\*[^*]+\*)", words)
@@ -116,13 +123,13 @@ def _usage(command: str | None) -> str:
         flag = bold(_long_flag(action))
         if action.nargs != 0:
             flag += f" {italic(str(action.metavar or action.dest.upper()))}"
-        parts.append(f" {flag}" if action.required else f" [{flag}]")
+        parts.append(f" {flag}" if action.required else f" {optional(flag)}")
     return "".join(parts)
 
 
 def synopsis() -> Iterator[str]:
     yield ".SH SYNOPSIS"
-    option = f"[{italic('OPTION')}]..."
+    option = f"{optional(italic('OPTION'))}..."
     yield f"{bold(cli.PROG)} {bold('--vip-manager-config')} {italic('PATH')} {option}"
     for command in cli.COMMANDS:
         yield ".br"
