@@ -100,7 +100,7 @@ trap 'rm -rf "$stage" "$lintmp"' EXIT
 # lintian reads a copy in its own directory, and runs from there: as root it
 # runs as nobody, who may not enter the checkout (mktemp -d makes it 0700).
 cp "$deb" "$lintmp/"
-lint=(env TMPDIR="$lintmp" HOME="$lintmp" lintian --fail-on "error,warning" --display-info "$(basename "$deb")")
+lint=(env TMPDIR="$lintmp" HOME="$lintmp" lintian --fail-on "error,warning" --pedantic --display-info "$(basename "$deb")")
 if [ "$(id -u)" = 0 ] && command -v runuser >/dev/null; then
 	# lintian advises against running as root
 	chown -R nobody "$lintmp"

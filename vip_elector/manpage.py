@@ -288,19 +288,29 @@ SIGNALS = (
         "Reload the configuration (systemctl reload): vip-manager.yml, --config files and "
         "the token file are read again. Each entry under OPTIONS says what a change does "
         "(a new token is swapped in place, a new TTL moves the lock to a new session "
-        "without freeing it); an invalid configuration is logged and the running one kept.",
+        "without freeing it); an invalid configuration is logged and the running one kept. "
+        "The packaged units' systemctl reload runs check-config first: with an invalid "
+        "configuration the reload fails and no SIGHUP is sent.",
     ),
     (
         "SIGUSR1",
         "A leader steps down (deleting the key: no lock-delay) and stays out for "
-        "--step-down-hold: a planned switchover.",
+        "--step-down-hold: a planned switchover. Not keepalived's SIGUSR1, which dumps "
+        "its data.",
     ),
     (
         "SIGUSR2",
         "Restart in place into the code on disk (after an upgrade), keeping the session "
         "and the lock: the VIP does not move. A daemon killed or crashed adopts its "
-        "session the same way when systemd restarts it.",
+        "session the same way when systemd restarts it. Not keepalived's SIGUSR2, which "
+        "dumps its statistics.",
     ),
+)
+
+SIGNALS_NOTE = (
+    "Under systemd, send them with systemctl kill --kill-whom=main: without it systemd "
+    "signals every process of the unit, and a --notify hook that is running dies of "
+    "SIGUSR1 or SIGUSR2."
 )
 
 
@@ -311,6 +321,12 @@ def tagged(title: str, entries: tuple[tuple[str, str], ...]) -> Iterator[str]:
         yield ".TP"
         yield bold(name)
         yield text(what)
+
+
+def signals() -> Iterator[str]:
+    yield from tagged("SIGNALS", SIGNALS)
+    yield ".PP"
+    yield text(SIGNALS_NOTE)
 
 
 def exit_status() -> Iterator[str]:
@@ -334,7 +350,7 @@ EXAMPLES = (
         "vip-elector switchover --to node-b",
     ),
     ("The same for the instance vip-elector@15-main:", "vip-elector status --instance 15-main"),
-    ("Step down on this node:", "systemctl kill --signal=SIGUSR1 vip-elector"),
+    ("Step down on this node:", "systemctl kill --kill-whom=main --signal=SIGUSR1 vip-elector"),
     ("Reload after editing the configuration:", "systemctl reload vip-elector"),
     (
         "Restart into new code without moving the VIP (what an upgrade does):",
@@ -392,7 +408,7 @@ def manual_page() -> str:
         environment(),
         tagged("FILES", FILES),
         exit_status(),
-        tagged("SIGNALS", SIGNALS),
+        signals(),
         examples(),
         see_also(),
     ):

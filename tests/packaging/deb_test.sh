@@ -8,7 +8,10 @@
 #   debootstrap  bookworm --variant=minbase into a temporary directory
 #   install      apt-get install ./vip-elector_*.deb from bookworm, -updates
 #                and -security; the package's files, user, conffile mode,
-#                /etc/vip-elector (0750 root:vip-elector) and the examples
+#                /etc/vip-elector (0750 root:vip-elector) and the examples;
+#                the needrestart conffile (valid Perl, leaves exactly the
+#                units alone); every relative link of the installed docs
+#                leads to a shipped file; no top_level.txt
 #   smoke        the package's autopkgtest, debian/tests/smoke: --version,
 #                --help, a configuration error, the manual page under man
 #   config       a dcs-type: etcd vip-manager.yml: exit 2, "configuration
@@ -22,13 +25,21 @@
 #                unit's MemoryDenyWriteExecute=yes
 #   units        systemd from bookworm in the chroot: systemd-analyze verify
 #                of both units and of README.Debian's LoadCredential= drop-in
-#                (no output allowed), the exposure score of
+#                (no output allowed), ExecReload= (check-config, then
+#                SIGHUP), the exposure score of
 #                systemd-analyze security --offline=yes
 #   upgrade-deb  the same code built again as version <version>+upgrade1, for
 #                the upgrade on a leader in phase boot
+#   previous-deb the previous release (debian/changelog's second entry) built
+#                from git history with this debian/build-deb.sh
+#                (DEB_TEST_PREVIOUS=COMMIT picks the commit)
 #   boot         the chroot booted with systemd-nspawn, a Consul dev agent in
 #                it: the units for real, sandbox included, log priorities in
-#                the journal (journalctl -p warning) (see boot_test);
+#                the journal (journalctl -p warning), a reload that fails on
+#                a bad configuration, the start limit on a failing pre-flight
+#                check, the upgrade on a leader from this version (restart in
+#                place) and from the previous release (no SIGUSR2, a notice)
+#                (see boot_test);
 #                needs a consul binary (`make testbed` builds one, or
 #                DEB_TEST_CONSUL=PATH), else skipped; DEB_TEST_BOOT=0 skips it
 # The chroot (and the container) are stopped, unmounted and deleted on every
@@ -131,6 +142,7 @@ cleanup() {
 		rm -rf --one-file-system "$root"
 	fi
 	[ -z "${upgrade_dir:-}" ] || rm -rf "$upgrade_dir" "$upgrade_dir.log"
+	[ -z "${previous_dir:-}" ] || rm -rf "$previous_dir"
 	exit $rc
 }
 trap cleanup EXIT
@@ -202,6 +214,57 @@ if grep -i 'vip-manager' <<<"$suggests" >/dev/null; then
 	fail "the package suggests or recommends a vip-manager: $suggests"
 fi
 note "Depends asks for Python >= 3.11; no vip-manager in Suggests/Recommends"
+# needrestart (apt, unattended-upgrades) must leave the units alone: a
+# restart is a stop, and a leader's stop moves the VIP. The file is Perl that
+# needrestart evaluates after its needrestart.conf (the same way here), and
+# its override must match both units and nothing else.
+nr=/etc/needrestart/conf.d/vip-elector.conf
+[ -f "$root$nr" ] || fail "$nr is missing"
+grep -qx "$nr" "$root/var/lib/dpkg/info/vip-elector.conffiles" || fail "$nr is not a conffile"
+in_root perl -c "$nr" >/dev/null 2>&1 || fail "$nr is not valid Perl: $(in_root perl -c "$nr" 2>&1)"
+in_root perl -e '
+	our %nrconf = (override_rc => {});
+	my $fn = shift;
+	eval do { local (@ARGV, $/) = $fn; <> };  # as needrestart reads conf.d
+	die "Error parsing $fn: $@" if $@;
+	for my $unit (@ARGV) {
+		my ($want, $name) = split /=/, $unit, 2;
+		my @hits = grep { $name =~ /$_/ } keys %{ $nrconf{override_rc} };
+		my $left_alone = (@hits && !grep { $nrconf{override_rc}{$_} } @hits) ? 1 : 0;
+		die "$name: left alone $left_alone, want $want\n" if $left_alone != $want;
+	}' "$nr" 1=vip-elector.service 1=vip-elector@15-main.service 0=vip-manager.service \
+	0=consul.service 0=vip-elector-other.service ||
+	fail "$nr does not leave exactly vip-elector.service and vip-elector@*.service alone"
+note "$nr: a conffile, valid Perl, leaves vip-elector.service and vip-elector@*.service alone"
+# The documentation's relative links lead to files the package ships (docs are
+# compressed: FILE.gz counts as FILE), none to the source tree.
+python3 - "$root/usr/share/doc/vip-elector" <<'PY' || fail "links in /usr/share/doc/vip-elector lead nowhere"
+import gzip, pathlib, re, sys
+base = pathlib.Path(sys.argv[1])
+broken, links = [], 0
+for doc in sorted(base.rglob("*.md*")):
+    text = (gzip.open if doc.suffix == ".gz" else open)(doc, "rt").read()
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        path = target.split("#", 1)[0]
+        if not path or re.match(r"[a-z]+:", path):
+            continue
+        links += 1
+        found = doc.parent / path
+        if not (found.exists() or found.with_name(found.name + ".gz").exists()):
+            broken.append(f"{doc.relative_to(base)}: ({target})")
+print("\n".join(f"    broken link: {b}" for b in broken) or f"    {links} relative links, all resolve")
+sys.exit(1 if broken or not links else 0)
+PY
+# lintian --pedantic: setuptools' top_level.txt is not shipped (nothing reads
+# it: importlib.metadata infers the top-level package from RECORD).
+if ls "$root"/usr/lib/python3/dist-packages/vip_elector-*.dist-info/top_level.txt >/dev/null 2>&1; then
+	fail "the package ships top_level.txt"
+fi
+in_root python3 -c '
+import importlib.metadata as m
+assert "vip_elector" in m.packages_distributions(), "vip_elector not found by importlib.metadata"
+assert m.version("vip-elector")' || fail "importlib.metadata does not find vip-elector"
+note "no top_level.txt; importlib.metadata finds vip-elector"
 
 phase smoke
 # The package's own autopkgtest (debian/tests/smoke: --version, --help, a
@@ -356,16 +419,21 @@ for unit in vip-elector.service vip-elector@15-main.service; do
 	[ -z "$out" ] || fail "systemd-analyze verify $unit is not clean: $out"
 	note "systemd-analyze verify $unit: clean"
 done
-# `systemctl reload` sends SIGHUP, and at shutdown vip-elector stops (and
-# deletes the key) before vip-manager, which then still drops the VIP.
+# `systemctl reload` runs check-config with ExecStart='s arguments, then sends
+# SIGHUP (phase boot shows a bad configuration failing the reload); at
+# shutdown vip-elector stops (and deletes the key) before vip-manager, which
+# then still drops the VIP.
 for unit in vip-elector.service:vip-manager.service vip-elector@.service:vip-manager@%i.service; do
 	file=/lib/systemd/system/${unit%%:*}
-	grep -E '^ExecReload=/bin/kill -HUP \$MAINPID$' "$root$file" >/dev/null ||
-		fail "$file has no ExecReload= sending SIGHUP"
+	reloads=$(grep '^ExecReload=' "$root$file")
+	start_args=$(sed -n 's|^ExecStart=/usr/bin/vip-elector ||p' "$root$file")
+	[ "$reloads" = "ExecReload=/usr/bin/vip-elector check-config $start_args
+ExecReload=/bin/kill -HUP \$MAINPID" ] ||
+		fail "$file: want check-config with ExecStart='s arguments ($start_args), then SIGHUP; has: $reloads"
 	grep -E "^After=.* ${unit#*:}( |\$)" "$root$file" >/dev/null ||
 		fail "$file is not ordered After=${unit#*:}"
 done
-note "both units: ExecReload= sends SIGHUP, After= vip-manager's unit"
+note "both units: ExecReload= runs check-config with ExecStart='s arguments, then sends SIGHUP; After= vip-manager's unit"
 # The LoadCredential= drop-in README.Debian suggests for root-only files.
 mkdir -p "$root/etc/systemd/system/vip-elector.service.d"
 cat >"$root/etc/systemd/system/vip-elector.service.d/credentials.conf" <<'EOF'
@@ -401,6 +469,58 @@ if [ "${DEB_TEST_BOOT:-1}" != 0 ]; then
 	note "built $upgrade_deb"
 fi
 
+phase previous-deb
+# The previous release (the changelog's second entry), for the upgrade from
+# it in phase boot: its source from git history, the newest commit whose
+# debian/changelog and __version__ both still said that version (or
+# DEB_TEST_PREVIOUS=COMMIT), built by this tree's debian/build-deb.sh.
+previous_version=$(dpkg-parsechangelog -l "$repo/debian/changelog" --offset 1 --count 1 -S Version)
+previous_deb=""
+previous_commit() {  # previous_commit VERSION: prints the commit, or why there is none
+	local commit newer="" top init
+	if ! git -C "$repo" rev-parse --git-dir >/dev/null 2>&1; then
+		echo "not a git checkout: no history to build version $1 from"; return 1
+	fi
+	if [ "$(git -C "$repo" rev-parse --is-shallow-repository)" = true ]; then
+		echo "a shallow clone: the history of version $1 may be missing (git fetch --unshallow)"; return 1
+	fi
+	for commit in $(git -C "$repo" log --format=%H -- debian/changelog vip_elector/__init__.py); do
+		top=$(git -C "$repo" show "$commit:debian/changelog" 2>/dev/null | sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p')
+		init=$(git -C "$repo" show "$commit:vip_elector/__init__.py" 2>/dev/null | sed -n 's/^__version__ = "\(.*\)"$/\1/p')
+		if [ "$top" = "$1" ] && [ "$init" = "$1" ]; then
+			# The files stayed so until the next (newer) commit that changed them.
+			git -C "$repo" rev-parse "${newer:-$commit}${newer:+^}"; return 0
+		fi
+		newer=$commit
+	done
+	echo "no commit in which debian/changelog and vip_elector/__init__.py both say $1"; return 1
+}
+if [ "${DEB_TEST_BOOT:-1}" = 0 ]; then
+	note "skipped (DEB_TEST_BOOT=0)"
+elif [ -z "$previous_version" ]; then
+	note "no upgrade from a previous release: debian/changelog has a single entry"
+else
+	if [ -n "${DEB_TEST_PREVIOUS:-}" ]; then
+		commit=$(git -C "$repo" rev-parse --verify "${DEB_TEST_PREVIOUS}^{commit}") ||
+			fail "DEB_TEST_PREVIOUS=$DEB_TEST_PREVIOUS is not a commit"
+	else
+		commit=$(previous_commit "$previous_version") ||
+			fail "cannot build the previous release $previous_version: $commit"
+	fi
+	previous_dir=$(mktemp -d "${TMPDIR:-/tmp}/vip-elector-previous.XXXXXX")
+	mkdir "$previous_dir/src" "$previous_dir/out"
+	git -C "$repo" archive "$commit" | tar -x -C "$previous_dir/src"
+	cp "$repo/debian/build-deb.sh" "$previous_dir/src/debian/build-deb.sh"
+	bash "$previous_dir/src/debian/build-deb.sh" "$previous_dir/out" >"$previous_dir/build.log" 2>&1 ||
+		{ tail -40 "$previous_dir/build.log" >&2; fail "building the previous release $previous_version at $commit"; }
+	previous_deb=$(echo "$previous_dir"/out/vip-elector_*_all.deb)
+	[ -f "$previous_deb" ] || fail "no .deb in $previous_dir/out"
+	previous_version=$(dpkg-deb --field "$previous_deb" Version)
+	dpkg --compare-versions "$previous_version" lt "$version" ||
+		fail "the previous release $previous_version is not older than $version"
+	note "built the previous release $previous_version from $(git -C "$repo" log -1 --format='%h (%ad)' --date=short "$commit")"
+fi
+
 phase boot
 # The units for real: boot the chroot with systemd-nspawn, run a Consul dev
 # agent in it (the binary the test bed builds, `make testbed`) and a health
@@ -427,6 +547,7 @@ wait_for() {  # wait_for SECONDS WHAT COMMAND...: until COMMAND succeeds
 is_prop() { [ "$(prop "$1" "$2")" = "$3" ]; }
 is_leader() { case "$(prop "$1" StatusText)" in "leader of $2 "*) ;; *) return 1 ;; esac; }
 kv() { X /usr/local/bin/consul kv get "$1" 2>/dev/null; }
+is_kv() { [ "$(kv "$1")" = "$2" ]; }
 kv_detail() {  # the key's session and ModifyIndex, e.g. "session=… index=42"
 	X /usr/local/bin/consul kv get -detailed "$1" 2>/dev/null |
 		awk '$1 == "Session" { s = $2 } $1 == "ModifyIndex" { m = $2 } END { print "session=" s " index=" m }'
@@ -554,6 +675,27 @@ EOF
 	[ "$(kv_detail service/pgtest/vip)" = "$held" ] || fail "the key changed on reload"
 	note "systemctl reload: same process, configuration reloaded, key untouched ($held)"
 
+	# 3c. A reload with a broken configuration fails (ExecReload= runs
+	#     check-config first) and the daemon is not signalled: the same
+	#     process goes on leading with the configuration it has.
+	local attempts errors
+	attempts=$(journal_count 'configuration reload')
+	errors=$(journal_count 'configuration error: ')
+	sed -i 's/^dcs-type: consul$/dcs-type: etcd/' "$root/etc/default/vip-manager.yml"
+	if X systemctl reload vip-elector.service 2>/dev/null; then
+		fail "systemctl reload succeeded with dcs-type: etcd in vip-manager.yml"
+	fi
+	sed -i 's/^dcs-type: etcd$/dcs-type: consul/' "$root/etc/default/vip-manager.yml"
+	journal_more 'configuration error: ' "$errors" ||
+		fail "the failed reload left no 'configuration error' line in the journal"
+	[ "$(journal_count 'configuration reload')" = "$attempts" ] ||
+		fail "the daemon got SIGHUP despite the broken configuration"
+	[ "$(prop vip-elector.service MainPID)" = "$pid" ] || fail "the failed reload restarted vip-elector"
+	is_prop vip-elector.service ActiveState active || fail "not active after the failed reload"
+	is_leader vip-elector.service service/pgtest/vip || fail "not leading after the failed reload"
+	[ "$(kv_detail service/pgtest/vip)" = "$held" ] || fail "the key changed on the failed reload"
+	note "systemctl reload with dcs-type: etcd: failed, configuration error in the journal, no SIGHUP, same process leading ($held)"
+
 	# 4. A clean stop releases the lock at once.
 	t=$(now)
 	X systemctl stop vip-elector.service
@@ -586,7 +728,11 @@ EOF
 		before=$(kv_detail service/pgtest/vip)
 		kept=$(journal_count 'LOCK KEPT')
 		cp "$upgrade_deb" "$root/srv/upgrade.deb"  # (the container mounts a tmpfs on /tmp)
-		X dpkg -i /srv/upgrade.deb | sed 's/^/    /'
+		X dpkg -i /srv/upgrade.deb >"$root/srv/upgrade.out" 2>&1 ||
+			{ cat "$root/srv/upgrade.out" >&2; fail "dpkg -i of $upgrade_version"; }
+		sed 's/^/    /' "$root/srv/upgrade.out"
+		grep -F 'vip-elector.service restarts in place into the new version' "$root/srv/upgrade.out" >/dev/null ||
+			fail "the upgrade from $version did not restart the daemon in place"
 		wait_for 30 "the new version running" journal_more "starting: version=$upgrade_version " 0
 		wait_for 20 "the session adopted by the new version" journal_more 'LOCK KEPT' "$kept"
 		[ "$(prop vip-elector.service MainPID)" = "$pid" ] || fail "the upgrade restarted the unit"
@@ -603,6 +749,9 @@ EOF
 	X sh -c 'mkdir -p /run/systemd/system/vip-elector.service.d &&
 		printf "[Service]\nWatchdogSec=5s\n" >/run/systemd/system/vip-elector.service.d/watchdog.conf'
 	X systemctl daemon-reload
+	# (the boot's start and those of step 5 count towards StartLimitBurst;
+	# step 7b tests the limit)
+	X systemctl reset-failed vip-elector.service
 	X systemctl restart vip-elector.service
 	restarts=$(prop vip-elector.service NRestarts)
 	X sh -c "kill -STOP $(prop vip-elector.service MainPID)"
@@ -615,6 +764,8 @@ EOF
 	# 7. A configuration error: failed, and no restart loop (exit status 2).
 	X systemctl stop vip-elector.service
 	sed -i 's/^dcs-type: consul$/dcs-type: etcd/' "$root/etc/default/vip-manager.yml"
+	# (the starts of step 6 count towards StartLimitBurst; step 7b tests the limit)
+	X systemctl reset-failed vip-elector.service
 	X systemctl start vip-elector.service 2>/dev/null && fail "started with dcs-type: etcd"
 	restarts=$(prop vip-elector.service NRestarts)
 	sleep 4  # twice RestartSec
@@ -623,6 +774,37 @@ EOF
 	is_prop vip-elector.service NRestarts "$restarts" || fail "restarted after a configuration error"
 	sed -i 's/^dcs-type: etcd$/dcs-type: consul/' "$root/etc/default/vip-manager.yml"
 	note "dcs-type: etcd: failed with status 2, not restarted"
+
+	# 7b. A pre-flight failure (exit status 1: the trigger-key is a plain
+	#     key) fails again at every restart: systemd gives up after
+	#     StartLimitBurst starts instead of retrying every 2 s forever.
+	#     (Crashes, the watchdog and an agent that does not answer are still
+	#     restarted: steps 5 and 6, and the start timeout.)
+	local preflights limits
+	preflights=$(journal_count 'trigger-key pre-flight check failed')
+	limits=$(journal_count 'Start request repeated too quickly')
+	# A plain write onto a key some session still holds keeps that session
+	# on it (and its expiry deletes the key): step 6's daemon, stopped in
+	# step 7 before it had adopted its session, may have left one.
+	wait_for 40 "the trigger-key to be free" is_kv service/pgtest/vip ""
+	X /usr/local/bin/consul kv put service/pgtest/vip "not a lock" >/dev/null
+	X /usr/local/bin/consul kv get -detailed service/pgtest/vip | grep -E '^Session +-$' >/dev/null ||
+		fail "the plain trigger-key is held by a session: $(kv_detail service/pgtest/vip)"
+	X systemctl reset-failed vip-elector.service
+	X systemctl start vip-elector.service 2>/dev/null && fail "started with a plain trigger-key"
+	wait_for 60 "systemd to give up restarting (start limit)" journal_more 'Start request repeated too quickly' "$limits"
+	wait_for 10 "vip-elector.service failed" is_prop vip-elector.service ActiveState failed
+	restarts=$(prop vip-elector.service NRestarts)
+	sleep 5  # twice RestartSec and more: no further attempt
+	is_prop vip-elector.service ActiveState failed && is_prop vip-elector.service NRestarts "$restarts" ||
+		fail "pre-flight failure: still restarting ($(prop vip-elector.service ActiveState), NRestarts $restarts -> $(prop vip-elector.service NRestarts))"
+	[ "$(journal_count 'trigger-key pre-flight check failed')" -gt "$preflights" ] ||
+		fail "no pre-flight failure in the journal"
+	X /usr/local/bin/consul kv delete service/pgtest/vip >/dev/null
+	X systemctl reset-failed vip-elector.service
+	X systemctl start vip-elector.service
+	wait_for 30 "leadership once the plain key is gone" is_leader vip-elector.service service/pgtest/vip
+	note "pre-flight failure: $restarts restarts, then 'Start request repeated too quickly' and no more; after the fix, leader again"
 
 	# 8. One instance per vip-manager configuration, with its own settings
 	#    in /etc/default/vip-elector@15-main: the status endpoint, if this
@@ -653,9 +835,78 @@ EOF
 		note "vip-elector@15-main --status-addr=$status: /healthz, /status, /metrics answer"
 	fi
 
+	# 9. An upgrade from the previous release, installed afresh and leading.
+	#    Its daemon has no SIGUSR2 handler if it is older than the postinst's
+	#    SIGUSR2_SINCE (SIGUSR2 would kill it): the postinst leaves it
+	#    running and says to restart it, and so does the next upgrade while
+	#    it still runs (the version configured then has the handler, the
+	#    running process has not). From a release with the handler, the
+	#    upgrade restarts it in place as in step 5b.
+	if [ -n "$previous_deb" ]; then
+		local sigusr2_since starts
+		sigusr2_since=$(sed -n 's/^SIGUSR2_SINCE=//p' "$repo/debian/vip-elector.postinst")
+		[ -n "$sigusr2_since" ] || fail "no SIGUSR2_SINCE= in debian/vip-elector.postinst"
+		X systemctl stop vip-elector@15-main.service vip-elector.service
+		X dpkg --purge vip-elector >/dev/null 2>&1 || fail "dpkg --purge vip-elector"
+		cp "$previous_deb" "$root/srv/previous.deb"
+		cp "$deb" "$root/srv/current.deb"
+		X dpkg -i /srv/previous.deb >"$root/srv/previous.out" 2>&1 ||
+			{ cat "$root/srv/previous.out" >&2; fail "dpkg -i of the previous release $previous_version"; }
+		[ "$(X vip-elector --version)" = "vip-elector $previous_version" ] || fail "$previous_version not installed"
+		echo 'VIP_ELECTOR_CHECK_ID=vip-http' >>"$root/etc/default/vip-elector"
+		X systemctl reset-failed vip-elector.service 2>/dev/null || true
+		X systemctl start vip-elector.service
+		wait_for 60 "$previous_version to lead" is_kv service/pgtest/vip node1
+		pid=$(prop vip-elector.service MainPID)
+		restarts=$(prop vip-elector.service NRestarts)
+		before=$(kv_detail service/pgtest/vip)
+		note "previous release $previous_version installed afresh and leading (pid $pid, $before)"
+		upgrade_over_previous() {  # upgrade_over_previous NAME VERSION: dpkg -i /srv/NAME.deb
+			# --force-confold: /etc/default/vip-elector was edited above
+			X dpkg --force-confold -i "/srv/$1.deb" >"$root/srv/next.out" 2>&1 ||
+				{ cat "$root/srv/next.out" >&2; fail "dpkg -i of $2 over $previous_version"; }
+			sed 's/^/    /' "$root/srv/next.out"
+		}
+		if dpkg --compare-versions "$previous_version" ge "$sigusr2_since"; then
+			kept=$(journal_count 'LOCK KEPT')
+			starts=$(journal_count "starting: version=$version ")
+			upgrade_over_previous current "$version"
+			grep -F 'vip-elector.service restarts in place into the new version' "$root/srv/next.out" >/dev/null ||
+				fail "the upgrade from $previous_version did not restart the daemon in place"
+			wait_for 30 "$version running" journal_more "starting: version=$version " "$starts"
+			wait_for 20 "the session adopted by $version" journal_more 'LOCK KEPT' "$kept"
+			[ "$(prop vip-elector.service MainPID)" = "$pid" ] || fail "the upgrade restarted the unit"
+			after=$(kv_detail service/pgtest/vip)
+			[ "$after" = "$before" ] || fail "the key changed across the upgrade: '$before' -> '$after'"
+			note "upgrade $previous_version -> $version on the leader: restarted in place, same pid, key untouched"
+		else
+			for next in current:$version upgrade:$upgrade_version; do
+				upgrade_over_previous "${next%%:*}" "${next#*:}"
+				grep -F 'vip-elector.service still runs the previous version' "$root/srv/next.out" >/dev/null ||
+					fail "upgrade to ${next#*:}: no notice to restart vip-elector.service when convenient"
+				if grep -F 'restarts in place' "$root/srv/next.out" >/dev/null; then
+					fail "upgrade to ${next#*:}: SIGUSR2 sent to $previous_version, which has no handler"
+				fi
+				sleep 3  # RestartSec and more: a killed daemon would be restarted by now
+				[ "$(prop vip-elector.service MainPID)" = "$pid" ] && is_prop vip-elector.service NRestarts "$restarts" ||
+					fail "upgrade to ${next#*:}: the $previous_version daemon did not survive (pid $pid -> $(prop vip-elector.service MainPID))"
+				is_prop vip-elector.service ActiveState active || fail "upgrade to ${next#*:}: not active"
+				after=$(kv_detail service/pgtest/vip)
+				[ "$after" = "$before" ] || fail "upgrade to ${next#*:}: the key changed: '$before' -> '$after'"
+				note "upgrade $previous_version -> ${next#*:} on the leader: notice printed, no SIGUSR2, same pid, key untouched"
+			done
+			# The restart the notice asks for: the new version leads.
+			starts=$(journal_count "starting: version=$upgrade_version ")
+			X systemctl restart vip-elector.service
+			wait_for 30 "$upgrade_version to lead after the restart" is_leader vip-elector.service service/pgtest/vip
+			wait_for 10 "the start line of $upgrade_version" journal_more "starting: version=$upgrade_version " "$starts"
+			note "systemctl restart: $upgrade_version leads"
+		fi
+	fi
+
 	X systemctl poweroff 2>/dev/null || true  # (no D-Bus in the container: it says so)
 	for _ in $(seq 100); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.2; done
-	kill -0 "$nspawn_pid" 2>/dev/null && fail "the container did not power off within 20 s"
+	kill -0 "$nspawn_pid" 2>/dev/null && fail "the container did not power off within 60 s"
 	wait "$nspawn_pid" 2>/dev/null || true
 	nspawn_pid=""
 	note "container powered off"

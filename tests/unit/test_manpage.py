@@ -28,14 +28,14 @@ SECTIONS = (
 )
 
 
-def rendered(page: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def rendered(page: str, tmp_path: Path, width: int = 80) -> subprocess.CompletedProcess[str]:
     """``man --warnings -l`` of the page, as lintian runs it (skipped, with the
     reason in pytest's summary, where man-db is not installed)."""
     if shutil.which("man") is None:
         pytest.skip("man (man-db) is not installed: cannot render the page")
     path = tmp_path / "vip-elector.8"
     path.write_text(page)
-    env = {**os.environ, "MANWIDTH": "80", "LC_ALL": "C.UTF-8", "MAN_KEEP_FORMATTING": ""}
+    env = {**os.environ, "MANWIDTH": str(width), "LC_ALL": "C.UTF-8", "MAN_KEEP_FORMATTING": ""}
     return subprocess.run(
         ["man", "--warnings", "-E", "UTF-8", "-l", str(path)],
         capture_output=True,
@@ -101,3 +101,48 @@ def test_man_would_report_a_broken_page(tmp_path: Path) -> None:
     # The check above can fail: groff warns about a macro it does not know.
     result = rendered(manual_page() + ".XYZZY broken\n", tmp_path)
     assert result.stderr != ""
+
+
+def section(page: str, name: str) -> str:
+    return page.split(f"\n.SH {name}\n", 1)[1].split("\n.SH ", 1)[0]
+
+
+def plain(roff: str) -> str:
+    """The text of roff words: no font or hyphenation escapes."""
+    for escape in ("\\%", "\\fB", "\\fI", "\\fR"):
+        roff = roff.replace(escape, "")
+    return roff.replace("\\-", "-")
+
+
+def test_the_synopsis_shows_a_required_flag_as_required_with_its_argument() -> None:
+    # `switchover` without --to is a usage error: the page must not bracket it;
+    # an optional flag is bracketed, with its argument.
+    lines = plain(section(manual_page(), "SYNOPSIS")).splitlines()
+    (switchover,) = [line for line in lines if line.startswith("vip-elector switchover ")]
+    assert " --to VALUE [--dry-run] [--timeout DURATION] " in switchover
+    assert "[--to" not in switchover
+    (status,) = [line for line in lines if line.startswith("vip-elector status ")]
+    assert "[--json]" in status
+
+
+def test_a_long_synopsis_line_breaks_between_words(tmp_path: Path) -> None:
+    # A break right after "[" came with a hyphen (U+2010), the rest of the
+    # flag on the next line.
+    page = manual_page()
+    result = rendered(page, tmp_path, width=60)
+    synopsis = result.stdout.split("SYNOPSIS", 1)[1].split("DESCRIPTION", 1)[0]
+    assert "[\u2010" not in synopsis, synopsis
+    assert "[-\n" not in synopsis, synopsis
+    assert "[--timeout DURATION]" in " ".join(synopsis.split())
+
+
+def test_a_flags_default_is_filled_in() -> None:
+    assert "%(default)s" not in manual_page()
+
+
+def test_the_signals_section_says_how_keepalived_differs_and_whom_to_signal() -> None:
+    signals = section(manual_page(), "SIGNALS").replace("\\-", "-")
+    assert "keepalived's SIGUSR1, which dumps its data" in signals
+    assert "keepalived's SIGUSR2, which dumps its statistics" in signals
+    assert "systemctl kill --kill-whom=main" in signals
+    assert "reload fails and no SIGHUP is sent" in signals
