@@ -1,6 +1,10 @@
 """The status server under clients that do not play along, and what /leader and
 /primary say. It runs in-process on loopback with stub views of the daemon
-(tests/test_fenced.py asks a real daemon)."""
+(tests/test_fenced.py asks a real daemon).
+
+It waits out real deadlines of seconds, so it stands beside the integration
+tests rather than in the unit layer (which stays under 10 s).
+"""
 
 from __future__ import annotations
 
