@@ -81,7 +81,7 @@ def test_failing_health_check_moves_the_key(election: Election, failure: str) ->
     assert election.holder() == "node-b"
 
 
-def test_new_leader_takes_over_within_lock_delay_plus_a_fraction(election: Election) -> None:
+def test_nobody_takes_the_key_before_the_invalidated_sessions_lock_delay(election: Election) -> None:
     first = election.add("node-a", lock_delay="3s")
     election.wait_holder()
     second = election.add("node-b", lock_delay="3s")
@@ -97,8 +97,10 @@ def test_new_leader_takes_over_within_lock_delay_plus_a_fraction(election: Elect
     freed = time.monotonic()
     wait_until(lambda: election.holder() == "node-b", 10, "node-b takes over")
     took = time.monotonic() - freed
-    # Not before the lock-delay (Consul refuses), and not a fixed 5 s retry after it.
-    assert 2.8 <= took <= 3.6, took
+    # Consul refuses the key to everybody for the invalidated session's lock-delay.
+    # When we try again after it (at its end, not a fixed 5 s later) is a rule of
+    # ours: tests/unit/test_decisions.py, the lock-delay tests.
+    assert took >= 2.8, took
 
 
 def test_sigterm_of_the_leader_deletes_the_key_and_hands_over_without_lock_delay(

@@ -494,7 +494,7 @@ def test_hostile_entries_under_the_key_stop_no_daemon_and_no_command(election: E
         )
         assert f"IGNORED       {prefix}/candidates/deep: JSON nested too deeply" in status.stdout
 
-        moved = run_vip_elector("switchover", *command, "--to", "node-b")
+        moved = run_vip_elector("switchover", *command, "--to", "node-b", "--yes")
         assert moved.returncode == 0, moved.stdout + moved.stderr
         assert "Traceback" not in moved.stdout + moved.stderr
         assert f"ignored the candidate entry {prefix}/candidates/inf" in moved.stderr
