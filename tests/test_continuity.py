@@ -211,6 +211,34 @@ def test_token_rotation_by_sighup_keeps_the_session_and_the_lock(
         race.stop_all()
 
 
+def test_a_rotated_token_consul_does_not_know_is_refused_at_sighup(
+    consul_acl: ConsulAgent, tmp_path: Path, health: HealthFactory
+) -> None:
+    race = Election(consul_acl, tmp_path, f"rotation/{uuid.uuid4().hex[:8]}/leader", health)
+    check, token = documented_token(race, "rot")
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\n")
+    try:
+        node = race.add(
+            "node-a",
+            check=False,
+            check_id=check.check_id,
+            env={"CONSUL_HTTP_TOKEN_FILE": str(token_file)},
+        )
+        wait_until(lambda: race.holder() == "node-a", 30, "node-a leads")
+        before = race.api.kv_get(race.key)
+        token_file.write_text(f"{uuid.uuid4()}\n")  # a typo: no such token
+        node.elector.process.send_signal(signal.SIGHUP)
+        line = node.elector.wait_log("configuration reload refused", 10)
+        assert "does not know the new token" in line
+        assert node.elector.count("swapped in place") == 0
+        # Longer than a TTL: the renewals went on with the token that works.
+        assert stays_true(lambda: race.api.kv_get(race.key) == before, 12.0)
+        assert "renewal failed" not in node.elector.log()
+    finally:
+        race.stop_all()
+
+
 # -- restarts in place that used to go wrong (issue 22: 8, 9, 10, 13) -----------------
 
 

@@ -28,6 +28,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from vip_elector import __version__
+from vip_elector.consul_adapter import ConsulAdapter, ConsulError, TokenUnknown
 from vip_elector.continuity import Inheritance
 from vip_elector.decision import Memory, StepDownAsked, StopAsked
 from vip_elector.durations import format_duration
@@ -63,6 +64,7 @@ INHERITED = (INHERITED_STATUS_FD, INHERITED_FENCE, INHERITED_REQUESTS)
 # handlers: one of them meanwhile waits instead of killing a process without any.
 HANDLED_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2}
 PRE_RESTART_CHECK_TIMEOUT = 20.0
+RELOAD_CHECK_TIMEOUT = 2.0  # asking Consul about a rotated token at SIGHUP
 TICK = 1.0
 
 
@@ -422,6 +424,16 @@ class Coordinator:
         elif Reload.NEW_SESSION in plan:
             self._move_to_new_session(old, new, plan[Reload.NEW_SESSION])
         elif Reload.IN_PLACE in plan:
+            refused = self._new_token_refused(old, new)
+            if refused is not None:
+                log.error(
+                    "configuration reload refused: %s; keeping the running configuration and "
+                    "its token (renewals go on with it)",
+                    refused,
+                    extra={"event": "reload_failed"},
+                )
+                self.settings = old
+                return
             workers.swap_consul(new)
             log.info(
                 "configuration reloaded; %s changed: %s",
@@ -444,6 +456,24 @@ class Coordinator:
         workers.end(StopAsked(cause=Cause.CONFIG_RELOAD, detail=f"{', '.join(changed)} changed"))
         self.state.configure(new.trigger_key, new.lock_value)
         self.workers = self._start_workers(new)
+
+    def _new_token_refused(self, old: Settings, new: Settings) -> str | None:
+        """A rotated token Consul does not know would fail every renewal from now on
+        and move the VIP a TTL later: ask Consul about it before using it."""
+        if new.consul.token == old.consul.token:
+            return None
+        with ConsulAdapter(new.consul, timeout=RELOAD_CHECK_TIMEOUT) as adapter:
+            try:
+                adapter.token_self()
+            except TokenUnknown as exc:
+                return f"Consul does not know the new token ({exc})"
+            except ConsulError as exc:
+                log.warning(
+                    "could not check the new token (%s); using it",
+                    exc,
+                    extra={"event": "reload_token_unchecked"},
+                )
+        return None
 
     def _move_to_new_session(self, old: Settings, new: Settings, changed: list[str]) -> None:
         """A session property changed: a leader moves the lock to a session made with
