@@ -209,3 +209,134 @@ def test_token_rotation_by_sighup_keeps_the_session_and_the_lock(
     finally:
         watch.stop()
         race.stop_all()
+
+
+def test_a_rotated_token_consul_does_not_know_is_refused_at_sighup(
+    consul_acl: ConsulAgent, tmp_path: Path, health: HealthFactory
+) -> None:
+    race = Election(consul_acl, tmp_path, f"rotation/{uuid.uuid4().hex[:8]}/leader", health)
+    check, token = documented_token(race, "rot")
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\n")
+    try:
+        node = race.add(
+            "node-a",
+            check=False,
+            check_id=check.check_id,
+            env={"CONSUL_HTTP_TOKEN_FILE": str(token_file)},
+        )
+        wait_until(lambda: race.holder() == "node-a", 30, "node-a leads")
+        before = race.api.kv_get(race.key)
+        token_file.write_text(f"{uuid.uuid4()}\n")  # a typo: no such token
+        node.elector.process.send_signal(signal.SIGHUP)
+        line = node.elector.wait_log("configuration reload refused", 10)
+        assert "does not know the new token" in line
+        assert node.elector.count("swapped in place") == 0
+        # Longer than a TTL: the renewals went on with the token that works.
+        assert stays_true(lambda: race.api.kv_get(race.key) == before, 12.0)
+        assert "renewal failed" not in node.elector.log()
+    finally:
+        race.stop_all()
+
+
+# -- restarts in place that used to go wrong (issue 22: 8, 9, 10, 13) -----------------
+
+
+def after(seconds: float) -> None:
+    """Let ``seconds`` pass: the gap an operator leaves between two signals."""
+    started = time.monotonic()
+    wait_until(lambda: time.monotonic() - started >= seconds, seconds + 1, "time passes")
+
+
+def test_signals_right_after_sigusr2_wait_for_the_new_process(
+    election: Election, watch: KeyWatcher
+) -> None:
+    node = leading(election)
+    watch.start_watching()
+    before = election.api.kv_get(election.key)
+    assert before is not None
+    pid = node.elector.process.pid
+    started = time.monotonic()
+
+    node.elector.process.send_signal(signal.SIGUSR2)
+    # An operator's next signals land somewhere in the exec, before the new
+    # process has its handlers (a default SIGHUP or SIGUSR2 kills a process).
+    for _ in range(30):
+        after(0.025)
+        node.elector.process.send_signal(signal.SIGHUP)
+    node.elector.process.send_signal(signal.SIGUSR2)
+    wait_until(lambda: node.elector.count(r"LOCK KEPT") >= 2, 20, "the lock is kept, twice")
+    assert stays_true(node.elector.running, 3.0), node.elector.log()[-3000:]
+    assert node.elector.process.pid == pid
+    assert election.holder() == "node-a"
+    events = watch.since(started)
+    assert len({(e.session, e.modify_index) for e in events}) == 1, events
+    assert node.elector.terminate() == 0
+
+
+def test_sigusr2_into_a_configuration_sighup_would_refuse_keeps_running(
+    election: Election, tmp_path: Path
+) -> None:
+    options = tmp_path / "vip-elector.conf"
+    options.write_text("ttl = 10s\n")
+    node = leading(election, args=["--config", str(options)])
+    pid = node.elector.process.pid
+    options.write_text("ttl = 5s\n")  # below Consul's 10 s minimum
+
+    node.elector.process.send_signal(signal.SIGUSR2)
+    line = node.elector.wait_log("SIGUSR2: not restarting in place", 20)
+    assert "ttl" in line
+    assert stays_true(node.elector.running, 2.0)
+    assert node.elector.process.pid == pid
+    assert node.elector.count("restarting in place into the code on disk") == 0
+    assert election.holder() == "node-a"
+    assert node.elector.terminate() == 0
+
+
+def test_sigusr2_with_a_new_trigger_key_releases_the_old_lock_at_once(
+    election: Election, tmp_path: Path
+) -> None:
+    config = tmp_path / "vip-manager.yml"
+    text = election.config.read_text()
+    config.write_text(text)
+    node = leading(election, config=config)
+    moved = f"{election.key}-moved"
+    config.write_text(text.replace(election.key, moved))
+    started = time.monotonic()
+
+    node.elector.process.send_signal(signal.SIGUSR2)
+    # Released by the old process, not left to its session's TTL (10 s, up to 20).
+    wait_until(lambda: election.api.kv_get(election.key) is None, 5, "the old key is free")
+    wait_until(lambda: election.api.kv_value(moved) == "node-a", 10, "the new key is held")
+    assert time.monotonic() - started < 10
+    assert "releasing the lock before restarting in place" in node.elector.log()
+    assert node.elector.terminate() == 0
+
+
+def test_sigusr2_into_a_configuration_without_status_addr_closes_the_port(
+    election: Election, tmp_path: Path
+) -> None:
+    port = free_port()
+    options = tmp_path / "vip-elector.conf"
+    options.write_text(f"status-addr = :{port}\n")
+    environment = tmp_path / "hook.env"
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f"#!/bin/sh\nenv >> {environment}\n")
+    hook.chmod(0o755)
+    node = leading(election, args=["--config", str(options), "--notify", str(hook)])
+    assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok
+    options.write_text("")
+
+    node.elector.process.send_signal(signal.SIGUSR2)
+    node.elector.wait_log(r"\*\*\* LOCK KEPT \*\*\*", 20)
+
+    def refused() -> bool:
+        try:
+            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+        except requests.ConnectionError as exc:
+            return "refused" in str(exc).lower()
+        return False
+
+    wait_until(refused, 10, "the old status port refuses connections")
+    wait_until(lambda: environment.exists() and "LEADER" in environment.read_text(), 10, "hook")
+    assert "VIP_ELECTOR_INHERITED" not in environment.read_text()

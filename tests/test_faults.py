@@ -13,9 +13,9 @@ import pytest
 import requests
 
 from tests.conftest import Candidate, Election
-from tests.test_operator import scrape, status_url
 from tests.testbed.agents import ConsulAgent, free_port
 from tests.testbed.fault_proxy import FaultProxy
+from tests.testbed.scrape import scrape, status_url
 from tests.testbed.waiting import sample, wait_until
 
 ProxyFactory = Callable[[ConsulAgent], FaultProxy]

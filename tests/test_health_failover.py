@@ -11,9 +11,9 @@ from typing import Any
 import requests
 
 from tests.conftest import Election
-from tests.test_operator import scrape
 from tests.testbed.agents import free_port
 from tests.testbed.elector import run_vip_elector
+from tests.testbed.scrape import scrape
 from tests.testbed.waiting import wait_until
 
 WARNING = "WARNING health failover is OFF: no --check-id"

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 from tests.conftest import Election
-from tests.test_operator import Samples
-from tests.test_operator import scrape as samples_of
 from tests.testbed.agents import free_port
 from tests.testbed.configs import write_vip_manager_config
+from tests.testbed.scrape import Samples
+from tests.testbed.scrape import scrape as samples_of
 from tests.testbed.waiting import sample, wait_until
 
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Candidate, Election
 from tests.test_security import documented_token
@@ -24,6 +23,7 @@ from tests.testbed.agents import ConsulAgent, create_acl_token, free_port
 from tests.testbed.configs import write_vip_manager_config
 from tests.testbed.elector import run_vip_elector
 from tests.testbed.hooks import hook_script
+from tests.testbed.scrape import Samples, scrape, status_url
 from tests.testbed.secrets import assert_no_secret
 from tests.testbed.waiting import sample, stays_true, wait_until
 from vip_elector.metrics import Metrics
@@ -211,23 +211,6 @@ def test_the_commands_read_the_units_environment_file_and_instance(
 
 
 # -- the status endpoint ---------------------------------------------------------------------
-
-
-def status_url(port: int, path: str) -> str:
-    return f"http://127.0.0.1:{port}{path}"
-
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def scrape(port: int) -> Samples:
-    """The daemon's /metrics, sample by (name, labels)."""
-    text = requests.get(status_url(port, "/metrics"), timeout=2).text
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 def held_long(samples: Samples) -> Samples | None:

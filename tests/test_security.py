@@ -4,6 +4,8 @@ with a CA and client certificates made at test time."""
 from __future__ import annotations
 
 import re
+import signal
+import time
 import uuid
 from collections.abc import Iterator
 from functools import partial
@@ -12,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Election, HealthFactory
-from tests.testbed.agents import ConsulAgent, TLSFiles, create_acl_token
+from tests.testbed.agents import ConsulAgent, TLSFiles, create_acl_token, free_port
 from tests.testbed.auth_proxy import BasicAuthProxy
 from tests.testbed.elector import run_vip_elector
 from tests.testbed.health import HealthCheck
+from tests.testbed.scrape import scrape
 from tests.testbed.secrets import assert_no_secret
 from tests.testbed.waiting import stays_true, wait_until
 
@@ -142,6 +145,69 @@ def test_a_token_without_session_rights_gets_a_clear_error_and_no_crash_loop(
     assert_no_secret(token, node.elector.log())
     # It keeps trying (slowly) instead of exiting, and takes nothing.
     assert stays_true(lambda: node.elector.running() and acl_election.holder() is None, 3.0)
+    assert node.elector.terminate() == 0
+
+
+def test_a_token_without_node_read_is_told_that_maintenance_goes_unseen(
+    acl_election: Election,
+) -> None:
+    rules = (
+        f'key_prefix "{acl_election.key}" {{ policy = "write" }}\n'
+        'session_prefix "" { policy = "write" }\n'
+    )
+    token = create_acl_token(acl_election.api, f"no-node-{uuid.uuid4().hex[:6]}", rules)
+    node = acl_election.add("node-a", check=False, env={"CONSUL_HTTP_TOKEN": token})
+    wait_until(lambda: acl_election.holder() == "node-a", 30, "node-a leads")
+    # Consul answers an empty list for a node the token may not read: that is a
+    # missing right (our own node always has serfHealth), not "no maintenance".
+    line = node.elector.wait_log("cannot see this node's checks", 20)
+    assert 'node_prefix "" { policy = "read" }' in line
+    status = run_vip_elector(
+        "status",
+        "--vip-manager-config",
+        str(acl_election.config),
+        "--hostname",
+        "node-a",
+        "--addr",
+        acl_election.agent.http_addr,
+        env={"CONSUL_HTTP_TOKEN": token},
+    )
+    assert "leader NOT healthy" not in status.stdout, status.stdout
+    assert "lacks node read" in status.stdout, status.stdout
+    assert_no_secret(token, node.elector.log() + status.stdout + status.stderr)
+
+
+def test_denied_writes_under_the_key_back_off_and_sessions_are_destroyed_anyway(
+    acl_election: Election,
+) -> None:
+    rules = (
+        f'key "{acl_election.key}" {{ policy = "write" }}\n'  # the key only: no candidates/
+        'session_prefix "" { policy = "write" }\nnode_prefix "" { policy = "read" }\n'
+    )
+    token = create_acl_token(acl_election.api, f"key-only-{uuid.uuid4().hex[:6]}", rules)
+    port = free_port()
+    node = acl_election.add(
+        "node-a",
+        check=False,
+        env={"CONSUL_HTTP_TOKEN": token},
+        args=["--step-down-hold", "0s", "--status-addr", f":{port}"],
+    )
+    wait_until(lambda: acl_election.holder() == "node-a", 30, "node-a leads")
+    (first,) = acl_election.sessions_of(node)
+    node.elector.process.send_signal(signal.SIGUSR1)  # a new session; the old one must go
+    wait_until(
+        lambda: first["ID"] not in [s["ID"] for s in acl_election.sessions_of(node)],
+        15,
+        "the old session is destroyed although its candidate entry cannot be deleted",
+    )
+    denied = scrape(port)[("vip_elector_consul_errors_total", (("kind", "permission"),))]
+    started = time.monotonic()
+    wait_until(lambda: time.monotonic() - started >= 10, 12, "ten seconds pass")
+    more = scrape(port)[("vip_elector_consul_errors_total", (("kind", "permission"),))] - denied
+    assert more <= 6, more  # every 0.5 s would be 20
+    log = node.elector.log()
+    # One ERROR for the lasting problem, and a backoff: not a PUT every 0.5 s.
+    assert log.count("cannot publish this node's candidacy") == 1, log[-3000:]
     assert node.elector.terminate() == 0
 
 

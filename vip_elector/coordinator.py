@@ -28,6 +28,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from vip_elector import __version__
+from vip_elector.consul_adapter import ConsulAdapter, ConsulError, TokenUnknown
 from vip_elector.continuity import Inheritance
 from vip_elector.decision import Memory, StepDownAsked, StopAsked
 from vip_elector.durations import format_duration
@@ -56,6 +57,14 @@ EXIT_CONFIG = 2
 # What a process restarting in place hands to its successor (not for hooks).
 INHERITED_STATUS_FD = "VIP_ELECTOR_INHERITED_STATUS_FD"
 INHERITED_FENCE = "VIP_ELECTOR_INHERITED_FENCE"
+# Requests that came while restarting in place, for the successor to act on.
+INHERITED_REQUESTS = "VIP_ELECTOR_INHERITED_REQUESTS"
+INHERITED = (INHERITED_STATUS_FD, INHERITED_FENCE, INHERITED_REQUESTS)
+# Blocked from the start of a restart in place until the successor has its
+# handlers: one of them meanwhile waits instead of killing a process without any.
+HANDLED_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2}
+PRE_RESTART_CHECK_TIMEOUT = 20.0
+RELOAD_CHECK_TIMEOUT = 2.0  # asking Consul about a rotated token at SIGHUP
 TICK = 1.0
 
 
@@ -95,6 +104,21 @@ class Coordinator:
         signal.signal(signal.SIGHUP, lambda *_: self._wake_for(self.reload))
         signal.signal(signal.SIGUSR1, lambda *_: self._wake_for(self.step_down_request))
         signal.signal(signal.SIGUSR2, lambda *_: self._wake_for(self.restart_request))
+        # After a restart in place: what the predecessor was asked and had no time
+        # for, then the signals that waited, blocked, across the exec.
+        for name in os.environ.pop(INHERITED_REQUESTS, "").split(","):
+            event = self._requests().get(name)
+            if event is not None:
+                self._wake_for(event)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
+
+    def _requests(self) -> dict[str, threading.Event]:
+        return {
+            "stop": self.stop,
+            "reload": self.reload,
+            "step_down": self.step_down_request,
+            "restart": self.restart_request,
+        }
 
     def _wake_for(self, event: threading.Event) -> None:
         event.set()
@@ -183,11 +207,18 @@ class Coordinator:
             from vip_elector.metrics import Metrics
 
             self.metrics = Metrics(self.state, self._status_extra)
-            self._restart_side_services()
+        # Also without --status-addr: nothing of a restart in place's hand-over
+        # may stay open or reach the hooks' environment.
+        self._restart_side_services()
 
     def _restart_side_services(self) -> None:
         inherited_fd = os.environ.pop(INHERITED_STATUS_FD, None)
         fence = os.environ.pop(INHERITED_FENCE, None)
+        if not self.settings.status_addr and inherited_fd and inherited_fd.isdigit():
+            # Restarted into a configuration without --status-addr: clients of
+            # the old port are refused, not left hanging in a backlog nobody reads.
+            with contextlib.suppress(OSError):
+                os.close(int(inherited_fd))
         if self.settings.status_addr and self.metrics is not None:
             from vip_elector.status_server import StatusServer, inherited_socket
 
@@ -393,6 +424,16 @@ class Coordinator:
         elif Reload.NEW_SESSION in plan:
             self._move_to_new_session(old, new, plan[Reload.NEW_SESSION])
         elif Reload.IN_PLACE in plan:
+            refused = self._new_token_refused(old, new)
+            if refused is not None:
+                log.error(
+                    "configuration reload refused: %s; keeping the running configuration and "
+                    "its token (renewals go on with it)",
+                    refused,
+                    extra={"event": "reload_failed"},
+                )
+                self.settings = old
+                return
             workers.swap_consul(new)
             log.info(
                 "configuration reloaded; %s changed: %s",
@@ -415,6 +456,24 @@ class Coordinator:
         workers.end(StopAsked(cause=Cause.CONFIG_RELOAD, detail=f"{', '.join(changed)} changed"))
         self.state.configure(new.trigger_key, new.lock_value)
         self.workers = self._start_workers(new)
+
+    def _new_token_refused(self, old: Settings, new: Settings) -> str | None:
+        """A rotated token Consul does not know would fail every renewal from now on
+        and move the VIP a TTL later: ask Consul about it before using it."""
+        if new.consul.token == old.consul.token:
+            return None
+        with ConsulAdapter(new.consul, timeout=RELOAD_CHECK_TIMEOUT) as adapter:
+            try:
+                adapter.token_self()
+            except TokenUnknown as exc:
+                return f"Consul does not know the new token ({exc})"
+            except ConsulError as exc:
+                log.warning(
+                    "could not check the new token (%s); using it",
+                    exc,
+                    extra={"event": "reload_token_unchecked"},
+                )
+        return None
 
     def _move_to_new_session(self, old: Settings, new: Settings, changed: list[str]) -> None:
         """A session property changed: a leader moves the lock to a session made with
@@ -457,6 +516,17 @@ class Coordinator:
         """
         workers = self.workers
         assert workers is not None
+        problem = self._check_before_restart()
+        if problem is not None:
+            log.error(
+                "SIGUSR2: not restarting in place: %s; carrying on with the running code and "
+                "configuration",
+                problem,
+                extra={"event": "restart_refused"},
+            )
+            return
+        # From here until the successor has its handlers, these signals wait.
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
         argv = [sys.executable, *sys.orig_argv[1:]]
         log.info(
             "SIGUSR2: restarting in place into the code on disk, keeping session %s and the "
@@ -465,8 +535,21 @@ class Coordinator:
             extra={"event": "restarting_in_place", "session": self.state.session_id},
         )
         self.notifier.status("restarting in place (SIGUSR2)")
-        workers.end(StopAsked(retire=True, keep_fence=True))
-        environ = dict(os.environ)
+        elsewhere = self._elects_elsewhere()
+        if elsewhere is not None:
+            # What is elected changes: the lock is released now, as SIGHUP would,
+            # not left to its session's TTL.
+            log.info(
+                "SIGUSR2: %s changed: releasing the lock before restarting in place",
+                elsewhere,
+                extra={"event": "restarting_in_place"},
+            )
+            workers.end(StopAsked(cause=Cause.CONFIG_RELOAD, detail=f"{elsewhere} changed"))
+        else:
+            workers.end(StopAsked(retire=True, keep_fence=True))
+        environ = {k: v for k, v in os.environ.items() if k not in INHERITED}
+        pending = [name for name, event in self._requests().items() if event.is_set()]
+        environ[INHERITED_REQUESTS] = ",".join(pending)
         if self.status_server is not None:
             # The listening socket and the fence go with us: vip-manager polling
             # /leader waits in the backlog for a moment instead of being refused.
@@ -476,6 +559,7 @@ class Coordinator:
         try:
             os.execve(sys.executable, argv, environ)  # noqa: S606 - ourselves, as started
         except OSError as exc:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
             setup_logging(self.settings.log_level, self.settings.log_format)
             log.error(
                 "restarting in place failed (%s); carrying on with the running code",
@@ -486,6 +570,49 @@ class Coordinator:
                 self.status_server.close()
             self._restart_side_services()
             self.workers = self._start_workers(self.settings, inspect_previous=True)
+
+    def _check_before_restart(self) -> str | None:
+        """Would the code on disk start with this command line and environment?
+        Its own `check-config` says (a configuration SIGHUP would refuse, a broken
+        install): None, or what is wrong."""
+        import subprocess  # only here: a daemon that never restarts in place does not load it
+
+        command = [sys.executable, "-m", "vip_elector", "check-config", "--defaults-file="]
+        try:
+            result = subprocess.run(
+                [*command, *sys.argv[1:]],
+                capture_output=True,
+                text=True,
+                timeout=PRE_RESTART_CHECK_TIMEOUT,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"the new code could not check the configuration ({exc})"
+        if result.returncode in (0, 1):  # 1: an online check; none was asked for
+            return None
+        said = [line.strip() for line in (result.stdout + result.stderr).splitlines()]
+        problems = [line for line in said if line and not line.startswith(("OK", "WARN"))]
+        return "; ".join(problems[:5]) or f"check-config exited {result.returncode}"
+
+    def _elects_elsewhere(self) -> str | None:
+        """What the successor would elect differently (trigger-key, value, agent), if
+        anything: then it cannot adopt our session, and the lock is released first."""
+        if self.reload_settings is None:
+            return None
+        try:
+            new = self.reload_settings()
+        except (ConfigError, SystemExit, Exception):  # checked before: not expected here
+            return None
+        changed = [
+            name
+            for name, old_value, new_value in (
+                ("trigger-key", self.settings.trigger_key, new.trigger_key),
+                ("trigger-value", self.settings.lock_value, new.lock_value),
+                ("the agent's address", self.settings.consul.address, new.consul.address),
+            )
+            if old_value != new_value
+        ]
+        return ", ".join(changed) or None
 
     # -- the clean release ---------------------------------------------------
     def shutdown(self) -> int:

@@ -63,6 +63,10 @@ PRIORITY_MARGIN = 1.0  # a better candidate gets this long on top of the time it
 RECHECK = 1.0  # a refusal (duplicate value) is looked at again this often
 PUBLISH_RETRY = 0.5  # first retry of a candidacy publish, doubled up to PUBLISH_RETRY_MAX
 PUBLISH_RETRY_MAX = 30.0
+# After this node's own check failed, no other node preempts back to it for this
+# long (or --preempt-delay, if longer): keepalived counts its preempt_delay from
+# the last failure too, and a flapping check must not drag the VIP along.
+PREEMPT_HOLD_DOWN = 60.0
 STEP_DOWN_RETRY = 0.5  # a delete that failed (Consul unreachable) is sent again
 DESTROY_RETRY = 1.0
 IDLE = 60.0  # decide again at least this often
@@ -292,6 +296,7 @@ class Publish:
     eligible: bool
     why: str
     node: str
+    settled: bool = True  # not in a hold-down after our own check failed
 
 
 @dataclass(frozen=True)
@@ -477,8 +482,9 @@ class Memory:
     hold_until: float = 0.0
     hold_reason: str = ""
     step_down: str | None = None  # SIGUSR1's detail, until the step-down starts
+    failed_at: float | None = None  # our own check last failed (the health gate)
     # the candidacy entry
-    published: tuple[str, bool, str, str] | None = None
+    published: tuple[str, bool, str, str, bool] | None = None
     publish_at: float = 0.0
     publish_failures: int = 0
     # sessions to destroy: id -> (next attempt, give up at)
@@ -677,7 +683,7 @@ class _Step:
         self.doom(down.session)
 
     def _on_gate_closed(self, gate: GateClosed) -> None:
-        self.set(gate=gate.problem)
+        self.set(gate=gate.problem, failed_at=self.now)
         if self.m.move_from is not None:
             # The new session cannot be made: the old one gives the key up.
             old = self.m.move_from
@@ -866,7 +872,13 @@ class _Step:
         assert isinstance(action, Publish)
         if done.result == "ok":
             self.set(
-                published=(action.session, action.eligible, action.why, action.node),
+                published=(
+                    action.session,
+                    action.eligible,
+                    action.why,
+                    action.node,
+                    action.settled,
+                ),
                 publish_failures=0,
                 publish_at=0.0,
             )
@@ -927,12 +939,18 @@ class _Step:
         found = self.m.holder_lock_delay
         return self.rules.lock_delay if found is None else found
 
+    def _settled_at(self) -> float:
+        """When this node may be preempted to again, after its own check failed."""
+        if self.m.failed_at is None:
+            return 0.0
+        return self.m.failed_at + max(PREEMPT_HOLD_DOWN, self.rules.preempt_delay or 0.0)
+
     def _track_better(self) -> None:
-        """Preemption: since when each eligible better candidate has been so."""
+        """Preemption: since when each eligible, settled better candidate has been so."""
         better = {
             c.value
             for c in self.m.candidates.values()
-            if c.eligible and c.priority > self.rules.priority
+            if c.eligible and c.settled and c.priority > self.rules.priority
         }
         since = {v: t for v, t in self.m.better_since.items() if v in better}
         for value in better:
@@ -957,6 +975,8 @@ class _Step:
         """The lock is no longer ours: say why (a step-down we started says its own)."""
         leaving = self.m.leaving
         role = Role.FOLLOWER
+        if cause == Cause.SESSION_LOST:
+            self.set(failed_at=self.now)  # a check of ours, or our node, failed
         if leaving is not None:
             cause, detail, role = leaving.cause, leading_detail(leaving), leaving.role
         self._stop_leading()
@@ -1068,12 +1088,14 @@ class _Step:
         if m.session is None:
             return None
         why = m.standby(self.now) or ""
-        wanted = (m.session, not why, why, m.node)
+        settled_at = self._settled_at()
+        wanted = (m.session, not why, why, m.node, self.now >= settled_at)
         if m.published == wanted:
-            return m.hold_until if m.hold_until > self.now else None
+            later = [t for t in (m.hold_until, settled_at) if t > self.now]
+            return min(later) if later else None
         if self.now < m.publish_at:
             return m.publish_at
-        self.out.append(Publish(m.session, not why, why, m.node))
+        self.out.append(Publish(*wanted))
         self.set(publish_at=float("inf"))  # until its outcome
         return None
 

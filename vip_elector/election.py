@@ -375,7 +375,12 @@ class Election(Worker):
         holds it (destroyed shortly) or under its lock-delay: retried, silently."""
         try:
             if self.key.publish(
-                action.session, self.settings.priority, action.eligible, action.why, action.node
+                action.session,
+                self.settings.priority,
+                action.eligible,
+                action.why,
+                action.node,
+                action.settled,
             ):
                 return Done(action, "ok")
             holder = self.key.candidate_entry_holder()

@@ -49,6 +49,9 @@ class Candidate:
     eligible: bool
     why: str = ""
     node: str = ""
+    # False during the hold-down after its own check failed: not to be
+    # preempted to (entries of older versions say nothing: True).
+    settled: bool = True
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from vip_elector.consul_adapter import ConsulAdapter
 from vip_elector.decision import ConsulMaintenance
 from vip_elector.durations import format_duration
 from vip_elector.key_entries import next_index
-from vip_elector.logs import untrusted
+from vip_elector.logs import Reminder, untrusted
 from vip_elector.retrying import Retrier
 from vip_elector.settings import Settings
 from vip_elector.state import DaemonState
@@ -33,7 +33,14 @@ from vip_elector.worker import Worker
 log = logging.getLogger("vip_elector")
 
 WATCH_WAIT = 300.0  # blocking-query wait: a change returns at once anyway
+BLIND_REMIND = 600.0  # the missing right is said again this often
 NODE_MAINTENANCE = "_node_maintenance"
+# Consul answers /v1/health/node/<node> with an empty list, not an error, when
+# the token may not read the node; our own node always has serfHealth.
+NODE_READ_RULE = (
+    'the token lacks node read (Consul answers an empty list): add node_prefix "" '
+    '{ policy = "read" } to its policy (docs/acl.md)'
+)
 SERVICE_MAINTENANCE = "_service_maintenance:"
 
 
@@ -71,6 +78,7 @@ class NodeWatch(Worker):
         self.adapter = adapter
         self.post = post
         self._retrier = Retrier(stop, settings.consul.address, settings.trigger_key)
+        self._blind_reminder = Reminder(BLIND_REMIND)
 
     def work(self) -> None:
         while self.state.node is None:
@@ -89,6 +97,13 @@ class NodeWatch(Worker):
                 quiet_first=2,
             )
             index = next_index(index, answered)
+            if not checks and self._blind_reminder.due(node):
+                log.error(
+                    "cannot see this node's checks: %s; Consul maintenance (`consul maint`) "
+                    "is not noticed until then",
+                    NODE_READ_RULE,
+                    extra={"event": "node_checks_hidden"},
+                )
             reason = maintenance_reason(checks, self.settings.check_id)
             if reason != current:
                 current = reason

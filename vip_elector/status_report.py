@@ -19,6 +19,7 @@ from typing import Any
 from vip_elector.consul_adapter import ConsulAdapter, ConsulError
 from vip_elector.durations import format_duration
 from vip_elector.key_entries import LOCK_FLAG, Candidate, Rejected
+from vip_elector.node_watch import NODE_READ_RULE
 from vip_elector.settings import Settings
 from vip_elector.status_server import format_address
 from vip_elector.trigger_key import TriggerKey, parse_session_name
@@ -139,7 +140,15 @@ def gather(settings: Settings, adapter: ConsulAdapter) -> dict[str, Any]:
                     ],
                 )
                 bad = [c["id"] for c in holder["checks"] if c["status"] != "passing"]
-                if bad:
+                if not checks:
+                    # Every node has serfHealth: an empty list is a right we lack.
+                    for item in holder["checks"]:
+                        item["status"] = "unknown"
+                    problems.append(
+                        f"cannot see node {info.node}'s checks: {NODE_READ_RULE}; whether the "
+                        "leader is healthy is unknown"
+                    )
+                elif bad:
                     problems.append(f"the holder's check(s) {', '.join(bad)} are not passing")
                 if info.behavior != "delete":
                     problems.append(
@@ -238,11 +247,15 @@ def render_text(report: dict[str, Any]) -> str:
             f"IGNORED       {ignored['entry']}: {ignored['reason']} (vip-elector does not "
             "write that: delete it)"
         )
-    verdict = (
-        "healthy leader"
-        if report["healthy_leader"]
-        else ("no leader" if holder is None or not holder.get("session") else "leader NOT healthy")
-    )
+    unknown = any(c.get("status") == "unknown" for c in (holder or {}).get("checks", []))
+    if report["healthy_leader"]:
+        verdict = "healthy leader"
+    elif holder is None or not holder.get("session"):
+        verdict = "no leader"
+    elif unknown:
+        verdict = "leader, health unknown (the token cannot read its node's checks)"
+    else:
+        verdict = "leader NOT healthy"
     lines.append(f"result        {verdict}")
     return "\n".join(lines)
 

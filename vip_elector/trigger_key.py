@@ -208,9 +208,9 @@ def _priority(data: dict[str, Any]) -> int:
 
 def _candidate(value: str, entry: KeyState) -> Candidate:
     data = _json_object(entry)
-    eligible = data.get("eligible", True)
-    if not isinstance(eligible, bool):
-        raise _Unreadable("`eligible` is not true or false")
+    eligible, settled = data.get("eligible", True), data.get("settled", True)
+    if not isinstance(eligible, bool) or not isinstance(settled, bool):
+        raise _Unreadable("`eligible` or `settled` is not true or false")
     return Candidate(
         value=_lock_value(value, "its name"),
         session=str(entry.session),
@@ -218,6 +218,7 @@ def _candidate(value: str, entry: KeyState) -> Candidate:
         eligible=eligible,
         why=_text(data, "why", ""),
         node=_text(data, "node", ""),
+        settled=settled,
     )
 
 
@@ -418,11 +419,20 @@ class TriggerKey:
             rejected.extend(found)
         return candidates
 
-    def publish(self, session_id: str, priority: int, eligible: bool, why: str, node: str) -> bool:
+    def publish(
+        self,
+        session_id: str,
+        priority: int,
+        eligible: bool,
+        why: str,
+        node: str,
+        settled: bool = True,
+    ) -> bool:
         """This node's candidate entry, locked by its session (it goes with it)."""
         body = {
             "priority": priority,
             "eligible": eligible,
+            "settled": settled,
             "why": why[:TEXT_LIMIT],  # all the others keep of it: the entry stays small
             "node": node,
             "host": socket.gethostname(),

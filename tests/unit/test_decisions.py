@@ -571,3 +571,26 @@ def test_maintenance_that_begins_inside_the_gap_stops_the_acquire() -> None:
     no_rivals(run, run(read(free(12), 0.1), 0.1), 0.1)
     run(MaintenanceFile("maintenance file /x exists"), 0.5)
     assert not of(Acquire, no_rivals(run, run(Tick(), 1.3), 1.3))
+
+
+def test_a_node_whose_own_check_failed_says_it_is_not_settled_for_the_hold_down() -> None:
+    """22.23: a flapping check must not drag the VIP back and forth."""
+    run = Run(Rules(value="a", preempt_delay=3.0))
+    run(GateClosed("check 'web' is critical"), 0.0)
+    actions = run(SessionUp(OURS, node="node-a"), 1.0)
+    assert Publish(OURS, True, "", "node-a", settled=False) in actions
+    run(Done(of(Publish, actions)[0], "ok"), 1.0)
+    assert run.wake == 60.0
+    assert Publish(OURS, True, "", "node-a", settled=True) in run(Tick(), 60.0)
+
+
+def test_the_leader_does_not_preempt_to_a_candidate_in_its_hold_down() -> None:
+    rules = Rules(value="a", handover_gap=1.2, preempt_delay=3.0)
+    run = leader(rules)
+    flapping = Candidate("z", "sess-z", priority=200, eligible=True, settled=False)
+    tree = {"consistent": True, "tree": True, "candidates": {"z": flapping}}
+    run(read(held(OURS, b"a", 11), 1.0, **tree), 1.0)
+    assert not of(Blank, run(Tick(), 10.0))
+    settled = {"z": Candidate("z", "sess-z", priority=200, eligible=True)}
+    run(read(held(OURS, b"a", 11), 70.0, consistent=True, tree=True, candidates=settled), 70.0)
+    assert Blank(OURS) in run(Tick(), 73.0)
