@@ -81,7 +81,9 @@ def test_failing_health_check_moves_the_key(election: Election, failure: str) ->
     assert election.holder() == "node-b"
 
 
-def test_nobody_takes_the_key_before_the_invalidated_sessions_lock_delay(election: Election) -> None:
+def test_nobody_takes_the_key_before_the_invalidated_sessions_lock_delay(
+    election: Election,
+) -> None:
     first = election.add("node-a", lock_delay="3s")
     election.wait_holder()
     second = election.add("node-b", lock_delay="3s")
