@@ -35,7 +35,7 @@ from vip_elector.durations import format_duration
 from vip_elector.fence import Fence
 from vip_elector.generation import THREADS, Generation
 from vip_elector.logs import apply_settings, setup_logging, stop_logging
-from vip_elector.options import RELOAD_WORDS, Reload, reload_plan
+from vip_elector.options import RELOAD_WORDS, Reload, reload_plan, running_settings
 from vip_elector.roles import Cause, Role
 from vip_elector.runtime_dir import AlreadyRunning, InstanceLock
 from vip_elector.settings import ConfigError, Settings
@@ -408,6 +408,7 @@ class Coordinator:
         for warning in new.warnings:
             log.warning("%s", warning, extra={"event": "config_warning"})
         plan = reload_plan(self.settings, new)
+        new = running_settings(self.settings, new)
         old, self.settings = self.settings, new
         if Reload.RESTART in plan:
             log.warning(
