@@ -291,6 +291,14 @@ class DropRequest:
 
 
 @dataclass(frozen=True)
+class RefuseRequest:
+    """Answer a switchover request with why it is refused (the asker prints it)."""
+
+    request: SwitchoverRequest
+    reason: str
+
+
+@dataclass(frozen=True)
 class Publish:
     session: str
     eligible: bool
@@ -393,6 +401,7 @@ Action = (
     | Delete
     | UnlockKeeping
     | DropRequest
+    | RefuseRequest
     | Publish
     | CheckRivals
     | LookUpLockDelay
@@ -431,6 +440,7 @@ class HandOver:
     cause: Cause
     blanked_at: float | None = None
     handed: bool = False
+    request: SwitchoverRequest | None = None  # the request that asked for it
 
 
 @dataclass(frozen=True)
@@ -825,6 +835,8 @@ class _Step:
         if handover is None:
             return
         if done.result == "ok":
+            if handover.request is not None:
+                self.out.append(DropRequest(handover.request))
             detail = f"handed the lock to {handover.target.value!r} ({handover.cause.value})"
             self._stop_leading()
             self.transition(Role.FOLLOWER, handover.cause, detail)
@@ -1125,6 +1137,7 @@ class _Step:
         if m.leaving is not None:
             return self._step_down()
         if m.handover is not None:
+            self._refuse_during_hand_over()
             return self._hand_over()
         reason = self._why_leave()
         if reason is not None:
@@ -1186,7 +1199,28 @@ class _Step:
         self.out.append(HandTo(session, handover.target))
         return self.now + IDLE
 
-    def _start_hand_over(self, target: Candidate, cause: Cause, by: str) -> None:
+    def _refuse_during_hand_over(self) -> None:
+        """A second switchover while one runs is answered at once, not lost."""
+        request, handover = self.m.request, self.m.handover
+        if request is None or request.refused or request.modify_index == self.m.request_done:
+            return
+        assert handover is not None
+        self.set(request_done=request.modify_index)
+        reason = f"another hand-over (to {handover.target.value!r}) is in progress"
+        self.log(
+            "warning",
+            f"switchover to {request.to!r} (asked by {request.by}) refused: {reason}",
+            "switchover_refused",
+        )
+        self.out.append(RefuseRequest(request, reason))
+
+    def _start_hand_over(
+        self,
+        target: Candidate,
+        cause: Cause,
+        by: str,
+        request: SwitchoverRequest | None = None,
+    ) -> None:
         assert self.m.session is not None
         asked = f" (switchover asked by {by})" if cause == Cause.SWITCHOVER else " (preemption)"
         self.log(
@@ -1197,14 +1231,14 @@ class _Step:
             "handing_over",
         )
         # /leader says no before the key changes.
-        self.set(handover=HandOver(target, cause), fence_until=0.0)
+        self.set(handover=HandOver(target, cause, request=request), fence_until=0.0)
         self.out.append(Blank(self.m.session))
 
     def _switchover(self) -> float:
         m = self.m
         request = m.request
-        if request is None or request.modify_index == m.request_done:
-            return self.now + IDLE
+        if request is None or request.refused or request.modify_index == m.request_done:
+            return self.now + IDLE  # none, answered already, or dealt with
         self.set(request_done=request.modify_index)
         target, refusal = switchover_refusal(request, m.candidates, self.rules.value, m.wall)
         if target is None and not request.to:
@@ -1217,9 +1251,9 @@ class _Step:
                 f"switchover to {request.to!r} (asked by {request.by}) refused: {refusal}",
                 "switchover_refused",
             )
-            self.out.append(DropRequest(request))
+            self.out.append(RefuseRequest(request, refusal))
             return self.now + IDLE
-        self._start_hand_over(target, Cause.SWITCHOVER, request.by)
+        self._start_hand_over(target, Cause.SWITCHOVER, request.by, request)
         return self.now + IDLE
 
     def _preemption(self) -> float:

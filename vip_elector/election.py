@@ -53,6 +53,7 @@ from vip_elector.decision import (
     Move,
     Publish,
     Record,
+    RefuseRequest,
     Release,
     ReleaseKey,
     Restore,
@@ -325,6 +326,10 @@ class Election(Worker):
         if isinstance(action, DropRequest):
             with contextlib.suppress(ConsulError):
                 self.key.drop_request(action.request)
+            return None
+        if isinstance(action, RefuseRequest):
+            with contextlib.suppress(ConsulError):
+                self.key.refuse_request(action.request, action.reason)
             return None
         if isinstance(action, Publish):
             return self._publish(action)

@@ -39,6 +39,7 @@ from vip_elector.decision import (
     Move,
     Publish,
     Record,
+    RefuseRequest,
     Release,
     ReleaseKey,
     Restore,
@@ -382,7 +383,7 @@ def test_a_switchover_whose_target_went_away_puts_our_value_back() -> None:
     assert run.memory.leading
 
 
-def test_switchover_requests_that_cannot_be_honoured_are_refused_and_dropped() -> None:
+def test_switchover_requests_that_cannot_be_honoured_are_answered_with_why() -> None:
     cases = {
         "stale": SwitchoverRequest("b", "ops", WALL - 60, 30),
         "already": SwitchoverRequest("a", "ops", WALL + 1, 31),
@@ -401,7 +402,9 @@ def test_switchover_requests_that_cannot_be_honoured_are_refused_and_dropped() -
             ),
             1.0,
         )
-        assert DropRequest(request) in actions, words
+        (refusal,) = of(RefuseRequest, actions)  # answered, for the asker to print
+        assert refusal.request == request, words
+        assert words.split()[0] in refusal.reason, words
         assert not of(Blank, actions)
 
 
@@ -594,3 +597,31 @@ def test_the_leader_does_not_preempt_to_a_candidate_in_its_hold_down() -> None:
     settled = {"z": Candidate("z", "sess-z", priority=200, eligible=True)}
     run(read(held(OURS, b"a", 11), 70.0, consistent=True, tree=True, candidates=settled), 70.0)
     assert Blank(OURS) in run(Tick(), 73.0)
+
+
+def test_a_second_switchover_during_a_hand_over_is_refused_at_once() -> None:
+    """22.15: answered with the reason, and the first hand-over's request is the
+    only one deleted."""
+    run = leader()
+    first = SwitchoverRequest("b", "ops", WALL + 1.0, 30)
+    tree = {"consistent": True, "tree": True, "candidates": {"b": B, "c": C}}
+    run(read(held(OURS, b"a", 11), 1.0, request=first, **tree), 1.0)
+    run(Done(Blank(OURS), "ok"), 1.0)
+    second = SwitchoverRequest("c", "ops2", WALL + 1.5, 33)
+    actions = run(read(held(OURS, b"", 12), 1.5, request=second, **tree), 1.5)
+    (refusal,) = of(RefuseRequest, actions)
+    assert refusal.request == second
+    assert "another hand-over (to 'b') is in progress" in refusal.reason
+    run(Tick(), 2.2)
+    actions = run(Done(HandTo(OURS, B), "ok"), 2.2)
+    assert DropRequest(first) in actions
+    assert DropRequest(second) not in actions
+
+
+def test_a_request_the_leader_answered_is_not_acted_on_again() -> None:
+    run = leader()
+    answered = SwitchoverRequest("b", "ops", WALL + 1.0, 30, refused="no")
+    tree = {"consistent": True, "tree": True, "candidates": {"b": B}}
+    actions = run(read(held(OURS, b"a", 11), 1.0, request=answered, **tree), 1.0)
+    assert not of(Blank, actions)
+    assert not of(RefuseRequest, actions)
