@@ -112,6 +112,13 @@ def _run(
     holder = (state.value or b"").decode(errors="replace")
     rejected: list[Rejected] = []
     candidates = key.candidates(rejected)
+    if not candidates and not key.may_read_candidates():
+        print(
+            f"switchover refused, nothing moved: the token cannot read the candidates under "
+            f'{key.name}/candidates/ (it needs key_prefix "{key.name}" {{ policy = '
+            '"read" } or more, see docs/acl.md)'
+        )
+        return EXIT_REFUSED
     for item in rejected:
         print(f"ignored the {item.what} {item.entry}: {item.reason}", file=sys.stderr)
     if to == holder:

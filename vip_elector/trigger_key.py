@@ -423,6 +423,18 @@ class TriggerKey:
             rejected.extend(found)
         return candidates
 
+    def may_read_candidates(self) -> bool:
+        """Whether the token may read the candidate entries (an empty answer is not
+        an error in Consul: it filters what a token may not read). True when ACLs
+        are off or the authorizer cannot tell."""
+        try:
+            answer = self.adapter.authorize(
+                [{"Resource": "key", "Access": "read", "Segment": candidates_prefix(self.name)}]
+            )
+        except ConsulError:
+            return True
+        return answer is None or all(answer)
+
     def publish(
         self,
         session_id: str,
