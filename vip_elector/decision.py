@@ -110,6 +110,7 @@ class KeyRead:
     candidates: Mapping[str, Candidate] = field(default_factory=dict)
     request: SwitchoverRequest | None = None
     conflict: int = 0  # ModifyIndex of a conflict flag on our value
+    answered: float | None = None  # when its answer came (default: ``started``)
 
 
 @dataclass(frozen=True)
@@ -458,6 +459,9 @@ class Memory:
     leader_since: float | None = None  # wall clock, kept across restarts and moves
     # the key, as last read
     key: KeyState | None = None
+    # When our last write to the key was sent: a read answered before it shows
+    # the key as it was, and is not decided on (the next read shows the write).
+    written_at: float = float("-inf")
     candidates: Mapping[str, Candidate] = field(default_factory=dict)
     request: SwitchoverRequest | None = None
     conflict: int = 0
@@ -634,6 +638,9 @@ class _Step:
         pass
 
     def _on_key_read(self, read: KeyRead) -> None:
+        answered = read.started if read.answered is None else read.answered
+        if answered < self.m.written_at:
+            return  # answered before our own write was sent: the next read shows it
         m, key, now = self.m, read.key, self.now
         previous = m.key
         self.set(key=key, wall=read.wall)
@@ -778,6 +785,8 @@ class _Step:
         self._lost(cause, detail)
 
     def _on_done(self, done: Done) -> None:
+        if isinstance(done.action, (Acquire, Blank, HandTo, Restore, Delete, Move)):
+            self.set(written_at=max(self.m.written_at, done.started))
         handler = getattr(self, f"_done_{_snake(type(done.action).__name__)}", None)
         if handler is not None:
             handler(done)

@@ -215,7 +215,10 @@ class Election(Worker):
             adopted=memory.leading and memory.adopting is not None,
             node=memory.node or None,
         )
-        if memory.leading:
+        if memory.leading or memory.adopting or memory.move_from:
+            # The leader's reads (tree, consistent, fenced wait), also for a lock
+            # about to be ours without a write (adoption): a follower's read in
+            # flight would leave the fence unrenewed for a minute.
             self.watch.lead()
         else:
             self.watch.follow()
@@ -282,6 +285,8 @@ class Election(Worker):
             )
         self.memory = memory
         self.fence.set(memory.fence_until)
+        if memory.leading or memory.adopting or memory.move_from:
+            self.watch.lead()  # its first read already
 
     # -- actions -----------------------------------------------------------------------
     def _perform(self, action: Action) -> Event | None:

@@ -130,11 +130,12 @@ class KeyWatch(Worker):
                     candidates=tree.candidates,
                     request=tree.request,
                     conflict=tree.conflict,
+                    answered=answered,
                 )
             key = self.key.read(at, wait, consistent=False)
             answered = time.monotonic()
             early = at > 0 and answered < started + wait - WATCH_SLACK
-            return KeyRead(key, started, wall, early=early)
+            return KeyRead(key, started, wall, early=early, answered=answered)
 
         return self.retrier.call(
             "Reading the trigger-key failed",

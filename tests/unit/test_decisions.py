@@ -625,3 +625,29 @@ def test_a_request_the_leader_answered_is_not_acted_on_again() -> None:
     actions = run(read(held(OURS, b"a", 11), 1.0, request=answered, **tree), 1.0)
     assert not of(Blank, actions)
     assert not of(RefuseRequest, actions)
+
+
+def test_a_read_older_than_our_own_write_is_not_decided_on() -> None:
+    """Found by the suite: a read answered before the lock moved to the new
+    session, decided on after the move, said the key was taken: LOCK LOST for
+    nothing. A read that came back *because* of our write was sent before it,
+    and counts."""
+    run = Run(memory=Memory(move_from="old", leader_since=5.0, role=Role.LEADER, leading=True))
+    run(read(held("old", b"a"), 0.0), 0.0)
+    run(SessionUp("new"), 0.1)
+    run(Done(Move("old", "new"), "ok", started=0.15), 0.16)
+    actions = run(read(held("old", b"a"), 0.11, answered=0.12), 0.17)  # before the move
+    assert not of(Transition, actions)
+    assert run.memory.leading
+    actions = run(read(held("new", b"a", 12), 0.2), 0.2)
+    assert not of(Transition, actions)
+    assert run.memory.leading
+
+
+def test_the_read_our_acquire_wakes_makes_the_leader() -> None:
+    run = follower()
+    acquire = of(Acquire, no_rivals(run, run(read(free(), 0.5), 0.5), 0.5))[0]
+    run(Done(acquire, "ok", started=1.0), 1.0)
+    # Sent before the acquire (the watch was waiting), answered by it.
+    actions = run(read(held(OURS, b"a", 11), 0.6, early=True, answered=1.01), 1.01)
+    assert Transition(Role.LEADER, Cause.ACQUIRED) in actions
