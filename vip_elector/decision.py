@@ -111,6 +111,7 @@ class KeyRead:
     request: SwitchoverRequest | None = None
     conflict: int = 0  # ModifyIndex of a conflict flag on our value
     answered: float | None = None  # when its answer came (default: ``started``)
+    resumed: bool = False  # the first answer after failed reads
 
 
 @dataclass(frozen=True)
@@ -462,6 +463,9 @@ class Memory:
     # When our last write to the key was sent: a read answered before it shows
     # the key as it was, and is not decided on (the next read shows the write).
     written_at: float = float("-inf")
+    # Whether we have watched the key continuously: at the first read, and after
+    # reads that failed, who held a free key last is not known.
+    watching: bool = False
     candidates: Mapping[str, Candidate] = field(default_factory=dict)
     request: SwitchoverRequest | None = None
     conflict: int = 0
@@ -656,6 +660,12 @@ class _Step:
         if other and key.value in (None, b"") and m.other_value is None:
             # Blank (a hand-over under way) and we never saw whose it was.
             self.set(other_value=UNSEEN, other_left_at=now)
+        if not key.held and (not m.watching or read.resumed):
+            # Free at the first look (a start, a new generation) or after reads
+            # that failed: another node may have left it a moment ago, its
+            # vip-manager still holding the VIP. The gap counts from now.
+            self.set(other_value=UNSEEN, other_left_at=now)
+        self.set(watching=True)
         if key.held:
             if key.session != m.holder:
                 self.set(holder=key.session, holder_lock_delay=None)
@@ -837,7 +847,7 @@ class _Step:
                 f"handing the VIP over failed: {done.detail or 'the key changed'}",
                 "switchover_failed",
             )
-            self.set(handover=None)
+            self._hand_over_failed()
 
     def _done_hand_to(self, done: Done) -> None:
         handover = self.m.handover
@@ -862,7 +872,7 @@ class _Step:
             )
         else:
             self.log("warning", f"handing the VIP over failed: {done.detail}", "switchover_failed")
-        self.set(handover=None)
+        self._hand_over_failed()
         if self.m.session is not None:
             # Our value back (nobody else could take the key meanwhile); what comes
             # next is decided on the read after it.
@@ -934,6 +944,12 @@ class _Step:
             self.set(doomed={k: v for k, v in self.m.doomed.items() if k != session})
         else:
             self.set(doomed={**self.m.doomed, session: (self.now + DESTROY_RETRY, entry[1])})
+
+    def _hand_over_failed(self) -> None:
+        """A hand-over that could not start or finish: decide again on the next
+        read (never at once: a refused blank would be sent again in a loop), and
+        a preemption waits its whole delay again."""
+        self.set(handover=None, key=None, better_since={})
 
     def _done_move(self, done: Done) -> None:
         action = done.action
@@ -1272,7 +1288,7 @@ class _Step:
         ready = {
             v: c
             for v, c in self.m.candidates.items()
-            if v in self.m.better_since and self.now - self.m.better_since[v] >= delay
+            if v in self.m.better_since and self.now >= self.m.better_since[v] + delay
         }
         target = best_other(ready, self.rules.value)
         if target is None:

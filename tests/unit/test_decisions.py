@@ -106,8 +106,8 @@ def of(kind: type[A], actions: Iterable[object]) -> list[A]:
 
 
 def follower(rules: Rules = RULES, at: float = 0.0) -> Run:
-    """A follower with a session, published, no rivals, candidates read."""
-    run = Run(rules)
+    """A follower with a session, published, that has watched the key all along."""
+    run = Run(rules, Memory(watching=True))
     run(SessionUp(OURS, node="node-a"), at)
     for action in of(Publish, run.actions):
         run(Done(action, "ok"), at)
@@ -187,6 +187,20 @@ def test_a_free_key_is_acquired_at_once_when_nobody_else_held_it() -> None:
     run = follower()
     actions = no_rivals(run, run(read(free(), 1.0), 1.0), 1.0)
     assert of(Acquire, actions) == [Acquire(OURS, free())]
+
+
+def test_a_key_free_at_the_first_look_or_after_failed_reads_waits_the_gap() -> None:
+    """Found by the simulation (F1, seeds 21, 183, 222): a node that never saw who
+    held the key last took it at once while that node's vip-manager held the VIP."""
+    run = Run(RULES)
+    run(SessionUp(OURS), 0.0)
+    actions = no_rivals(run, run(read(free(), 0.1), 0.1), 0.1)
+    assert not of(Acquire, actions)
+    assert run.wake == 0.1 + 1.2
+    run = follower()
+    no_rivals(run, run(read(free(), 0.0), 0.0), 0.0)  # watched: at once
+    actions = no_rivals(run, run(read(free(20), 5.0, resumed=True), 5.0), 5.0)
+    assert run.memory.other_left_at == 5.0
 
 
 def test_a_plain_key_is_never_acquired_and_said_once() -> None:
