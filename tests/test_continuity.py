@@ -4,6 +4,7 @@ never be free (or, where a session property changed, change only its session).""
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 import uuid
@@ -340,3 +341,30 @@ def test_sigusr2_into_a_configuration_without_status_addr_closes_the_port(
     wait_until(refused, 10, "the old status port refuses connections")
     wait_until(lambda: environment.exists() and "LEADER" in environment.read_text(), 10, "hook")
     assert "VIP_ELECTOR_INHERITED" not in environment.read_text()
+
+
+def test_a_restart_only_setting_changed_by_sighup_is_not_applied_halfway(
+    election: Election, tmp_path: Path
+) -> None:
+    """22.18: priority edited and SIGHUP: the log says "restart to apply", and the
+    running value stays in /status and the candidate entry, also after a second
+    reload that does apply something (the log level)."""
+    port = free_port()
+    options = tmp_path / "vip-elector.conf"
+    options.write_text("priority = 100\n")
+    node = leading(election, args=["--config", str(options), "--status-addr", f":{port}"])
+
+    def entry_priority() -> object:
+        entry = election.api.kv_get(f"{election.key}/candidates/node-a")
+        return None if entry is None else json.loads(entry.text or "{}").get("priority")
+
+    wait_until(lambda: entry_priority() == 100, 10, "the candidacy is published")
+    options.write_text("priority = 200\n")
+    node.elector.process.send_signal(signal.SIGHUP)
+    node.elector.wait_log("restart to apply", 10)
+    options.write_text("priority = 200\nlog-level = DEBUG\n")
+    node.elector.process.send_signal(signal.SIGHUP)
+    node.elector.wait_log(" DEBUG ", 10)
+    status = requests.get(f"http://127.0.0.1:{port}/status", timeout=2).json()
+    assert status["priority"] == 100
+    assert stays_true(lambda: entry_priority() == 100, 2.0)

@@ -362,6 +362,30 @@ def test_a_second_daemon_with_the_same_configuration_refuses_to_start(
     assert stays_true(lambda: election.api.kv_get(election.key) == before, 5.0)
 
 
+def test_the_same_agent_spelled_differently_is_still_one_daemon(
+    election: Election, fault_proxy: Callable[[ConsulAgent], FaultProxy]
+) -> None:
+    """22.11: through a proxy (or `localhost` for `127.0.0.1`) the same agent has
+    another address; the instance lock names it by its node ID."""
+    first = election.add("node-a", args=["--liveness-ttl", "3s"])
+    election.wait_holder()
+    before = election.api.kv_get(election.key)
+    assert first.check is not None
+    proxy = fault_proxy(election.agent)
+    second = election.add(
+        "twin",
+        hostname="node-a",
+        check=False,
+        check_id=first.check.check_id,
+        addr=f"http://{proxy.address}",
+        args=["--liveness-ttl", "3s"],
+    )
+    assert second.elector.process.wait(20) == 2
+    assert "another vip-elector already runs for trigger-key" in second.elector.log()
+    assert stays_true(lambda: election.api.kv_get(election.key) == before, 5.0)
+    assert first.elector.running()
+
+
 # -- 9. a value the daemon did not write is never destroyed ------------------------------------
 
 

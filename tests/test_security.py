@@ -211,6 +211,52 @@ def test_denied_writes_under_the_key_back_off_and_sessions_are_destroyed_anyway(
     assert node.elector.terminate() == 0
 
 
+def test_messages_blame_the_missing_right_not_something_else(acl_election: Election) -> None:
+    """22.22: a token that may write the key but nothing under it, nor read the agent."""
+    check, documented = documented_token(acl_election, "msg")
+    key_only = create_acl_token(
+        acl_election.api,
+        f"key-only-msg-{uuid.uuid4().hex[:6]}",
+        f'key "{acl_election.key}" {{ policy = "write" }}\n'
+        'session_prefix "" { policy = "write" }\nnode_prefix "" { policy = "read" }\n',
+    )
+    config = (
+        "--vip-manager-config",
+        str(acl_election.config),
+        "--hostname",
+        "node-a",
+        "--addr",
+        acl_election.agent.http_addr,
+        "--check-id",
+        check.check_id,
+    )
+    narrow = run_vip_elector(
+        "check-config", "--online", *config, env={"CONSUL_HTTP_TOKEN": key_only}
+    )
+    assert narrow.returncode == 1, narrow.stdout
+    assert "token may NOT answer switchover requests" in narrow.stdout
+    assert "token may NOT flag a duplicate of its value" in narrow.stdout
+    full = run_vip_elector(
+        "check-config", "--online", *config, env={"CONSUL_HTTP_TOKEN": documented}
+    )
+    assert "token may read service vip-guard-" in full.stdout, full.stdout
+
+    node = acl_election.add(
+        "node-a", check=False, check_id=check.check_id, env={"CONSUL_HTTP_TOKEN": documented}
+    )
+    wait_until(lambda: acl_election.holder() == "node-a", 30, "node-a leads")
+    asked = run_vip_elector(
+        "switchover", *config, "--to", "node-b", "--yes", env={"CONSUL_HTTP_TOKEN": key_only}
+    )
+    assert asked.returncode == 1
+    assert "the token cannot read the candidates" in asked.stdout, asked.stdout
+    assert "live: none" not in asked.stdout
+    status = run_vip_elector("status", *config, env={"CONSUL_HTTP_TOKEN": key_only})
+    line = next(x for x in status.stdout.splitlines() if x.startswith("this node"))
+    assert "this node     ? (" in line, status.stdout  # and why
+    assert node.elector.terminate() == 0
+
+
 @pytest.fixture
 def tls_election(
     consul_tls: ConsulAgent, tmp_path: Path, health: HealthFactory

@@ -392,3 +392,41 @@ def test_a_critical_check_is_fault_in_status_metrics_and_hooks(
 
     node.check.set("200")
     wait_until(lambda: status()["state"] in ("follower", "leader"), 20, "back")
+
+
+def test_a_second_switchover_during_a_hand_over_is_answered_at_once(
+    election: Election, tmp_path: Path
+) -> None:
+    """22.15: with vip-manager's interval 1000 the hand-over gap is 1.2 s; a second
+    request 0.5 s into it used to be deleted by the first's hand-over, and its
+    command waited 5 s for nothing."""
+    slow = tmp_path / "vip-manager.yml"
+    slow.write_text(election.config.read_text().replace("interval: 100", "interval: 1000"))
+    assert "interval: 1000" in slow.read_text()
+    a = election.add("node-a", config=slow)
+    leads(election, "node-a")
+    for name in ("node-b", "node-c"):
+        election.add(name)
+        wait_until(partial(published, election, name, eligible=True), 20, "entry")
+    first = subprocess.Popen(
+        switchover_argv(election, "--to", "node-b", "--yes"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=clean_environment(),
+        cwd=REPO_ROOT,
+    )
+    try:
+        a.elector.wait_log("handing the VIP to 'node-b'", 10)
+        started = time.monotonic()
+        code, out = switchover(election, "--to", "node-c")
+        took = time.monotonic() - started
+        assert code == 1, out
+        assert "another hand-over (to 'node-b') is in progress" in out
+        assert took < 3, took  # answered, not timed out
+        first_out, _ = first.communicate(timeout=30)
+        assert first.returncode == 0, first_out
+        assert election.holder() == "node-b"
+    finally:
+        first.kill()

@@ -25,8 +25,10 @@ from vip_elector.settings import Settings
 from vip_elector.trigger_key import (
     TriggerKey,
     candidate_key,
+    conflict_key,
     rival_message,
     rivals,
+    switchover_key,
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -176,8 +178,25 @@ def _permissions(settings: Settings, adapter: ConsulAdapter, node: str, report: 
             candidate_key(settings.trigger_key, settings.lock_value),
             "publish this node's candidacy (priority, switchover)",
         ),
-        ("node", "read", node, "read the node (to see its checks)"),
+        (
+            "key",
+            "write",
+            switchover_key(settings.trigger_key),
+            "answer switchover requests (a leader deletes or refuses them)",
+        ),
+        (
+            "key",
+            "write",
+            conflict_key(settings.trigger_key, settings.lock_value),
+            "flag a duplicate of its value to the leader (else both vip-managers add the VIP)",
+        ),
+        ("node", "read", node, "read the node (to see its checks and Consul maintenance)"),
     ]
+    service = _check_service(settings, adapter)
+    if service:
+        wanted.append(
+            ("service", "read", service, f"read service {service} (to see the check's state)")
+        )
     try:
         answers = adapter.authorize(
             [{"Resource": r, "Access": a, "Segment": s} for r, a, s, _ in wanted]
@@ -193,6 +212,17 @@ def _permissions(settings: Settings, adapter: ConsulAdapter, node: str, report: 
             report.ok(f"token may {what}")
         else:
             report.fail(f"token may NOT {what}; see docs/acl.md for the policy")
+
+
+def _check_service(settings: Settings, adapter: ConsulAdapter) -> str:
+    """The service the --check-id check belongs to, if the agent shows it."""
+    if not settings.check_id:
+        return ""
+    try:
+        check = adapter.agent_checks().get(settings.check_id)
+    except ConsulError:
+        return ""
+    return check.service if check is not None else ""
 
 
 def _rivals(settings: Settings, adapter: ConsulAdapter, node: str, report: Report) -> None:

@@ -35,7 +35,7 @@ from vip_elector.durations import format_duration
 from vip_elector.fence import Fence
 from vip_elector.generation import THREADS, Generation
 from vip_elector.logs import apply_settings, setup_logging, stop_logging
-from vip_elector.options import RELOAD_WORDS, Reload, reload_plan
+from vip_elector.options import RELOAD_WORDS, Reload, reload_plan, running_settings
 from vip_elector.roles import Cause, Role
 from vip_elector.runtime_dir import AlreadyRunning, InstanceLock
 from vip_elector.settings import ConfigError, Settings
@@ -65,6 +65,7 @@ INHERITED = (INHERITED_STATUS_FD, INHERITED_FENCE, INHERITED_REQUESTS)
 HANDLED_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2}
 PRE_RESTART_CHECK_TIMEOUT = 20.0
 RELOAD_CHECK_TIMEOUT = 2.0  # asking Consul about a rotated token at SIGHUP
+AGENT_ID_TIMEOUT = 1.0  # asking the agent its node ID for the instance lock
 TICK = 1.0
 
 
@@ -311,8 +312,19 @@ class Coordinator:
         return self.workers is not None and self.workers.healthy()
 
     def _take_instance_lock(self, settings: Settings) -> str | None:
-        """One daemon per (agent, key, value) on this machine; the problem, or None."""
-        lock = InstanceLock(settings.consul.address, settings.trigger_key, settings.lock_value)
+        """One daemon per (agent, key, value) on this machine; the problem, or None.
+
+        The agent is named by what it is, its node ID, not by how its address is
+        spelled (`http://127.0.0.1:8500` and `localhost:8500` are one agent, and two
+        daemons on it would share one session name and liveness check); by the
+        address only while the agent does not answer."""
+        agent = settings.consul.address
+        with (
+            ConsulAdapter(settings.consul, timeout=AGENT_ID_TIMEOUT) as adapter,
+            contextlib.suppress(ConsulError, KeyError, TypeError),
+        ):
+            agent = f"node {adapter.agent_self()['Config']['NodeID']}"
+        lock = InstanceLock(agent, settings.trigger_key, settings.lock_value)
         if self.instance_lock is not None and lock.name == self.instance_lock.name:
             return None
         try:
@@ -408,6 +420,7 @@ class Coordinator:
         for warning in new.warnings:
             log.warning("%s", warning, extra={"event": "config_warning"})
         plan = reload_plan(self.settings, new)
+        new = running_settings(self.settings, new)
         old, self.settings = self.settings, new
         if Reload.RESTART in plan:
             log.warning(

@@ -110,6 +110,8 @@ class KeyRead:
     candidates: Mapping[str, Candidate] = field(default_factory=dict)
     request: SwitchoverRequest | None = None
     conflict: int = 0  # ModifyIndex of a conflict flag on our value
+    answered: float | None = None  # when its answer came (default: ``started``)
+    resumed: bool = False  # the first answer after failed reads
 
 
 @dataclass(frozen=True)
@@ -291,6 +293,14 @@ class DropRequest:
 
 
 @dataclass(frozen=True)
+class RefuseRequest:
+    """Answer a switchover request with why it is refused (the asker prints it)."""
+
+    request: SwitchoverRequest
+    reason: str
+
+
+@dataclass(frozen=True)
 class Publish:
     session: str
     eligible: bool
@@ -393,6 +403,7 @@ Action = (
     | Delete
     | UnlockKeeping
     | DropRequest
+    | RefuseRequest
     | Publish
     | CheckRivals
     | LookUpLockDelay
@@ -431,6 +442,7 @@ class HandOver:
     cause: Cause
     blanked_at: float | None = None
     handed: bool = False
+    request: SwitchoverRequest | None = None  # the request that asked for it
 
 
 @dataclass(frozen=True)
@@ -448,6 +460,12 @@ class Memory:
     leader_since: float | None = None  # wall clock, kept across restarts and moves
     # the key, as last read
     key: KeyState | None = None
+    # When our last write to the key was sent: a read answered before it shows
+    # the key as it was, and is not decided on (the next read shows the write).
+    written_at: float = float("-inf")
+    # Whether we have watched the key continuously: at the first read, and after
+    # reads that failed, who held a free key last is not known.
+    watching: bool = False
     candidates: Mapping[str, Candidate] = field(default_factory=dict)
     request: SwitchoverRequest | None = None
     conflict: int = 0
@@ -624,6 +642,9 @@ class _Step:
         pass
 
     def _on_key_read(self, read: KeyRead) -> None:
+        answered = read.started if read.answered is None else read.answered
+        if answered < self.m.written_at:
+            return  # answered before our own write was sent: the next read shows it
         m, key, now = self.m, read.key, self.now
         previous = m.key
         self.set(key=key, wall=read.wall)
@@ -639,6 +660,12 @@ class _Step:
         if other and key.value in (None, b"") and m.other_value is None:
             # Blank (a hand-over under way) and we never saw whose it was.
             self.set(other_value=UNSEEN, other_left_at=now)
+        if not key.held and (not m.watching or read.resumed):
+            # Free at the first look (a start, a new generation) or after reads
+            # that failed: another node may have left it a moment ago, its
+            # vip-manager still holding the VIP. The gap counts from now.
+            self.set(other_value=UNSEEN, other_left_at=now)
+        self.set(watching=True)
         if key.held:
             if key.session != m.holder:
                 self.set(holder=key.session, holder_lock_delay=None)
@@ -768,6 +795,8 @@ class _Step:
         self._lost(cause, detail)
 
     def _on_done(self, done: Done) -> None:
+        if isinstance(done.action, (Acquire, Blank, HandTo, Restore, Delete, Move)):
+            self.set(written_at=max(self.m.written_at, done.started))
         handler = getattr(self, f"_done_{_snake(type(done.action).__name__)}", None)
         if handler is not None:
             handler(done)
@@ -818,13 +847,15 @@ class _Step:
                 f"handing the VIP over failed: {done.detail or 'the key changed'}",
                 "switchover_failed",
             )
-            self.set(handover=None)
+            self._hand_over_failed()
 
     def _done_hand_to(self, done: Done) -> None:
         handover = self.m.handover
         if handover is None:
             return
         if done.result == "ok":
+            if handover.request is not None:
+                self.out.append(DropRequest(handover.request))
             detail = f"handed the lock to {handover.target.value!r} ({handover.cause.value})"
             self._stop_leading()
             self.transition(Role.FOLLOWER, handover.cause, detail)
@@ -841,7 +872,7 @@ class _Step:
             )
         else:
             self.log("warning", f"handing the VIP over failed: {done.detail}", "switchover_failed")
-        self.set(handover=None)
+        self._hand_over_failed()
         if self.m.session is not None:
             # Our value back (nobody else could take the key meanwhile); what comes
             # next is decided on the read after it.
@@ -913,6 +944,12 @@ class _Step:
             self.set(doomed={k: v for k, v in self.m.doomed.items() if k != session})
         else:
             self.set(doomed={**self.m.doomed, session: (self.now + DESTROY_RETRY, entry[1])})
+
+    def _hand_over_failed(self) -> None:
+        """A hand-over that could not start or finish: decide again on the next
+        read (never at once: a refused blank would be sent again in a loop), and
+        a preemption waits its whole delay again."""
+        self.set(handover=None, key=None, better_since={})
 
     def _done_move(self, done: Done) -> None:
         action = done.action
@@ -1125,6 +1162,7 @@ class _Step:
         if m.leaving is not None:
             return self._step_down()
         if m.handover is not None:
+            self._refuse_during_hand_over()
             return self._hand_over()
         reason = self._why_leave()
         if reason is not None:
@@ -1186,7 +1224,28 @@ class _Step:
         self.out.append(HandTo(session, handover.target))
         return self.now + IDLE
 
-    def _start_hand_over(self, target: Candidate, cause: Cause, by: str) -> None:
+    def _refuse_during_hand_over(self) -> None:
+        """A second switchover while one runs is answered at once, not lost."""
+        request, handover = self.m.request, self.m.handover
+        if request is None or request.refused or request.modify_index == self.m.request_done:
+            return
+        assert handover is not None
+        self.set(request_done=request.modify_index)
+        reason = f"another hand-over (to {handover.target.value!r}) is in progress"
+        self.log(
+            "warning",
+            f"switchover to {request.to!r} (asked by {request.by}) refused: {reason}",
+            "switchover_refused",
+        )
+        self.out.append(RefuseRequest(request, reason))
+
+    def _start_hand_over(
+        self,
+        target: Candidate,
+        cause: Cause,
+        by: str,
+        request: SwitchoverRequest | None = None,
+    ) -> None:
         assert self.m.session is not None
         asked = f" (switchover asked by {by})" if cause == Cause.SWITCHOVER else " (preemption)"
         self.log(
@@ -1197,14 +1256,14 @@ class _Step:
             "handing_over",
         )
         # /leader says no before the key changes.
-        self.set(handover=HandOver(target, cause), fence_until=0.0)
+        self.set(handover=HandOver(target, cause, request=request), fence_until=0.0)
         self.out.append(Blank(self.m.session))
 
     def _switchover(self) -> float:
         m = self.m
         request = m.request
-        if request is None or request.modify_index == m.request_done:
-            return self.now + IDLE
+        if request is None or request.refused or request.modify_index == m.request_done:
+            return self.now + IDLE  # none, answered already, or dealt with
         self.set(request_done=request.modify_index)
         target, refusal = switchover_refusal(request, m.candidates, self.rules.value, m.wall)
         if target is None and not request.to:
@@ -1217,9 +1276,9 @@ class _Step:
                 f"switchover to {request.to!r} (asked by {request.by}) refused: {refusal}",
                 "switchover_refused",
             )
-            self.out.append(DropRequest(request))
+            self.out.append(RefuseRequest(request, refusal))
             return self.now + IDLE
-        self._start_hand_over(target, Cause.SWITCHOVER, request.by)
+        self._start_hand_over(target, Cause.SWITCHOVER, request.by, request)
         return self.now + IDLE
 
     def _preemption(self) -> float:
@@ -1229,7 +1288,7 @@ class _Step:
         ready = {
             v: c
             for v, c in self.m.candidates.items()
-            if v in self.m.better_since and self.now - self.m.better_since[v] >= delay
+            if v in self.m.better_since and self.now >= self.m.better_since[v] + delay
         }
         target = best_other(ready, self.rules.value)
         if target is None:

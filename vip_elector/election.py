@@ -53,6 +53,7 @@ from vip_elector.decision import (
     Move,
     Publish,
     Record,
+    RefuseRequest,
     Release,
     ReleaseKey,
     Restore,
@@ -214,7 +215,10 @@ class Election(Worker):
             adopted=memory.leading and memory.adopting is not None,
             node=memory.node or None,
         )
-        if memory.leading:
+        if memory.leading or memory.adopting or memory.move_from:
+            # The leader's reads (tree, consistent, fenced wait), also for a lock
+            # about to be ours without a write (adoption): a follower's read in
+            # flight would leave the fence unrenewed for a minute.
             self.watch.lead()
         else:
             self.watch.follow()
@@ -281,6 +285,8 @@ class Election(Worker):
             )
         self.memory = memory
         self.fence.set(memory.fence_until)
+        if memory.leading or memory.adopting or memory.move_from:
+            self.watch.lead()  # its first read already
 
     # -- actions -----------------------------------------------------------------------
     def _perform(self, action: Action) -> Event | None:
@@ -325,6 +331,10 @@ class Election(Worker):
         if isinstance(action, DropRequest):
             with contextlib.suppress(ConsulError):
                 self.key.drop_request(action.request)
+            return None
+        if isinstance(action, RefuseRequest):
+            with contextlib.suppress(ConsulError):
+                self.key.refuse_request(action.request, action.reason)
             return None
         if isinstance(action, Publish):
             return self._publish(action)

@@ -65,6 +65,7 @@ class SwitchoverRequest:
     by: str
     at: float  # wall clock of the request
     modify_index: int
+    refused: str = ""  # the leader's answer when it refused it (the asker reads it)
 
     def fresh(self, now: float) -> bool:
         """Asked within SWITCHOVER_FRESH of ``now`` (wall clock), and not from a

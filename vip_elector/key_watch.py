@@ -130,11 +130,13 @@ class KeyWatch(Worker):
                     candidates=tree.candidates,
                     request=tree.request,
                     conflict=tree.conflict,
+                    answered=answered,
+                    resumed=attempts > 1,
                 )
             key = self.key.read(at, wait, consistent=False)
             answered = time.monotonic()
             early = at > 0 and answered < started + wait - WATCH_SLACK
-            return KeyRead(key, started, wall, early=early)
+            return KeyRead(key, started, wall, early=early, answered=answered, resumed=attempts > 1)
 
         return self.retrier.call(
             "Reading the trigger-key failed",

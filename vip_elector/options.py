@@ -10,6 +10,7 @@ so a default or a range is written exactly once.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 from collections.abc import Iterator
@@ -451,6 +452,25 @@ def reload_plan(old: Any, new: Any) -> dict[Reload, list[str]]:
         if row.read(old) != row.read(new):
             plan.setdefault(row.reload, []).append(row.name)
     return plan
+
+
+def running_settings(old: Any, new: Any) -> Any:
+    """``new``, with what a reload cannot apply (``Reload.RESTART``) kept as in
+    ``old``: a change applies fully at the restart, never halfway (the log says
+    "restart to apply", so /status, the candidate entry and the next generation
+    of workers all keep the running value until then)."""
+    for row in OPTIONS:
+        if row.setting is None or row.reload != Reload.RESTART:
+            continue
+        new = _with(new, row.setting.split("."), row.read(old))
+    return new
+
+
+def _with(settings: Any, path: list[str], value: Any) -> Any:
+    if len(path) == 1:
+        return dataclasses.replace(settings, **{path[0]: value})
+    inner = _with(getattr(settings, path[0]), path[1:], value)
+    return dataclasses.replace(settings, **{path[0]: inner})
 
 
 # -- documentation ------------------------------------------------------------

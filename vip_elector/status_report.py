@@ -235,9 +235,11 @@ def render_text(report: dict[str, Any]) -> str:
         if this.get("check_id")
         else ""
     )
+    node = (
+        this.get("node") or f"? ({this['error']})" if this.get("error") else this.get("node", "?")
+    )
     lines.append(
-        f"this node     {this.get('node', '?')}{check}, lock value "
-        f"{this['lock_value']!r} ({this['value_source']})"
+        f"this node     {node}{check}, lock value {this['lock_value']!r} ({this['value_source']})"
     )
     lines.append(f"health check  {this['health_failover']}")
     for problem in report["problems"]:

@@ -112,6 +112,13 @@ def _run(
     holder = (state.value or b"").decode(errors="replace")
     rejected: list[Rejected] = []
     candidates = key.candidates(rejected)
+    if not candidates and not key.may_read_candidates():
+        print(
+            f"switchover refused, nothing moved: the token cannot read the candidates under "
+            f'{key.name}/candidates/ (it needs key_prefix "{key.name}" {{ policy = '
+            '"read" } or more, see docs/acl.md)'
+        )
+        return EXIT_REFUSED
     for item in rejected:
         print(f"ignored the {item.what} {item.entry}: {item.reason}", file=sys.stderr)
     if to == holder:
@@ -145,18 +152,24 @@ def _run(
             print(f"switchover cancelled, nothing moved: {changed}; run it again")
             return EXIT_REFUSED
     started = time.monotonic()
-    key.request_switchover(target.value, socket.gethostname())
+    asked_at = key.request_switchover(target.value, socket.gethostname())
     deadline = started + timeout
-    index = state.index
+    index = 0
     while (left := deadline - time.monotonic()) > 0:
-        # A blocking read: back the moment the key changes.
-        now = key.read(index, wait=left, consistent=True)
-        index = now.index
+        # A blocking read of the key and its prefix: back the moment the key moves
+        # or the leader answers the request.
+        tree = key.read_all(index, wait=left, consistent=True)
+        index = tree.key.index
+        now, request = tree.key, tree.request
         if now.held and now.value == target.value.encode():
             print(f"moved {plan} in {(time.monotonic() - started) * 1000:.0f} ms")
             return EXIT_OK
+        if request is not None and request.at == asked_at and request.refused:
+            key.drop_request(request)
+            print(f"switchover refused by the leader, nothing moved: {request.refused}")
+            return EXIT_REFUSED
     request = key.read_all().request
-    if request is not None:
+    if request is not None and request.at == asked_at:
         key.drop_request(request)
     print(
         f"not moved: the leader did not apply the request within {timeout:g}s and it was "

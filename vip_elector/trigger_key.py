@@ -230,7 +230,11 @@ def _request(entry: KeyState) -> SwitchoverRequest:
     if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
         raise _Unreadable("`at` is missing or not a finite number")
     return SwitchoverRequest(
-        _lock_value(to, "`to`"), _text(data, "by", "?"), float(at), entry.modify_index
+        _lock_value(to, "`to`"),
+        _text(data, "by", "?"),
+        float(at),
+        entry.modify_index,
+        _text(data, "refused", ""),
     )
 
 
@@ -419,6 +423,18 @@ class TriggerKey:
             rejected.extend(found)
         return candidates
 
+    def may_read_candidates(self) -> bool:
+        """Whether the token may read the candidate entries (an empty answer is not
+        an error in Consul: it filters what a token may not read). True when ACLs
+        are off or the authorizer cannot tell."""
+        try:
+            answer = self.adapter.authorize(
+                [{"Resource": "key", "Access": "read", "Segment": candidates_prefix(self.name)}]
+            )
+        except ConsulError:
+            return True
+        return answer is None or all(answer)
+
     def publish(
         self,
         session_id: str,
@@ -461,9 +477,20 @@ class TriggerKey:
         """The session holding this node's candidate entry, if any."""
         return self.adapter.get_key(candidate_key(self.name, self.value)).session
 
-    def request_switchover(self, to: str, by: str) -> None:
-        body = {"to": to, "by": by, "at": time.time()}
+    def request_switchover(self, to: str, by: str) -> float:
+        """Ask the leader to move the VIP; returns the request's time (its identity)."""
+        at = time.time()
+        body = {"to": to, "by": by, "at": at}
         self.adapter.put_key(switchover_key(self.name), json.dumps(body).encode())
+        return at
+
+    def refuse_request(self, request: SwitchoverRequest, reason: str) -> None:
+        """Answer a request with why it is refused, for the asker to print at once
+        (only if it is still the request we read: a newer one is not touched)."""
+        body = {"to": request.to, "by": request.by, "at": request.at, "refused": reason}
+        self.adapter.put_key(
+            switchover_key(self.name), json.dumps(body).encode(), cas=request.modify_index
+        )
 
     def drop_request(self, request: SwitchoverRequest) -> None:
         self.adapter.delete_key(switchover_key(self.name), cas=request.modify_index)
@@ -475,11 +502,11 @@ class TriggerKey:
 
     def hand_to(self, session_id: str, target: Candidate) -> bool:
         """Move the lock from our session straight to ``target``'s session and value
-        (one transaction: never free, no lock-delay); the request goes with it."""
+        (one transaction: never free, no lock-delay). The request that asked for it
+        is deleted after, at its own index: one that came meanwhile stays."""
         operations: list[dict[str, Any]] = [
             self._unlock(session_id),
             self._lock(target.session, target.value.encode()),
-            {"KV": {"Verb": "delete", "Key": switchover_key(self.name)}},
         ]
         return self.adapter.txn(operations).ok
 

@@ -39,6 +39,7 @@ from vip_elector.decision import (
     Move,
     Publish,
     Record,
+    RefuseRequest,
     Release,
     ReleaseKey,
     Restore,
@@ -105,8 +106,8 @@ def of(kind: type[A], actions: Iterable[object]) -> list[A]:
 
 
 def follower(rules: Rules = RULES, at: float = 0.0) -> Run:
-    """A follower with a session, published, no rivals, candidates read."""
-    run = Run(rules)
+    """A follower with a session, published, that has watched the key all along."""
+    run = Run(rules, Memory(watching=True))
     run(SessionUp(OURS, node="node-a"), at)
     for action in of(Publish, run.actions):
         run(Done(action, "ok"), at)
@@ -186,6 +187,20 @@ def test_a_free_key_is_acquired_at_once_when_nobody_else_held_it() -> None:
     run = follower()
     actions = no_rivals(run, run(read(free(), 1.0), 1.0), 1.0)
     assert of(Acquire, actions) == [Acquire(OURS, free())]
+
+
+def test_a_key_free_at_the_first_look_or_after_failed_reads_waits_the_gap() -> None:
+    """Found by the simulation (F1, seeds 21, 183, 222): a node that never saw who
+    held the key last took it at once while that node's vip-manager held the VIP."""
+    run = Run(RULES)
+    run(SessionUp(OURS), 0.0)
+    actions = no_rivals(run, run(read(free(), 0.1), 0.1), 0.1)
+    assert not of(Acquire, actions)
+    assert run.wake == 0.1 + 1.2
+    run = follower()
+    no_rivals(run, run(read(free(), 0.0), 0.0), 0.0)  # watched: at once
+    actions = no_rivals(run, run(read(free(20), 5.0, resumed=True), 5.0), 5.0)
+    assert run.memory.other_left_at == 5.0
 
 
 def test_a_plain_key_is_never_acquired_and_said_once() -> None:
@@ -382,7 +397,7 @@ def test_a_switchover_whose_target_went_away_puts_our_value_back() -> None:
     assert run.memory.leading
 
 
-def test_switchover_requests_that_cannot_be_honoured_are_refused_and_dropped() -> None:
+def test_switchover_requests_that_cannot_be_honoured_are_answered_with_why() -> None:
     cases = {
         "stale": SwitchoverRequest("b", "ops", WALL - 60, 30),
         "already": SwitchoverRequest("a", "ops", WALL + 1, 31),
@@ -401,7 +416,9 @@ def test_switchover_requests_that_cannot_be_honoured_are_refused_and_dropped() -
             ),
             1.0,
         )
-        assert DropRequest(request) in actions, words
+        (refusal,) = of(RefuseRequest, actions)  # answered, for the asker to print
+        assert refusal.request == request, words
+        assert words.split()[0] in refusal.reason, words
         assert not of(Blank, actions)
 
 
@@ -594,3 +611,57 @@ def test_the_leader_does_not_preempt_to_a_candidate_in_its_hold_down() -> None:
     settled = {"z": Candidate("z", "sess-z", priority=200, eligible=True)}
     run(read(held(OURS, b"a", 11), 70.0, consistent=True, tree=True, candidates=settled), 70.0)
     assert Blank(OURS) in run(Tick(), 73.0)
+
+
+def test_a_second_switchover_during_a_hand_over_is_refused_at_once() -> None:
+    """22.15: answered with the reason, and the first hand-over's request is the
+    only one deleted."""
+    run = leader()
+    first = SwitchoverRequest("b", "ops", WALL + 1.0, 30)
+    tree = {"consistent": True, "tree": True, "candidates": {"b": B, "c": C}}
+    run(read(held(OURS, b"a", 11), 1.0, request=first, **tree), 1.0)
+    run(Done(Blank(OURS), "ok"), 1.0)
+    second = SwitchoverRequest("c", "ops2", WALL + 1.5, 33)
+    actions = run(read(held(OURS, b"", 12), 1.5, request=second, **tree), 1.5)
+    (refusal,) = of(RefuseRequest, actions)
+    assert refusal.request == second
+    assert "another hand-over (to 'b') is in progress" in refusal.reason
+    run(Tick(), 2.2)
+    actions = run(Done(HandTo(OURS, B), "ok"), 2.2)
+    assert DropRequest(first) in actions
+    assert DropRequest(second) not in actions
+
+
+def test_a_request_the_leader_answered_is_not_acted_on_again() -> None:
+    run = leader()
+    answered = SwitchoverRequest("b", "ops", WALL + 1.0, 30, refused="no")
+    tree = {"consistent": True, "tree": True, "candidates": {"b": B}}
+    actions = run(read(held(OURS, b"a", 11), 1.0, request=answered, **tree), 1.0)
+    assert not of(Blank, actions)
+    assert not of(RefuseRequest, actions)
+
+
+def test_a_read_older_than_our_own_write_is_not_decided_on() -> None:
+    """Found by the suite: a read answered before the lock moved to the new
+    session, decided on after the move, said the key was taken: LOCK LOST for
+    nothing. A read that came back *because* of our write was sent before it,
+    and counts."""
+    run = Run(memory=Memory(move_from="old", leader_since=5.0, role=Role.LEADER, leading=True))
+    run(read(held("old", b"a"), 0.0), 0.0)
+    run(SessionUp("new"), 0.1)
+    run(Done(Move("old", "new"), "ok", started=0.15), 0.16)
+    actions = run(read(held("old", b"a"), 0.11, answered=0.12), 0.17)  # before the move
+    assert not of(Transition, actions)
+    assert run.memory.leading
+    actions = run(read(held("new", b"a", 12), 0.2), 0.2)
+    assert not of(Transition, actions)
+    assert run.memory.leading
+
+
+def test_the_read_our_acquire_wakes_makes_the_leader() -> None:
+    run = follower()
+    acquire = of(Acquire, no_rivals(run, run(read(free(), 0.5), 0.5), 0.5))[0]
+    run(Done(acquire, "ok", started=1.0), 1.0)
+    # Sent before the acquire (the watch was waiting), answered by it.
+    actions = run(read(held(OURS, b"a", 11), 0.6, early=True, answered=1.01), 1.01)
+    assert Transition(Role.LEADER, Cause.ACQUIRED) in actions

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.unit.settings_factory import make_settings
-from vip_elector.options import OPTIONS, Reload, reload_plan
+from vip_elector.options import OPTIONS, Reload, reload_plan, running_settings
 
 
 def plan(**changes: Any) -> dict[Reload, list[str]]:
@@ -74,3 +74,29 @@ def test_every_row_that_decides_a_setting_can_read_it() -> None:
     for row in OPTIONS:
         if row.setting is not None:
             row.read(settings)  # raises AttributeError for a wrong path
+
+
+def test_what_a_reload_cannot_apply_keeps_its_running_value() -> None:
+    """22.18: "restart to apply" means the running value stays everywhere (status,
+    the candidate entry, the next generation) until the restart."""
+    old = make_settings(priority=100)
+    new = make_settings(
+        priority=200,
+        preempt_delay=3.0,
+        status_addr=("127.0.0.1", 9),
+        vip_manager={"interval_ms": 100},
+        consul={"token": "t-2"},
+        log_level="DEBUG",
+    )
+    running = running_settings(old, new)
+    assert running.priority == 100
+    assert running.preempt_delay is None
+    assert running.status_addr == old.status_addr
+    assert running.vip_manager.interval_ms == old.vip_manager.interval_ms
+    # What a reload applies does change.
+    assert running.consul.token == "t-2"
+    assert running.log_level == "DEBUG"
+    assert reload_plan(old, running) == {
+        Reload.IN_PLACE: ["token"],
+        Reload.APPLY: ["log-level"],
+    }
