@@ -1,0 +1,75 @@
+"""``python -m tests.sim``: run seeded schedules (see ``make sim``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from tests.sim.world import World
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.sim")
+    parser.add_argument("--seeds", type=int, default=int(os.environ.get("SIM_SEEDS") or 200))
+    parser.add_argument("--first", type=int, default=1, help="the first seed")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=float(os.environ.get("SIM_MINUTES") or 0),
+        help="run seeds for this many minutes of wall time instead of --seeds",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=int(os.environ["SEED"]) if os.environ.get("SEED") else None
+    )
+    parser.add_argument("--length", type=float, default=9.0, help="simulated minutes per schedule")
+    parser.add_argument("--trace", action="store_true", help="print the whole trace of --seed")
+    args = parser.parse_args(argv)
+    if args.seed is not None:
+        world = World(args.seed, args.length)
+        ok = world.run()
+        if args.trace or not ok:
+            print(
+                world.report() if not ok else "\n".join(f"  {t:10.3f}  {x}" for t, x in world.lines)
+            )
+        print(
+            f"seed {args.seed}: {'ok' if ok else 'VIOLATION'} ({world.events} events, "
+            f"{world.faults} faults, {world.operator} operator actions)"
+        )
+        return 0 if ok else 1
+    started, cpu = time.monotonic(), time.process_time()
+    deadline = started + args.minutes * 60 if args.minutes else None
+    schedules = faults = operator = events = 0
+    simulated = 0.0
+    failures: list[World] = []
+    seed = args.first
+    while (deadline is None and schedules < args.seeds) or (
+        deadline is not None and time.monotonic() < deadline
+    ):
+        world = World(seed, args.length)
+        if not world.run():
+            failures.append(world)
+            print(world.report(), flush=True)
+        schedules += 1
+        simulated += world.now
+        faults += world.faults
+        operator += world.operator
+        events += world.events
+        seed += 1
+    wall, used = time.monotonic() - started, time.process_time() - cpu
+    per_min = 60 / used if used else 0.0
+    print(
+        f"sim: {schedules} schedules (seeds {args.first}..{seed - 1}), {simulated / 3600:.1f} simulated "
+        f"hours, {faults} faults and {operator} operator actions injected, {events} events; "
+        f"{len(failures)} violation(s)\n"
+        f"sim: {wall:.1f}s wall, {used:.1f}s CPU: {schedules * per_min:.0f} schedules and "
+        f"{simulated / 3600 * per_min:.1f} simulated hours per CPU minute"
+    )
+    if failures:
+        print("sim: failing seeds: " + " ".join(str(w.seed) for w in failures))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
