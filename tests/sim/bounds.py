@@ -20,9 +20,13 @@ KEEP_WINDOW = 30.0
 # A TTL-rule leader must not say LEADER longer than TTL (+ one renewer poll)
 # after its last good renewal.
 SELF_FENCE_SLACK = 1.1
-# More refused acquires than this by one node for one freeing of the key: the
-# core does not wait out the holder's lock-delay (it hammers Consul).
-MAX_REFUSED_ACQUIRES = 3
+# More acquires refused for lock-delay than this from one session for one
+# freeing of the key: the core does not wait out the holder's lock-delay (it
+# hammers Consul). The core retries once at its estimate, then backs off from
+# 50 ms when the estimate was short (a holder whose lock-delay it could not read).
+MAX_LOCK_DELAY_REFUSALS = 6
+# A node in maintenance (its agent working) no longer holds the key after this.
+MAINTENANCE_BOUND = STEP_DOWN_BOUND
 # Quiet time at the end of every schedule (no faults, no operator actions).
 QUIET = 120.0
 

@@ -83,6 +83,7 @@ class Mutation:
     on_key_change: Callable[[str, Entry | None, Entry | None, str], None] = field(
         default=lambda *_: None
     )
+    on_lock_delay_refusal: Callable[[str, str], None] = field(default=lambda *_: None)
 
 
 class SimConsul:
@@ -202,6 +203,7 @@ class SimConsul:
         if (entry is None or entry.session != session) and self.now() < self.lock_delay_until.get(
             key, 0.0
         ):
+            self.observers.on_lock_delay_refusal(session, key)
             return f"failed to lock key {key!r} due to lock delay"
         return None
 
@@ -280,6 +282,7 @@ class SimConsul:
                 elif (entry is None or entry.session != session) and self.now() < (
                     self.lock_delay_until.get(key, 0.0)
                 ):
+                    self.observers.on_lock_delay_refusal(session, key)
                     errors.append(f"op {number}: failed to lock key {key!r} due to lock delay")
                 else:
                     value = base64.b64decode(kv.get("Value") or "")

@@ -6,6 +6,7 @@ vip-manager model.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Callable
@@ -13,6 +14,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from tests.sim.bounds import VM_WAIT
+from tests.sim.consul import SimAgent
 from vip_elector import decision as core
 from vip_elector.consul_adapter import ConsulAdapter, ConsulError, SessionGone
 from vip_elector.continuity import Inheritance
@@ -37,9 +40,6 @@ from vip_elector.settings import ConsulSettings, Settings, VipManagerConfig
 from vip_elector.state import DaemonState
 from vip_elector.trigger_key import TriggerKey, session_name
 from vip_elector.worker import WorkerContext
-
-from tests.sim.bounds import VM_WAIT
-from tests.sim.consul import SimAgent
 
 if TYPE_CHECKING:
     from tests.sim.world import World
@@ -377,6 +377,7 @@ class Daemon:
         self.tick_at = 0.0
         self.busy = False
         self.pending: list[Event] = []
+        self.first_read_free: bool | None = None  # its first read found the key free
 
     # -- life ---------------------------------------------------------------------
     def start(self) -> None:
@@ -394,10 +395,8 @@ class Daemon:
             self.node.fence.set(0.0)
             self.world.after(5.0, self.node.restart_after_failure)
             return
-        try:
+        with contextlib.suppress(ConsulError):
             self.election._take_over()
-        except ConsulError:
-            pass
         self.renewer.start()
         self.watch.proceed()
 
@@ -426,7 +425,7 @@ class Daemon:
             self._step(event)
             while self.pending and self.running and not self.finished:
                 self._step(self.pending.pop(0))
-        except Exception as exc:  # noqa: BLE001 - any exception is a violation
+        except Exception as exc:
             self.world.escaped(self.node.name, exc)
             self.running = False
         finally:
@@ -441,6 +440,8 @@ class Daemon:
         election._apply(decision)
         self.world.after_apply(self)
         if isinstance(event, KeyRead):
+            if self.first_read_free is None:
+                self.first_read_free = not event.key.held
             self.watch.proceed()
         while election._outcomes and not decision.memory.finished:
             outcome = election._outcomes.popleft()

@@ -17,6 +17,9 @@ import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
+from tests.sim import bounds
+from tests.sim.consul import SERF_DETECT, Entry, SimAgent, SimConsul
+from tests.sim.node import CHECK, KEY, SimNode, make_settings
 from vip_elector import election as election_module
 from vip_elector import state as state_module
 from vip_elector import trigger_key as trigger_key_module
@@ -31,15 +34,15 @@ from vip_elector.decision import (
 )
 from vip_elector.key_entries import LOCK_FLAG
 from vip_elector.roles import Cause, Role
+from vip_elector.settings import ConsulSettings
 from vip_elector.trigger_key import TriggerKey
-
-from tests.sim import bounds
-from tests.sim.consul import SERF_DETECT, Entry, SimAgent, SimConsul
-from tests.sim.node import CHECK, KEY, SimNode, make_settings
 
 WALL_OFFSET = 1_700_000_000.0
 TRACE_KEPT = 400
 TRACE_SHOWN = 40
+
+
+FIRST_READ = "it never saw whose value had just left it"
 
 
 class Violation(Exception):
@@ -73,20 +76,19 @@ class SimTime:
 def patched(world: World) -> Iterator[None]:
     """The code under test reads the world's clock and talks to the simulated agents."""
     clock = SimTime(world)
-    saved = (
-        election_module.time,
-        state_module.time,
-        trigger_key_module.time,
-        election_module.ConsulAdapter,
-    )
 
-    def adapter_for(settings: object, timeout: float = 0.0) -> SimAgent:
-        return world.agents[getattr(settings, "host")]
+    def adapter_for(settings: ConsulSettings, timeout: float = 0.0) -> SimAgent:
+        return world.agents[settings.host]
 
-    election_module.time = clock  # type: ignore[assignment]
-    state_module.time = clock  # type: ignore[assignment]
-    trigger_key_module.time = clock  # type: ignore[assignment]
-    election_module.ConsulAdapter = adapter_for  # type: ignore[assignment,misc]
+    replaced: list[tuple[object, str, object]] = [
+        (election_module, "time", clock),
+        (state_module, "time", clock),
+        (trigger_key_module, "time", clock),
+        (election_module, "ConsulAdapter", adapter_for),
+    ]
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in replaced]
+    for owner, name, value in replaced:
+        setattr(owner, name, value)
     logger = logging.getLogger("vip_elector")
     disabled = logger.disabled
     logger.disabled = True
@@ -94,12 +96,8 @@ def patched(world: World) -> Iterator[None]:
         yield
     finally:
         logger.disabled = disabled
-        (
-            election_module.time,
-            state_module.time,
-            trigger_key_module.time,
-            election_module.ConsulAdapter,
-        ) = saved  # type: ignore[assignment]
+        for owner, name, value in saved:
+            setattr(owner, name, value)
 
 
 class World:
@@ -119,6 +117,10 @@ class World:
         self.renewer_ttl_rule = renewer_ttl_rule
         self.consul = SimConsul(lambda: self.now, self.at, self.rng)
         self.consul.observers.on_key_change = self._key_changed
+        self.consul.observers.on_lock_delay_refusal = self._lock_delay_refusal
+        self.lock_delay_refusals: dict[str, int] = {}
+        self.node_faults: dict[str, int] = {}  # node -> faults on its agent not healed
+        self.node_faulted_at: dict[str, float] = {}
         # The configuration of this schedule.
         rng = self.rng
         self.fenced = rng.random() < 0.4
@@ -185,7 +187,10 @@ class World:
     def report(self) -> str:
         shown = self.lines[-TRACE_SHOWN:]
         trace = "\n".join(f"  {t:10.3f}  {text}" for t, text in shown)
-        return f"VIOLATION seed={self.seed}: {self.violation}\n{trace}\nreproduce: make sim SEED={self.seed}"
+        return (
+            f"VIOLATION seed={self.seed}: {self.violation}\n{trace}\n"
+            f"reproduce: make sim SEED={self.seed}"
+        )
 
     # -- running -------------------------------------------------------------------------
     def run(self) -> bool:
@@ -214,7 +219,11 @@ class World:
         self.trace(f"{node.name}: vip-manager {'ADDS' if holds else 'drops'} the VIP")
         holders = [n.name for n in self.nodes if n.vm.holds]
         if len(holders) > 1:
-            self.fail(f"two VIP holders: {', '.join(holders)}")
+            note = ""
+            daemon = node.daemon
+            if holds and daemon is not None and daemon.first_read_free:
+                note = f" ({node.name} took the key free at its first read: {FIRST_READ})"
+            self.fail(f"two VIP holders: {', '.join(holders)}{note}")
 
     def after_apply(self, daemon: object) -> None:
         """After each decision applied: /leader 200 on at most one node; the TTL rule."""
@@ -227,20 +236,35 @@ class World:
             if len(leaders) > 1:
                 self.fail(f"/leader answers 200 on {', '.join(leaders)}")
 
+    def _lock_delay_refusal(self, session: str, key: str) -> None:
+        if key != KEY:
+            return
+        count = self.lock_delay_refusals[session] = self.lock_delay_refusals.get(session, 0) + 1
+        if count > bounds.MAX_LOCK_DELAY_REFUSALS:
+            self.fail(
+                f"session {session}: {count} acquires refused for lock-delay for one freeing of "
+                "the key (the holder's lock-delay is not waited out)"
+            )
+
     def _key_changed(self, key: str, before: Entry | None, after: Entry | None, by: str) -> None:
         if key != KEY:
             return
+        self.lock_delay_refusals.clear()
         shown = (
             "deleted" if after is None else f"{(after.value or b'').decode()!r} by {after.session}"
         )
         self.trace(f"key: {shown} (written by {by})")
-        if before is not None and before.flags != LOCK_FLAG and by not in ("operator", "consul"):
-            if after is None or after.flags == LOCK_FLAG:
-                self.fail(f"{by} overwrote or deleted a plain key somebody wrote")
+        plain = before is not None and before.flags != LOCK_FLAG
+        if (
+            plain
+            and by not in ("operator", "consul")
+            and (after is None or after.flags == LOCK_FLAG)
+        ):
+            self.fail(f"{by} overwrote or deleted a plain key somebody wrote")
         owner_before = self._owner(before)
-        if after is None and before is not None and owner_before not in (None, by):
-            if by not in ("consul", "operator"):
-                self.fail(f"{by} deleted the key held by {owner_before}'s session")
+        others = owner_before not in (None, by) and by not in ("consul", "operator")
+        if after is None and before is not None and others:
+            self.fail(f"{by} deleted the key held by {owner_before}'s session")
         owner = self._owner(after)
         if after is not None and owner is not None and owner != owner_before and owner == by:
             node = self._node(owner)
@@ -299,6 +323,12 @@ class World:
         )
 
     def _keep_window(self, node: SimNode, why: str) -> None:
+        daemon = node.daemon
+        if daemon is None:
+            return
+        memory = daemon.election.memory
+        if memory.handover is not None or memory.leaving is not None:
+            return  # the lock is on its way out anyway
         if self._leading_session(node) is not None and self.calm():
             self.keep[node.name] = (self.now, why)
 
@@ -335,20 +365,24 @@ class World:
 
     def _periodic(self) -> None:
         self._check_self_fence()
-        self._check_acquire_storm()
+        self._check_maintenance()
         if self.now + 1.0 < self.end:
             self.after(1.0, self._periodic)
 
-    def _check_acquire_storm(self) -> None:
+    def _check_maintenance(self) -> None:
+        """A node in maintenance whose agent works lets the key go within the bound."""
         for node in self.nodes:
-            daemon = node.daemon
-            if daemon is None or not daemon.running:
+            since = node.maintenance_since
+            if since is None or self.now - since < bounds.MAINTENANCE_BOUND:
                 continue
-            refused = daemon.election.memory.refused
-            if refused > bounds.MAX_REFUSED_ACQUIRES and self.disturbed_at < self.now - 30:
+            if self.node_faults.get(node.name, 0) or self.consul.no_leader:
+                continue
+            if self.node_faulted_at.get(node.name, -1e9) > self.now - bounds.MAINTENANCE_BOUND:
+                continue
+            if self._leading_session(node) is not None:
                 self.fail(
-                    f"{node.name}: {refused} acquires refused for one freeing of the key "
-                    "(lock-delay not waited out)"
+                    f"{node.name} still holds the key {self.now - since:.2f}s after its "
+                    "maintenance began"
                 )
 
     def _final(self) -> None:
@@ -396,6 +430,7 @@ class World:
             (self.o_consul_maintenance, 2),
             (self.o_step_down, 3),
             (self.o_plain_key, 1),
+            (self.o_upgrade_in_maintenance, 2),
         ]
         funcs = [f for f, _ in actions]
         weights = [w for _, w in actions]
@@ -429,10 +464,21 @@ class World:
 
         self.at(end, done)
 
-    def _fault(self, text: str) -> None:
+    def _fault(self, text: str, node: SimNode | None = None, duration: float = 0.0) -> None:
         self.faults += 1
         self.disturb()
         self.trace(f"FAULT {text}")
+        names = [node.name] if node is not None else [n.name for n in self.nodes]
+        for name in names:
+            self.node_faults[name] = self.node_faults.get(name, 0) + 1
+            self.node_faulted_at[name] = self.now
+
+        def healed() -> None:
+            for name in names:
+                self.node_faults[name] -= 1
+                self.node_faulted_at[name] = self.now
+
+        self.at(min(self.now + duration, self.quiet_from - 1), healed)
 
     def _op(self, text: str) -> None:
         self.operator += 1
@@ -442,7 +488,7 @@ class World:
     def f_cut_off(self) -> None:
         node = self._pick()
         duration = self.rng.uniform(0.5, 3 * self.ttl)
-        self._fault(f"{node.name}'s agent refuses connections for {duration:.1f}s")
+        self._fault(f"{node.name}'s agent refuses connections for {duration:.1f}s", node, duration)
         node.agent.faults.http_down = True
         self.consul.wake_agent(node.agent)
         self._heal_after(
@@ -452,7 +498,7 @@ class World:
     def f_partition(self) -> None:
         node = self._pick()
         duration = self.rng.uniform(1.0, 3 * self.ttl)
-        self._fault(f"{node.name} partitioned from the servers for {duration:.1f}s")
+        self._fault(f"{node.name} partitioned from the servers for {duration:.1f}s", node, duration)
         node.agent.faults.partitioned = True
         self.consul.wake_agent(node.agent)
         token = self.now
@@ -475,7 +521,7 @@ class World:
     def f_500s(self) -> None:
         node = self._pick()
         duration = self.rng.choice([0.01, 0.3, 2.0, 8.0])
-        self._fault(f"{node.name}'s agent answers 500 for {duration:.2f}s")
+        self._fault(f"{node.name}'s agent answers 500 for {duration:.2f}s", node, duration)
         node.agent.faults.error_500 = True
         self.consul.wake_agent(node.agent)
         self._heal_after(
@@ -486,7 +532,11 @@ class World:
         node = self._pick()
         duration = self.rng.uniform(5, 60)
         share = self.rng.choice([0.05, 0.2, 0.5])
-        self._fault(f"{node.name}'s agent answers 500 to {share:.0%} of calls for {duration:.0f}s")
+        self._fault(
+            f"{node.name}'s agent answers 500 to {share:.0%} of calls for {duration:.0f}s",
+            node,
+            duration,
+        )
         node.agent.faults.flaky = share
         self._heal_after(
             duration, lambda: setattr(node.agent.faults, "flaky", 0.0), f"{node.name}'s flakiness"
@@ -496,7 +546,9 @@ class World:
         node = self._pick()
         duration = self.rng.uniform(5, 60)
         slow = self.rng.choice([0.02, 0.05, 0.15])  # within HANDOVER_MARGIN: see FINDINGS.md
-        self._fault(f"{node.name}'s agent answers {slow:.2f}s late for {duration:.0f}s")
+        self._fault(
+            f"{node.name}'s agent answers {slow:.2f}s late for {duration:.0f}s", node, duration
+        )
         node.agent.faults.slow = slow
         self._heal_after(
             duration, lambda: setattr(node.agent.faults, "slow", 0.0), f"{node.name}'s slowness"
@@ -504,7 +556,7 @@ class World:
 
     def f_consul_election(self) -> None:
         duration = self.rng.uniform(0.5, 8.0)
-        self._fault(f"Consul leader election: no leader for {duration:.1f}s")
+        self._fault(f"Consul leader election: no leader for {duration:.1f}s", None, duration)
         self.consul.no_leader = True
         for agent in self.agents.values():
             self.consul.wake_agent(agent)
@@ -523,8 +575,11 @@ class World:
         if flaps:
             for k in range(1, 6):
                 status = "passing" if k % 2 else "critical"
-                self.at(self.now + k * duration / 6, lambda s=status: self._set_check(node, s))
+                self.at(self.now + k * duration / 6, self._check_setter(node, status))
         self._heal_after(duration, lambda: self._set_check(node, "passing"), f"{node.name}'s check")
+
+    def _check_setter(self, node: SimNode, status: str) -> Callable[[], None]:
+        return lambda: self._set_check(node, status)
 
     def _set_check(self, node: SimNode, status: str) -> None:
         node.agent.local_checks[CHECK] = status
@@ -560,7 +615,9 @@ class World:
         self._heal_after(down, node.restart_after_failure, f"{node.name} restarted")
 
     def o_sigusr2(self) -> None:
-        node = self._pick()
+        self._sigusr2(self._pick())
+
+    def _sigusr2(self, node: SimNode) -> None:
         daemon = node.daemon
         if daemon is None or not daemon.running or daemon.stopping:
             return
@@ -664,6 +721,21 @@ class World:
             f"{node.name}'s maintenance file",
         )
 
+    def o_upgrade_in_maintenance(self) -> None:
+        """An upgrade: maintenance on (file or Consul), then SIGUSR2 a moment later."""
+        node = self._pick(0.9)
+        which = self.rng.choice(["file", "consul"])
+        duration = self.rng.uniform(10, 40)
+        self._op(f"maintenance ({which}) on {node.name} and SIGUSR2 for an upgrade")
+        self._maintenance(node, True, which)
+        self._heal_after(
+            duration, lambda: self._maintenance(node, False, which), f"{node.name}'s maintenance"
+        )
+        self.after(self.rng.uniform(0.0, 0.8), self.o_sigusr2_of(node))
+
+    def o_sigusr2_of(self, node: SimNode) -> Callable[[], None]:
+        return lambda: self._sigusr2(node)
+
     def o_consul_maintenance(self) -> None:
         node = self._pick()
         duration = self.rng.uniform(1, 60)
@@ -686,14 +758,23 @@ class World:
         daemon.deliver(StepDownAsked(f"SIGUSR1 (for {hold:g}s)", hold))
 
     def o_plain_key(self) -> None:
+        """The leader is stopped and an operator puts a plain value into the free key
+        (a manual delete of a held lock would bypass lock-delay and the fence: not
+        done, the docs forbid it), deleted again later."""
         duration = self.rng.uniform(2, 20)
-        self._op(f"consul kv put {KEY} (a plain key) for {duration:.0f}s")
-        self.consul.put(KEY, b"operator-value", None, None, "operator")
+        self._op(f"consul kv put -cas -modify-index=0 {KEY} (a plain key) for {duration:.0f}s")
+        holder = self._holder()
+        if holder is not None and holder.daemon is not None and holder.daemon.running:
+            self.trace(f"OPERATOR SIGTERM {holder.name} first")
+            holder.daemon.stop(StopAsked())
+            self._heal_after(2.0, holder.restart_after_failure, f"{holder.name} started")
+        if not self.consul.put(KEY, b"operator-value", None, 0, "operator"):
+            return
 
         def remove() -> None:
             entry = self.consul.kv.get(KEY)
             if entry is not None and entry.flags != LOCK_FLAG:
-                self.consul.delete(KEY, None, "operator")
+                self.consul.delete(KEY, entry.modify_index, "operator")
 
         self._heal_after(duration, remove, "the plain key deleted")
 
@@ -710,4 +791,4 @@ def run_seed(seed: int, minutes: float = 9.0, renewer_ttl_rule: bool = True) -> 
     return world
 
 
-__all__ = ["World", "Stats", "run_seed", "replace"]
+__all__ = ["Stats", "World", "replace", "run_seed"]
