@@ -237,8 +237,10 @@ class World:
                 self.fail(f"/leader answers 200 on {', '.join(leaders)}")
 
     def _lock_delay_refusal(self, session: str, key: str) -> None:
-        if key != KEY:
-            return
+        owner = session.split("-s")[0]
+        recent = self.node_faulted_at.get(owner, -1e9) > self.now - 60
+        if key != KEY or recent or self.node_faults.get(owner, 0):
+            return  # a node that could not read may have missed the last freeing
         count = self.lock_delay_refusals[session] = self.lock_delay_refusals.get(session, 0) + 1
         if count > bounds.MAX_LOCK_DELAY_REFUSALS:
             self.fail(
@@ -431,6 +433,8 @@ class World:
             (self.o_step_down, 3),
             (self.o_plain_key, 1),
             (self.o_upgrade_in_maintenance, 2),
+            (self.o_switchover_then_stop, 2),
+            (self.o_release_after_partition, 2),
         ]
         funcs = [f for f, _ in actions]
         weights = [w for _, w in actions]
@@ -732,6 +736,73 @@ class World:
             duration, lambda: self._maintenance(node, False, which), f"{node.name}'s maintenance"
         )
         self.after(self.rng.uniform(0.0, 0.8), self.o_sigusr2_of(node))
+
+    def o_switchover_then_stop(self) -> None:
+        """Issue 22 #1's combination: a switchover, a third node (re)started so that
+        its first read is the blanked key, and SIGTERM of the leader inside the gap."""
+        leader = self._holder()
+        if leader is None or not leader.running:
+            return
+        others = [n for n in self.nodes if n is not leader]
+        target = self.rng.choice(others)
+        third = self.rng.choice(others)
+        self._op(f"switchover --to {target.name}, {third.name} restarted, SIGTERM {leader.name}")
+        with contextlib.suppress(Exception):
+            TriggerKey(self._adapter(target), KEY, target.name).request_switchover(
+                target.name, "operator"
+            )
+        if third.daemon is not None:
+            third.daemon.kill()
+        self.after(self.rng.uniform(0.005, 0.05), third.restart_after_failure)
+
+        def stop() -> None:
+            if leader.daemon is not None and leader.daemon.running:
+                self.trace(f"OPERATOR SIGTERM {leader.name}")
+                leader.daemon.stop(StopAsked())
+
+        self.after(self.rng.uniform(0.05, self.gap), stop)
+        self._heal_after(3.0, leader.restart_after_failure, f"{leader.name} started")
+
+    def o_release_after_partition(self) -> None:
+        """The leader is partitioned long enough for another node to take the key but
+        less than its TTL; right after the partition heals, with a flaky agent, it
+        is stopped: its release must not delete the new holder's key."""
+        leader = self._holder()
+        shortest = SERF_DETECT + self.lock_delay + self.gap + 1.0
+        if leader is None or not leader.running or shortest > self.ttl - 1.0:
+            return
+        duration = self.rng.uniform(shortest, self.ttl - 1.0)
+        self._fault(
+            f"{leader.name} partitioned for {duration:.1f}s, then flaky and stopped",
+            leader,
+            duration + 3,
+        )
+        agent = leader.agent
+        agent.faults.partitioned = True
+        self.consul.wake_agent(agent)
+        token = leader.partition_token = self.now
+
+        def serf() -> None:
+            if agent.faults.partitioned and leader.partition_token == token:
+                self.trace(f"consul: serfHealth of {leader.name} critical")
+                self.consul.set_check(leader.name, "serfHealth", "critical")
+
+        self.after(SERF_DETECT, serf)
+
+        def heal() -> None:
+            agent.faults.partitioned = False
+            agent.faults.flaky = 0.5
+            self.consul.set_check(leader.name, "serfHealth", "passing")
+            if leader.daemon is not None and leader.daemon.running:
+                self.trace(f"OPERATOR SIGTERM {leader.name}")
+                leader.daemon.stop(StopAsked())
+
+        def steady() -> None:
+            agent.faults.flaky = 0.0
+            leader.restart_after_failure()
+
+        self._heal_after(duration, heal, f"{leader.name}'s partition (flaky now)")
+        self._heal_after(duration + 3.0, steady, f"{leader.name}'s flakiness, started")
 
     def o_sigusr2_of(self, node: SimNode) -> Callable[[], None]:
         return lambda: self._sigusr2(node)
