@@ -34,8 +34,9 @@ def run_mutants(seeds: int, length: float) -> int:
                     found = world
                     break
         if found is None:
-            missed += 1
-            print(f"{mutant.name:30} {'NOT CAUGHT in ' + str(tried):>25}  -", flush=True)
+            missed += 0 if mutant.survives else 1
+            note = f"expected: {mutant.survives}" if mutant.survives else "-"
+            print(f"{mutant.name:30} {'NOT CAUGHT in ' + str(tried):>25}  {note}", flush=True)
         else:
             text = (found.violation or "").splitlines()[0]
             print(f"{mutant.name:30} {tried:>25}  {text}", flush=True)

@@ -237,7 +237,7 @@ class World:
                 self.fail(f"/leader answers 200 on {', '.join(leaders)}")
 
     def _lock_delay_refusal(self, session: str, key: str) -> None:
-        owner = session.split("-s")[0]
+        owner = session.split("-s", maxsplit=1)[0]
         recent = self.node_faulted_at.get(owner, -1e9) > self.now - 60
         if key != KEY or recent or self.node_faults.get(owner, 0):
             return  # a node that could not read may have missed the last freeing
