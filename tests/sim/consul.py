@@ -233,8 +233,8 @@ class SimConsul:
         index = self._next_index()
         if entry is None:
             new = Entry(value, 0, None, index, index, 0)
-        else:  # a plain put keeps the lock (its session and LockIndex)
-            new = Entry(value, 0, entry.session, entry.create_index, index, entry.lock_index)
+        else:  # a plain put keeps the session, and LockIndex goes to 0 (Consul 1.14.5)
+            new = Entry(value, 0, entry.session, entry.create_index, index, 0)
         self._set(key, new, index, by)
         return True
 
