@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 
@@ -12,12 +13,16 @@ from tests.sim.world import FIRST_READ, World
 
 # Violations of the product as it is, analysed in tests/sim/FINDINGS.md: reported
 # as known (SIM_STRICT=1 fails on them too); never counted as a mutant's catch.
-KNOWN = {FIRST_READ: "F1 (tests/sim/FINDINGS.md)"}
+KNOWN = {
+    re.escape(FIRST_READ): "F1 (tests/sim/FINDINGS.md)",
+    r"hot loop, .*Blank\)$": "F3 (tests/sim/FINDINGS.md)",
+    r"handed over \d+ times in 60 s with no operator action": "F4 (tests/sim/FINDINGS.md)",
+}
 
 
 def known(world: World) -> str | None:
     text = world.violation or ""
-    return next((name for pattern, name in KNOWN.items() if pattern in text), None)
+    return next((name for pattern, name in KNOWN.items() if re.search(pattern, text)), None)
 
 
 def run_mutants(seeds: int, length: float) -> int:

@@ -41,3 +41,8 @@ def heal_deadline(ttl: float, lock_delay: float, gap: float) -> float:
     """Exactly one healthy holder this long after every fault healed: an orphan
     session's 2 x TTL, then its lock-delay, the hand-over gap, and reads."""
     return 2 * ttl + lock_delay + gap + 10.0
+
+
+# Hand-overs (preemptions) of the key in any 60 s while no operator acts: a
+# flapping check must not bounce the VIP back and forth.
+MAX_MOVES_PER_MINUTE = 2

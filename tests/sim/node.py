@@ -45,6 +45,9 @@ if TYPE_CHECKING:
     from tests.sim.world import World
 
 KEY = "service/sim/vip"
+TICK_RESOLUTION = 1e-6  # the least time one turn of the election loop takes
+HOT_LOOP_WINDOW = 0.001
+HOT_LOOP_DECISIONS = 300
 CHECK = "web"
 
 
@@ -122,7 +125,7 @@ class RenewerModel:
         self.w = daemon.world
         self.session: RenewedSession | None = None
         self._adopt: str | None = None
-        self.gate = HealthGate(CHECK)
+        self.gate = HealthGate(daemon.settings.check_id)
         self.gate_told: str | None = None
         self.creating = False
         self.ttl_rule = True  # the mutation "no TTL self-fence" turns it off
@@ -377,7 +380,8 @@ class Daemon:
         self.tick_at = 0.0
         self.busy = False
         self.pending: list[Event] = []
-        self.first_read_free: bool | None = None  # its first read found the key free
+        self.seen_values: dict[bytes, float] = {}  # value -> when a read last showed it
+        self.burst_started, self.burst, self.last_actions = 0.0, 0, ""
 
     # -- life ---------------------------------------------------------------------
     def start(self) -> None:
@@ -432,6 +436,19 @@ class Daemon:
             self.busy = False
             self.pending.clear() if not self.running else None
 
+    def _count_decision(self) -> None:
+        """A core that decides again and again without waiting is a hot loop (in
+        production: Consul calls as fast as they fail)."""
+        now = self.world.now
+        if now - self.burst_started > HOT_LOOP_WINDOW:
+            self.burst_started, self.burst = now, 0
+        self.burst += 1
+        if self.burst > HOT_LOOP_DECISIONS:
+            self.world.fail(
+                f"{self.node.name}: hot loop, {self.burst} decisions within "
+                f"{HOT_LOOP_WINDOW * 1000:g} ms (last actions: {self.last_actions})"
+            )
+
     def _step(self, event: Event) -> None:
         election = self.election
         now = self.world.now
@@ -440,8 +457,8 @@ class Daemon:
         election._apply(decision)
         self.world.after_apply(self)
         if isinstance(event, KeyRead):
-            if self.first_read_free is None:
-                self.first_read_free = not event.key.held
+            if event.key.value:
+                self.seen_values[event.key.value] = now
             self.watch.proceed()
         while election._outcomes and not decision.memory.finished:
             outcome = election._outcomes.popleft()
@@ -454,11 +471,15 @@ class Daemon:
             self.running = False
             self.world.trace(f"{self.node.name}: process loop ended")
             return
-        self.tick_at = decision.wake_at
-        at = decision.wake_at
+        # A wake-up due now: the real loop's clock has moved on by the time it
+        # asks again (see FINDINGS.md, F2); a virtual clock must move it itself.
+        at = max(decision.wake_at, now + TICK_RESOLUTION)
+        self.tick_at = at
         self.world.at(at, lambda: self._tick(at))
 
     def _trace(self, decision: core.Decision, cause: Event | None = None) -> None:
+        self._count_decision()
+        self.last_actions = ", ".join(type(a).__name__ for a in decision.actions)[:200]
         for action in decision.actions:
             if isinstance(action, QUIET_ACTIONS):
                 continue
@@ -545,6 +566,7 @@ class SimNode:
         self.partition_token = 0.0
         self.check_critical_since: float | None = None
         self.maintenance_since: float | None = None
+        self.maintenance_sources: dict[str, float] = {}  # "file"/"consul" -> since
         self.maintenance_file = False
         self.consul_maintenance = False
         self.vm = VipManager(

@@ -42,7 +42,7 @@ TRACE_KEPT = 400
 TRACE_SHOWN = 40
 
 
-FIRST_READ = "it never saw whose value had just left it"
+FIRST_READ = "took the free key without ever reading the value that had just left it"
 
 
 class Violation(Exception):
@@ -128,6 +128,9 @@ class World:
         self.lock_delay = rng.choice([5.0, 8.0]) if self.fenced else rng.choice([1.0, 5.0])
         self.interval_ms = rng.choice([500, 1000])
         count = rng.choice([2, 3, 3, 4])
+        # Priorities: all equal, or one preferred node that preempts back.
+        preferred = rng.random() < 0.3
+        preempt = rng.choice([None, 3.0, 10.0]) if preferred else None
         self.nodes: list[SimNode] = []
         self.agents: dict[str, SimAgent] = {}
         for number in range(count):
@@ -138,6 +141,8 @@ class World:
                 ttl=self.ttl,
                 lock_delay=self.lock_delay,
                 interval_ms=self.interval_ms,
+                priority=200 if preferred and number == 0 else 100,
+                preempt_delay=preempt,
             )
             agent = SimAgent(self.consul, name, rng)
             agent.local_checks[CHECK] = "passing"
@@ -150,10 +155,15 @@ class World:
         self.quiet_from = self.end - bounds.QUIET
         self.disturbed_at = 0.0  # the last fault or operator action (start or end)
         self.active = 0  # faults and operator actions not healed yet
+        self.last_owner: str | None = None
+        self.acquired_at: dict[str, float] = {}  # node -> when the key last became its
         self.keep: dict[str, tuple[float, str]] = {}  # node -> (since, why): lock must stay
         self.refused: dict[str, int] = {}
+        self.moves: list[float] = []  # when the key went from one node to another
+        self.operated_at = -1e9
         self.trace(
             f"seed {seed}: {count} nodes, {'patroni' if self.fenced else 'trigger-key'} mode, "
+            f"{f'n1 preferred (priority 200), preempt-delay {preempt}, ' if preferred else ''}"
             f"ttl {self.ttl:g}s, lock-delay {self.lock_delay:g}s, interval {self.interval_ms} ms"
         )
 
@@ -169,6 +179,11 @@ class World:
         self.at(self.now + delay, fn)
 
     def trace(self, text: str) -> None:
+        if self.lines and self.lines[-1][1].split(" (x")[0] == text:
+            last_t, last = self.lines[-1]
+            count = int(last.rsplit("(x", 1)[1][:-1]) + 1 if " (x" in last else 2
+            self.lines[-1] = (last_t, f"{text} (x{count})")
+            return
         self.lines.append((self.now, text))
         if len(self.lines) > TRACE_KEPT:
             del self.lines[: TRACE_KEPT // 2]
@@ -221,8 +236,12 @@ class World:
         if len(holders) > 1:
             note = ""
             daemon = node.daemon
-            if holds and daemon is not None and daemon.first_read_free:
-                note = f" ({node.name} took the key free at its first read: {FIRST_READ})"
+            for other in holders:
+                since = self.acquired_at.get(other)
+                if not holds or other == node.name or daemon is None or since is None:
+                    continue
+                if daemon.seen_values.get(other.encode(), -1.0) < since:
+                    note = f" ({node.name} {FIRST_READ}: {other}'s)"
             self.fail(f"two VIP holders: {', '.join(holders)}{note}")
 
     def after_apply(self, daemon: object) -> None:
@@ -268,19 +287,33 @@ class World:
         if after is None and before is not None and others:
             self.fail(f"{by} deleted the key held by {owner_before}'s session")
         owner = self._owner(after)
+        if owner is not None and owner != self.last_owner:
+            if self.last_owner is not None and by == self.last_owner:
+                self._moved()  # handed over by its holder (a preemption: no operator)
+            self.last_owner = owner
+            self.acquired_at[owner] = self.now
         if after is not None and owner is not None and owner != owner_before and owner == by:
             node = self._node(owner)
-            since = node.maintenance_since
+            since = min(node.maintenance_sources.values(), default=None)
             if since is not None and self.now - since > bounds.MAINTENANCE_NOTICE:
                 self.fail(
                     f"{owner} took the key {self.now - since:.2f}s after its maintenance began"
                 )
         for name, (since, why) in list(self.keep.items()):
-            if self.disturbed_at > since or self.now > since + bounds.KEEP_WINDOW:
-                del self.keep[name]
+            handing_over = after is not None and not after.value and by == name
+            if self.disturbed_at > since or self.now > since + bounds.KEEP_WINDOW or handing_over:
+                del self.keep[name]  # (a hand-over, e.g. a preemption, is the leader's choice)
                 continue
             if after is None or after.value != name.encode():
                 self.fail(f"the lock moved away from {name} after {why}")
+
+    def _moved(self) -> None:
+        self.moves = [t for t in self.moves if t > self.now - 60] + [self.now]
+        quiet = self.operated_at < self.now - 60
+        if len(self.moves) > bounds.MAX_MOVES_PER_MINUTE and quiet:
+            self.fail(
+                f"the key was handed over {len(self.moves)} times in 60 s with no operator action"
+            )
 
     def _owner(self, entry: Entry | None) -> str | None:
         if entry is None or not entry.session:
@@ -435,6 +468,8 @@ class World:
             (self.o_upgrade_in_maintenance, 2),
             (self.o_switchover_then_stop, 2),
             (self.o_release_after_partition, 2),
+            (self.o_bad_check, 2),
+            (self.o_priority, 1),
         ]
         funcs = [f for f, _ in actions]
         weights = [w for _, w in actions]
@@ -486,6 +521,7 @@ class World:
 
     def _op(self, text: str) -> None:
         self.operator += 1
+        self.operated_at = self.now
         self.disturb()
         self.trace(f"OPERATOR {text}")
 
@@ -628,10 +664,15 @@ class World:
         change = self.rng.random() < 0.3
         self._keep_window(node, "SIGUSR2")
         self._op(f"SIGUSR2 {node.name}{' with a changed lock-delay' if change else ''}")
-        node.restarting = True
-        daemon.stop(StopAsked(retire=True, keep_fence=True))
         if change:
             node.reconfigure(lock_delay=self.rng.choice([self.lock_delay, self.lock_delay + 1]))
+        self._sigusr2_now(node)
+
+    def _sigusr2_now(self, node: SimNode) -> None:
+        daemon = node.daemon
+        assert daemon is not None
+        node.restarting = True
+        daemon.stop(StopAsked(retire=True, keep_fence=True))
 
         def exec_done() -> None:
             node.restarting = False
@@ -651,13 +692,20 @@ class World:
         else:
             new = node.reconfigure(lock_delay=self.lock_delay + self.rng.choice([-0.5, 0.5]))
         self._op(f"SIGHUP {node.name}: ttl {new.ttl:g}s, lock-delay {new.lock_delay:g}s")
+        self._sighup_session(node)
+
+    def _sighup_session(self, node: SimNode, keep: bool = True) -> None:
+        daemon = node.daemon
+        assert daemon is not None
+        new = node.settings
         state = daemon.state
         held = state.session_id if state.role == Role.LEADER else None
         if held is None:
             daemon.stop(StopAsked(cause=Cause.CONFIG_RELOAD))
             node.start(memory=Memory(ttl=new.ttl))
             return
-        self._keep_window(node, "SIGHUP with a new session")
+        if keep:
+            self._keep_window(node, "SIGHUP with a new session")
         since = state.leader_since
         daemon.stop(StopAsked(retire=True))
         inherit = Inheritance(held, holds_key=True, matches=False, leader_since=since, reason="sim")
@@ -691,11 +739,15 @@ class World:
             node.maintenance_file = on
         else:
             node.consul_maintenance = on
-        if on and node.maintenance_since is None:
-            node.maintenance_since = self.now
-            self._step_down_window(node, "its maintenance began")
-        elif not (node.maintenance_file or node.consul_maintenance):
-            node.maintenance_since = None
+        since = node.maintenance_sources
+        if on and which not in since:
+            since[which] = self.now
+            if node.maintenance_since is None:
+                node.maintenance_since = self.now
+                self._step_down_window(node, "its maintenance began")
+        elif not on:
+            since.pop(which, None)
+            node.maintenance_since = min(since.values()) if since else None
         daemon = node.daemon
         if daemon is None:
             return
@@ -803,6 +855,44 @@ class World:
 
         self._heal_after(duration, heal, f"{leader.name}'s partition (flaky now)")
         self._heal_after(duration + 3.0, steady, f"{leader.name}'s flakiness, started")
+
+    def o_bad_check(self) -> None:
+        """Issue 22 #2: the check id changed to a check that does not exist, applied by
+        SIGUSR2 or SIGHUP (a new session that cannot be made); put right later."""
+        node = self._pick(0.8)
+        daemon = node.daemon
+        if daemon is None or not daemon.running or daemon.stopping:
+            return
+        how = self.rng.choice(["SIGUSR2", "SIGHUP"])
+        duration = self.rng.uniform(3, 30)
+        self._op(
+            f"{how} {node.name} with --check-id missing-check (put right after {duration:.0f}s)"
+        )
+        good = node.settings.check_id
+        node.reconfigure(check_id="missing-check")
+        if how == "SIGUSR2":
+            self._sigusr2_now(node)
+        else:
+            self._sighup_session(node, keep=False)
+
+        def fix() -> None:
+            node.reconfigure(check_id=good)
+            if node.daemon is not None and node.daemon.running and not node.daemon.stopping:
+                self._sighup_session(node, keep=False)
+
+        self._heal_after(duration, fix, f"{node.name}'s check id")
+
+    def o_priority(self) -> None:
+        """A priority change, applied by a restart (SIGTERM, start)."""
+        node = self.rng.choice(self.nodes)
+        daemon = node.daemon
+        if daemon is None or not daemon.running or daemon.stopping:
+            return
+        priority = self.rng.choice([50, 100, 150, 250])
+        self._op(f"priority of {node.name} -> {priority} (restart)")
+        daemon.stop(StopAsked())
+        node.reconfigure(priority=priority)
+        self._heal_after(0.5, node.restart_after_failure, f"{node.name} started")
 
     def o_sigusr2_of(self, node: SimNode) -> Callable[[], None]:
         return lambda: self._sigusr2(node)
