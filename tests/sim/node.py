@@ -380,7 +380,7 @@ class Daemon:
         self.tick_at = 0.0
         self.busy = False
         self.pending: list[Event] = []
-        self.seen_values: dict[bytes, float] = {}  # value -> when a read last showed it
+        self.seen_holders: dict[str, float] = {}  # node -> when a read last showed it holding
         self.burst_started, self.burst, self.last_actions = 0.0, 0, ""
 
     # -- life ---------------------------------------------------------------------
@@ -457,8 +457,9 @@ class Daemon:
         election._apply(decision)
         self.world.after_apply(self)
         if isinstance(event, KeyRead):
-            if event.key.value:
-                self.seen_values[event.key.value] = now
+            if event.key.session:
+                # whose session held it (a blank value included)
+                self.seen_holders[event.key.session.split("-s")[0]] = now
             self.watch.proceed()
         while election._outcomes and not decision.memory.finished:
             outcome = election._outcomes.popleft()

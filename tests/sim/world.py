@@ -42,7 +42,7 @@ TRACE_KEPT = 400
 TRACE_SHOWN = 40
 
 
-FIRST_READ = "took the free key without ever reading the value that had just left it"
+FIRST_READ = "took the free key without ever reading it held by the node that had just left it"
 
 
 class Violation(Exception):
@@ -240,7 +240,7 @@ class World:
                 since = self.acquired_at.get(other)
                 if not holds or other == node.name or daemon is None or since is None:
                     continue
-                if daemon.seen_values.get(other.encode(), -1.0) < since:
+                if daemon.seen_holders.get(other, -1.0) < since:
                     note = f" ({node.name} {FIRST_READ}: {other}'s)"
             self.fail(f"two VIP holders: {', '.join(holders)}{note}")
 
@@ -466,7 +466,7 @@ class World:
             (self.o_step_down, 3),
             (self.o_plain_key, 1),
             (self.o_upgrade_in_maintenance, 2),
-            (self.o_switchover_then_stop, 2),
+            (self.o_switchover_then_stop, 4),
             (self.o_release_after_partition, 2),
             (self.o_bad_check, 2),
             (self.o_priority, 1),
