@@ -10,7 +10,8 @@ PYTEST_ARGS ?=
 DEBIAN_PYTHON ?= /usr/bin/python3
 SOAK_MINUTES ?= 10
 
-.PHONY: help install test test-rules test-debian test-lowest lint testbed demo bench soak clean
+.PHONY: help install test test-rules test-debian test-lowest lint testbed demo bench soak clean \
+	sim sim-mutants
 
 help:
 	@echo "make demo         a real failover on a local Consul agent, with its timeline"
@@ -23,6 +24,9 @@ help:
 	@echo "make install      create $(VENV) with vip-elector (editable) and the test tools"
 	@echo "make bench        failover benchmark, side by side with the Go original if given"
 	@echo "make soak         $(SOAK_MINUTES) minutes of random faults with invariant checks"
+	@echo "make sim          seeded schedules of the real decision core in a simulated world"
+	@echo "                  (SIM_SEEDS=300, SIM_MINUTES=30 for the long run, SEED=n to replay one)"
+	@echo "make sim-mutants  the mutation table: broken builds the simulation must catch"
 	@echo "make deb          build the Debian package (system Python)"
 	@echo "make deb-test     install the .deb into a clean debootstrapped bookworm and run it"
 
@@ -94,6 +98,19 @@ bench: install testbed
 # SOAK_ARGS=--fenced: vip-manager follows vip-elector's /leader (needs vip-manager v5)
 soak: install testbed
 	$(VPY) -m bench.soak --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
+
+# The deterministic simulation (tests/sim): SIM_SEEDS schedules from seed 1, or
+# SIM_MINUTES of wall time, or SEED=n alone with its trace on a violation.
+SIM_SEEDS ?= 300
+SIM_MINUTES ?=
+SEED ?=
+sim: install
+	$(VPY) -m tests.sim --seeds $(SIM_SEEDS) $(if $(SIM_MINUTES),--minutes $(SIM_MINUTES)) \
+	    $(if $(SEED),--seed $(SEED))
+
+SIM_MUTANT_SEEDS ?= 100
+sim-mutants: install
+	$(VPY) -m tests.sim --mutants --seeds $(SIM_MUTANT_SEEDS)
 
 lint: install
 	$(VENV)/bin/ruff check vip_elector tests bench

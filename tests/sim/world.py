@@ -1,0 +1,955 @@
+"""The simulated world: a seeded scheduler with a virtual clock, N nodes running
+the real decision core, faults and operator actions, and the invariants,
+checked at every step (bounds in tests/sim/bounds.py).
+
+One run is one seed: everything random comes from ``random.Random(seed)``, the
+heap orders events by (time, sequence number), nothing reads the real clock,
+so a seed replays exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import logging
+import random
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+
+from tests.sim import bounds
+from tests.sim.consul import SERF_DETECT, Entry, SimAgent, SimConsul
+from tests.sim.node import CHECK, KEY, SimNode, make_settings
+from vip_elector import election as election_module
+from vip_elector import state as state_module
+from vip_elector import trigger_key as trigger_key_module
+from vip_elector.consul_adapter import ConsulAdapter
+from vip_elector.continuity import Inheritance
+from vip_elector.decision import (
+    ConsulMaintenance,
+    MaintenanceFile,
+    Memory,
+    StepDownAsked,
+    StopAsked,
+)
+from vip_elector.key_entries import LOCK_FLAG
+from vip_elector.roles import Cause, Role
+from vip_elector.settings import ConsulSettings
+from vip_elector.trigger_key import TriggerKey
+
+WALL_OFFSET = 1_700_000_000.0
+TRACE_KEPT = 400
+TRACE_SHOWN = 40
+
+
+FIRST_READ = "took the free key without ever reading it held by the node that had just left it"
+
+
+class Violation(Exception):
+    pass
+
+
+@dataclass
+class Stats:
+    schedules: int = 0
+    simulated: float = 0.0
+    faults: int = 0
+    operator: int = 0
+    events: int = 0
+    violations: list[str] = field(default_factory=list)
+
+
+class SimTime:
+    """Stands in for the ``time`` module of the code under test."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def monotonic(self) -> float:
+        return self.world.now
+
+    def time(self) -> float:
+        return self.world.wall()
+
+
+@contextlib.contextmanager
+def patched(world: World) -> Iterator[None]:
+    """The code under test reads the world's clock and talks to the simulated agents."""
+    clock = SimTime(world)
+
+    def adapter_for(settings: ConsulSettings, timeout: float = 0.0) -> SimAgent:
+        return world.agents[settings.host]
+
+    replaced: list[tuple[object, str, object]] = [
+        (election_module, "time", clock),
+        (state_module, "time", clock),
+        (trigger_key_module, "time", clock),
+        (election_module, "ConsulAdapter", adapter_for),
+    ]
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in replaced]
+    for owner, name, value in replaced:
+        setattr(owner, name, value)
+    logger = logging.getLogger("vip_elector")
+    disabled = logger.disabled
+    logger.disabled = True
+    try:
+        yield
+    finally:
+        logger.disabled = disabled
+        for owner, name, value in saved:
+            setattr(owner, name, value)
+
+
+class World:
+    def __init__(self, seed: int, minutes: float = 9.0, renewer_ttl_rule: bool = True) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.now = 0.0
+        self.end = minutes * 60
+        self.heap: list[tuple[float, int, Callable[[], None]]] = []
+        self.seq = 0
+        self.events = 0
+        self.faults = 0
+        self.operator = 0
+        self.hostname = "simhost"
+        self.lines: list[tuple[float, str]] = []
+        self.violation: str | None = None
+        self.renewer_ttl_rule = renewer_ttl_rule
+        self.consul = SimConsul(lambda: self.now, self.at, self.rng)
+        self.consul.observers.on_key_change = self._key_changed
+        self.consul.observers.on_lock_delay_refusal = self._lock_delay_refusal
+        self.lock_delay_refusals: dict[str, int] = {}
+        self.node_faults: dict[str, int] = {}  # node -> faults on its agent not healed
+        self.node_faulted_at: dict[str, float] = {}
+        # The configuration of this schedule.
+        rng = self.rng
+        self.fenced = rng.random() < 0.4
+        self.ttl = rng.choice([10.0, 15.0])
+        self.lock_delay = rng.choice([5.0, 8.0]) if self.fenced else rng.choice([1.0, 5.0])
+        self.interval_ms = rng.choice([500, 1000])
+        count = rng.choice([2, 3, 3, 4])
+        # Priorities: all equal, or one preferred node that preempts back.
+        preferred = rng.random() < 0.3
+        preempt = rng.choice([None, 3.0, 10.0]) if preferred else None
+        self.nodes: list[SimNode] = []
+        self.agents: dict[str, SimAgent] = {}
+        for number in range(count):
+            name = f"n{number + 1}"
+            settings = make_settings(
+                name,
+                fenced=self.fenced,
+                ttl=self.ttl,
+                lock_delay=self.lock_delay,
+                interval_ms=self.interval_ms,
+                priority=200 if preferred and number == 0 else 100,
+                preempt_delay=preempt,
+            )
+            agent = SimAgent(self.consul, name, rng)
+            agent.local_checks[CHECK] = "passing"
+            self.consul.checks[name] = {"serfHealth": "passing", CHECK: "passing"}
+            self.agents[settings.consul.host] = agent
+            self.nodes.append(SimNode(self, name, settings, agent))
+        first = self.nodes[0].settings
+        self.gap = first.handover_gap
+        self.fence_bound = first.fence_bound if self.fenced else 0.0
+        self.quiet_from = self.end - bounds.QUIET
+        self.disturbed_at = 0.0  # the last fault or operator action (start or end)
+        self.active = 0  # faults and operator actions not healed yet
+        self.last_owner: str | None = None
+        self.acquired_at: dict[str, float] = {}  # node -> when the key last became its
+        self.keep: dict[str, tuple[float, str]] = {}  # node -> (since, why): lock must stay
+        self.refused: dict[str, int] = {}
+        self.moves: list[float] = []  # when the key went from one node to another
+        self.operated_at = -1e9
+        self.trace(
+            f"seed {seed}: {count} nodes, {'patroni' if self.fenced else 'trigger-key'} mode, "
+            f"{f'n1 preferred (priority 200), preempt-delay {preempt}, ' if preferred else ''}"
+            f"ttl {self.ttl:g}s, lock-delay {self.lock_delay:g}s, interval {self.interval_ms} ms"
+        )
+
+    # -- the clock -------------------------------------------------------------------
+    def wall(self) -> float:
+        return WALL_OFFSET + self.now
+
+    def at(self, when: float, fn: Callable[[], None]) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (max(when, self.now), self.seq, fn))
+
+    def after(self, delay: float, fn: Callable[[], None]) -> None:
+        self.at(self.now + delay, fn)
+
+    def trace(self, text: str) -> None:
+        if self.lines and self.lines[-1][1].split(" (x")[0] == text:
+            last_t, last = self.lines[-1]
+            count = int(last.rsplit("(x", 1)[1][:-1]) + 1 if " (x" in last else 2
+            self.lines[-1] = (last_t, f"{text} (x{count})")
+            return
+        self.lines.append((self.now, text))
+        if len(self.lines) > TRACE_KEPT:
+            del self.lines[: TRACE_KEPT // 2]
+
+    def fail(self, text: str) -> None:
+        if self.violation is None:
+            self.violation = f"t={self.now:.3f}s {text}"
+            raise Violation(self.violation)
+
+    def escaped(self, node: str, exc: BaseException) -> None:
+        if isinstance(exc, Violation):
+            raise exc
+        tb = "".join(traceback.format_exception(exc)[-3:]).strip()
+        self.fail(f"an exception escaped the core on {node}: {exc!r}\n{tb}")
+
+    def report(self) -> str:
+        shown = self.lines[-TRACE_SHOWN:]
+        trace = "\n".join(f"  {t:10.3f}  {text}" for t, text in shown)
+        return (
+            f"VIOLATION seed={self.seed}: {self.violation}\n{trace}\n"
+            f"reproduce: make sim SEED={self.seed}"
+        )
+
+    # -- running -------------------------------------------------------------------------
+    def run(self) -> bool:
+        """True when every invariant held."""
+        with patched(self):
+            try:
+                for node in self.nodes:
+                    self.at(self.rng.uniform(0, 2), node.start)
+                    node.vm.start()
+                self._schedule()
+                while self.heap:
+                    when, _, fn = heapq.heappop(self.heap)
+                    if when > self.end:
+                        break
+                    self.now = when
+                    self.events += 1
+                    fn()
+                self.now = self.end
+                self._final()
+            except Violation:
+                return False
+        return True
+
+    # -- invariants ----------------------------------------------------------------------
+    def vip_changed(self, node: SimNode, holds: bool) -> None:
+        self.trace(f"{node.name}: vip-manager {'ADDS' if holds else 'drops'} the VIP")
+        holders = [n.name for n in self.nodes if n.vm.holds]
+        if len(holders) > 1:
+            note = ""
+            daemon = node.daemon
+            for other in holders:
+                since = self.acquired_at.get(other)
+                if not holds or other == node.name or daemon is None or since is None:
+                    continue
+                if daemon.seen_holders.get(other, -1.0) < since:
+                    note = f" ({node.name} {FIRST_READ}: {other}'s)"
+            self.fail(f"two VIP holders: {', '.join(holders)}{note}")
+
+    def after_apply(self, daemon: object) -> None:
+        """After each decision applied: /leader 200 on at most one node; the TTL rule."""
+        if self.fenced:
+            leaders = [
+                n.name
+                for n in self.nodes
+                if n.fence.until > self.now and (n.running or n.restarting)
+            ]
+            if len(leaders) > 1:
+                self.fail(f"/leader answers 200 on {', '.join(leaders)}")
+
+    def _lock_delay_refusal(self, session: str, key: str) -> None:
+        owner = session.split("-s", maxsplit=1)[0]
+        recent = self.node_faulted_at.get(owner, -1e9) > self.now - 60
+        if key != KEY or recent or self.node_faults.get(owner, 0):
+            return  # a node that could not read may have missed the last freeing
+        count = self.lock_delay_refusals[session] = self.lock_delay_refusals.get(session, 0) + 1
+        if count > bounds.MAX_LOCK_DELAY_REFUSALS:
+            self.fail(
+                f"session {session}: {count} acquires refused for lock-delay for one freeing of "
+                "the key (the holder's lock-delay is not waited out)"
+            )
+
+    def _key_changed(self, key: str, before: Entry | None, after: Entry | None, by: str) -> None:
+        if key != KEY:
+            return
+        self.lock_delay_refusals.clear()
+        shown = (
+            "deleted" if after is None else f"{(after.value or b'').decode()!r} by {after.session}"
+        )
+        self.trace(f"key: {shown} (written by {by})")
+        plain = before is not None and before.flags != LOCK_FLAG
+        if (
+            plain
+            and by not in ("operator", "consul")
+            and (after is None or after.flags == LOCK_FLAG)
+        ):
+            self.fail(f"{by} overwrote or deleted a plain key somebody wrote")
+        owner_before = self._owner(before)
+        others = owner_before not in (None, by) and by not in ("consul", "operator")
+        if after is None and before is not None and others:
+            self.fail(f"{by} deleted the key held by {owner_before}'s session")
+        owner = self._owner(after)
+        if owner is not None and owner != self.last_owner:
+            if self.last_owner is not None and by == self.last_owner:
+                self._moved()  # handed over by its holder (a preemption: no operator)
+            self.last_owner = owner
+            self.acquired_at[owner] = self.now
+        if after is not None and owner is not None and owner != owner_before and owner == by:
+            node = self._node(owner)
+            since = min(node.maintenance_sources.values(), default=None)
+            if since is not None and self.now - since > bounds.MAINTENANCE_NOTICE:
+                self.fail(
+                    f"{owner} took the key {self.now - since:.2f}s after its maintenance began"
+                )
+        for name, (since, why) in list(self.keep.items()):
+            handing_over = after is not None and not after.value and by == name
+            if self.disturbed_at > since or self.now > since + bounds.KEEP_WINDOW or handing_over:
+                del self.keep[name]  # (a hand-over, e.g. a preemption, is the leader's choice)
+                continue
+            if after is None or after.value != name.encode():
+                self.fail(f"the lock moved away from {name} after {why}")
+
+    def _moved(self) -> None:
+        self.moves = [t for t in self.moves if t > self.now - 60] + [self.now]
+        quiet = self.operated_at < self.now - 60
+        if len(self.moves) > bounds.MAX_MOVES_PER_MINUTE and quiet:
+            self.fail(
+                f"the key was handed over {len(self.moves)} times in 60 s with no operator action"
+            )
+
+    def _owner(self, entry: Entry | None) -> str | None:
+        if entry is None or not entry.session:
+            return None
+        return entry.session.split("-s")[0]
+
+    def _node(self, name: str) -> SimNode:
+        return next(n for n in self.nodes if n.name == name)
+
+    def _holder(self) -> SimNode | None:
+        owner = self._owner(self.consul.kv.get(KEY))
+        return self._node(owner) if owner else None
+
+    def _check_critical(self, node: SimNode, since: float) -> None:
+        if node.check_critical_since == since and node.vm.holds:
+            self.fail(
+                f"the VIP is on {node.name} {self.now - since:.2f}s after its check went critical"
+            )
+
+    def calm(self) -> bool:
+        """Nothing else under way: the windows of the liveness invariants open."""
+        return self.active == 0
+
+    def _leading_session(self, node: SimNode) -> str | None:
+        """The session of ``node``'s daemon, if it leads with the key held by it."""
+        daemon = node.daemon
+        entry = self.consul.kv.get(KEY)
+        if daemon is None or not daemon.running or entry is None:
+            return None
+        memory = daemon.election.memory
+        if memory.leading and memory.session is not None and entry.session == memory.session:
+            return memory.session
+        return None
+
+    def _step_down_window(self, node: SimNode, why: str) -> None:
+        session = self._leading_session(node)
+        if session is None or not self.calm():
+            return
+        since = self.now
+        self.at(
+            since + bounds.STEP_DOWN_BOUND, lambda: self._check_step_down(node, since, why, session)
+        )
+
+    def _keep_window(self, node: SimNode, why: str) -> None:
+        daemon = node.daemon
+        if daemon is None:
+            return
+        memory = daemon.election.memory
+        if memory.handover is not None or memory.leaving is not None:
+            return  # the lock is on its way out anyway
+        if self._leading_session(node) is not None and self.calm():
+            self.keep[node.name] = (self.now, why)
+
+    def _check_step_down(self, node: SimNode, since: float, why: str, session: str) -> None:
+        if self.disturbed_at > since:
+            return
+        entry = self.consul.kv.get(KEY)
+        if entry is not None and entry.session == session:
+            self.fail(f"{node.name} still holds the key {self.now - since:.2f}s after {why}")
+
+    def _check_self_fence(self) -> None:
+        for node in self.nodes:
+            daemon = node.daemon
+            if daemon is None or not daemon.running:
+                continue
+            memory = daemon.election.memory
+            if not memory.leading or memory.session is None:
+                continue
+            ttl = daemon.settings.ttl
+            session = self.consul.sessions.get(memory.session)
+            renewed = session.renewed_at if session else None
+            if renewed is not None and self.now - renewed > ttl + bounds.SELF_FENCE_SLACK:
+                self.fail(
+                    f"{node.name} still leads {self.now - renewed:.2f}s after its last good "
+                    f"renewal (TTL {ttl:g}s)"
+                )
+            if session is None and daemon.renewer.session is not None:
+                last = daemon.renewer.session.renewed_at
+                if self.now - last > ttl + bounds.SELF_FENCE_SLACK:
+                    self.fail(
+                        f"{node.name} still leads {self.now - last:.2f}s after its last good "
+                        f"renewal (TTL {ttl:g}s)"
+                    )
+
+    def _periodic(self) -> None:
+        self._check_self_fence()
+        self._check_maintenance()
+        if self.now + 1.0 < self.end:
+            self.after(1.0, self._periodic)
+
+    def _check_maintenance(self) -> None:
+        """A node in maintenance whose agent works lets the key go within the bound."""
+        for node in self.nodes:
+            since = node.maintenance_since
+            if since is None or self.now - since < bounds.MAINTENANCE_BOUND:
+                continue
+            if self.node_faults.get(node.name, 0) or self.consul.no_leader:
+                continue
+            if self.node_faulted_at.get(node.name, -1e9) > self.now - bounds.MAINTENANCE_BOUND:
+                continue
+            if self._leading_session(node) is not None:
+                self.fail(
+                    f"{node.name} still holds the key {self.now - since:.2f}s after its "
+                    "maintenance began"
+                )
+
+    def _final(self) -> None:
+        holders = [n.name for n in self.nodes if n.vm.holds]
+        if len(holders) != 1:
+            self.fail(f"{len(holders)} VIP holders at the end ({', '.join(holders) or 'none'})")
+        for node in self.nodes:
+            mine = [s.id for s in self.consul.sessions.values() if s.node == node.name]
+            daemon = node.daemon
+            current = daemon.election.memory.session if daemon and daemon.running else None
+            leaked = [s for s in mine if s != current]
+            if leaked:
+                self.fail(f"leaked session(s) of {node.name}: {', '.join(leaked)}")
+
+    def _check_healed(self) -> None:
+        holders = [n for n in self.nodes if n.vm.holds]
+        if len(holders) != 1:
+            names = ", ".join(n.name for n in holders) or "none"
+            self.fail(
+                f"{len(holders)} VIP holders ({names}) "
+                f"{self.now - self.quiet_from:.1f}s after every fault healed"
+            )
+
+    # -- faults and operator actions -------------------------------------------------------
+    def disturb(self) -> None:
+        self.disturbed_at = self.now
+
+    def _schedule(self) -> None:
+        rng = self.rng
+        t = 5.0
+        actions = [
+            (self.f_cut_off, 3),
+            (self.f_partition, 3),
+            (self.f_500s, 3),
+            (self.f_flaky, 2),
+            (self.f_consul_election, 2),
+            (self.f_check, 5),
+            (self.f_slow, 1),
+            (self.o_sigterm, 3),
+            (self.o_sigkill, 3),
+            (self.o_sigusr2, 3),
+            (self.o_sighup_session, 2),
+            (self.o_switchover, 4),
+            (self.o_maintenance_file, 3),
+            (self.o_consul_maintenance, 2),
+            (self.o_step_down, 3),
+            (self.o_plain_key, 1),
+            (self.o_upgrade_in_maintenance, 2),
+            (self.o_switchover_then_stop, 4),
+            (self.o_release_after_partition, 2),
+            (self.o_bad_check, 2),
+            (self.o_priority, 1),
+        ]
+        funcs = [f for f, _ in actions]
+        weights = [w for _, w in actions]
+        while True:
+            t += rng.expovariate(1 / 12.0)
+            if t > self.quiet_from - 45:
+                break
+            fn = rng.choices(funcs, weights)[0]
+            self.at(t, fn)
+        self.at(self.quiet_from, self._quiet)
+        deadline = bounds.heal_deadline(self.ttl, self.lock_delay, self.gap)
+        self.at(self.quiet_from + deadline, self._check_healed)
+        self.after(1.0, self._periodic)
+
+    def _pick(self, leader_bias: float = 0.6) -> SimNode:
+        holder = self._holder()
+        if holder is not None and self.rng.random() < leader_bias:
+            return holder
+        return self.rng.choice(self.nodes)
+
+    def _heal_after(self, duration: float, heal: Callable[[], None], what: str) -> None:
+        end = min(self.now + duration, self.quiet_from - 1)
+
+        self.active += 1
+
+        def done() -> None:
+            self.trace(f"HEAL {what}")
+            self.active -= 1
+            self.disturb()
+            heal()
+
+        self.at(end, done)
+
+    def _fault(self, text: str, node: SimNode | None = None, duration: float = 0.0) -> None:
+        self.faults += 1
+        self.disturb()
+        self.trace(f"FAULT {text}")
+        names = [node.name] if node is not None else [n.name for n in self.nodes]
+        for name in names:
+            self.node_faults[name] = self.node_faults.get(name, 0) + 1
+            self.node_faulted_at[name] = self.now
+
+        def healed() -> None:
+            for name in names:
+                self.node_faults[name] -= 1
+                self.node_faulted_at[name] = self.now
+
+        self.at(min(self.now + duration, self.quiet_from - 1), healed)
+
+    def _op(self, text: str) -> None:
+        self.operator += 1
+        self.operated_at = self.now
+        self.disturb()
+        self.trace(f"OPERATOR {text}")
+
+    def f_cut_off(self) -> None:
+        node = self._pick()
+        duration = self.rng.uniform(0.5, 3 * self.ttl)
+        self._fault(f"{node.name}'s agent refuses connections for {duration:.1f}s", node, duration)
+        node.agent.faults.http_down = True
+        self.consul.wake_agent(node.agent)
+        self._heal_after(
+            duration, lambda: setattr(node.agent.faults, "http_down", False), f"{node.name}'s agent"
+        )
+
+    def f_partition(self) -> None:
+        node = self._pick()
+        duration = self.rng.uniform(1.0, 3 * self.ttl)
+        self._fault(f"{node.name} partitioned from the servers for {duration:.1f}s", node, duration)
+        node.agent.faults.partitioned = True
+        self.consul.wake_agent(node.agent)
+        token = self.now
+
+        def serf() -> None:
+            if node.agent.faults.partitioned and node.partition_token == token:
+                self.trace(f"consul: serfHealth of {node.name} critical")
+                self.consul.set_check(node.name, "serfHealth", "critical")
+
+        node.partition_token = token
+        self.at(self.now + SERF_DETECT, serf)
+
+        def heal() -> None:
+            node.agent.faults.partitioned = False
+            self.consul.set_check(node.name, "serfHealth", "passing")
+            self.consul.set_check(node.name, CHECK, node.agent.local_checks[CHECK])
+
+        self._heal_after(duration, heal, f"{node.name}'s partition")
+
+    def f_500s(self) -> None:
+        node = self._pick()
+        duration = self.rng.choice([0.01, 0.3, 2.0, 8.0])
+        self._fault(f"{node.name}'s agent answers 500 for {duration:.2f}s", node, duration)
+        node.agent.faults.error_500 = True
+        self.consul.wake_agent(node.agent)
+        self._heal_after(
+            duration, lambda: setattr(node.agent.faults, "error_500", False), f"{node.name}'s 500s"
+        )
+
+    def f_flaky(self) -> None:
+        node = self._pick()
+        duration = self.rng.uniform(5, 60)
+        share = self.rng.choice([0.05, 0.2, 0.5])
+        self._fault(
+            f"{node.name}'s agent answers 500 to {share:.0%} of calls for {duration:.0f}s",
+            node,
+            duration,
+        )
+        node.agent.faults.flaky = share
+        self._heal_after(
+            duration, lambda: setattr(node.agent.faults, "flaky", 0.0), f"{node.name}'s flakiness"
+        )
+
+    def f_slow(self) -> None:
+        node = self._pick()
+        duration = self.rng.uniform(5, 60)
+        slow = self.rng.choice([0.02, 0.05, 0.15])  # within HANDOVER_MARGIN: see FINDINGS.md
+        self._fault(
+            f"{node.name}'s agent answers {slow:.2f}s late for {duration:.0f}s", node, duration
+        )
+        node.agent.faults.slow = slow
+        self._heal_after(
+            duration, lambda: setattr(node.agent.faults, "slow", 0.0), f"{node.name}'s slowness"
+        )
+
+    def f_consul_election(self) -> None:
+        duration = self.rng.uniform(0.5, 8.0)
+        self._fault(f"Consul leader election: no leader for {duration:.1f}s", None, duration)
+        self.consul.no_leader = True
+        for agent in self.agents.values():
+            self.consul.wake_agent(agent)
+        self._heal_after(
+            duration, lambda: setattr(self.consul, "no_leader", False), "Consul leader"
+        )
+
+    def f_check(self) -> None:
+        node = self._pick()
+        duration = self.rng.choice([0.5, 2.0, 5.0, 20.0, 60.0])
+        flaps = self.rng.random() < 0.3
+        self._fault(
+            f"{node.name}'s check critical for {duration:.1f}s{' (flapping)' if flaps else ''}"
+        )
+        self._set_check(node, "critical")
+        if flaps:
+            for k in range(1, 6):
+                status = "passing" if k % 2 else "critical"
+                self.at(self.now + k * duration / 6, self._check_setter(node, status))
+        self._heal_after(duration, lambda: self._set_check(node, "passing"), f"{node.name}'s check")
+
+    def _check_setter(self, node: SimNode, status: str) -> Callable[[], None]:
+        return lambda: self._set_check(node, status)
+
+    def _set_check(self, node: SimNode, status: str) -> None:
+        node.agent.local_checks[CHECK] = status
+        if status == "critical" and node.check_critical_since is None:
+            since = node.check_critical_since = self.now
+            bound = bounds.critical_vip_bound(self.fence_bound, self.interval_ms / 1000)
+            self.at(self.now + bound, lambda: self._check_critical(node, since))
+        elif status == "passing":
+            node.check_critical_since = None
+        if not node.agent.faults.partitioned:
+            self.consul.set_check(node.name, CHECK, status)
+
+    def o_sigterm(self) -> None:
+        node = self._pick()
+        daemon = node.daemon
+        if daemon is None or not daemon.running:
+            return
+        down = self.rng.choice([0.5, 3.0, 20.0])
+        self._op(f"SIGTERM {node.name} (started again after {down:.1f}s)")
+        daemon.stop(StopAsked())
+        self._heal_after(down, node.restart_after_failure, f"{node.name} started")
+
+    def o_sigkill(self) -> None:
+        node = self._pick()
+        daemon = node.daemon
+        if daemon is None or not daemon.running:
+            return
+        down = self.rng.choice([0.3, 1.0, 3.0, 2.5 * self.ttl])
+        if down < self.ttl / 2:
+            self._keep_window(node, "a SIGKILL and a restart within the TTL")
+        self._op(f"SIGKILL {node.name} (restarted after {down:.1f}s with its record)")
+        daemon.kill()
+        self._heal_after(down, node.restart_after_failure, f"{node.name} restarted")
+
+    def o_sigusr2(self) -> None:
+        self._sigusr2(self._pick())
+
+    def _sigusr2(self, node: SimNode) -> None:
+        daemon = node.daemon
+        if daemon is None or not daemon.running or daemon.stopping:
+            return
+        change = self.rng.random() < 0.3
+        self._keep_window(node, "SIGUSR2")
+        self._op(f"SIGUSR2 {node.name}{' with a changed lock-delay' if change else ''}")
+        if change:
+            node.reconfigure(lock_delay=self.rng.choice([self.lock_delay, self.lock_delay + 1]))
+        self._sigusr2_now(node)
+
+    def _sigusr2_now(self, node: SimNode) -> None:
+        daemon = node.daemon
+        assert daemon is not None
+        node.restarting = True
+        daemon.stop(StopAsked(retire=True, keep_fence=True))
+
+        def exec_done() -> None:
+            node.restarting = False
+            node.start(memory=Memory(ttl=node.settings.ttl, fence_until=node.fence.until))
+
+        self.after(self.rng.uniform(0.2, 0.6), exec_done)
+
+    def o_sighup_session(self) -> None:
+        """SIGHUP with a changed TTL or lock-delay: the leader moves the lock to a new
+        session (coordinator._move_to_new_session); a follower starts over."""
+        node = self._pick()
+        daemon = node.daemon
+        if daemon is None or not daemon.running or daemon.stopping:
+            return
+        if self.rng.random() < 0.5:
+            new = node.reconfigure(ttl=self.rng.choice([10.0, 15.0]))
+        else:
+            new = node.reconfigure(lock_delay=self.lock_delay + self.rng.choice([-0.5, 0.5]))
+        self._op(f"SIGHUP {node.name}: ttl {new.ttl:g}s, lock-delay {new.lock_delay:g}s")
+        self._sighup_session(node)
+
+    def _sighup_session(self, node: SimNode, keep: bool = True) -> None:
+        daemon = node.daemon
+        assert daemon is not None
+        new = node.settings
+        state = daemon.state
+        held = state.session_id if state.role == Role.LEADER else None
+        if held is None:
+            daemon.stop(StopAsked(cause=Cause.CONFIG_RELOAD))
+            node.start(memory=Memory(ttl=new.ttl))
+            return
+        if keep:
+            self._keep_window(node, "SIGHUP with a new session")
+        since = state.leader_since
+        daemon.stop(StopAsked(retire=True))
+        inherit = Inheritance(held, holds_key=True, matches=False, leader_since=since, reason="sim")
+        memory = Memory(role=Role.LEADER, leading=True, ttl=new.ttl, leader_since=since)
+        node.start(memory=memory, inherit=inherit)
+
+    def o_switchover(self) -> None:
+        rng = self.rng
+        names = [n.name for n in self.nodes]
+        target = rng.choice([*names, "any", "nosuch"])
+        asker = rng.choice(self.nodes)
+        self._op(f"switchover --to {target} (via {asker.name})")
+        key = TriggerKey(self._adapter(asker), KEY, asker.name)
+        with contextlib.suppress(Exception):
+            key.request_switchover(target, "operator")
+        if rng.random() < 0.25:
+            second = rng.choice([*names, "any"])
+            self.after(rng.uniform(0.1, 1.0), lambda: self._second_switchover(asker, second))
+
+    def _second_switchover(self, asker: SimNode, target: str) -> None:
+        self._op(f"concurrent switchover --to {target}")
+        key = TriggerKey(self._adapter(asker), KEY, asker.name)
+        with contextlib.suppress(Exception):
+            key.request_switchover(target, "operator-2")
+
+    def _adapter(self, node: SimNode) -> ConsulAdapter:
+        return node.agent  # type: ignore[return-value]
+
+    def _maintenance(self, node: SimNode, on: bool, which: str) -> None:
+        if which == "file":
+            node.maintenance_file = on
+        else:
+            node.consul_maintenance = on
+        since = node.maintenance_sources
+        if on and which not in since:
+            since[which] = self.now
+            if node.maintenance_since is None:
+                node.maintenance_since = self.now
+                self._step_down_window(node, "its maintenance began")
+        elif not on:
+            since.pop(which, None)
+            node.maintenance_since = min(since.values()) if since else None
+        daemon = node.daemon
+        if daemon is None:
+            return
+        if which == "file":
+            event: MaintenanceFile | ConsulMaintenance = MaintenanceFile(
+                "maintenance file exists" if on else None
+            )
+            delay = self.rng.uniform(0, 1.0)  # the file is polled every second
+        else:
+            event = ConsulMaintenance("Consul maintenance mode" if on else None)
+            delay = self.rng.uniform(0.001, 0.05)
+
+        def deliver() -> None:
+            if node.daemon is not None:
+                node.daemon.deliver(event)
+
+        self.after(delay, deliver)
+
+    def o_maintenance_file(self) -> None:
+        node = self._pick()
+        duration = self.rng.uniform(1, 60)
+        self._op(f"maintenance file on {node.name} for {duration:.0f}s")
+        self._maintenance(node, True, "file")
+        self._heal_after(
+            duration,
+            lambda: self._maintenance(node, False, "file"),
+            f"{node.name}'s maintenance file",
+        )
+
+    def o_upgrade_in_maintenance(self) -> None:
+        """An upgrade: maintenance on (file or Consul), then SIGUSR2 a moment later."""
+        node = self._pick(0.9)
+        which = self.rng.choice(["file", "consul"])
+        duration = self.rng.uniform(10, 40)
+        self._op(f"maintenance ({which}) on {node.name} and SIGUSR2 for an upgrade")
+        self._maintenance(node, True, which)
+        self._heal_after(
+            duration, lambda: self._maintenance(node, False, which), f"{node.name}'s maintenance"
+        )
+        self.after(self.rng.uniform(0.0, 0.8), self.o_sigusr2_of(node))
+
+    def o_switchover_then_stop(self) -> None:
+        """Issue 22 #1's combination: a switchover, a third node (re)started so that
+        its first read is the blanked key, and SIGTERM of the leader inside the gap."""
+        leader = self._holder()
+        if leader is None or not leader.running:
+            return
+        others = [n for n in self.nodes if n is not leader]
+        target = self.rng.choice(others)
+        third = self.rng.choice(others)
+        self._op(f"switchover --to {target.name}, {third.name} restarted, SIGTERM {leader.name}")
+        with contextlib.suppress(Exception):
+            TriggerKey(self._adapter(target), KEY, target.name).request_switchover(
+                target.name, "operator"
+            )
+        if third.daemon is not None:
+            third.daemon.kill()
+        self.after(self.rng.uniform(0.005, 0.05), third.restart_after_failure)
+
+        def stop() -> None:
+            if leader.daemon is not None and leader.daemon.running:
+                self.trace(f"OPERATOR SIGTERM {leader.name}")
+                leader.daemon.stop(StopAsked())
+
+        self.after(self.rng.uniform(0.05, self.gap), stop)
+        self._heal_after(3.0, leader.restart_after_failure, f"{leader.name} started")
+
+    def o_release_after_partition(self) -> None:
+        """The leader is partitioned long enough for another node to take the key but
+        less than its TTL; right after the partition heals, with a flaky agent, it
+        is stopped: its release must not delete the new holder's key."""
+        leader = self._holder()
+        shortest = SERF_DETECT + self.lock_delay + self.gap + 1.0
+        if leader is None or not leader.running or shortest > self.ttl - 1.0:
+            return
+        duration = self.rng.uniform(shortest, self.ttl - 1.0)
+        self._fault(
+            f"{leader.name} partitioned for {duration:.1f}s, then flaky and stopped",
+            leader,
+            duration + 3,
+        )
+        agent = leader.agent
+        agent.faults.partitioned = True
+        self.consul.wake_agent(agent)
+        token = leader.partition_token = self.now
+
+        def serf() -> None:
+            if agent.faults.partitioned and leader.partition_token == token:
+                self.trace(f"consul: serfHealth of {leader.name} critical")
+                self.consul.set_check(leader.name, "serfHealth", "critical")
+
+        self.after(SERF_DETECT, serf)
+
+        def heal() -> None:
+            agent.faults.partitioned = False
+            agent.faults.flaky = 0.5
+            self.consul.set_check(leader.name, "serfHealth", "passing")
+            if leader.daemon is not None and leader.daemon.running:
+                self.trace(f"OPERATOR SIGTERM {leader.name}")
+                leader.daemon.stop(StopAsked())
+
+        def steady() -> None:
+            agent.faults.flaky = 0.0
+            leader.restart_after_failure()
+
+        self._heal_after(duration, heal, f"{leader.name}'s partition (flaky now)")
+        self._heal_after(duration + 3.0, steady, f"{leader.name}'s flakiness, started")
+
+    def o_bad_check(self) -> None:
+        """Issue 22 #2: the check id changed to a check that does not exist, applied by
+        SIGUSR2 or SIGHUP (a new session that cannot be made); put right later."""
+        node = self._pick(0.8)
+        daemon = node.daemon
+        if daemon is None or not daemon.running or daemon.stopping:
+            return
+        how = self.rng.choice(["SIGUSR2", "SIGHUP"])
+        duration = self.rng.uniform(3, 30)
+        self._op(
+            f"{how} {node.name} with --check-id missing-check (put right after {duration:.0f}s)"
+        )
+        good = node.settings.check_id
+        node.reconfigure(check_id="missing-check")
+        if how == "SIGUSR2":
+            self._sigusr2_now(node)
+        else:
+            self._sighup_session(node, keep=False)
+
+        def fix() -> None:
+            node.reconfigure(check_id=good)
+            if node.daemon is not None and node.daemon.running and not node.daemon.stopping:
+                self._sighup_session(node, keep=False)
+
+        self._heal_after(duration, fix, f"{node.name}'s check id")
+
+    def o_priority(self) -> None:
+        """A priority change, applied by a restart (SIGTERM, start)."""
+        node = self.rng.choice(self.nodes)
+        daemon = node.daemon
+        if daemon is None or not daemon.running or daemon.stopping:
+            return
+        priority = self.rng.choice([50, 100, 150, 250])
+        self._op(f"priority of {node.name} -> {priority} (restart)")
+        daemon.stop(StopAsked())
+        node.reconfigure(priority=priority)
+        self._heal_after(0.5, node.restart_after_failure, f"{node.name} started")
+
+    def o_sigusr2_of(self, node: SimNode) -> Callable[[], None]:
+        return lambda: self._sigusr2(node)
+
+    def o_consul_maintenance(self) -> None:
+        node = self._pick()
+        duration = self.rng.uniform(1, 60)
+        self._op(f"consul maint -enable on {node.name} for {duration:.0f}s")
+        self._maintenance(node, True, "consul")
+        self._heal_after(
+            duration,
+            lambda: self._maintenance(node, False, "consul"),
+            f"{node.name}'s Consul maintenance",
+        )
+
+    def o_step_down(self) -> None:
+        node = self._pick(0.9)
+        daemon = node.daemon
+        if daemon is None or not daemon.running:
+            return
+        self._step_down_window(node, "SIGUSR1")
+        self._op(f"SIGUSR1 {node.name} (step down)")
+        hold = 10.0
+        daemon.deliver(StepDownAsked(f"SIGUSR1 (for {hold:g}s)", hold))
+
+    def o_plain_key(self) -> None:
+        """The leader is stopped and an operator puts a plain value into the free key
+        (a manual delete of a held lock would bypass lock-delay and the fence: not
+        done, the docs forbid it), deleted again later."""
+        duration = self.rng.uniform(2, 20)
+        self._op(f"consul kv put -cas -modify-index=0 {KEY} (a plain key) for {duration:.0f}s")
+        holder = self._holder()
+        if holder is not None and holder.daemon is not None and holder.daemon.running:
+            self.trace(f"OPERATOR SIGTERM {holder.name} first")
+            holder.daemon.stop(StopAsked())
+            self._heal_after(2.0, holder.restart_after_failure, f"{holder.name} started")
+        if not self.consul.put(KEY, b"operator-value", None, 0, "operator"):
+            return
+
+        def remove() -> None:
+            entry = self.consul.kv.get(KEY)
+            if entry is not None and entry.flags != LOCK_FLAG:
+                self.consul.delete(KEY, entry.modify_index, "operator")
+
+        self._heal_after(duration, remove, "the plain key deleted")
+
+    def _quiet(self) -> None:
+        self.trace("QUIET: every fault healed, every node running")
+        for node in self.nodes:
+            if not node.running and not node.restarting:
+                node.start()
+
+
+def run_seed(seed: int, minutes: float = 9.0, renewer_ttl_rule: bool = True) -> World:
+    world = World(seed, minutes, renewer_ttl_rule=renewer_ttl_rule)
+    world.run()
+    return world
+
+
+__all__ = ["Stats", "World", "replace", "run_seed"]
