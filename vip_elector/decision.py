@@ -216,6 +216,11 @@ class CandidatesRead:
 
 
 @dataclass(frozen=True)
+class ReadFailed:
+    """A read of the key failed: what we know of it may be old."""
+
+
+@dataclass(frozen=True)
 class SessionChecked:
     """Whether our session still exists (why the key went: invalidated, or deleted)."""
 
@@ -238,6 +243,7 @@ Event = (
     | LockDelayOf
     | RivalsChecked
     | CandidatesRead
+    | ReadFailed
     | SessionChecked
 )
 
@@ -326,6 +332,11 @@ class LookUpCandidates:
 
 
 @dataclass(frozen=True)
+class ReadKey:
+    """Read the key now (after a refused acquire: who won, or still free?)."""
+
+
+@dataclass(frozen=True)
 class CheckSession:
     session: str
 
@@ -408,6 +419,7 @@ Action = (
     | CheckRivals
     | LookUpLockDelay
     | LookUpCandidates
+    | ReadKey
     | CheckSession
     | Discard
     | Destroy
@@ -760,6 +772,9 @@ class _Step:
         if self.m.stop is None:
             self.set(stop=stop)
 
+    def _on_read_failed(self, _: ReadFailed) -> None:
+        self.set(watching=False)
+
     def _on_lock_delay_of(self, found: LockDelayOf) -> None:
         if found.session == self.m.holder:
             self.set(holder_lock_delay=found.seconds)
@@ -827,13 +842,18 @@ class _Step:
             else:
                 at = self.now + min(LOCK_DELAY_RETRY_MAX, 0.05 * 2 ** min(refused, 5))
             self.set(refused=refused, acquire_at=at)
+            # Look again at once: another node may have won (then watch it; it may
+            # step down at once) or the key is still free under lock-delay.
+            self.out.append(ReadKey())
         else:
             self.log(
                 "warning",
                 f"acquiring the trigger-key failed: {done.detail}; reading it again",
                 "acquire_failed",
             )
-            self.set(acquire_at=self.now + ACQUIRE_RETRY)
+            # The agent failed us: what we know of the key may be old. No acquire
+            # before a read says how it is now.
+            self.set(acquire_at=self.now + ACQUIRE_RETRY, watching=False)
 
     def _done_blank(self, done: Done) -> None:
         handover = self.m.handover
@@ -1341,7 +1361,9 @@ class _Step:
         self.transition(Role.LEADER, Cause.ADOPTED if adopted else Cause.ACQUIRED)
         if m.session is not None:
             self.out.append(Record(m.session, since))
-        return self.now + IDLE
+        # The leader's rules at once: a lock adopted in maintenance (or with a
+        # switchover waiting) must not wait for the key to change.
+        return self.now
 
     def _watch_holder(self, key: KeyState) -> float:
         m, now = self.m, self.now
@@ -1373,6 +1395,8 @@ class _Step:
         m, now, rules = self.m, self.now, self.rules
         assert m.session is not None
         assert m.freed_at is not None
+        if not m.watching:
+            return now + IDLE  # the next read (the watch retries) says how the key is
         reason = m.standby(now)
         if reason is not None:
             self.say_once("standby", f"not competing for the lock: {reason}", "info", "standby")

@@ -52,6 +52,8 @@ from vip_elector.decision import (
     Memory,
     Move,
     Publish,
+    ReadFailed,
+    ReadKey,
     Record,
     RefuseRequest,
     Release,
@@ -342,6 +344,13 @@ class Election(Worker):
             return self._check_rivals(action)
         if isinstance(action, LookUpLockDelay):
             return LockDelayOf(action.session, self._lock_delay_of(action.session))
+        if isinstance(action, ReadKey):
+            started, wall = time.monotonic(), time.time()
+            try:
+                key = self.key.read()
+            except ConsulError:
+                return ReadFailed()
+            return KeyRead(key, started, wall, answered=time.monotonic())
         if isinstance(action, LookUpCandidates):
             try:
                 return CandidatesRead(self.key.candidates(), action.freed_at)

@@ -322,9 +322,18 @@ class WatchModel:
                     candidates=tree.candidates,
                     request=tree.request,
                     conflict=tree.conflict,
+                    answered=self.w.now,
+                    resumed=self.attempts > 1,
                 )
             else:
-                read = KeyRead(key.read(0, None), started, wall, early=early)
+                read = KeyRead(
+                    key.read(0, None),
+                    started,
+                    wall,
+                    early=early,
+                    answered=self.w.now,
+                    resumed=self.attempts > 1,
+                )
         except ConsulError:
             urgent = leader and self.fence_bound > 0
             initial, maximum = (0.1, 0.4) if urgent else (0.25, 2.0)
