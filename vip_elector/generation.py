@@ -155,6 +155,7 @@ class Generation:
         # No new session from here on; one being made is told to the election
         # thread before the stop, so the release destroys it too.
         self.stop.set()
+        self.renewer.wake()  # it waits for its next renewal on its own Event
         self.renewer.join(RENEWER_WAIT)
         if self.election.is_alive():
             self.post(stop)
