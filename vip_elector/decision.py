@@ -540,6 +540,26 @@ class Memory:
     def maintenance(self) -> str | None:
         return self.maintenance_file or self.consul_maintenance
 
+    @property
+    def sessions(self) -> tuple[str, ...]:
+        """Every session of ours Consul may still keep, each once (what a release
+        destroys)."""
+        ours = (self.session, self.move_from, self.adopting, *self.doomed)
+        return tuple(dict.fromkeys(s for s in ours if s))
+
+    @property
+    def held(self) -> tuple[str, int] | None:
+        """(session, ModifyIndex) of the key while leading: what a release deletes."""
+        if self.leading and self.session and self.held_index:
+            return self.session, self.held_index
+        return None
+
+    @property
+    def expects_lock(self) -> bool:
+        """Leading, or about to be without writing the key (a session to adopt, or
+        one to move the lock from): the key is watched as a leader watches it."""
+        return self.leading or self.adopting is not None or self.move_from is not None
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -1035,7 +1055,7 @@ class _Step:
         if cause == Cause.SESSION_LOST:
             self.set(failed_at=self.now)  # a check of ours, or our node, failed
         if leaving is not None:
-            cause, detail, role = leaving.cause, leading_detail(leaving), leaving.role
+            cause, detail, role = leaving.cause, leaving.detail, leaving.role
         self._stop_leading()
         self.transition(role, cause, detail)
         if discard and self.m.session is not None:
@@ -1075,23 +1095,18 @@ class _Step:
         stop = self.m.stop
         if stop is None:
             return None
-        sessions = tuple(
-            s for s in (self.m.session, self.m.move_from, self.m.adopting, *self.m.doomed) if s
-        )
         if stop.retire:
             self.out.append(Retire(tuple(self.m.doomed)))
             if not stop.keep_fence:
                 self.set(fence_until=0.0)
         else:
-            held = None
-            if self.m.leading and self.m.session and self.m.held_index:
-                held = (self.m.session, self.m.held_index)
+            release = Release(self.m.sessions, self.m.held)
             if stop.cause == Cause.SHUTDOWN:
                 self.transition(Role.STOPPING, Cause.SHUTDOWN)
             elif self.m.leading:
                 self.transition(Role.FOLLOWER, stop.cause, stop.detail)
             self.set(fence_until=0.0, leading=False)
-            self.out.append(Release(tuple(dict.fromkeys(sessions)), held))
+            self.out.append(release)
         self.set(finished=True)
         return None
 
@@ -1443,7 +1458,3 @@ class _Step:
         # The outcome comes back at once; until then no second acquire.
         self.set(acquire_at=float("inf"))
         return now + IDLE
-
-
-def leading_detail(leaving: Leaving) -> str:
-    return leaving.detail

@@ -74,7 +74,7 @@ from vip_elector.key_watch import READ_BUDGET, KeyWatch
 from vip_elector.liveness import LivenessCheck
 from vip_elector.renewer import Renewer
 from vip_elector.retrying import Retrier
-from vip_elector.roles import Role
+from vip_elector.roles import Cause, Role
 from vip_elector.runtime_dir import Held
 from vip_elector.trigger_key import TriggerKey, node_of, rival_message, rivals
 from vip_elector.worker import Fatal, Worker, WorkerContext
@@ -217,7 +217,7 @@ class Election(Worker):
             adopted=memory.leading and memory.adopting is not None,
             node=memory.node or None,
         )
-        if memory.leading or memory.adopting or memory.move_from:
+        if memory.expects_lock:
             # The leader's reads (tree, consistent, fenced wait), also for a lock
             # about to be ours without a write (adoption): a follower's read in
             # flight would leave the fence unrenewed for a minute.
@@ -287,7 +287,7 @@ class Election(Worker):
             )
         self.memory = memory
         self.fence.set(memory.fence_until)
-        if memory.leading or memory.adopting or memory.move_from:
+        if memory.expects_lock:
             self.watch.lead()  # its first read already
 
     # -- actions -----------------------------------------------------------------------
@@ -509,17 +509,9 @@ class Election(Worker):
     def release_after_failure(self) -> None:
         """The thread died: release from the main thread with what it knew."""
         memory = self.memory
-        sessions = tuple(
-            dict.fromkeys(
-                s for s in (memory.session, memory.move_from, memory.adopting, *memory.doomed) if s
-            )
-        )
-        held = None
-        if memory.leading and memory.session and memory.held_index:
-            held = (memory.session, memory.held_index)
         self.fence.set(0.0)
-        self.state.transition(Role.STOPPING, self.state.cause.SHUTDOWN)
-        self.release(sessions, held)
+        self.state.transition(Role.STOPPING, Cause.SHUTDOWN)
+        self.release(memory.sessions, memory.held)
 
     # -- what /status shows ------------------------------------------------------------
     def status(self) -> dict[str, object]:
