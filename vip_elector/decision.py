@@ -221,6 +221,16 @@ class ReadFailed:
 
 
 @dataclass(frozen=True)
+class VipSeen:
+    """Whether the VIP is on this host's interface, as the address watch saw it
+    (kernel address events); ``present`` None: it cannot be observed here (another
+    manager-type, no such interface, no netlink), and the hand-over gap is all
+    there is to go by."""
+
+    present: bool | None
+
+
+@dataclass(frozen=True)
 class SessionChecked:
     """Whether our session still exists (why the key went: invalidated, or deleted)."""
 
@@ -245,6 +255,7 @@ Event = (
     | CandidatesRead
     | ReadFailed
     | SessionChecked
+    | VipSeen
 )
 
 
@@ -513,6 +524,8 @@ class Memory:
     hold_reason: str = ""
     step_down: str | None = None  # SIGUSR1's detail, until the step-down starts
     failed_at: float | None = None  # our own check last failed (the health gate)
+    # the VIP on this host, as the address watch last saw it; None: not observed
+    vip: bool | None = None
     # the candidacy entry
     published: tuple[str, bool, str, str, bool] | None = None
     publish_at: float = 0.0
@@ -791,6 +804,9 @@ class _Step:
     def _on_stop_asked(self, stop: StopAsked) -> None:
         if self.m.stop is None:
             self.set(stop=stop)
+
+    def _on_vip_seen(self, seen: VipSeen) -> None:
+        self.set(vip=seen.present)
 
     def _on_read_failed(self, _: ReadFailed) -> None:
         self.set(watching=False)
