@@ -53,6 +53,7 @@ from vip_elector.key_entries import (
     best_other,
     is_foreign,
     not_a_lock_message,
+    switchover_target,
 )
 from vip_elector.roles import Cause, Role
 
@@ -616,14 +617,7 @@ def switchover_refusal(
         return None, "it is stale (older than 10 s, or from a clock far off)"
     if request.to == value:
         return None, "this node holds the VIP already"
-    target = (
-        best_other(dict(candidates), value) if request.to == "any" else candidates.get(request.to)
-    )
-    if target is None:
-        return None, "no live candidate has that value"
-    if not target.eligible:
-        return None, f"that candidate is not eligible ({target.why or 'unknown'})"
-    return target, ""
+    return switchover_target(request.to, value, candidates)
 
 
 def _snake(name: str) -> str:

@@ -10,6 +10,7 @@ decides on them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 LOCK_FLAG = 0x2DDCCBC058A50C18  # consul/api/lock.go LockFlagValue = 3304740253564472344
@@ -105,6 +106,23 @@ def best_other(
         if c.value != value and c.eligible and (than is None or c.priority > than)
     ]
     return min(others, key=lambda c: (-c.priority, c.value), default=None)
+
+
+def switchover_target(
+    to: str, holder: str, candidates: Mapping[str, Candidate]
+) -> tuple[Candidate | None, str]:
+    """The candidate a switchover ``to`` (a value or "any") moves the VIP to from
+    ``holder``, or None and why not: the leader and the command decide alike."""
+    live = ", ".join(sorted(candidates)) or "none"
+    if to == "any":
+        target = best_other(dict(candidates), holder)
+        return (target, "") if target else (None, f"no other eligible candidate (live: {live})")
+    target = candidates.get(to)
+    if target is None:
+        return None, f"no live candidate has the value {to!r} (live: {live})"
+    if not target.eligible:
+        return None, f"{to!r} is not eligible: {target.why or 'unknown reason'}"
+    return target, ""
 
 
 DEFAULT_PRIORITY = 100

@@ -22,26 +22,12 @@ import time
 from collections.abc import Callable
 
 from vip_elector.consul_adapter import ConsulAdapter, ConsulError
-from vip_elector.key_entries import Candidate, KeyState, Rejected, best_other
+from vip_elector.key_entries import Candidate, KeyState, Rejected, switchover_target
 from vip_elector.node_watch import NODE_MAINTENANCE, SERVICE_MAINTENANCE
 from vip_elector.settings import Settings
 from vip_elector.trigger_key import TriggerKey
 
 EXIT_OK, EXIT_REFUSED, EXIT_ERROR = 0, 1, 2
-
-
-def choose(to: str, holder: str, candidates: dict[str, Candidate]) -> tuple[Candidate | None, str]:
-    """The target for ``to`` (a value or "any"), or None and why not."""
-    live = ", ".join(sorted(candidates)) or "none"
-    if to == "any":
-        target = best_other(candidates, holder)
-        return (target, "") if target else (None, f"no other eligible candidate (live: {live})")
-    target = candidates.get(to)
-    if target is None:
-        return None, f"no live candidate has the value {to!r} (live: {live})"
-    if not target.eligible:
-        return None, f"{to!r} is not eligible: {target.why or 'unknown reason'}"
-    return target, ""
 
 
 def unhealthy_checks(adapter: ConsulAdapter, target: Candidate) -> list[str]:
@@ -68,7 +54,7 @@ def changed_while_asked(
     """What changed since the plan was shown (None: nothing that matters)."""
     if key.read(consistent=True).modify_index != seen.modify_index:
         return f"{key.name} changed while you were asked"
-    again, why = choose(to, holder, key.candidates())
+    again, why = switchover_target(to, holder, key.candidates())
     if again is None:
         return why
     if (again.value, again.session) != (target.value, target.session):
@@ -124,7 +110,7 @@ def _run(
     if to == holder:
         print(f"{holder!r} holds the VIP already: nothing to do")
         return EXIT_OK
-    target, why = choose(to, holder, candidates)
+    target, why = switchover_target(to, holder, candidates)
     if target is None:
         print(f"switchover refused, nothing moved: {why}")
         return EXIT_REFUSED
