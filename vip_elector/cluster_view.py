@@ -81,7 +81,12 @@ def member_rows(
             if member.state in ("follower", "leader") and member.session != session_id:
                 # It says it has a session, and Consul has none of it: it died, or
                 # its report is older than the loss.
-                row.update(state="no session", eligible=False)
+                row.update(
+                    state="no session",
+                    eligible=False,
+                    why_not=member.why
+                    or "Consul has no session of it (its node, agent or daemon failed)",
+                )
         elif entry is not None and entry.session == session_id:
             # A daemon that writes no member entry (an older version): its candidacy.
             row.update(

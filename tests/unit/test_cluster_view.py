@@ -67,3 +67,4 @@ def test_a_follower_whose_session_is_gone_says_no_session() -> None:
     members = {"b": member("b", "follower", True)}
     (row,) = member_rows(KEY, HELD, members, {}, [], NOW)
     assert (row["state"], row["eligible"]) == ("no session", False)
+    assert "Consul has no session of it" in row["why_not"]
