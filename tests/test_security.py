@@ -253,10 +253,14 @@ def test_messages_blame_the_missing_right_not_something_else(acl_election: Elect
     assert narrow.returncode == 1, narrow.stdout
     assert "token may NOT answer switchover requests" in narrow.stdout
     assert "token may NOT flag a duplicate of its value" in narrow.stdout
+    assert "FAIL  token may NOT write this node's member entry" in narrow.stdout
+    assert "WARN  token may NOT read the agent" in narrow.stdout  # only status needs it
     full = run_vip_elector(
         "check-config", "--online", *config, env={"CONSUL_HTTP_TOKEN": documented}
     )
     assert "token may read service vip-guard-" in full.stdout, full.stdout
+    assert "token may write this node's member entry" in full.stdout
+    assert "token may read the agent" in full.stdout
 
     node = acl_election.add(
         "node-a", check=False, check_id=check.check_id, env={"CONSUL_HTTP_TOKEN": documented}

@@ -601,10 +601,12 @@ class TriggerKey:
         payload["why"] = str(payload.get("why", ""))[:TEXT_LIMIT]
         return self.adapter.put_key(member_key(self.name, self.value), json.dumps(payload).encode())
 
-    def append_history(self, changes: Iterable[Change], attempts: int = 3) -> bool:
+    def append_history(self, changes: Iterable[Change], attempts: int = 1) -> bool:
         """Add ``changes`` to ``<key>/history``, keeping the newest HISTORY_KEEP: read,
         append, write back with cas (another node appending at the same moment makes
-        the write fail: read again). False when every attempt lost that race."""
+        the write fail: read again). False when every attempt lost that race. The
+        election thread makes one attempt per action (two calls at most: it must not
+        be held up), and the decision core tries again after a backoff."""
         name = history_key(self.name)
         new = [_change_body(c) for c in changes]
         for _ in range(attempts):
