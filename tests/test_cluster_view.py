@@ -107,30 +107,40 @@ def test_history_shows_a_switchover_and_a_failover_with_their_causes(
     assert [c["at"] for c in raw["changes"]] == sorted(c["at"] for c in raw["changes"])
 
 
-def test_status_watch_redraws_until_ctrl_c(election: Election) -> None:
-    election.add("node-a")
-    election.wait_holder()
+def watch_until_ctrl_c(election: Election, *args: str, lines: int) -> list[str]:
+    """Run `status -W 0.5 ARGS`, read ``lines`` lines, then Ctrl-C: it must exit 0."""
     argv = vip_elector_argv(
         "status", "--vip-manager-config", str(election.config), "--hostname", "node-a", "-W", "0.5"
     )
     watch = subprocess.Popen(
-        argv,
+        [*argv, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=clean_environment(),
         cwd=REPO_ROOT,
     )
+    seen: list[str] = []
     try:
-        seen = ""
         assert watch.stdout is not None
         deadline = time.monotonic() + 20
-        while seen.count("Ctrl-C to stop") < 2 and time.monotonic() < deadline:
-            seen += watch.stdout.readline()
-        assert seen.count("Ctrl-C to stop") >= 2, seen
+        while len(seen) < lines and time.monotonic() < deadline:
+            seen.append(watch.stdout.readline())
         watch.send_signal(signal.SIGINT)
         _, err = watch.communicate(timeout=10)
     finally:
         watch.kill()
     assert watch.returncode == 0, err
     assert "Traceback" not in err
+    return seen
+
+
+def test_status_watch_redraws_until_ctrl_c(election: Election) -> None:
+    election.add("node-a")
+    election.wait_holder()
+    text = "".join(watch_until_ctrl_c(election, lines=40))
+    assert text.count("Ctrl-C to stop") >= 2, text
+    assert text.count("result        healthy leader") >= 2, text
+    # With --json: one document per line, nothing else (scripts read it).
+    for line in watch_until_ctrl_c(election, "--json", lines=2):
+        assert json.loads(line)["healthy_leader"] is True

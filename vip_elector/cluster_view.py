@@ -145,16 +145,21 @@ def table(rows: Iterable[dict[str, Any]], columns: Iterable[Column], title: str)
     return "\n".join(out)
 
 
-def watch(once: Callable[[], tuple[int, str]], interval: float, clear: bool) -> int:
+def watch(
+    once: Callable[[], tuple[int, str]], interval: float, clear: bool, header: bool = True
+) -> int:
     """Print ``once()``'s report every ``interval`` until Ctrl-C (then its last exit
-    status), as `patronictl list -W` does."""
+    status), as `patronictl list -W` does; ``header``: the time above each (not
+    for JSON, one document per line)."""
     code = EXIT_ERROR
     try:
         while True:
             code, text = once()
             if clear:
                 sys.stdout.write("\033[H\033[J")
-            print(f"{when(time.time())} (every {interval:g}s, Ctrl-C to stop)\n{text}", flush=True)
+            if header:
+                print(f"{when(time.time())} (every {interval:g}s, Ctrl-C to stop)")
+            print(text, flush=True)
             time.sleep(interval)
     except KeyboardInterrupt:
         print(flush=True)

@@ -276,7 +276,10 @@ def render_text(report: dict[str, Any]) -> str:
 def run(settings: Settings, as_json: bool, watch: float | None = None) -> int:
     if watch is not None:
         return cluster_view.watch(
-            lambda: _once(settings, as_json), watch, clear=sys.stdout.isatty() and not as_json
+            lambda: _once(settings, as_json, compact=True),
+            watch,
+            clear=sys.stdout.isatty() and not as_json,
+            header=not as_json,
         )
     code, text = _once(settings, as_json)
     if text:
@@ -284,7 +287,7 @@ def run(settings: Settings, as_json: bool, watch: float | None = None) -> int:
     return code
 
 
-def _once(settings: Settings, as_json: bool) -> tuple[int, str]:
+def _once(settings: Settings, as_json: bool, compact: bool = False) -> tuple[int, str]:
     """One report: its exit status and what to print (an error goes to stderr)."""
     try:
         with ConsulAdapter(settings.consul) as adapter:
@@ -294,5 +297,5 @@ def _once(settings: Settings, as_json: bool) -> tuple[int, str]:
             return EXIT_ERROR, json.dumps({"error": str(exc), "kind": exc.kind})
         print(f"vip-elector status: {exc}", file=sys.stderr)
         return EXIT_ERROR, ""
-    text = json.dumps(report, indent=2) if as_json else render_text(report)
+    text = json.dumps(report, indent=None if compact else 2) if as_json else render_text(report)
     return (EXIT_HEALTHY if report["healthy_leader"] else EXIT_NO_LEADER), text
