@@ -1153,11 +1153,16 @@ class _Step:
         return self.m.failed_at + max(PREEMPT_HOLD_DOWN, self.rules.preempt_delay or 0.0)
 
     def _track_better(self) -> None:
-        """Preemption: since when each eligible, settled better candidate has been so."""
+        """Preemption: since when each eligible, settled better candidate has been so
+        (never our own value: an entry of our previous session may still say an
+        older, higher priority, and nobody can be handed the lock by it)."""
         better = {
             c.value
             for c in self.m.candidates.values()
-            if c.eligible and c.settled and c.priority > self.rules.priority
+            if c.eligible
+            and c.settled
+            and c.priority > self.rules.priority
+            and c.value != self.rules.value
         }
         since = {v: t for v, t in self.m.better_since.items() if v in better}
         for value in better:

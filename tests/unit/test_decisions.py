@@ -802,3 +802,18 @@ def test_a_restart_in_place_says_nothing_about_stopping() -> None:
     actions = run(StopAsked(retire=True), 1.0)
     assert not of(Report, actions)
     assert not of(AppendHistory, actions)
+
+
+def test_our_own_stale_entry_with_a_higher_priority_is_no_one_to_preempt_to() -> None:
+    """Seed 109 of the simulation: after a restart with a lower priority, the entry
+    of our old session (not yet gone) says 200; the leader took it for a better
+    candidate, found nobody to hand to, and woke at a time already past: a hot loop."""
+    rules = Rules(value="a", handover_gap=1.2, preempt_delay=3.0)
+    run = leader(rules)
+    stale = Candidate("a", "old-sess", priority=200, eligible=True)
+    tree = {"consistent": True, "tree": True, "candidates": {"a": stale, "b": B}}
+    run(read(held(OURS, b"a", 11), 1.0, **tree), 1.0)
+    assert run.memory.better_since == {}
+    actions = run(Tick(), 4.0)
+    assert not of(Blank, actions)
+    assert run.wake > 4.0
