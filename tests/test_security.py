@@ -3,6 +3,7 @@ with a CA and client certificates made at test time."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import time
@@ -80,6 +81,22 @@ def test_least_privilege_policy_from_the_docs_is_enough(
 
     for value in ("node-a", "node-b"):
         wait_until(partial(published, value), 20, f"{value}'s candidacy published")
+    # `status` with that token: this node's line (agent:read) and every node.
+    status = run_vip_elector(
+        "status",
+        "--vip-manager-config",
+        str(acl_election.config),
+        "--hostname",
+        "node-a",
+        "--check-id",
+        check.check_id,
+        "--json",
+        env={"CONSUL_HTTP_TOKEN_FILE": str(token_file)},
+    )
+    report = json.loads(status.stdout)
+    assert "error" not in report["this_node"], report["this_node"]
+    assert report["this_node"]["check_status"] == "passing"
+    assert {m["value"] for m in report["members"]} == {"node-a", "node-b"}
     asked = run_vip_elector(
         "switchover",
         "--vip-manager-config",
@@ -236,10 +253,14 @@ def test_messages_blame_the_missing_right_not_something_else(acl_election: Elect
     assert narrow.returncode == 1, narrow.stdout
     assert "token may NOT answer switchover requests" in narrow.stdout
     assert "token may NOT flag a duplicate of its value" in narrow.stdout
+    assert "FAIL  token may NOT write this node's member entry" in narrow.stdout
+    assert "WARN  token may NOT read the agent" in narrow.stdout  # only status needs it
     full = run_vip_elector(
         "check-config", "--online", *config, env={"CONSUL_HTTP_TOKEN": documented}
     )
     assert "token may read service vip-guard-" in full.stdout, full.stdout
+    assert "token may write this node's member entry" in full.stdout
+    assert "token may read the agent" in full.stdout
 
     node = acl_election.add(
         "node-a", check=False, check_id=check.check_id, env={"CONSUL_HTTP_TOKEN": documented}

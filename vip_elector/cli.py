@@ -50,7 +50,10 @@ trigger-value) > default.
 Commands (on a packaged node they read the unit's configuration:
 /etc/default/vip-elector and /etc/default/vip-manager.yml, or with
 --instance NAME those of vip-elector@NAME; `vip-elector COMMAND --help`):
-  vip-elector status [--json]            who holds the trigger-key, is it healthy
+  vip-elector status [--json] [--watch [INTERVAL]]
+                                         who holds the trigger-key, is it healthy;
+                                         every node (also FAULT, maintenance, silent)
+  vip-elector history [--json]           the last changes of the key's holder, and why
   vip-elector check-config [--online]    validate before a restart
   vip-elector switchover --to VALUE|any  move the VIP to another node, on purpose
 
@@ -107,6 +110,8 @@ COMMANDS = {
     "switchover": "move the VIP to the candidate whose lock value is --to (or `any`: the best "
     "other one), never with two holders or a free key (exit 0 moved, 1 refused or not "
     "applied, 2 error)",
+    "history": "show the last changes of the trigger-key's holder, cluster-wide: when, from "
+    "which node to which, and why (exit 0, 2 error)",
 }
 
 
@@ -116,18 +121,32 @@ SWITCHOVER_TIMEOUT = "5s"
 SWITCHOVER_TIMEOUT_RANGE = (0.5, 600.0)
 
 
-def switchover_timeout(text: str) -> float:
-    """--timeout: a Go-style duration, as every other duration option."""
-    try:
-        seconds = parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    low, high = SWITCHOVER_TIMEOUT_RANGE
-    if not low <= seconds <= high:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is out of range: give {format_duration(low)} to {format_duration(high)}"
-        )
-    return seconds
+def duration_within(low: float, high: float, bare_seconds: bool = False) -> Callable[[str], float]:
+    """An argparse type: a Go-style duration (as every duration option; with
+    ``bare_seconds`` also a plain number of seconds) from ``low`` to ``high``."""
+
+    def parse(text: str) -> float:
+        try:
+            if bare_seconds and text.replace(".", "", 1).isdigit():
+                seconds = float(text)
+            else:
+                seconds = parse_duration(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        if not low <= seconds <= high:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is out of range: give {format_duration(low)} to {format_duration(high)}"
+            )
+        return seconds
+
+    return parse
+
+
+switchover_timeout = duration_within(*SWITCHOVER_TIMEOUT_RANGE)  # --timeout
+
+# status --watch [INTERVAL]: as `patronictl list -W`, every 2 s by default.
+WATCH_INTERVAL = 2.0
+watch_interval = duration_within(0.5, 3600.0, bare_seconds=True)
 
 
 def add_packaged_options(parser: Any) -> None:
@@ -161,8 +180,19 @@ def build_parser(command: str | None = None) -> Any:
     add_options(parser)
     if command is not None:
         add_packaged_options(parser)
-    if command == "status":
+    if command in ("status", "history"):
         parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    if command == "status":
+        parser.add_argument(
+            "--watch",
+            "-W",
+            metavar="INTERVAL",
+            nargs="?",
+            type=watch_interval,
+            const=WATCH_INTERVAL,
+            help="print the report again every INTERVAL (a duration; default "
+            f"{format_duration(WATCH_INTERVAL)}) until Ctrl-C",
+        )
     elif command == "check-config":
         parser.add_argument(
             "--online",
@@ -306,7 +336,11 @@ def run_command(command: str, argv: list[str]) -> int:
     if command == "status":
         from vip_elector import status_report
 
-        return status_report.run(settings, as_json=options["json"])
+        return status_report.run(settings, as_json=options["json"], watch=options["watch"])
+    if command == "history":
+        from vip_elector import cluster_view
+
+        return cluster_view.run_history(settings, as_json=options["json"])
     if command == "switchover":
         from vip_elector import switchover
 

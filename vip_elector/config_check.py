@@ -26,6 +26,7 @@ from vip_elector.trigger_key import (
     TriggerKey,
     candidate_key,
     conflict_key,
+    member_key,
     rival_message,
     rivals,
     switchover_key,
@@ -190,7 +191,14 @@ def _permissions(settings: Settings, adapter: ConsulAdapter, node: str, report: 
             conflict_key(settings.trigger_key, settings.lock_value),
             "flag a duplicate of its value to the leader (else both vip-managers add the VIP)",
         ),
+        (
+            "key",
+            "write",
+            member_key(settings.trigger_key, settings.lock_value),
+            "write this node's member entry and the history (what `status` and `history` show)",
+        ),
         ("node", "read", node, "read the node (to see its checks and Consul maintenance)"),
+        ("agent", "read", node, "read the agent (for `vip-elector status`'s line on this node)"),
     ]
     service = _check_service(settings, adapter)
     if service:
@@ -207,9 +215,11 @@ def _permissions(settings: Settings, adapter: ConsulAdapter, node: str, report: 
     if answers is None:
         report.ok("permissions: ACLs are disabled (everything is allowed)")
         return
-    for (_, _, _, what), allowed in zip(wanted, answers, strict=False):
+    for (resource, _, _, what), allowed in zip(wanted, answers, strict=False):
         if allowed:
             report.ok(f"token may {what}")
+        elif resource == "agent":  # only the status command needs it
+            report.warn(f"token may NOT {what}; see docs/acl.md for the policy")
         else:
             report.fail(f"token may NOT {what}; see docs/acl.md for the policy")
 

@@ -23,6 +23,12 @@ Every rule is a named step below, in the order it is applied:
   Consul's maintenance says so, FOLLOWER otherwise (LEADER below).
 - **candidacy**: our entry under the key's prefix says priority and
   eligibility; published again whenever they change, with a backoff.
+- **member report**: our member entry (not tied to the session, so it says
+  FAULT too) says our state, eligibility and why not; written on a change (at
+  most every REPORT_MIN_GAP) and every MEMBER_HEARTBEAT, and "stopped" on a
+  clean stop. **history**: each change of the key's holder this node caused or
+  saw happen to itself (it took the key, it lost or gave it, and why) is
+  appended to the key's bounded history, retried with a backoff.
 - **foreign key**: a plain key somebody wrote is never taken.
 - leading: **ownership** (the key still ours, else the lock is lost and why),
   **fence** (each consistent read that proves the lock extends /leader's
@@ -48,6 +54,7 @@ from dataclasses import dataclass, field, replace
 from vip_elector.key_entries import (
     LOCK_FLAG,
     Candidate,
+    Change,
     KeyState,
     SwitchoverRequest,
     best_other,
@@ -68,6 +75,13 @@ PUBLISH_RETRY_MAX = 30.0
 # long (or --preempt-delay, if longer): keepalived counts its preempt_delay from
 # the last failure too, and a flapping check must not drag the VIP along.
 PREEMPT_HOLD_DOWN = 60.0
+# The member entry: written again at least this often, so that `status` can tell
+# a node whose daemon died (no report for MEMBER_STALE heartbeats) from a quiet
+# one; a change is written at once, but not more often than REPORT_MIN_GAP (a
+# check whose output changes every second must not write every second).
+MEMBER_HEARTBEAT = 60.0
+REPORT_MIN_GAP = 5.0
+CHRONICLE_KEEP = 20  # changes of the holder waiting to be written to the history
 STEP_DOWN_RETRY = 0.5  # a delete that failed (Consul unreachable) is sent again
 DESTROY_RETRY = 1.0
 IDLE = 60.0  # decide again at least this often
@@ -328,6 +342,29 @@ class Publish:
 
 
 @dataclass(frozen=True)
+class Report:
+    """This node's member entry: its state as the role machine has it, whether it
+    may take the lock now and why not. ``final``: the last one, on a clean stop
+    (written after the release, only while Consul answers)."""
+
+    state: str
+    eligible: bool
+    why: str
+    session: str
+    node: str
+    final: bool = False
+
+
+@dataclass(frozen=True)
+class AppendHistory:
+    """Changes of the key's holder this node took part in, for ``<key>/history``
+    (``at`` on the monotonic clock: the election thread stamps the wall clock)."""
+
+    changes: tuple[Change, ...]
+    final: bool = False
+
+
+@dataclass(frozen=True)
 class CheckRivals:
     session: str
     flag: bool  # also raise the conflict flag the leader watches
@@ -428,6 +465,8 @@ Action = (
     | DropRequest
     | RefuseRequest
     | Publish
+    | Report
+    | AppendHistory
     | CheckRivals
     | LookUpLockDelay
     | LookUpCandidates
@@ -531,6 +570,18 @@ class Memory:
     published: tuple[str, bool, str, str, bool] | None = None
     publish_at: float = 0.0
     publish_failures: int = 0
+    # the member entry: what was last written (state, eligible, why, session,
+    # node), the next heartbeat (or retry), the soonest a change may be written
+    reported: tuple[str, bool, str, str, str] | None = None
+    report_at: float = 0.0
+    report_soonest: float = 0.0
+    report_failures: int = 0
+    reporting: bool = False  # a Report is out; its outcome comes next
+    # the history: changes of the holder not written yet
+    chronicle: tuple[Change, ...] = ()
+    chronicle_at: float = 0.0
+    chronicle_failures: int = 0
+    chronicle_sending: int = 0  # how many of them the AppendHistory out carries
     # sessions to destroy: id -> (next attempt, give up at)
     doomed: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     ttl: float = 10.0  # ours: how long Consul may keep an ended session (2 x TTL)
@@ -635,6 +686,7 @@ class _Step:
 
     def __init__(self, memory: Memory, now: float, rules: Rules) -> None:
         self.m = memory
+        self.before = memory  # as the step found it (who held the key, a hand-over)
         self.now = now
         self.rules = rules
         self.out: list[Action] = []
@@ -659,8 +711,34 @@ class _Step:
     def transition(self, role: Role, cause: Cause, detail: str = "") -> None:
         if self.m.role in (role, Role.STOPPING):
             return
+        previous = self.m.role
         self.set(role=role)
         self.out.append(Transition(role, cause, detail))
+        self._chronicle(previous, role, cause, detail)
+
+    def _chronicle(self, previous: Role, role: Role, cause: Cause, detail: str) -> None:
+        """Keep a change of the key's holder this transition is, for the history:
+        leaving the lead (to whom, for a hand-over), or taking a key we acquired
+        (a key handed to us is the giver's to record; an adoption is no change)."""
+        before, ours = self.before, self.rules.value
+        if previous == Role.LEADER:
+            handover = before.handover
+            to = None
+            if handover is not None and cause in (Cause.SWITCHOVER, Cause.PREEMPTED):
+                to = handover.target.value
+            change = Change(self.now, ours, to, cause.value, self.m.node, detail)
+        elif role == Role.LEADER and cause == Cause.ACQUIRED and before.acquire_started is not None:
+            other = before.other_value
+            was = None if other in (None, b"", UNSEEN) else other.decode(errors="replace")
+            change = Change(self.now, was, ours, cause.value, self.m.node)
+        else:
+            return
+        kept = (*self.m.chronicle, change)
+        dropped = max(0, len(kept) - CHRONICLE_KEEP)  # the oldest, if the history is unwritable
+        self.set(
+            chronicle=kept[dropped:],
+            chronicle_sending=max(0, self.m.chronicle_sending - dropped),
+        )
 
     def doom(self, session: str | None) -> None:
         """Destroy ``session`` from the next step on (retried for 2 x TTL + 5 s)."""
@@ -978,6 +1056,42 @@ class _Step:
                 "candidacy_unpublished",
             )
 
+    def _done_report(self, done: Done) -> None:
+        action = done.action
+        assert isinstance(action, Report)
+        if done.result == "ok":
+            wanted = (action.state, action.eligible, action.why, action.session, action.node)
+            self.set(
+                reported=wanted,
+                reporting=False,
+                report_failures=0,
+                report_at=self.now + MEMBER_HEARTBEAT,
+                report_soonest=self.now + REPORT_MIN_GAP,
+            )
+            self.forget_said("report")
+            return
+        failures = self.m.report_failures + 1
+        retry = self.now + min(PUBLISH_RETRY_MAX, PUBLISH_RETRY * 2 ** min(failures - 1, 6))
+        self.set(reporting=False, report_failures=failures, report_at=retry, report_soonest=retry)
+        if done.detail:
+            self.say_once(
+                "report",
+                f"cannot write this node's member entry: {done.detail}; `vip-elector status` "
+                "on the other nodes shows this node as not reporting (the token needs "
+                "key_prefix write on the trigger-key, see docs/acl.md); retrying with a backoff",
+                "warning",
+                "member_unreported",
+            )
+
+    def _done_append_history(self, done: Done) -> None:
+        sent = self.m.chronicle_sending
+        if done.result == "ok":
+            self.set(chronicle=self.m.chronicle[sent:], chronicle_sending=0, chronicle_failures=0)
+            return
+        failures = self.m.chronicle_failures + 1
+        delay = min(PUBLISH_RETRY_MAX, PUBLISH_RETRY * 2 ** min(failures - 1, 6))
+        self.set(chronicle_sending=0, chronicle_failures=failures, chronicle_at=self.now + delay)
+
     def _done_destroy(self, done: Done) -> None:
         session = done.action.session  # type: ignore[union-attr]
         entry = self.m.doomed.get(session)
@@ -1033,11 +1147,16 @@ class _Step:
         return self.m.failed_at + max(PREEMPT_HOLD_DOWN, self.rules.preempt_delay or 0.0)
 
     def _track_better(self) -> None:
-        """Preemption: since when each eligible, settled better candidate has been so."""
+        """Preemption: since when each eligible, settled better candidate has been so
+        (never our own value: an entry of our previous session may still say an
+        older, higher priority, and nobody can be handed the lock by it)."""
         better = {
             c.value
             for c in self.m.candidates.values()
-            if c.eligible and c.settled and c.priority > self.rules.priority
+            if c.eligible
+            and c.settled
+            and c.priority > self.rules.priority
+            and c.value != self.rules.value
         }
         since = {v: t for v, t in self.m.better_since.items() if v in better}
         for value in better:
@@ -1074,6 +1193,17 @@ class _Step:
 
     # -- the rules, in order ---------------------------------------------------------
     def next(self) -> float:
+        wake = self._rules()
+        if not self.m.finished:
+            # Last: what the lock's rules just changed (a role, a change of holder)
+            # is reported in this step, not at the next wake-up.
+            for rule in (self._report, self._history):
+                at = rule()
+                if at is not None:
+                    wake = min(wake, at)
+        return wake
+
+    def _rules(self) -> float:
         wake = self.now + IDLE
         for rule in (
             self._stopping,
@@ -1117,6 +1247,11 @@ class _Step:
                 self.transition(Role.FOLLOWER, stop.cause, stop.detail)
             self.set(fence_until=0.0, leading=False)
             self.out.append(release)
+            if self.m.chronicle:
+                self.out.append(AppendHistory(self.m.chronicle, final=True))
+            why = "stopped cleanly" if stop.cause == Cause.SHUTDOWN else stop.detail
+            why = why or stop.cause.value
+            self.out.append(Report("stopped", False, why, "", self.m.node, final=True))
         self.set(finished=True)
         return None
 
@@ -1179,6 +1314,38 @@ class _Step:
             return m.publish_at
         self.out.append(Publish(*wanted))
         self.set(publish_at=float("inf"))  # until its outcome
+        return None
+
+    def _member_view(self) -> tuple[str, bool, str, str, str]:
+        """What the member entry says now: state, eligible, why not, session, node."""
+        m = self.m
+        if m.session is None:
+            why = m.gate or "no session yet (the Consul agent has not given one)"
+        else:
+            why = m.standby(self.now) or ""
+        eligible = m.role in (Role.FOLLOWER, Role.LEADER) and m.session is not None and not why
+        return m.role.value, eligible, why[:200], m.session or "", m.node
+
+    def _report(self) -> float | None:
+        m = self.m
+        if m.reporting:
+            return None  # its outcome comes next
+        wanted = self._member_view()
+        due = m.report_at if m.reported == wanted else m.report_soonest
+        if self.now < due:
+            return due
+        self.out.append(Report(*wanted))
+        self.set(reporting=True)
+        return None
+
+    def _history(self) -> float | None:
+        m = self.m
+        if not m.chronicle or m.chronicle_sending:
+            return None
+        if self.now < m.chronicle_at:
+            return m.chronicle_at
+        self.out.append(AppendHistory(m.chronicle))
+        self.set(chronicle_sending=len(m.chronicle))
         return None
 
     # -- leading -------------------------------------------------------------------------

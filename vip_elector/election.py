@@ -29,8 +29,10 @@ from pathlib import Path
 from vip_elector.consul_adapter import ConsulAdapter, ConsulError, SessionGone
 from vip_elector.continuity import Inheritance, try_inspect
 from vip_elector.decision import (
+    MEMBER_HEARTBEAT,
     Acquire,
     Action,
+    AppendHistory,
     Blank,
     CandidatesRead,
     CheckRivals,
@@ -58,6 +60,7 @@ from vip_elector.decision import (
     RefuseRequest,
     Release,
     ReleaseKey,
+    Report,
     Restore,
     Retire,
     RivalsChecked,
@@ -69,7 +72,7 @@ from vip_elector.decision import (
     decide,
 )
 from vip_elector.fence import Fence
-from vip_elector.key_entries import is_foreign, not_a_lock_message
+from vip_elector.key_entries import Change, is_foreign, not_a_lock_message
 from vip_elector.key_watch import READ_BUDGET, KeyWatch
 from vip_elector.liveness import LivenessCheck
 from vip_elector.renewer import Renewer
@@ -158,6 +161,7 @@ class Election(Worker):
         self.maintenance_file = settings.maintenance_file
         self._maintenance_seen: str | None = None
         self.done = threading.Event()  # the loop has ended (released or retired)
+        self._release_failed = False  # the release found Consul not answering
 
     # -- from other threads ----------------------------------------------------------
     def post(self, event: Event) -> None:
@@ -340,6 +344,8 @@ class Election(Worker):
             return None
         if isinstance(action, Publish):
             return self._publish(action)
+        if isinstance(action, (Report, AppendHistory)):
+            return self._report(action)
         if isinstance(action, CheckRivals):
             return self._check_rivals(action)
         if isinstance(action, LookUpLockDelay):
@@ -413,6 +419,44 @@ class Election(Worker):
                 "its entry is held by another session (the same value elsewhere?)",
             )
         return Done(action, "refused")
+
+    def _report(self, action: Report | AppendHistory) -> Done | None:
+        """The member entry or the history. The last ones (a clean stop) go after
+        the release, on a short timeout, and only while Consul answered it."""
+        if not action.final:
+            return self._report_with(self.key, action)
+        if self._release_failed:
+            return None
+        with ConsulAdapter(self.settings.consul, timeout=SHUTDOWN_CALL_TIMEOUT) as adapter:
+            self._report_with(TriggerKey(adapter, self.key.name, self.key.value), action)
+        return None
+
+    def _report_with(self, key: TriggerKey, action: Report | AppendHistory) -> Done:
+        try:
+            if isinstance(action, AppendHistory):
+                done = key.append_history(self._stamped(action.changes))
+            else:
+                done = key.report(
+                    {
+                        "state": action.state,
+                        "priority": self.settings.priority,
+                        "eligible": action.eligible,
+                        "why": action.why,
+                        "node": action.node,
+                        "session": action.session,
+                        "heartbeat": MEMBER_HEARTBEAT,
+                    }
+                )
+        except ConsulError as exc:
+            return Done(action, "failed", str(exc))
+        return Done(action, "ok" if done else "refused")
+
+    def _stamped(self, changes: tuple[Change, ...]) -> list[Change]:
+        """The core's changes with the wall clock of when they happened."""
+        offset = time.time() - time.monotonic()
+        return [
+            dataclasses.replace(c, at=c.at + offset, by=c.by or self.key.value) for c in changes
+        ]
 
     def _check_rivals(self, action: CheckRivals) -> RivalsChecked:
         try:
@@ -492,6 +536,7 @@ class Election(Worker):
                         exc,
                         extra={"event": "shutdown_error"},
                     )
+            self._release_failed = key.release_failed
             if self.record is not None:
                 self.record.clear()  # nothing left for a next run to adopt
             if self.liveness is not None:

@@ -75,6 +75,49 @@ class SwitchoverRequest:
 
 
 @dataclass(frozen=True)
+class Member:
+    """A node's member entry (``<key>/members/<value>``): what its daemon last said
+    about itself, kept without a session so that it outlives a FAULT, a lost
+    session and a dead daemon (then its ``at`` grows old). Strings are made safe
+    for a log line, as a Candidate's."""
+
+    value: str
+    state: str  # a Role's value, or "stopped" after a clean stop
+    priority: int
+    eligible: bool
+    why: str = ""
+    node: str = ""
+    host: str = ""
+    session: str = ""
+    at: float = 0.0  # wall clock of the report
+    heartbeat: float = 60.0  # the daemon reports again at least this often
+
+    def silent_since(self, now: float) -> float | None:
+        """When it last reported, if it has missed its heartbeats since (its daemon
+        died, or cannot reach Consul); None while it reports (or said it stopped)."""
+        if self.state == "stopped" or now - self.at <= MEMBER_STALE * self.heartbeat:
+            return None
+        return self.at
+
+
+MEMBER_STALE = 2.5  # heartbeats missed before a member counts as silent
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change of the trigger-key's holder, as the node it concerned recorded
+    it in ``<key>/history``: from one lock value to another (None: the key went
+    free, or who held it is not known), when (wall clock) and why."""
+
+    at: float
+    from_value: str | None
+    to_value: str | None
+    cause: str
+    by: str  # the node that recorded it
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class Rejected:
     """An entry under the key's prefix that vip-elector cannot have written."""
 

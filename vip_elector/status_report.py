@@ -16,6 +16,7 @@ import time
 import urllib.request
 from typing import Any
 
+from vip_elector import cluster_view
 from vip_elector.consul_adapter import ConsulAdapter, ConsulError
 from vip_elector.durations import format_duration
 from vip_elector.key_entries import LOCK_FLAG, Candidate, Rejected
@@ -81,8 +82,14 @@ def gather(settings: Settings, adapter: ConsulAdapter) -> dict[str, Any]:
     report["ignored_entries"] = [
         {"entry": r.entry, "modify_index": r.modify_index, "reason": r.reason} for r in rejected
     ]
+    members = TriggerKey(adapter, key_name, settings.lock_value).members(rejected)
+    sessions = adapter.list_sessions()
+    # Every node, also in FAULT, in maintenance or silent (see cluster_view).
+    report["members"] = cluster_view.member_rows(
+        key_name, key, members, entries, sessions, time.time()
+    )
     candidates = []
-    for session in adapter.list_sessions():
+    for session in sessions:
         candidacy = parse_session_name(str(session.get("Name", "")))
         if candidacy is not None and candidacy.key == key_name:
             candidates.append(
@@ -219,6 +226,10 @@ def render_text(report: dict[str, Any]) -> str:
                 for c in report["candidates"]
             )
         )
+    if report.get("members"):
+        lines.append(
+            cluster_view.table(report["members"], cluster_view.COLUMNS, f"Key: {report['key']}")
+        )
     this = report["this_node"]
     daemon = this.get("daemon")
     if daemon:
@@ -262,15 +273,29 @@ def render_text(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run(settings: Settings, as_json: bool) -> int:
+def run(settings: Settings, as_json: bool, watch: float | None = None) -> int:
+    if watch is not None:
+        return cluster_view.watch(
+            lambda: _once(settings, as_json, compact=True),
+            watch,
+            clear=sys.stdout.isatty() and not as_json,
+            header=not as_json,
+        )
+    code, text = _once(settings, as_json)
+    if text:
+        print(text)
+    return code
+
+
+def _once(settings: Settings, as_json: bool, compact: bool = False) -> tuple[int, str]:
+    """One report: its exit status and what to print (an error goes to stderr)."""
     try:
         with ConsulAdapter(settings.consul) as adapter:
             report = gather(settings, adapter)
     except ConsulError as exc:
         if as_json:
-            print(json.dumps({"error": str(exc), "kind": exc.kind}))
-        else:
-            print(f"vip-elector status: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    print(json.dumps(report, indent=2) if as_json else render_text(report))
-    return EXIT_HEALTHY if report["healthy_leader"] else EXIT_NO_LEADER
+            return EXIT_ERROR, json.dumps({"error": str(exc), "kind": exc.kind})
+        print(f"vip-elector status: {exc}", file=sys.stderr)
+        return EXIT_ERROR, ""
+    text = json.dumps(report, indent=None if compact else 2) if as_json else render_text(report)
+    return (EXIT_HEALTHY if report["healthy_leader"] else EXIT_NO_LEADER), text

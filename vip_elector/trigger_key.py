@@ -23,17 +23,19 @@ import re
 import socket
 import time
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from vip_elector.consul_adapter import ConsulAdapter, ConsulError
 from vip_elector.key_entries import (
     DEFAULT_PRIORITY,
     LOCK_FLAG,
     Candidate,
+    Change,
     KeyState,
     KeyTree,
+    Member,
     Rejected,
     SwitchoverRequest,
 )
@@ -133,6 +135,14 @@ def rival_message(key: str, value: str, found: list[Rival]) -> str:
 #                                   value by another node says so (locked by its
 #                                   session): the leader sees it in its watch at once
 #                                   and checks, instead of listing sessions on a timer
+# <trigger-key>/members/<value>     one per node, NOT bound to a session (it outlives a
+#                                   FAULT and a dead daemon): JSON {v, state, priority,
+#                                   eligible, why, node, host, session, at, heartbeat},
+#                                   written on each change and every heartbeat; what
+#                                   `vip-elector status` lists every node from
+# <trigger-key>/history             the last changes of the key's holder, cluster-wide:
+#                                   JSON {v, changes: [{at, from, to, cause, by,
+#                                   detail}]}, the newest HISTORY_KEEP, appended with cas
 
 
 def candidates_prefix(key: str) -> str:
@@ -151,12 +161,31 @@ def conflict_key(key: str, value: str) -> str:
     return f"{key}/conflicts/" + urllib.parse.quote(value, safe="")
 
 
+def members_prefix(key: str) -> str:
+    return f"{key}/members/"
+
+
+def member_key(key: str, value: str) -> str:
+    return members_prefix(key) + urllib.parse.quote(value, safe="")
+
+
+def history_key(key: str) -> str:
+    return f"{key}/history"
+
+
 # What a value read from Consul may be. An entry is a few hundred bytes; anything
 # larger, nested, or out of range was not written by vip-elector.
 ENTRY_LIMIT = 16 << 10  # bytes of one entry, checked before parsing it
 TEXT_LIMIT = 200  # characters kept of a free text (why, node, by)
 VALUE_LIMIT = 512  # characters of a lock value (a candidate's, a request's `to`)
 PRIORITY_RANGE = range(256)
+MEMBER_STATES = frozenset(
+    {"starting", "follower", "leader", "maintenance", "fault", "stopping", "stopped"}
+)
+HEARTBEAT_RANGE = (1.0, 3600.0)  # seconds between a member's reports, as it says
+HISTORY_KEEP = 40  # changes kept in <key>/history (40 x ~300 bytes: under ENTRY_LIMIT)
+DETAIL_LIMIT = 120  # characters of a change's detail
+CAUSE_LIMIT = 40
 
 
 class _Unreadable(Exception):
@@ -222,6 +251,75 @@ def _candidate(value: str, entry: KeyState) -> Candidate:
     )
 
 
+def _number(data: dict[str, Any], field: str, low: float, high: float) -> float:
+    raw = data.get(field)
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not low <= raw <= high:
+        raise _Unreadable(f"`{field}` is missing or not a number from {low:g} to {high:g}")
+    return float(raw)
+
+
+def _member(value: str, entry: KeyState) -> Member:
+    data = _json_object(entry)
+    state, eligible = data.get("state"), data.get("eligible")
+    if state not in MEMBER_STATES:
+        raise _Unreadable(f"`state` is not one of {', '.join(sorted(MEMBER_STATES))}")
+    if not isinstance(eligible, bool):
+        raise _Unreadable("`eligible` is not true or false")
+    return Member(
+        value=_lock_value(value, "its name"),
+        state=str(state),
+        priority=_priority(data),
+        eligible=eligible,
+        why=_text(data, "why", ""),
+        node=_text(data, "node", ""),
+        host=_text(data, "host", ""),
+        session=_text(data, "session", "", 64),
+        at=_number(data, "at", 0.0, 1e11),
+        heartbeat=_number(data, "heartbeat", *HEARTBEAT_RANGE),
+    )
+
+
+def _optional_value(data: dict[str, Any], field: str) -> str | None:
+    raw = data.get(field)
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise _Unreadable(f"`{field}` is not a string or null")
+    return _lock_value(raw, f"`{field}`")
+
+
+def _change(data: Any) -> Change:
+    if not isinstance(data, dict):
+        raise _Unreadable("a change is not a JSON object")
+    return Change(
+        at=_number(data, "at", 0.0, 1e11),
+        from_value=_optional_value(data, "from"),
+        to_value=_optional_value(data, "to"),
+        cause=_text(data, "cause", "?", CAUSE_LIMIT),
+        by=_text(data, "by", "?"),
+        detail=_text(data, "detail", "", DETAIL_LIMIT),
+    )
+
+
+def _changes(entry: KeyState) -> list[Change]:
+    data = _json_object(entry)
+    changes = data.get("changes")
+    if not isinstance(changes, list) or len(changes) > 10 * HISTORY_KEEP:
+        raise _Unreadable(f"`changes` is not a list of at most {10 * HISTORY_KEEP}")
+    return [_change(item) for item in changes]
+
+
+def _change_body(change: Change) -> dict[str, Any]:
+    return {
+        "at": round(change.at, 3),
+        "from": change.from_value,
+        "to": change.to_value,
+        "cause": change.cause[:CAUSE_LIMIT],
+        "by": change.by[:TEXT_LIMIT],
+        "detail": change.detail[:DETAIL_LIMIT],
+    }
+
+
 def _request(entry: KeyState) -> SwitchoverRequest:
     data = _json_object(entry)
     to, at = data.get("to"), data.get("at")
@@ -246,19 +344,32 @@ def parse_candidates(
     An entry that is not a candidate entry as vip-elector writes it is left
     out, and added to ``rejected`` (if given) with the reason.
     """
-    prefix = candidates_prefix(key)
+    live = {name: entry for name, entry in entries.items() if entry.session}
+    return _per_value(candidates_prefix(key), live, _candidate, "candidate entry", rejected)
+
+
+T = TypeVar("T")
+
+
+def _per_value(
+    prefix: str,
+    entries: dict[str, KeyState],
+    parse: Callable[[str, KeyState], T],
+    what: str,
+    rejected: list[Rejected] | None,
+) -> dict[str, T]:
+    """The entries named ``prefix<value>``, parsed by lock value; one that cannot be
+    parsed is left out, and added to ``rejected`` (if given) with the reason."""
     found = {}
     for name, entry in entries.items():
-        if not name.startswith(prefix) or not entry.session:
+        if not name.startswith(prefix):
             continue
         value = urllib.parse.unquote(name[len(prefix) :])
         try:
-            found[value] = _candidate(value, entry)
+            found[value] = parse(value, entry)
         except _Unreadable as problem:
             if rejected is not None:
-                rejected.append(
-                    Rejected("candidate entry", untrusted(name), entry.modify_index, str(problem))
-                )
+                rejected.append(Rejected(what, untrusted(name), entry.modify_index, str(problem)))
     return found
 
 
@@ -282,6 +393,31 @@ def parse_request(
         return SwitchoverRequest("", "?", 0.0, entry.modify_index)  # garbage: drop it
 
 
+def parse_members(
+    key: str, entries: dict[str, KeyState], rejected: list[Rejected] | None = None
+) -> dict[str, Member]:
+    """The member entries in ``entries`` (a prefix read), by lock value; one that
+    vip-elector cannot have written is left out and added to ``rejected``."""
+    return _per_value(members_prefix(key), entries, _member, "member entry", rejected)
+
+
+def parse_history(
+    key: str, entries: dict[str, KeyState], rejected: list[Rejected] | None = None
+) -> list[Change]:
+    """The changes in ``<key>/history``, oldest first; an unreadable history is
+    added to ``rejected`` and read as empty (the next change written replaces it)."""
+    name = history_key(key)
+    entry = entries.get(name)
+    if entry is None:
+        return []
+    try:
+        return _changes(entry)
+    except _Unreadable as problem:
+        if rejected is not None:
+            rejected.append(Rejected("history", untrusted(name), entry.modify_index, str(problem)))
+        return []
+
+
 # A bad entry is logged once, and again only every so often while it stays:
 # every read of the leader's watch (several a second) sees it.
 REJECTED_REMIND = 600.0
@@ -295,6 +431,8 @@ def warn_rejected(rejected: Iterable[Rejected]) -> None:
             continue
         if item.what == "switchover request":
             fix = "the leader deletes it"
+        elif item.what == "history":
+            fix = "the next change of the key's holder replaces it"
         else:
             fix = f"delete it (`consul kv delete {item.entry}`)"
         log.warning(
@@ -456,6 +594,41 @@ class TriggerKey:
         return self.adapter.put_key(
             candidate_key(self.name, self.value), json.dumps(body).encode(), acquire=session_id
         )
+
+    def report(self, body: dict[str, Any]) -> bool:
+        """This node's member entry (no session: it stays when the session goes)."""
+        payload = {"v": 1, **body, "host": socket.gethostname(), "at": round(time.time(), 3)}
+        payload["why"] = str(payload.get("why", ""))[:TEXT_LIMIT]
+        return self.adapter.put_key(member_key(self.name, self.value), json.dumps(payload).encode())
+
+    def append_history(self, changes: Iterable[Change], attempts: int = 1) -> bool:
+        """Add ``changes`` to ``<key>/history``, keeping the newest HISTORY_KEEP: read,
+        append, write back with cas (another node appending at the same moment makes
+        the write fail: read again). False when every attempt lost that race. The
+        election thread makes one attempt per action (two calls at most: it must not
+        be held up), and the decision core tries again after a backoff."""
+        name = history_key(self.name)
+        new = [_change_body(c) for c in changes]
+        for _ in range(attempts):
+            entry = self.adapter.get_key(name)
+            rejected: list[Rejected] = []
+            old = parse_history(self.name, {name: entry} if entry.exists else {}, rejected)
+            warn_rejected(rejected)
+            kept = ([_change_body(c) for c in old] + new)[-HISTORY_KEEP:]
+            body = json.dumps({"v": 1, "changes": kept}).encode()
+            if self.adapter.put_key(name, body, cas=entry.modify_index if entry.exists else 0):
+                return True
+        return False
+
+    def members(self, rejected: list[Rejected] | None = None) -> dict[str, Member]:
+        """Every member entry (one prefix read); bad ones go to ``rejected``."""
+        _, entries = self.adapter.get_prefix(members_prefix(self.name))
+        return parse_members(self.name, entries, rejected)
+
+    def history(self, rejected: list[Rejected] | None = None) -> list[Change]:
+        entry = self.adapter.get_key(history_key(self.name))
+        entries = {history_key(self.name): entry} if entry.exists else {}
+        return parse_history(self.name, entries, rejected)
 
     def drop_entry(self, session_id: str) -> None:
         """Delete our candidate entry if ``session_id`` holds it, before that session

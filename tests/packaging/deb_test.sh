@@ -172,6 +172,10 @@ in_root apt-get update -q >/dev/null
 in_root apt-get install -y -q "/tmp/$(basename "$deb")" >"$root/tmp/install.log" 2>&1 ||
 	{ cat "$root/tmp/install.log" >&2; fail "apt-get install of the .deb failed"; }
 grep -E 'newly installed' "$root/tmp/install.log" || true
+# The shipped /etc/default/vip-elector chooses no health check yet: the
+# postinst says so (an upgrade that installs it must not go unnoticed).
+grep -F 'vip-elector: NOTICE: /etc/default/vip-elector chooses no health check for vip-elector.service' \
+	"$root/tmp/install.log" >/dev/null || fail "no notice that the installed defaults file chooses no health check"
 if in_root sh -c 'command -v pip pip3' >/dev/null 2>&1; then fail "pip got installed"; fi
 in_root dpkg-query -W -f '  ${Package} ${Version}\n' vip-elector python3 python3-consul \
 	python3-yaml python3-configargparse python3-tenacity python3-requests \
@@ -866,6 +870,10 @@ EOF
 			X dpkg --force-confold -i "/srv/$1.deb" >"$root/srv/next.out" 2>&1 ||
 				{ cat "$root/srv/next.out" >&2; fail "dpkg -i of $2 over $previous_version"; }
 			sed 's/^/    /' "$root/srv/next.out"
+			# The kept file chooses vip-http: no notice about the health check.
+			if grep -F 'vip-elector: NOTICE:' "$root/srv/next.out" >/dev/null; then
+				fail "upgrade to $2: a health check notice although the file chooses vip-http"
+			fi
 		}
 		if dpkg --compare-versions "$previous_version" ge "$sigusr2_since"; then
 			kept=$(journal_count 'LOCK KEPT')

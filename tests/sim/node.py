@@ -505,6 +505,8 @@ QUIET_ACTIONS = (
     core.Transition,
     core.Record,
     core.Publish,
+    core.Report,
+    core.AppendHistory,
     core.CheckRivals,
     core.LookUpLockDelay,
     core.LookUpCandidates,

@@ -12,9 +12,12 @@ from collections.abc import Iterable
 from typing import TypeVar
 
 from vip_elector.decision import (
+    MEMBER_HEARTBEAT,
+    REPORT_MIN_GAP,
     Acquire,
     Action,
     AdoptFailed,
+    AppendHistory,
     Blank,
     CandidatesRead,
     CheckRivals,
@@ -42,6 +45,7 @@ from vip_elector.decision import (
     RefuseRequest,
     Release,
     ReleaseKey,
+    Report,
     Restore,
     Retire,
     RivalsChecked,
@@ -81,19 +85,38 @@ def read(key: KeyState, at: float, **kw: object) -> KeyRead:
 
 
 class Run:
-    """Feeds events to ``decide`` one at a time, answering nothing by itself."""
+    """Feeds events to ``decide`` one at a time, answering nothing by itself but
+    (unless ``reports``) the member reports and history appends, which it keeps
+    in ``self.reports`` instead of returning them."""
 
-    def __init__(self, rules: Rules = RULES, memory: Memory | None = None) -> None:
+    def __init__(
+        self, rules: Rules = RULES, memory: Memory | None = None, reports: bool = False
+    ) -> None:
         self.rules = rules
         self.memory = memory or Memory()
         self.actions: list[Action] = []
+        self.reports: list[Report | AppendHistory] = []
         self.last: Decision | None = None
+        self.show_reports = reports
 
     def __call__(self, event: Event, now: float) -> tuple[Action, ...]:
         self.last = decide(self.memory, event, now, self.rules)
         self.memory = self.last.memory
         self.actions.extend(self.last.actions)
-        return self.last.actions
+        if self.show_reports:
+            return self.last.actions
+        shown: list[Action] = []
+        wake = self.last.wake_at
+        for action in self.last.actions:
+            if isinstance(action, (Report, AppendHistory)):
+                self.reports.append(action)
+                if not action.final:
+                    shown += self(Done(action, "ok"), now)
+            else:
+                shown.append(action)
+        assert self.last is not None
+        self.last = Decision(self.memory, tuple(shown), min(wake, self.last.wake_at))
+        return tuple(shown)
 
     @property
     def wake(self) -> float:
@@ -597,6 +620,7 @@ def test_a_node_whose_own_check_failed_says_it_is_not_settled_for_the_hold_down(
     actions = run(SessionUp(OURS, node="node-a"), 1.0)
     assert Publish(OURS, True, "", "node-a", settled=False) in actions
     run(Done(of(Publish, actions)[0], "ok"), 1.0)
+    run(Tick(), 1.0 + REPORT_MIN_GAP)  # the member entry says "follower" now
     assert run.wake == 60.0
     assert Publish(OURS, True, "", "node-a", settled=True) in run(Tick(), 60.0)
 
@@ -665,3 +689,131 @@ def test_the_read_our_acquire_wakes_makes_the_leader() -> None:
     # Sent before the acquire (the watch was waiting), answered by it.
     actions = run(read(held(OURS, b"a", 11), 0.6, early=True, answered=1.01), 1.01)
     assert Transition(Role.LEADER, Cause.ACQUIRED) in actions
+
+
+# -- the member entry and the history (issue 24.4) ------------------------------------------
+
+
+def history(run: Run) -> list[tuple[str | None, str | None, str]]:
+    """(from, to, cause) of every change the run sent to the history."""
+    return [
+        (c.from_value, c.to_value, c.cause)
+        for a in of(AppendHistory, run.reports)
+        for c in a.changes
+    ]
+
+
+def test_a_node_in_fault_reports_it_with_why_although_it_has_no_session() -> None:
+    run = Run(reports=True)
+    actions = run(GateClosed("check 'web' is critical"), 0.0)
+    assert Report("fault", False, "check 'web' is critical", "", "") in actions
+    assert not of(Publish, actions)  # no session: no candidacy entry, but a member entry
+
+
+def test_the_member_entry_is_written_on_a_change_and_on_a_heartbeat_not_on_every_read() -> None:
+    run = Run(RULES, Memory(watching=True), reports=True)
+    actions = run(SessionUp(OURS, node="node-a"), 0.0)
+    report = of(Report, actions)[0]
+    assert report == Report("follower", True, "", OURS, "node-a")
+    run(Done(report, "ok"), 0.0)
+    for t in (1.0, 2.0, 30.0, MEMBER_HEARTBEAT - 0.1):  # reads of the key: no writes
+        assert not of(Report, run(read(held("sess-b", b"b"), t), t))
+    assert run.wake <= MEMBER_HEARTBEAT
+    assert of(Report, run(Tick(), MEMBER_HEARTBEAT)) == [report]  # the heartbeat
+    run(Done(report, "ok"), MEMBER_HEARTBEAT)
+    # A change is written, but not sooner than REPORT_MIN_GAP after the last write.
+    changed = run(MaintenanceFile("maintenance file /x exists"), MEMBER_HEARTBEAT + 1.0)
+    assert not of(Report, changed)
+    assert run.wake == MEMBER_HEARTBEAT + REPORT_MIN_GAP
+    actions = run(Tick(), MEMBER_HEARTBEAT + REPORT_MIN_GAP)
+    assert of(Report, actions) == [
+        Report("maintenance", False, "maintenance file /x exists", OURS, "node-a")
+    ]
+
+
+def test_a_failing_member_report_backs_off_and_says_so_once() -> None:
+    run = Run(reports=True)
+    report = of(Report, run(GateClosed("check 'web' is critical"), 0.0))[0]
+    warned = run(Done(report, "failed", "403 Permission denied"), 0.0)
+    assert [a.event for a in of(Log, warned)] == ["member_unreported"]
+    assert "key_prefix write" in of(Log, warned)[0].message
+    assert not of(Report, run(Tick(), 0.4))
+    report = of(Report, run(Tick(), 0.5))[0]
+    assert not of(Log, run(Done(report, "failed", "403 Permission denied"), 0.5))
+    assert not of(Report, run(Tick(), 1.4))  # 1 s after the second failure
+    assert of(Report, run(Tick(), 1.5))
+
+
+def test_the_history_records_an_acquire_and_a_loss_with_its_cause() -> None:
+    run = follower()
+    run(read(held("sess-b", b"b", 10), 0.0), 0.0)
+    no_rivals(run, run(read(free(12), 1.0), 1.0), 1.0)
+    actions = no_rivals(run, run(Tick(), 3.0), 3.0)
+    run(Done(of(Acquire, actions)[0], "ok", started=3.0), 3.0)
+    run(read(held(OURS, b"a", 13), 3.0, consistent=True, tree=True), 3.0)
+    assert run.memory.leading
+    assert history(run) == [("b", "a", "acquired")]
+    run(SessionDown(OURS, Cause.SESSION_LOST, "check critical"), 4.0)
+    assert history(run)[-1] == ("a", None, "session_lost")
+    assert of(AppendHistory, run.reports)[-1].changes[0].detail == "check critical"
+    assert run.memory.chronicle == ()
+
+
+def test_the_history_records_a_switchover_to_its_target() -> None:
+    run = leader()
+    request = SwitchoverRequest("b", "ops", WALL + 1.0, 30)
+    run(read(held(OURS, b"a", 11), 1.0, tree=True, candidates={"b": B}, request=request), 1.0)
+    run(Done(Blank(OURS), "ok"), 1.0)
+    run(Tick(), 2.2)
+    run(Done(HandTo(OURS, B), "ok"), 2.2)
+    assert history(run)[-1] == ("a", "b", "switchover")
+
+
+def test_an_unwritten_history_is_kept_bounded_and_retried() -> None:
+    run = Run(reports=True)
+    run.memory = leader().memory
+    actions = run(SessionDown(OURS, Cause.SESSION_LOST, "gone"), 1.0)
+    append = of(AppendHistory, actions)[0]
+    run(Done(append, "failed", "timeout"), 1.0)
+    assert run.memory.chronicle == append.changes  # kept
+    assert not of(AppendHistory, run(Tick(), 1.4))
+    assert of(AppendHistory, run(Tick(), 1.5)) == [append]
+
+
+def test_a_clean_stop_says_stopped_and_writes_the_history_after_the_release() -> None:
+    run = Run(reports=True)
+    run.memory = leader().memory
+    actions = run(StopAsked(), 1.0)
+    kinds = [type(a) for a in actions if isinstance(a, (Release, AppendHistory, Report))]
+    assert kinds == [Release, AppendHistory, Report]
+    (append,) = of(AppendHistory, actions)
+    assert append.final
+    assert [(c.from_value, c.to_value, c.cause) for c in append.changes][-1] == (
+        "a",
+        None,
+        "shutdown",
+    )
+    assert of(Report, actions) == [Report("stopped", False, "stopped cleanly", "", "node-a", True)]
+
+
+def test_a_restart_in_place_says_nothing_about_stopping() -> None:
+    run = Run(reports=True)
+    run.memory = leader().memory
+    actions = run(StopAsked(retire=True), 1.0)
+    assert not of(Report, actions)
+    assert not of(AppendHistory, actions)
+
+
+def test_our_own_stale_entry_with_a_higher_priority_is_no_one_to_preempt_to() -> None:
+    """Seed 109 of the simulation: after a restart with a lower priority, the entry
+    of our old session (not yet gone) says 200; the leader took it for a better
+    candidate, found nobody to hand to, and woke at a time already past: a hot loop."""
+    rules = Rules(value="a", handover_gap=1.2, preempt_delay=3.0)
+    run = leader(rules)
+    stale = Candidate("a", "old-sess", priority=200, eligible=True)
+    tree = {"consistent": True, "tree": True, "candidates": {"a": stale, "b": B}}
+    run(read(held(OURS, b"a", 11), 1.0, **tree), 1.0)
+    assert run.memory.better_since == {}
+    actions = run(Tick(), 4.0)
+    assert not of(Blank, actions)
+    assert run.wake > 4.0

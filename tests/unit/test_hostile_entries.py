@@ -20,12 +20,16 @@ import pytest
 
 from vip_elector.consul_adapter import _expect_ok, translate
 from vip_elector.decision import ownership_problem
-from vip_elector.key_entries import Candidate, KeyState, Rejected
+from vip_elector.key_entries import Candidate, Change, KeyState, Member, Rejected
 from vip_elector.node_watch import maintenance_reason
 from vip_elector.trigger_key import (
     ENTRY_LIMIT,
     candidate_key,
+    history_key,
+    member_key,
     parse_candidates,
+    parse_history,
+    parse_members,
     parse_request,
     rival_message,
     rivals,
@@ -229,3 +233,118 @@ def test_the_reason_given_for_consul_maintenance_is_escaped() -> None:
     assert reason.startswith("the node is in Consul maintenance mode (\\x1b[31m")
     assert "\x1b" not in reason
     assert "\n" not in reason
+
+
+# -- member entries and the history (no session: anybody who may write there may forge them) --
+
+MEMBER = {
+    "v": 1,
+    "state": "fault",
+    "priority": 150,
+    "eligible": False,
+    "why": "check 'web' is critical",
+    "node": "n-a",
+    "host": "h-a",
+    "session": "",
+    "at": NOW,
+    "heartbeat": 60,
+}
+HOSTILE_MEMBERS: dict[str, tuple[dict[str, object], str]] = {
+    "state unknown": ({"state": "king"}, "`state`"),
+    "state a number": ({"state": 1}, "`state`"),
+    "eligible a string": ({"eligible": "yes"}, "`eligible`"),
+    "priority 1e400": ({"priority": 1e400}, "priority"),
+    "at NaN": ({"at": float("nan")}, "`at`"),
+    "at missing": ({"at": None}, "`at`"),
+    "at far in the future": ({"at": 1e300}, "`at`"),
+    "heartbeat 0": ({"heartbeat": 0}, "`heartbeat`"),
+    "heartbeat true": ({"heartbeat": True}, "`heartbeat`"),
+    "why a list": ({"why": []}, "`why`"),
+}
+
+
+def member_body(**changes: object) -> bytes:
+    return json.dumps({**MEMBER, **changes}).encode()
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_MEMBERS))
+def test_a_hostile_member_entry_is_left_out_with_the_reason(name: str) -> None:
+    changes, words = HOSTILE_MEMBERS[name]
+    entries = {
+        member_key(KEY, "bad"): entry(member_body(**changes), session=None),
+        member_key(KEY, "good"): entry(member_body(), session=None, index=8),
+    }
+    rejected: list[Rejected] = []
+    found = parse_members(KEY, entries, rejected)
+    assert list(found) == ["good"]
+    assert found["good"] == Member(
+        "good", "fault", 150, False, "check 'web' is critical", "n-a", "h-a", "", NOW, 60.0
+    )
+    assert [(r.what, r.entry, r.modify_index) for r in rejected] == [
+        ("member entry", member_key(KEY, "bad"), 7)
+    ]
+    assert words in rejected[0].reason
+    assert len(rejected[0].reason) < 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 50_000, b"[" * 10_000, b'{"priority": ' + b"9" * 5000 + b"}", b"\xff", b"[]"],
+    ids=["huge", "deep", "long number", "not UTF-8", "a list"],
+)
+def test_a_member_entry_that_is_not_json_is_left_out(body: bytes) -> None:
+    rejected: list[Rejected] = []
+    assert parse_members(KEY, {member_key(KEY, "x"): entry(body, session=None)}, rejected) == {}
+    assert len(rejected) == 1
+
+
+def test_the_text_of_a_member_entry_is_bounded_and_escaped() -> None:
+    body = member_body(why=FORGED + "w" * 1000, node="n\r\n-b", session="s" * 500)
+    member = parse_members(KEY, {member_key(KEY, "b"): entry(body, session=None)})["b"]
+    assert "\x1b" not in member.why
+    assert "\n" not in member.why
+    assert len(member.why) < 250
+    assert len(member.session) < 100
+    assert member.node == "n\\r\\n-b"
+    bad_name = {member_key(KEY, "a\x1b[31m"): entry(member_body(), session=None)}
+    rejected: list[Rejected] = []
+    assert parse_members(KEY, bad_name, rejected) == {}
+    assert "not a lock value" in rejected[0].reason
+    assert "\x1b" not in rejected[0].entry
+
+
+def change(**changes: object) -> dict[str, object]:
+    return {"at": NOW, "from": "a", "to": "b", "cause": "switchover", "by": "n-a", **changes}
+
+
+HOSTILE_HISTORIES = {
+    "deep": (b"[" * 50_000, "more than"),
+    "changes not a list": (json.dumps({"changes": {"a": 1}}).encode(), "`changes`"),
+    "too many changes": (json.dumps({"changes": [{}] * 401}).encode(), "`changes`"),
+    "a change not an object": (json.dumps({"changes": [1]}).encode(), "not a JSON object"),
+    "at inf": (json.dumps({"changes": [change(at=1e400)]}).encode(), "`at`"),
+    "at a string": (json.dumps({"changes": [change(at="now")]}).encode(), "`at`"),
+    "to with an escape": (json.dumps({"changes": [change(to="b\x1b[2J")]}).encode(), "`to`"),
+    "from a number": (json.dumps({"changes": [change(**{"from": 3})]}).encode(), "`from`"),
+    "cause a list": (json.dumps({"changes": [change(cause=[])]}).encode(), "`cause`"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_HISTORIES))
+def test_a_hostile_history_is_read_as_empty_with_the_reason(name: str) -> None:
+    body, words = HOSTILE_HISTORIES[name]
+    rejected: list[Rejected] = []
+    assert parse_history(KEY, {history_key(KEY): entry(body, session=None)}, rejected) == []
+    assert [(r.what, r.entry) for r in rejected] == [("history", history_key(KEY))]
+    assert words in rejected[0].reason
+
+
+def test_a_good_history_reads_as_written_with_its_text_escaped() -> None:
+    body = json.dumps(
+        {"changes": [change(), change(to=None, cause="session_lost", detail=FORGED + "d" * 500)]}
+    ).encode()
+    changes = parse_history(KEY, {history_key(KEY): entry(body, session=None)})
+    assert changes[0] == Change(NOW, "a", "b", "switchover", "n-a", "")
+    assert changes[1].to_value is None
+    assert "\x1b" not in changes[1].detail
+    assert len(changes[1].detail) < 160
