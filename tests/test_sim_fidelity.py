@@ -13,6 +13,15 @@ running the real decision core. The sequence of distinct (holder node, value)
 states of the key after the fault must be equal, and each transition's time
 must agree within TOLERANCE (see there).
 
+What the test bed shows that the simulation cannot know is measured there and
+replayed (when b started and the fault came after a's acquisition, which sets
+the session's renewal phase; how long SIGUSR2's exec took to the new process's
+first log line), or covered by a stated slack (when the failed HTTP check
+next runs; memberlist's failure detection of a killed agent): see TOLERANCE.
+The test bed runs no vip-manager and no network namespace, so the VIP is not
+observable there: the simulated nodes are told the same (VipSeen(None)), and
+the scenarios compare the key, not the VIP.
+
 A primitive or a scenario whose behaviour differs is a failing test: the
 simulation's verdicts are only worth what its world is.
 """

@@ -83,6 +83,7 @@ class ScriptedWorld(World):
 
     def __init__(self, scenario: Scenario, timing: Timing) -> None:
         super().__init__(seed=0, minutes=10.0)
+        self.lines.clear()  # the random configuration it drew is replaced below
         self.scenario = scenario
         self.timing = timing
         self.fenced = scenario.fenced
