@@ -338,26 +338,29 @@ CHECK_SLACK = 0.5
 # SERF_DETECT (6 s).
 SERF_SLACK = 1.5
 MISSING_CHECK = "missing-check"
+# A scenario's watch lasts this long past the simulation's last transition at
+# least: a further transition on the test bed (a flap, a second move) would show.
+WATCH_MARGIN = 1.5
 
 SCENARIOS_PLAYED = [
-    Scenario("H_leader_check_fails", (Step(0, "check_fail"),), watch=5.0, slack=CHECK_SLACK),
-    Scenario("G_sigterm", (Step(0, "sigterm"),), watch=4.0),
+    Scenario("H_leader_check_fails", (Step(0, "check_fail"),), watch=4.0, slack=CHECK_SLACK),
+    Scenario("G_sigterm", (Step(0, "sigterm"),), watch=3.5),
     # The session expires 2 x TTL after its last renewal (at its creation: the
     # fault comes before the first renewal, at 0.6 TTL).
-    Scenario("K_sigkill", (Step(0, "sigkill"),), watch=23.0),
-    Scenario("R_sigkill_restart_2s", (Step(0, "sigkill"), Step(2.0, "start")), watch=8.0),
-    Scenario("S_switchover", (Step(0, "switchover", "b"),), watch=4.0),
+    Scenario("K_sigkill", (Step(0, "sigkill"),), watch=20.0),
+    Scenario("R_sigkill_restart_2s", (Step(0, "sigkill"), Step(2.0, "start")), watch=6.5),
+    Scenario("S_switchover", (Step(0, "switchover", "b"),), watch=3.5),
     # issue 22 #1: SIGTERM inside the switchover's hand-over gap.
     Scenario(
         "redteam1_sigterm_in_switchover_gap",
         (Step(0, "switchover", "b"), Step(0.4, "sigterm")),
-        watch=5.0,
+        watch=4.0,
     ),
     # issue 22 #2: SIGUSR2 into a check id whose session cannot be made (fenced mode).
     Scenario(
         "redteam2_sigusr2_missing_check_fenced",
         (Step(0, "sigusr2", change=(("check_id", MISSING_CHECK),)),),
-        watch=10.0,
+        watch=6.0,
         lock_delay=5.0,
         fenced=True,
     ),
@@ -366,7 +369,7 @@ SCENARIOS_PLAYED = [
     Scenario(
         "redteam3_sighup_shorter_lock_delay_then_check_fails",
         (Step(0, "sighup", change=(("lock_delay", 2.0),)), Step(3.0, "check_fail")),
-        watch=9.0,
+        watch=8.0,
         lock_delay=10.0,
         fenced=True,
         slack=CHECK_SLACK,
@@ -375,7 +378,7 @@ SCENARIOS_PLAYED = [
     Scenario(
         "redteam4_consul_maintenance_after_sigusr2",
         (Step(0, "sigusr2"), Step(4.0, "consul_maintenance")),
-        watch=8.0,
+        watch=7.0,
         maintenance_service=True,
     ),
 ]
@@ -387,13 +390,13 @@ SCENARIOS_ON_A_CLUSTER = [
     Scenario(
         "L_consul_leader_killed",
         (Step(0, "consul_election", duration=ELECTION),),
-        watch=8.0,
+        watch=6.0,
         cluster=True,
     ),
     Scenario(
         "N_leader_agent_killed",
         (Step(0, "kill_agent"),),
-        watch=12.0,
+        watch=11.0,
         cluster=True,
         slack=SERF_SLACK,
     ),
@@ -643,6 +646,10 @@ def compare(bed: RealRun) -> None:
     summary = f"\ntest bed:   {shown(real)}\nsimulation: {shown(simulated)}\n{timing}"
     print(f"{scenario.name}:{summary}")  # shown with -s: the two runs side by side
     context = f"{summary}\nsimulation trace:\n{bed.world_trace}{bed.logs()}"
+    assert simulated[-1][0] <= scenario.watch - WATCH_MARGIN, (
+        f"{scenario.name}: its watch ({scenario.watch:g}s) ends too soon after the last "
+        "transition to see one more" + context
+    )
     assert [s[1:] for s in real] == [s[1:] for s in simulated], (
         f"{scenario.name}: the key's holders differ" + context
     )

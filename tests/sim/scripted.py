@@ -47,7 +47,9 @@ class Step:
 class Scenario:
     name: str
     steps: tuple[Step, ...]
-    watch: float  # the key is recorded this long after the fault
+    # The key is recorded this long after the fault: the last transition expected
+    # plus a margin, so that one more on the test bed would show (the test checks).
+    watch: float
     ttl: float = 10.0
     lock_delay: float = 1.0
     interval_ms: int = 1000
