@@ -1,29 +1,61 @@
-"""The simulated Consul (tests/sim/consul.py) against the real one: the same
-scripted primitive scenarios run through the real ConsulAdapter on the test
-bed's agent and through the simulated agent, and their outcomes must be
-equal. A primitive whose behaviour differs is a failing test: the simulation's
-verdicts are only worth what its Consul is.
+"""The simulation against the test bed, in two layers.
+
+Primitives: the simulated Consul (tests/sim/consul.py) against the real one:
+the same scripted primitive scenarios run through the real ConsulAdapter on
+the test bed's agent and through the simulated agent, and their outcomes must
+be equal.
+
+Scenarios: the bench's failovers (H, G, K, R, S) and the red-team
+combinations of issue 22 (#1-#4), each one script (tests/sim/scripted.py)
+played by two drivers: real vip-elector processes on the test bed's Consul
+1.14.5 (a KeyWatcher records the trigger-key), and the simulated world
+running the real decision core. The sequence of distinct (holder node, value)
+states of the key after the fault must be equal, and each transition's time
+must agree within TOLERANCE (see there).
+
+What the test bed shows that the simulation cannot know is measured there and
+replayed (when b started and the fault came after a's acquisition, which sets
+the session's renewal phase; how long SIGUSR2's exec took to the new process's
+first log line), or covered by a stated slack (when the failed HTTP check
+next runs; memberlist's failure detection of a killed agent): see TOLERANCE.
+The test bed runs no vip-manager and no network namespace, so the VIP is not
+observable there: the simulated nodes are told the same (VipSeen(None)), and
+the scenarios compare the key, not the VIP.
+
+A primitive or a scenario whose behaviour differs is a failing test: the
+simulation's verdicts are only worth what its world is.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import heapq
 import random
+import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
 
+from tests.conftest import HealthFactory
 from tests.sim.consul import SimAgent, SimConsul
-from tests.testbed.agents import ConsulAgent
+from tests.sim.scripted import KeySeen, Scenario, Step, Timing, play
+from tests.testbed.agents import ConsulAgent, ConsulCluster, free_port
+from tests.testbed.configs import write_vip_manager_config
+from tests.testbed.elector import Elector
+from tests.testbed.health import HealthCheck
+from tests.testbed.key_watch import KeyWatcher
 from tests.testbed.waiting import wait_until
 from vip_elector.consul_adapter import ConsulAdapter, ConsulError
+from vip_elector.durations import format_duration
 from vip_elector.key_entries import LOCK_FLAG, KeyState
 from vip_elector.settings import ConsulSettings
+from vip_elector.trigger_key import TriggerKey
 
 LOCK_DELAY = 1.0
 TOLERANCE = 0.6  # seconds: a lock-delay ends within [delay - 0.15, delay + TOLERANCE]
@@ -278,3 +310,375 @@ def test_simulated_consul_matches_the_real_agent(
     # Raft indexes differ between the two: lock indexes are compared as they are
     # (both start at 1 for a new key), ModifyIndexes only by order.
     assert simulated == real, f"the simulation says {simulated}, Consul 1.14.5 says {real}"
+
+
+# -- scenarios: the same script on the test bed and in the simulation -------------------------
+
+# How far a transition's time (from the fault) may differ between the test bed and
+# the simulation. The real run has latencies the simulation leaves out: Python
+# processes on a shared 2-CPU machine answering a blocking query, deciding and
+# writing (tens to a few hundred ms under load), and the key watcher's own read.
+# The shortest wait the scenarios measure (lock-delay 1 s, hand-over gap 1.2 s)
+# is more than twice it, so a wait the simulation skips, adds or mis-sizes
+# cannot hide in it. What the simulation cannot know is measured on the test bed
+# and replayed (Timing: when b started, when the fault came after a's
+# acquisition, which sets the session's renewal phase; how long SIGUSR2's exec
+# took until the new process logged its start). One latency is neither
+# modelled nor measurable without making the comparison circular, and adds a
+# stated slack to the delays from the fault (Scenario.slack): the moment a
+# failed HTTP check runs (once a second on the test bed; the simulation assumes
+# the middle, CHECK_NOTICED: +0.5 s), and for Consul's own failure detection
+# of a killed agent (SERF_SLACK). The time between two transitions after the
+# first is compared with TOLERANCE alone.
+TOLERANCE = 0.5
+LEAD_FOR = 2.0  # the fault comes this long after a took the key (b running by then)
+CHECK_SLACK = 0.5
+# memberlist's failure detection of a killed agent varies with when the probes
+# and the other nodes' confirmations come: 5 to 8 s; the simulation fixes it at
+# SERF_DETECT (6 s).
+SERF_SLACK = 1.5
+MISSING_CHECK = "missing-check"
+# A scenario's watch lasts this long past the simulation's last transition at
+# least: a further transition on the test bed (a flap, a second move) would show.
+WATCH_MARGIN = 1.5
+
+SCENARIOS_PLAYED = [
+    Scenario("H_leader_check_fails", (Step(0, "check_fail"),), watch=4.0, slack=CHECK_SLACK),
+    Scenario("G_sigterm", (Step(0, "sigterm"),), watch=3.5),
+    # The session expires 2 x TTL after its last renewal (at its creation: the
+    # fault comes before the first renewal, at 0.6 TTL).
+    Scenario("K_sigkill", (Step(0, "sigkill"),), watch=20.0),
+    Scenario("R_sigkill_restart_2s", (Step(0, "sigkill"), Step(2.0, "start")), watch=6.5),
+    Scenario("S_switchover", (Step(0, "switchover", "b"),), watch=3.5),
+    # issue 22 #1: SIGTERM inside the switchover's hand-over gap.
+    Scenario(
+        "redteam1_sigterm_in_switchover_gap",
+        (Step(0, "switchover", "b"), Step(0.4, "sigterm")),
+        watch=4.0,
+    ),
+    # issue 22 #2: SIGUSR2 into a check id whose session cannot be made (fenced mode).
+    Scenario(
+        "redteam2_sigusr2_missing_check_fenced",
+        (Step(0, "sigusr2", change=(("check_id", MISSING_CHECK),)),),
+        watch=6.0,
+        lock_delay=5.0,
+        fenced=True,
+    ),
+    # issue 22 #3: lock-delay 10 s -> 2 s by SIGHUP, then the leader's check fails:
+    # the new, shorter lock-delay applies.
+    Scenario(
+        "redteam3_sighup_shorter_lock_delay_then_check_fails",
+        (Step(0, "sighup", change=(("lock_delay", 2.0),)), Step(3.0, "check_fail")),
+        watch=8.0,
+        lock_delay=10.0,
+        fenced=True,
+        slack=CHECK_SLACK,
+    ),
+    # issue 22 #4: Consul maintenance (of the check's service) after an adoption.
+    Scenario(
+        "redteam4_consul_maintenance_after_sigusr2",
+        (Step(0, "sigusr2"), Step(4.0, "consul_maintenance")),
+        watch=7.0,
+        maintenance_service=True,
+    ),
+]
+
+# The Consul leader server killed: the remaining servers elect a new leader in
+# about a second (raft_multiplier 1); the simulation has none for 2 s.
+ELECTION = 2.0
+SCENARIOS_ON_A_CLUSTER = [
+    Scenario(
+        "L_consul_leader_killed",
+        (Step(0, "consul_election", duration=ELECTION),),
+        watch=6.0,
+        cluster=True,
+    ),
+    Scenario(
+        "N_leader_agent_killed",
+        (Step(0, "kill_agent"),),
+        watch=11.0,
+        cluster=True,
+        slack=SERF_SLACK,
+    ),
+]
+
+CONFIG_NAMES = {"ttl": "ttl", "lock_delay": "lock-delay", "check_id": "check-id"}
+
+
+class RealRun:
+    """The real driver: vip-elector processes a and b on the test bed's agent, each
+    with its own HTTP health check, options file (--config: what SIGHUP and
+    SIGUSR2 re-read) and vip-manager.yml."""
+
+    def __init__(
+        self,
+        agents: dict[str, ConsulAgent],
+        servers: list[ConsulAgent],
+        workdir: Path,
+        key: str,
+        health: HealthFactory,
+        scenario: Scenario,
+        cluster: ConsulCluster | None = None,
+    ) -> None:
+        self.agents, self.servers, self.cluster = agents, servers, cluster
+        self.key, self.scenario = key, scenario
+        self.api = servers[0].api()
+        self.workdir = workdir
+        self.electors: dict[str, Elector] = {}
+        self.checks: dict[str, HealthCheck] = {}
+        self.options: dict[str, dict[str, str]] = {}
+        self.service = f"fidelity-{uuid.uuid4().hex[:6]}"
+        self.sigusr2_at: tuple[str, float] | None = None  # node, wall-clock time sent
+        for name, agent in agents.items():
+            service = self.service if scenario.maintenance_service and name == "a" else None
+            check = self.checks[name] = health(agent, name, service=service)
+            check.wait_status("passing")
+            args: list[str] = ["--config", str(workdir / f"{name}.conf")]
+            leader = None
+            if scenario.fenced:
+                status_port = free_port()
+                args += ["--status-addr", f"127.0.0.1:{status_port}"]
+                leader = f"http://127.0.0.1:{status_port}"
+            config = write_vip_manager_config(
+                workdir / f"vip-manager-{name}.yml",
+                trigger_key=key,
+                trigger_value=name,
+                endpoint=agent.http_url,
+                interval_ms=scenario.interval_ms,
+                leader_endpoint=leader,
+            )
+            self.options[name] = {
+                "ttl": format_duration(scenario.ttl),
+                "lock-delay": format_duration(scenario.lock_delay),
+                "check-id": check.check_id,
+            }
+            self._write_options(name)
+            self.electors[name] = Elector(name, workdir, config, addr=agent.http_addr, args=args)
+        host, port = agents["b"].http_addr.rsplit(":", 1)
+        self.adapter = ConsulAdapter(ConsulSettings(scheme="http", host=host, port=int(port)))
+
+    def _write_options(self, name: str) -> None:
+        lines = [f"{option} = {value}" for option, value in self.options[name].items()]
+        (self.workdir / f"{name}.conf").write_text("\n".join(lines) + "\n")
+
+    def _has_session(self, name: str) -> bool:
+        marker = f"value={name} key={self.key}"
+        return any(s["Name"].endswith(marker) for s in self.api.sessions())
+
+    def run(self, watcher: KeyWatcher) -> tuple[Timing, float, list[KeySeen]]:
+        """Start a, then b once a holds the key, play the steps; the timing to replay,
+        the time the fault came and the key's states from the fault on."""
+        self.electors["a"].start()
+        wait_until(
+            lambda: watcher.current()[0] == "a",
+            30,
+            lambda: f"a takes the key\n{self.electors['a'].process.tail(15)}",
+        )
+        acquired = next(e.t for e in watcher.events if e.value == "a")
+        self.electors["b"].start()
+        b_started = time.monotonic() - acquired
+        wait_until(lambda: self._has_session("b"), 30, "b runs and has a session", interval=0.05)
+        fault_at = max(acquired + LEAD_FOR, time.monotonic() + 0.5)
+        self._until(fault_at)
+        for step in self.scenario.steps:
+            self._until(fault_at + step.at)
+            self._act(step)
+        self._until(fault_at + self.scenario.watch)
+        real = [KeySeen(e.t - fault_at, e.value, e.session) for e in watcher.since(fault_at)]
+        # The simulation replays what the test bed measured (it takes a fraction of
+        # a second, after the real run, so that it delays no step there).
+        timing = Timing(b_started, fault_at - acquired, self._exec_took())
+        self.simulated, world = play(self.scenario, timing)
+        self.world_trace = "\n".join(f"  {t:8.3f}  {line}" for t, line in world.lines[-60:])
+        return timing, fault_at, real
+
+    def _exec_took(self) -> float | None:
+        """SIGUSR2: from the signal to the new process's first log line (its own
+        clock: the log's wall-clock time, to the millisecond)."""
+        if self.sigusr2_at is None:
+            return None
+        name, sent = self.sigusr2_at
+        starts = [
+            line[:23]
+            for line in self.electors[name].process.log_lines()
+            if " vip-elector starting:" in line
+        ]
+        assert len(starts) >= 2, f"the process after SIGUSR2 never started:{self.logs()}"
+        started = dt.datetime.strptime(starts[1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        return started - sent
+
+    def _until(self, when: float) -> None:
+        wait_until(lambda: time.monotonic() >= when, when - time.monotonic() + 5, "", interval=0.01)
+
+    def _act(self, step: Step) -> None:
+        elector = self.electors[step.node]
+        for option, value in step.change:
+            self.options[step.node][CONFIG_NAMES[option]] = (
+                format_duration(value) if isinstance(value, float) else str(value)
+            )
+        if step.change:
+            self._write_options(step.node)
+        if step.action == "check_fail":
+            self.checks[step.node].set("500")
+        elif step.action == "sigterm":
+            elector.process.send_signal(signal.SIGTERM)
+        elif step.action == "sigkill":
+            elector.kill()
+        elif step.action == "start":
+            elector.start()
+        elif step.action == "switchover":  # the request `switchover --to` writes
+            TriggerKey(self.adapter, self.key, step.node).request_switchover(step.node, "op")
+        elif step.action == "sighup":
+            elector.process.send_signal(signal.SIGHUP)
+        elif step.action == "sigusr2":
+            self.sigusr2_at = (step.node, time.time())
+            elector.process.send_signal(signal.SIGUSR2)
+        elif step.action == "consul_maintenance":
+            path = f"/v1/agent/service/maintenance/{self.service}"
+            self.agents[step.node].api().ok("PUT", path, params={"enable": "true"})
+        elif step.action == "kill_agent":
+            self.agents[step.node].kill()
+        elif step.action == "consul_election" and self.cluster is not None:
+            self.cluster.leader_server().kill()
+        else:
+            raise AssertionError(f"the test bed cannot play {step.action!r}")
+
+    def stop(self) -> None:
+        if self.scenario.maintenance_service:
+            path = f"/v1/agent/service/maintenance/{self.service}"
+            self.agents["a"].api().ok("PUT", path, params={"enable": "false"})
+        for elector in self.electors.values():
+            elector.kill()
+
+    def logs(self) -> str:
+        return "".join(f"\n--- {n}:\n{e.process.tail(25)}" for n, e in self.electors.items())
+
+
+def holders(
+    seen: list[KeySeen], owner: Callable[[str], str]
+) -> list[tuple[float, str | None, str | None]]:
+    """The distinct (holder node, value) states, with the time each began."""
+    states: list[tuple[float, str | None, str | None]] = []
+    for event in seen:
+        holder = owner(event.session) if event.session else None
+        if not states or states[-1][1:] != (holder, event.value):
+            states.append((event.t, holder, event.value))
+    return states
+
+
+def real_owner(seen: list[KeySeen]) -> Callable[[str], str]:
+    """Real session -> node: the node whose value the session wrote (a node writes
+    only its own value, or a blank over it)."""
+    owners = {e.session: e.value for e in seen if e.session and e.value}
+    return lambda session: owners.get(session) or f"?{session[:8]}"
+
+
+def sim_owner(session: str) -> str:
+    return session.split("-s", maxsplit=1)[0]
+
+
+@pytest.fixture
+def testbed(
+    consul_dev: ConsulAgent, tmp_path: Path, key_prefix: str, health: HealthFactory
+) -> Iterator[Callable[[Scenario], RealRun]]:
+    """Nodes a and b on the shared dev agent."""
+    made: list[RealRun] = []
+
+    def make(scenario: Scenario) -> RealRun:
+        agents = {"a": consul_dev, "b": consul_dev}
+        key = f"{key_prefix}/leader"
+        made.append(RealRun(agents, [consul_dev], tmp_path, key, health, scenario))
+        return made[-1]
+
+    yield make
+    for bed in made:
+        bed.stop()
+
+
+@pytest.fixture(scope="module")
+def fidelity_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsulCluster]:
+    """Three servers and two client agents, for the scenarios that kill a Consul agent
+    or the Consul leader: one cluster for the module, mended before each."""
+    cluster = ConsulCluster(tmp_path_factory.mktemp("fidelity-cluster"), clients=2).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def cluster_bed(
+    fidelity_cluster: ConsulCluster, tmp_path: Path, health: HealthFactory
+) -> Iterator[Callable[[Scenario], RealRun]]:
+    """Nodes a and b on client agents of their own (node-a, node-b)."""
+    cluster = fidelity_cluster
+    for agent in cluster.agents:
+        if not agent.running():  # killed by the scenario before
+            agent.start().wait_ready(60)
+    cluster.wait_leader()
+    made: list[RealRun] = []
+
+    def make(scenario: Scenario) -> RealRun:
+        agents = dict(zip(("a", "b"), cluster.clients, strict=True))
+        key = f"service/fidelity-{uuid.uuid4().hex[:8]}/leader"
+        made.append(RealRun(agents, cluster.servers, tmp_path, key, health, scenario, cluster))
+        return made[-1]
+
+    yield make
+    for bed in made:
+        bed.stop()
+
+
+def compare(bed: RealRun) -> None:
+    """Play the scenario on the test bed (and, on the way, in the simulation) and
+    compare the two."""
+    scenario = bed.scenario
+    servers = [s for s in bed.servers if s.running()]
+    watcher = KeyWatcher(servers, bed.key).start_watching()
+    try:
+        timing, _, seen_real = bed.run(watcher)
+    finally:
+        watcher.stop()
+    real = holders(seen_real, real_owner(seen_real))
+    simulated = holders(bed.simulated, sim_owner)
+
+    def shown(states: list[tuple[float, str | None, str | None]]) -> str:
+        return " -> ".join(f"{h}:{v!r}@{t:+.2f}s" for t, h, v in states)
+
+    summary = f"\ntest bed:   {shown(real)}\nsimulation: {shown(simulated)}\n{timing}"
+    print(f"{scenario.name}:{summary}")  # shown with -s: the two runs side by side
+    context = f"{summary}\nsimulation trace:\n{bed.world_trace}{bed.logs()}"
+    assert simulated[-1][0] <= scenario.watch - WATCH_MARGIN, (
+        f"{scenario.name}: its watch ({scenario.watch:g}s) ends too soon after the last "
+        "transition to see one more" + context
+    )
+    assert [s[1:] for s in real] == [s[1:] for s in simulated], (
+        f"{scenario.name}: the key's holders differ" + context
+    )
+    for number in range(1, len(real)):
+        from_fault = real[number][0] - simulated[number][0]
+        assert abs(from_fault) <= TOLERANCE + scenario.slack, (
+            f"{scenario.name}: transition {number} came {from_fault:+.2f}s later on the test "
+            f"bed than in the simulation (tolerance {TOLERANCE + scenario.slack:g}s)" + context
+        )
+        if number >= 2:
+            between = (real[number][0] - real[number - 1][0]) - (
+                simulated[number][0] - simulated[number - 1][0]
+            )
+            assert abs(between) <= TOLERANCE, (
+                f"{scenario.name}: transition {number} came {between:+.2f}s later after the "
+                f"one before on the test bed than in the simulation (tolerance {TOLERANCE:g}s)"
+                + context
+            )
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS_PLAYED, ids=lambda s: s.name)
+def test_a_scenario_moves_the_key_as_in_the_simulation(
+    scenario: Scenario, testbed: Callable[[Scenario], RealRun]
+) -> None:
+    compare(testbed(scenario))
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS_ON_A_CLUSTER, ids=lambda s: s.name)
+def test_a_consul_fault_moves_the_key_as_in_the_simulation(
+    scenario: Scenario, cluster_bed: Callable[[Scenario], RealRun]
+) -> None:
+    compare(cluster_bed(scenario))

@@ -216,18 +216,22 @@ class World:
                     self.at(self.rng.uniform(0, 2), node.start)
                     node.vm.start()
                 self._schedule()
-                while self.heap:
-                    when, _, fn = heapq.heappop(self.heap)
-                    if when > self.end:
-                        break
-                    self.now = when
-                    self.events += 1
-                    fn()
+                self.drain()
                 self.now = self.end
                 self._final()
             except Violation:
                 return False
         return True
+
+    def drain(self) -> None:
+        """Run the events due until ``self.end`` (which an event may move)."""
+        while self.heap:
+            when, _, fn = heapq.heappop(self.heap)
+            if when > self.end:
+                break
+            self.now = when
+            self.events += 1
+            fn()
 
     # -- invariants ----------------------------------------------------------------------
     def vip_changed(self, node: SimNode, holds: bool) -> None:
@@ -668,7 +672,8 @@ class World:
             node.reconfigure(lock_delay=self.rng.choice([self.lock_delay, self.lock_delay + 1]))
         self._sigusr2_now(node)
 
-    def _sigusr2_now(self, node: SimNode) -> None:
+    def _sigusr2_now(self, node: SimNode, took: float | None = None) -> None:
+        """``took``: how long the exec takes (drawn from the seed unless given)."""
         daemon = node.daemon
         assert daemon is not None
         node.restarting = True
@@ -678,7 +683,7 @@ class World:
             node.restarting = False
             node.start(memory=Memory(ttl=node.settings.ttl, fence_until=node.fence.until))
 
-        self.after(self.rng.uniform(0.2, 0.6), exec_done)
+        self.after(self.rng.uniform(0.2, 0.6) if took is None else took, exec_done)
 
     def o_sighup_session(self) -> None:
         """SIGHUP with a changed TTL or lock-delay: the leader moves the lock to a new
