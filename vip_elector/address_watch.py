@@ -174,6 +174,13 @@ class AddressWatch(Worker):
             self._wake_write.send(b"x")
 
     def work(self) -> None:
+        try:
+            self._watch()
+        finally:
+            self._wake_read.close()
+            self._wake_write.close()  # a close() after this is a no-op
+
+    def _watch(self) -> None:
         config = self.config
         reason = unobservable_reason(config)
         sock = None
