@@ -257,6 +257,26 @@ def test_an_interface_that_does_not_exist_is_told_as_unobserved(
     assert "no interface 'nosuch0'" in said[0]
 
 
+def test_netlink_refused_by_the_sandbox_says_what_to_allow(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What socket(AF_NETLINK) raises under RestrictAddressFamilies= without it."""
+    seen = Seen()
+    watch = AddressWatch(config(), DaemonState("k", "v"), threading.Event(), seen.post)
+    monkeypatch.setattr(socket, "if_nametoindex", lambda name: ETH0)
+
+    def refused() -> socket.socket:
+        raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+
+    monkeypatch.setattr(watch, "_open", refused)
+    with caplog.at_level(logging.INFO, logger="vip_elector"):
+        watch.start()
+        watch.join(5)
+    assert seen.wait(1) == [None]
+    (said,) = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
+    assert "allow AF_NETLINK in the unit's RestrictAddressFamilies=" in said
+
+
 # -- what vip-manager.yml says ------------------------------------------------------------
 
 YML = 'dcs-type: consul\ntrigger-key: "service/x/vip"\ntrigger-value: "a"\n'
