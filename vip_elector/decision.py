@@ -31,8 +31,9 @@ Every rule is a named step below, in the order it is applied:
 - **foreign key**: a plain key somebody wrote is never taken.
 - leading: **ownership** (the key still ours, else the lock is lost and why),
   **fence** (each consistent read that proves the lock extends /leader's
-  bound), **step-down** (SIGUSR1, maintenance, a duplicate value: delete with
-  ``cas``, retried at the current index until it is gone), **hand-over**
+  bound), **step-down** (SIGUSR1, maintenance, a duplicate value, no VIP
+  with ``step_down_without_vip``: delete with ``cas``, retried at the current
+  index until it is gone), **hand-over**
   (switchover or preemption: blank the value, wait the hand-over gap, give
   the lock to the target's session), **switchover**, **preemption**,
   **conflict flag**.
@@ -73,6 +74,14 @@ PUBLISH_RETRY_MAX = 30.0
 # the last failure too, and a flapping check must not drag the VIP along.
 PREEMPT_HOLD_DOWN = 60.0
 STEP_DOWN_RETRY = 0.5  # a delete that failed (Consul unreachable) is sent again
+# --step-down-without-vip: a leader that stepped down because its VIP did not
+# come stays out this long (or twice the next leader's gap + grace, if longer).
+# The next leader must find it ineligible when its own grace runs out: if its
+# vip-manager is broken too, it then has nobody to step down to and keeps the
+# lock (no ping-pong). After the hold the lock may move back, so the hold is
+# long: at most one move per hold while every vip-manager is broken, and a node
+# whose vip-manager just failed to add the VIP is a poor candidate meanwhile.
+VIP_STEP_DOWN_HOLD = 300.0
 DESTROY_RETRY = 1.0
 IDLE = 60.0  # decide again at least this often
 # The last other holder, when the key was taken and freed again between two reads.
@@ -95,6 +104,8 @@ class Rules:
     vip_grace: float = 3.0
     vip_address: str = "the VIP"  # as `ip addr` takes it (198.51.100.10/24), for messages
     vip_interface: str = ""
+    # A leader without its VIP past vip_grace steps down (--step-down-without-vip).
+    step_down_without_vip: bool = False
 
     @property
     def value_bytes(self) -> bytes:
@@ -1217,9 +1228,11 @@ class _Step:
             if m.vip_problem is not None:
                 if m.vip is None:
                     back = "the VIP is not observed any more"
-                elif m.leading:
+                elif m.leading and m.vip:
                     back = f"this leader has its VIP again ({rules.vip_address})"
-                elif m.vip:
+                elif m.leading:
+                    back = "this leader is stepping down or handing the lock over"
+                elif m.vip or (m.vip_wrong is not None and m.vip_wrong[0] == "missing"):
                     back = "this node no longer leads"
                 else:
                     back = f"the VIP ({rules.vip_address}) is no longer on this node"
@@ -1339,7 +1352,45 @@ class _Step:
             return Cause.DUPLICATE_VALUE, m.duplicate, Role.FOLLOWER
         if m.step_down is not None:
             return Cause.STEP_DOWN, m.step_down, Role.FOLLOWER
-        return None
+        return self._vip_step_down()
+
+    def _vip_step_down(self) -> tuple[Cause, str, Role] | None:
+        """--step-down-without-vip: a leader without its VIP past the grace leaves
+        the lock to another eligible candidate and holds back (VIP_STEP_DOWN_HOLD);
+        with none, stepping down would leave the VIP nowhere: it keeps the lock."""
+        m, rules = self.m, self.rules
+        missing = (
+            m.vip_problem is not None and m.vip_wrong is not None and m.vip_wrong[0] == "missing"
+        )
+        if not (rules.step_down_without_vip and missing):
+            self.forget_said("vip_alone")
+            return None
+        request = m.request
+        if request is not None and not request.refused and request.modify_index != m.request_done:
+            return None  # a switchover asked for: it hands the VIP over, a delete would not
+        target = best_other(dict(m.candidates), rules.value)
+        if target is None:
+            self.say_once(
+                "vip_alone",
+                f"{m.vip_problem}, and no other eligible candidate to step down to: keeping "
+                "the lock (--step-down-without-vip); check vip-manager here (`systemctl status "
+                "vip-manager`, its interface and its log)",
+                "warning",
+                "vip_step_down_alone",
+            )
+            return None
+        self.forget_said("vip_alone")
+        hold = max(VIP_STEP_DOWN_HOLD, 2 * (rules.handover_gap + rules.vip_grace))
+        reason = f"stepped down without its VIP; competing again after {_fmt(hold)}"
+        self.set(hold_until=self.now + hold, hold_reason=reason)
+        self.log(
+            "warning",
+            f"{m.vip_problem}: stepping down so that {target.value!r} can take the VIP "
+            f"(--step-down-without-vip), and staying out for {_fmt(hold)}; check vip-manager "
+            "here (`systemctl status vip-manager`, its interface and its log)",
+            "vip_step_down",
+        )
+        return Cause.VIP_MISSING, f"{m.vip_problem}; {reason}", Role.FOLLOWER
 
     def _step_down(self) -> float:
         m, key = self.m, self.m.key
