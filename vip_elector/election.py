@@ -77,6 +77,7 @@ from vip_elector.renewer import Renewer
 from vip_elector.retrying import Retrier
 from vip_elector.roles import Cause, Role
 from vip_elector.runtime_dir import Held
+from vip_elector.settings import Settings
 from vip_elector.trigger_key import TriggerKey, node_of, rival_message, rivals
 from vip_elector.worker import Fatal, Worker, WorkerContext
 
@@ -131,6 +132,7 @@ class Election(Worker):
             lock_delay=settings.lock_delay,
             fence_bound=settings.fence_bound if settings.status_addr else 0.0,
             preempt_delay=settings.preempt_delay,
+            step_down_without_vip=settings.step_down_without_vip,
             **vip_rules(settings),
         )
         self._inherit = inherit
@@ -166,6 +168,15 @@ class Election(Worker):
     # -- from other threads ----------------------------------------------------------
     def post(self, event: Event) -> None:
         self._inbox.put(event)
+
+    def reload_rules(self, settings: Settings) -> None:
+        """A reload's rules that apply at once (main thread). The rules are one frozen
+        value the loop reads per step, replaced by a single reference; the Tick makes
+        the core decide with them now rather than at its next wake-up."""
+        self.rules = dataclasses.replace(
+            self.rules, step_down_without_vip=settings.step_down_without_vip
+        )
+        self.post(Tick())
 
     # -- the thread --------------------------------------------------------------------
     def work(self) -> None:
