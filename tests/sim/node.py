@@ -60,6 +60,7 @@ def make_settings(
     interval_ms: int,
     priority: int = 100,
     preempt_delay: float | None = None,
+    step_down_without_vip: bool = False,
 ) -> Settings:
     return Settings(
         vip_manager=VipManagerConfig(
@@ -79,6 +80,7 @@ def make_settings(
         status_addr=("127.0.0.1", 8008) if fenced else None,
         priority=priority,
         preempt_delay=preempt_delay,
+        step_down_without_vip=step_down_without_vip,
     )
 
 
@@ -412,6 +414,8 @@ class Daemon:
             self.election._take_over()
         self.renewer.start()
         self.watch.proceed()
+        # The address watch's first dump: whether the VIP is here now.
+        self.post(core.VipSeen(self.node.vm.holds))
 
     def post(self, event: Event) -> None:
         """The election thread's inbox."""
@@ -529,6 +533,14 @@ class VipManager:
         self.interval = interval
         self.holds = False
         self.index = 0
+        self.stopped = 0  # faults that stopped it, not healed yet
+
+    def stop_service(self, stopped: bool) -> None:
+        """vip-manager stopped (SIGINT: it drops the VIP at once) or started again
+        (its next read adds the VIP back where the key says)."""
+        self.stopped += 1 if stopped else -1
+        if self.stopped:
+            self._set(False)
 
     def start(self) -> None:
         self.world.after(self.world.rng.uniform(0, self.interval), self._loop)
@@ -555,9 +567,14 @@ class VipManager:
         self.world.after(self.interval, self._loop)
 
     def _set(self, holds: bool) -> None:
+        holds = holds and not self.stopped
         if holds != self.holds:
             self.holds = holds
             self.world.vip_changed(self.node, holds)
+            # The address watch sees the kernel's address event.
+            daemon = self.node.daemon
+            if daemon is not None and daemon.running:
+                daemon.post(core.VipSeen(holds))
 
 
 class SimNode:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 
 from tests.sim import bounds
 from tests.sim.consul import SERF_DETECT, Entry, SimAgent, SimConsul
-from tests.sim.node import CHECK, KEY, SimNode, make_settings
+from tests.sim.node import CHECK, KEY, SimNode, make_settings, on_each
 from vip_elector import election as election_module
 from vip_elector import state as state_module
 from vip_elector import trigger_key as trigger_key_module
@@ -131,6 +131,8 @@ class World:
         # Priorities: all equal, or one preferred node that preempts back.
         preferred = rng.random() < 0.3
         preempt = rng.choice([None, 3.0, 10.0]) if preferred else None
+        # Its own generator: the draws above and below stay those of each seed.
+        self.step_down_without_vip = random.Random(f"{seed}/vip").random() < 0.5
         self.nodes: list[SimNode] = []
         self.agents: dict[str, SimAgent] = {}
         for number in range(count):
@@ -143,6 +145,7 @@ class World:
                 interval_ms=self.interval_ms,
                 priority=200 if preferred and number == 0 else 100,
                 preempt_delay=preempt,
+                step_down_without_vip=self.step_down_without_vip,
             )
             agent = SimAgent(self.consul, name, rng)
             agent.local_checks[CHECK] = "passing"
@@ -165,6 +168,7 @@ class World:
             f"seed {seed}: {count} nodes, {'patroni' if self.fenced else 'trigger-key'} mode, "
             f"{f'n1 preferred (priority 200), preempt-delay {preempt}, ' if preferred else ''}"
             f"ttl {self.ttl:g}s, lock-delay {self.lock_delay:g}s, interval {self.interval_ms} ms"
+            f"{', --step-down-without-vip' if self.step_down_without_vip else ''}"
         )
 
     # -- the clock -------------------------------------------------------------------
@@ -286,6 +290,8 @@ class World:
         others = owner_before not in (None, by) and by not in ("consul", "operator")
         if after is None and before is not None and others:
             self.fail(f"{by} deleted the key held by {owner_before}'s session")
+        if after is None and owner_before is not None and by == owner_before:
+            self._moved()  # given up by its holder (a step-down without its VIP)
         owner = self._owner(after)
         if owner is not None and owner != self.last_owner:
             if self.last_owner is not None and by == self.last_owner:
@@ -470,6 +476,7 @@ class World:
             (self.o_release_after_partition, 2),
             (self.o_bad_check, 2),
             (self.o_priority, 1),
+            (self.f_vip_manager, 2),
         ]
         funcs = [f for f, _ in actions]
         weights = [w for _, w in actions]
@@ -938,6 +945,64 @@ class World:
                 self.consul.delete(KEY, entry.modify_index, "operator")
 
         self._heal_after(duration, remove, "the plain key deleted")
+
+    def f_vip_manager(self) -> None:
+        """vip-manager stops on one node (most often the leader's) or on every node.
+        Off, the leader keeps the lock; with --step-down-without-vip it gives the key
+        to another eligible node, whose vip-manager adds the VIP, and while every
+        vip-manager is down the key does not bounce (MAX_MOVES_PER_MINUTE)."""
+        every = self.rng.random() < 0.3
+        nodes = list(self.nodes) if every else [self._pick(0.8)]
+        duration = self.rng.uniform(5, 90)
+        names = ", ".join(n.name for n in nodes)
+        leader = self._holder()
+        if not every and leader is nodes[0] and self.calm():
+            if self.step_down_without_vip:
+                self._vip_elsewhere_window(nodes[0])
+            else:
+                self._keep_window(nodes[0], "its vip-manager stopped (--step-down-without-vip off)")
+        self.faults += 1
+        self.disturb()
+        self.trace(f"FAULT vip-manager stopped on {names} for {duration:.0f}s")
+        for node in nodes:
+            node.vm.stop_service(True)
+        self._heal_after(
+            duration,
+            lambda: on_each(nodes, lambda n: n.vm.stop_service(False)),
+            f"vip-manager on {names} started",
+        )
+
+    def _vip_elsewhere_window(self, node: SimNode) -> None:
+        """The VIP on another node within the grace, a step-down, the gap and
+        vip-manager's read, if another node could take it all along."""
+        settings = node.settings
+        bound = settings.vip_grace + settings.handover_gap + settings.vip_manager.interval_ms / 1000
+        bound += bounds.VM_WAIT + 3.0
+        since = self.now
+
+        def could_take(other: SimNode) -> bool:
+            daemon = other.daemon
+            if other is node or daemon is None or not daemon.running or other.vm.stopped:
+                return False
+            memory = daemon.election.memory
+            return memory.session is not None and memory.hold_until < since + bound
+
+        if not any(could_take(other) for other in self.nodes):
+            return
+
+        def check() -> None:
+            if self.disturbed_at > since or not all(
+                could_take(o) or o is node or not o.running for o in self.nodes
+            ):
+                return
+            holders = [n.name for n in self.nodes if n.vm.holds]
+            if not holders:
+                self.fail(
+                    f"no VIP {self.now - since:.2f}s after vip-manager stopped on the leader "
+                    f"{node.name} (--step-down-without-vip)"
+                )
+
+        self.at(since + bound, check)
 
     def _quiet(self) -> None:
         self.trace("QUIET: every fault healed, every node running")
