@@ -79,8 +79,9 @@ STEP_DOWN_RETRY = 0.5  # a delete that failed (Consul unreachable) is sent again
 # The next leader must find it ineligible when its own grace runs out: if its
 # vip-manager is broken too, it then has nobody to step down to and keeps the
 # lock (no ping-pong). After the hold the lock may move back, so the hold is
-# long: at most one move per hold while every vip-manager is broken, and a node
-# whose vip-manager just failed to add the VIP is a poor candidate meanwhile.
+# long: each node steps down at most once per hold while every vip-manager is
+# broken, and a node whose vip-manager just failed to add the VIP is a poor
+# candidate meanwhile.
 VIP_STEP_DOWN_HOLD = 300.0
 DESTROY_RETRY = 1.0
 IDLE = 60.0  # decide again at least this often
@@ -367,7 +368,10 @@ class LookUpCandidates:
 
 @dataclass(frozen=True)
 class ReadKey:
-    """Read the key now (after a refused acquire: who won, or still free?)."""
+    """Read the key now (after a refused acquire: who won, or still free?);
+    ``tree``: with the entries under its prefix, consistently (a leader's read)."""
+
+    tree: bool = False
 
 
 @dataclass(frozen=True)
@@ -553,6 +557,11 @@ class Memory:
     # held without leading, since when), and the problem once it lasted vip_grace
     vip_wrong: tuple[str, float] | None = None
     vip_problem: str | None = None
+    # --step-down-without-vip: when the last read with the candidates that found
+    # Consul working (not the first after failed reads) started, and when ours
+    # was asked for
+    read_ok_at: float = float("-inf")
+    vip_read_asked: float | None = None
     # the candidacy entry
     published: tuple[str, bool, str, str, bool, bool | None, str] | None = None
     publish_at: float = 0.0
@@ -720,6 +729,7 @@ class _Step:
         m, key, now = self.m, read.key, self.now
         previous = m.key
         self.set(key=key, wall=read.wall)
+        self._vip_reads(not m.watching or read.resumed, read.started if read.tree else None)
         if read.tree:
             self.set(candidates=dict(read.candidates), request=read.request, conflict=read.conflict)
         # Whose value is in the key: the hand-over gap counts from the moment
@@ -837,6 +847,20 @@ class _Step:
 
     def _on_read_failed(self, _: ReadFailed) -> None:
         self.set(watching=False)
+        self._vip_reads(True, None)
+
+    def _vip_reads(self, troubled: bool, started: float | None) -> None:
+        """vip-manager (trigger-key mode) drops the VIP while it cannot read Consul:
+        after failed reads (ours, or the first answer after them) a missing VIP is
+        judged again from now, so that a Consul election is no reason to step down.
+        ``started``: a read with the candidates (a leader's), which the step-down
+        chooses from."""
+        wrong = self.m.vip_wrong
+        if not troubled:
+            if started is not None:
+                self.set(read_ok_at=max(self.m.read_ok_at, started))
+        elif wrong is not None and wrong[0] == "missing":
+            self.set(vip_wrong=("missing", self.now))
 
     def _on_lock_delay_of(self, found: LockDelayOf) -> None:
         if found.session == self.m.holder:
@@ -1368,6 +1392,16 @@ class _Step:
         request = m.request
         if request is not None and not request.refused and request.modify_index != m.request_done:
             return None  # a switchover asked for: it hands the VIP over, a delete would not
+        assert m.vip_wrong is not None
+        due = m.vip_wrong[1] + rules.vip_grace  # later than reported, after failed reads
+        if m.read_ok_at < due:
+            # Consul must answer now, and not for the first time after failures,
+            # with the candidates as they are now (a new leader's may be old): a
+            # read of our own, and the step-down on its answer.
+            if self.now >= due and (m.vip_read_asked is None or m.vip_read_asked < due):
+                self.set(vip_read_asked=self.now)
+                self.out.append(ReadKey(tree=True))
+            return None
         target = best_other(dict(m.candidates), rules.value)
         if target is None:
             self.say_once(

@@ -362,12 +362,7 @@ class Election(Worker):
         if isinstance(action, LookUpLockDelay):
             return LockDelayOf(action.session, self._lock_delay_of(action.session))
         if isinstance(action, ReadKey):
-            started, wall = time.monotonic(), time.time()
-            try:
-                key = self.key.read()
-            except ConsulError:
-                return ReadFailed()
-            return KeyRead(key, started, wall, answered=time.monotonic())
+            return self._read_now(action.tree)
         if isinstance(action, LookUpCandidates):
             try:
                 return CandidatesRead(self.key.candidates(), action.freed_at)
@@ -405,6 +400,27 @@ class Election(Worker):
             # the next read tells.
             return Done(action, "failed", str(exc), started)
         return Done(action, "ok" if done else "refused", "", started)
+
+    def _read_now(self, tree: bool) -> Event:
+        """ReadKey: the key, or a leader's whole tree read consistently, at once."""
+        started, wall = time.monotonic(), time.time()
+        try:
+            if not tree:
+                return KeyRead(self.key.read(), started, wall, answered=time.monotonic())
+            found = self.key.read_all(consistent=True)
+        except ConsulError:
+            return ReadFailed()
+        return KeyRead(
+            found.key,
+            started,
+            wall,
+            consistent=True,
+            tree=True,
+            candidates=found.candidates,
+            request=found.request,
+            conflict=found.conflict,
+            answered=time.monotonic(),
+        )
 
     def _publish(self, action: Publish) -> Done:
         """This node's candidate entry. Refused while our previous session still

@@ -40,6 +40,8 @@ from vip_elector.decision import (
     Memory,
     Move,
     Publish,
+    ReadFailed,
+    ReadKey,
     Record,
     RefuseRequest,
     Release,
@@ -794,6 +796,16 @@ def leader_without_vip(rules: Rules, candidates: dict[str, Candidate]) -> Run:
     return run
 
 
+def past_grace(run: Run, now: float) -> tuple[Action, ...]:
+    """A step at ``now``, and the answer to the read it asks for (Consul works)."""
+    actions = run(Tick(), now)
+    if ReadKey(tree=True) not in actions:
+        return actions
+    key = held(OURS, b"a", 11)
+    answer = run(read(key, now, tree=True, candidates=run.memory.candidates), now)
+    return actions + answer
+
+
 def stepped_down(run: Run, now: float) -> tuple[Action, ...]:
     """The delete answered, and the read that shows the key gone."""
     run(Done(Delete(OURS, 11), "ok"), now)
@@ -815,6 +827,9 @@ def test_with_the_option_a_leader_without_its_vip_steps_down_after_the_grace() -
     assert not of(Delete, run(Tick(), 3.4))  # vip-manager may still be adding it
     assert run.wake == 3.5
     actions = run(Tick(), 3.5)
+    assert ReadKey(tree=True) in actions  # does Consul answer now? (else vip-manager cannot either)
+    assert not of(Delete, actions)
+    actions = run(read(held(OURS, b"a", 11), 3.5, tree=True, candidates={"b": B}), 3.5)
     assert Delete(OURS, 11) in actions
     (why,) = [w for w in logs(actions, "warning") if "stepping down" in w]
     assert why.startswith("leader without its VIP (198.51.100.10/24 on eth0) for more than 3s")
@@ -834,7 +849,7 @@ def test_with_the_option_a_leader_without_its_vip_steps_down_after_the_grace() -
 
 def test_a_leader_that_stepped_down_without_its_vip_holds_back() -> None:
     run = leader_without_vip(STEP_DOWN_RULES, {"b": B})
-    run(Tick(), 3.5)
+    past_grace(run, 3.5)
     stepped_down(run, 3.6)
     assert run.memory.hold_until == 3.5 + 300
     (entry,) = published(run, run(SessionUp("sess-a2", node="node-a"), 4.0), 4.0)
@@ -851,7 +866,7 @@ def test_a_leader_that_stepped_down_without_its_vip_holds_back() -> None:
 def test_the_hold_is_longer_than_the_next_leaders_gap_and_grace() -> None:
     slow = replace(STEP_DOWN_RULES, handover_gap=100.2, vip_grace=201.0)
     run = leader_without_vip(slow, {"b": B})
-    run(Tick(), 201.5)
+    past_grace(run, 201.5)
     assert run.memory.hold_until == 201.5 + 2 * (100.2 + 201.0)
 
 
@@ -859,7 +874,7 @@ def test_a_leader_without_its_vip_and_no_other_eligible_candidate_keeps_the_lock
     ineligible = replace(B, eligible=False, why="stepped down without its VIP")
     run = leader_without_vip(STEP_DOWN_RULES, {"b": ineligible})
     for now in (3.5, 10.0, 60.0):
-        run(Tick(), now)
+        past_grace(run, now)
     assert not of(Delete, run.actions)
     assert run.memory.leading
     assert run.memory.hold_until == 0.0
@@ -875,7 +890,7 @@ def test_a_leader_without_its_vip_and_no_other_eligible_candidate_keeps_the_lock
 
 def test_a_leader_without_its_vip_hands_over_when_a_switchover_is_asked() -> None:
     run = leader_without_vip(STEP_DOWN_RULES, {})
-    run(Tick(), 3.5)  # alone: kept
+    past_grace(run, 3.5)  # alone: kept
     request = SwitchoverRequest("b", "ops", WALL + 4.0, 30)
     asked = read(held(OURS, b"a", 11), 4.0, tree=True, candidates={"b": B}, request=request)
     actions = run(asked, 4.0)
@@ -901,3 +916,33 @@ def test_a_leader_in_a_hand_over_does_not_step_down_for_its_vip() -> None:
     assert not of(Delete, run.actions)
     assert run.memory.handover is not None
     assert run.memory.hold_until == 0.0
+
+
+def test_a_vip_missing_while_consul_does_not_answer_is_judged_again_after() -> None:
+    """vip-manager (trigger-key mode) drops the VIP while it cannot read Consul: a
+    Consul election longer than the grace is no reason to step down."""
+    run = leader_without_vip(STEP_DOWN_RULES, {"b": B})
+    assert ReadKey(tree=True) in run(Tick(), 3.5)
+    run(ReadFailed(), 5.0)  # Consul does not answer: the grace starts again
+    assert not of(Delete, past_grace(run, 7.9))
+    assert ReadKey(tree=True) in run(Tick(), 8.0)
+    # The first answer after failed reads: Consul is back, vip-manager gets its grace.
+    actions = run(read(held(OURS, b"a", 11), 8.0, tree=True, candidates={"b": B}), 8.0)
+    assert not of(Delete, actions)
+    # The watch's own first answer after failures (resumed) says the same.
+    resumed = read(held(OURS, b"a", 11), 9.0, tree=True, candidates={"b": B}, resumed=True)
+    actions = run(resumed, 9.0)
+    assert not of(Delete, actions)
+    assert not of(Delete, past_grace(run, 11.9))
+    assert Delete(OURS, 11) in past_grace(run, 12.0)
+
+
+def test_the_step_down_chooses_from_the_candidates_as_they_are_after_the_grace() -> None:
+    # A new leader's candidates may be those of its last leadership, long ago.
+    run = leader_without_vip(STEP_DOWN_RULES, {"b": B})
+    assert ReadKey(tree=True) in run(Tick(), 3.5)
+    assert not of(Delete, run(read(held(OURS, b"a", 11), 3.6), 3.6))  # no candidates in it
+    held_back = replace(B, eligible=False, why="stepped down without its VIP")
+    actions = run(read(held(OURS, b"a", 11), 3.7, tree=True, candidates={"b": held_back}), 3.7)
+    assert not of(Delete, actions)
+    assert [w for w in logs(actions, "warning") if "no other eligible candidate" in w]
