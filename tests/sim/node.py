@@ -371,6 +371,9 @@ class Daemon:
                 f"{change.detail[:90]}"
             )
         )
+        self.state.subscribe(
+            lambda change: world.transitioned(node, self, change.cause, change.old)
+        )
         context = WorkerContext(settings, self.state, threading.Event(), record=None)
         self.renewer = RenewerModel(self)
         self.renewer.ttl_rule = world.renewer_ttl_rule
@@ -414,8 +417,8 @@ class Daemon:
             self.election._take_over()
         self.renewer.start()
         self.watch.proceed()
-        # The address watch's first dump: whether the VIP is here now.
-        self.post(core.VipSeen(self.node.vm.holds))
+        if self.world.vip_watched:  # the address watch's first dump
+            self.post(core.VipSeen(self.node.vm.holds))
 
     def post(self, event: Event) -> None:
         """The election thread's inbox."""
@@ -573,7 +576,7 @@ class VipManager:
             self.world.vip_changed(self.node, holds)
             # The address watch sees the kernel's address event.
             daemon = self.node.daemon
-            if daemon is not None and daemon.running:
+            if self.world.vip_watched and daemon is not None and daemon.running:
                 daemon.post(core.VipSeen(holds))
 
 
@@ -628,7 +631,9 @@ class SimNode:
             daemon.deliver(core.ConsulMaintenance("Consul maintenance mode"))
 
     def restart_after_failure(self) -> None:
-        if self.daemon is None or not self.daemon.running:
+        # Not during a SIGUSR2's exec: its new process starts (two would run at once,
+        # which the runtime directory's instance lock prevents in production).
+        if not self.restarting and (self.daemon is None or not self.daemon.running):
             self.start()
 
     def leads(self) -> bool:

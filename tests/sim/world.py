@@ -26,6 +26,7 @@ from vip_elector import trigger_key as trigger_key_module
 from vip_elector.consul_adapter import ConsulAdapter
 from vip_elector.continuity import Inheritance
 from vip_elector.decision import (
+    VIP_STEP_DOWN_HOLD,
     ConsulMaintenance,
     MaintenanceFile,
     Memory,
@@ -131,8 +132,12 @@ class World:
         # Priorities: all equal, or one preferred node that preempts back.
         preferred = rng.random() < 0.3
         preempt = rng.choice([None, 3.0, 10.0]) if preferred else None
-        # Its own generator: the draws above and below stay those of each seed.
-        self.step_down_without_vip = random.Random(f"{seed}/vip").random() < 0.5
+        # The VIP watched (VipSeen, vip-manager stopped) in half the seeds, with
+        # --step-down-without-vip in two of three of them; from a generator of its
+        # own, so that the other half of the seeds runs exactly as before.
+        self.vip_rng = random.Random(f"{seed}/vip")
+        self.vip_watched = self.vip_rng.random() < 0.5
+        self.step_down_without_vip = self.vip_watched and self.vip_rng.random() < 2 / 3
         self.nodes: list[SimNode] = []
         self.agents: dict[str, SimAgent] = {}
         for number in range(count):
@@ -163,11 +168,14 @@ class World:
         self.keep: dict[str, tuple[float, str]] = {}  # node -> (since, why): lock must stay
         self.refused: dict[str, int] = {}
         self.moves: list[float] = []  # when the key went from one node to another
+        # node -> (when, which process): its last step-down without its VIP
+        self.vip_step_downs: dict[str, tuple[float, object]] = {}
         self.operated_at = -1e9
         self.trace(
             f"seed {seed}: {count} nodes, {'patroni' if self.fenced else 'trigger-key'} mode, "
             f"{f'n1 preferred (priority 200), preempt-delay {preempt}, ' if preferred else ''}"
             f"ttl {self.ttl:g}s, lock-delay {self.lock_delay:g}s, interval {self.interval_ms} ms"
+            f"{', VIP watched' if self.vip_watched else ''}"
             f"{', --step-down-without-vip' if self.step_down_without_vip else ''}"
         )
 
@@ -248,6 +256,22 @@ class World:
                     note = f" ({node.name} {FIRST_READ}: {other}'s)"
             self.fail(f"two VIP holders: {', '.join(holders)}{note}")
 
+    def transitioned(self, node: SimNode, daemon: object, cause: Cause, old: Role) -> None:
+        """No ping-pong while vip-manager is down everywhere: a process never steps
+        down without its VIP twice within its hold (each node tries once, then the
+        last one keeps the lock)."""
+        if cause != Cause.VIP_MISSING or old != Role.LEADER:
+            return
+        last = self.vip_step_downs.get(node.name)
+        if last is not None and last[1] is daemon and self.now - last[0] < VIP_STEP_DOWN_HOLD:
+            text = (
+                f"{node.name} stepped down without its VIP twice in {self.now - last[0]:.1f}s "
+                f"(its hold is {VIP_STEP_DOWN_HOLD:g}s)"
+            )
+            # Not from inside the state's listener, which logs and ignores exceptions.
+            self.after(0.0, lambda: self.fail(text))
+        self.vip_step_downs[node.name] = (self.now, daemon)
+
     def after_apply(self, daemon: object) -> None:
         """After each decision applied: /leader 200 on at most one node; the TTL rule."""
         if self.fenced:
@@ -290,8 +314,6 @@ class World:
         others = owner_before not in (None, by) and by not in ("consul", "operator")
         if after is None and before is not None and others:
             self.fail(f"{by} deleted the key held by {owner_before}'s session")
-        if after is None and owner_before is not None and by == owner_before:
-            self._moved()  # given up by its holder (a step-down without its VIP)
         owner = self._owner(after)
         if owner is not None and owner != self.last_owner:
             if self.last_owner is not None and by == self.last_owner:
@@ -476,7 +498,6 @@ class World:
             (self.o_release_after_partition, 2),
             (self.o_bad_check, 2),
             (self.o_priority, 1),
-            (self.f_vip_manager, 2),
         ]
         funcs = [f for f, _ in actions]
         weights = [w for _, w in actions]
@@ -486,6 +507,12 @@ class World:
                 break
             fn = rng.choices(funcs, weights)[0]
             self.at(t, fn)
+        t = 5.0
+        while self.vip_watched:
+            t += self.vip_rng.expovariate(1 / 60.0)
+            if t > self.quiet_from - 45:
+                break
+            self.at(t, self.f_vip_manager)
         self.at(self.quiet_from, self._quiet)
         deadline = bounds.heal_deadline(self.ttl, self.lock_delay, self.gap)
         self.at(self.quiet_from + deadline, self._check_healed)
@@ -951,11 +978,17 @@ class World:
         Off, the leader keeps the lock; with --step-down-without-vip it gives the key
         to another eligible node, whose vip-manager adds the VIP, and while every
         vip-manager is down the key does not bounce (MAX_MOVES_PER_MINUTE)."""
-        every = self.rng.random() < 0.3
-        nodes = list(self.nodes) if every else [self._pick(0.8)]
-        duration = self.rng.uniform(5, 90)
-        names = ", ".join(n.name for n in nodes)
+        rng = self.vip_rng
         leader = self._holder()
+        every = rng.random() < 0.3
+        if every:
+            nodes = list(self.nodes)
+        else:
+            nodes = [
+                leader if leader is not None and rng.random() < 0.8 else rng.choice(self.nodes)
+            ]
+        duration = rng.uniform(5, 90)
+        names = ", ".join(n.name for n in nodes)
         if not every and leader is nodes[0] and self.calm():
             if self.step_down_without_vip:
                 self._vip_elsewhere_window(nodes[0])
