@@ -355,6 +355,9 @@ class Coordinator:
             "stepping_down": False,
             "maintenance": False,
             "step_down_hold_left": 0.0,
+            "vip": "unobserved",
+            "vip_problem": None,
+            "vip_misplaced": None,
             **self.settings.status_fields(),
         }
         if self.workers is not None:
@@ -432,6 +435,7 @@ class Coordinator:
         workers = self.workers
         assert workers is not None
         workers.election.maintenance_file = new.maintenance_file
+        workers.election.reload_rules(new)
         if Reload.HANDOVER in plan:
             self._hand_over(old, new, plan[Reload.HANDOVER])
         elif Reload.NEW_SESSION in plan:

@@ -21,8 +21,13 @@ Every rule is a named step below, in the order it is applied:
   if no new session can be made, the old one releases the key.
 - **role**: FAULT while the health gate refuses, MAINTENANCE while the file or
   Consul's maintenance says so, FOLLOWER otherwise (LEADER below).
+- **VIP place**: a leader without its VIP, or a node that does not lead
+  with it, as the address watch sees it (``VipSeen``), for longer than
+  vip-manager needs to add or drop it (``vip_grace``): said once (WARNING,
+  ERROR), and once more when it is right again (INFO); published.
 - **candidacy**: our entry under the key's prefix says priority and
-  eligibility; published again whenever they change, with a backoff.
+  eligibility (and whether this node has the VIP); published again whenever
+  they change, with a backoff.
 - **member report**: our member entry (not tied to the session, so it says
   FAULT too) says our state, eligibility and why not; written on a change (at
   most every REPORT_MIN_GAP) and every MEMBER_HEARTBEAT, and "stopped" on a
@@ -32,8 +37,9 @@ Every rule is a named step below, in the order it is applied:
 - **foreign key**: a plain key somebody wrote is never taken.
 - leading: **ownership** (the key still ours, else the lock is lost and why),
   **fence** (each consistent read that proves the lock extends /leader's
-  bound), **step-down** (SIGUSR1, maintenance, a duplicate value: delete with
-  ``cas``, retried at the current index until it is gone), **hand-over**
+  bound), **step-down** (SIGUSR1, maintenance, a duplicate value, no VIP
+  with ``step_down_without_vip``: delete with ``cas``, retried at the current
+  index until it is gone), **hand-over**
   (switchover or preemption: blank the value, wait the hand-over gap, give
   the lock to the target's session), **switchover**, **preemption**,
   **conflict flag**.
@@ -83,6 +89,15 @@ MEMBER_HEARTBEAT = 60.0
 REPORT_MIN_GAP = 5.0
 CHRONICLE_KEEP = 20  # changes of the holder waiting to be written to the history
 STEP_DOWN_RETRY = 0.5  # a delete that failed (Consul unreachable) is sent again
+# --step-down-without-vip: a leader that stepped down because its VIP did not
+# come stays out this long (or twice the next leader's gap + grace, if longer).
+# The next leader must find it ineligible when its own grace runs out: if its
+# vip-manager is broken too, it then has nobody to step down to and keeps the
+# lock (no ping-pong). After the hold the lock may move back, so the hold is
+# long: each node steps down at most once per hold while every vip-manager is
+# broken, and a node whose vip-manager just failed to add the VIP is a poor
+# candidate meanwhile.
+VIP_STEP_DOWN_HOLD = 300.0
 DESTROY_RETRY = 1.0
 IDLE = 60.0  # decide again at least this often
 # The last other holder, when the key was taken and freed again between two reads.
@@ -100,6 +115,13 @@ class Rules:
     lock_delay: float = 1.0  # ours: the guess for a holder whose lock-delay is unknown
     fence_bound: float = 0.0  # > 0: /leader is fenced with this bound
     preempt_delay: float | None = None
+    # A leader without its VIP (or a VIP on a node that does not lead) is said
+    # only after this long: vip-manager adds or drops it within its interval.
+    vip_grace: float = 3.0
+    vip_address: str = "the VIP"  # as `ip addr` takes it (198.51.100.10/24), for messages
+    vip_interface: str = ""
+    # A leader without its VIP past vip_grace steps down (--step-down-without-vip).
+    step_down_without_vip: bool = False
 
     @property
     def value_bytes(self) -> bytes:
@@ -339,6 +361,8 @@ class Publish:
     why: str
     node: str
     settled: bool = True  # not in a hold-down after our own check failed
+    vip: bool | None = None  # this node has the VIP (None: not observed)
+    vip_problem: str = ""  # the VIP-place problem said, if any
 
 
 @dataclass(frozen=True)
@@ -382,7 +406,10 @@ class LookUpCandidates:
 
 @dataclass(frozen=True)
 class ReadKey:
-    """Read the key now (after a refused acquire: who won, or still free?)."""
+    """Read the key now (after a refused acquire: who won, or still free?);
+    ``tree``: with the entries under its prefix, consistently (a leader's read)."""
+
+    tree: bool = False
 
 
 @dataclass(frozen=True)
@@ -566,8 +593,17 @@ class Memory:
     failed_at: float | None = None  # our own check last failed (the health gate)
     # the VIP on this host, as the address watch last saw it; None: not observed
     vip: bool | None = None
+    # the VIP where it should not be: ("missing" leading without it, or "stray"
+    # held without leading, since when), and the problem once it lasted vip_grace
+    vip_wrong: tuple[str, float] | None = None
+    vip_problem: str | None = None
+    # --step-down-without-vip: when the last read with the candidates that found
+    # Consul working (not the first after failed reads) started, and when ours
+    # was asked for
+    read_ok_at: float = float("-inf")
+    vip_read_asked: float | None = None
     # the candidacy entry
-    published: tuple[str, bool, str, str, bool] | None = None
+    published: tuple[str, bool, str, str, bool, bool | None, str] | None = None
     publish_at: float = 0.0
     publish_failures: int = 0
     # the member entry: what was last written (state, eligible, why, session,
@@ -765,6 +801,7 @@ class _Step:
         m, key, now = self.m, read.key, self.now
         previous = m.key
         self.set(key=key, wall=read.wall)
+        self._vip_reads(not m.watching or read.resumed, read.started if read.tree else None)
         if read.tree:
             self.set(candidates=dict(read.candidates), request=read.request, conflict=read.conflict)
         # Whose value is in the key: the hand-over gap counts from the moment
@@ -882,6 +919,20 @@ class _Step:
 
     def _on_read_failed(self, _: ReadFailed) -> None:
         self.set(watching=False)
+        self._vip_reads(True, None)
+
+    def _vip_reads(self, troubled: bool, started: float | None) -> None:
+        """vip-manager (trigger-key mode) drops the VIP while it cannot read Consul:
+        after failed reads (ours, or the first answer after them) a missing VIP is
+        judged again from now, so that a Consul election is no reason to step down.
+        ``started``: a read with the candidates (a leader's), which the step-down
+        chooses from."""
+        wrong = self.m.vip_wrong
+        if not troubled:
+            if started is not None:
+                self.set(read_ok_at=max(self.m.read_ok_at, started))
+        elif wrong is not None and wrong[0] == "missing":
+            self.set(vip_wrong=("missing", self.now))
 
     def _on_lock_delay_of(self, found: LockDelayOf) -> None:
         if found.session == self.m.holder:
@@ -1037,6 +1088,8 @@ class _Step:
                     action.why,
                     action.node,
                     action.settled,
+                    action.vip,
+                    action.vip_problem,
                 ),
                 publish_failures=0,
                 publish_at=0.0,
@@ -1194,13 +1247,15 @@ class _Step:
     # -- the rules, in order ---------------------------------------------------------
     def next(self) -> float:
         wake = self._rules()
-        if not self.m.finished:
-            # Last: what the lock's rules just changed (a role, a change of holder)
-            # is reported in this step, not at the next wake-up.
-            for rule in (self._report, self._history):
-                at = rule()
-                if at is not None:
-                    wake = min(wake, at)
+        if self.m.finished:
+            return wake
+        # Again on the role this step ended with (a lock just lost or won), so that
+        # what changed now is published now; then, last, what the lock's rules
+        # just changed (a role, a change of holder) is reported in this step.
+        for rule in (self._vip_place, self._report, self._history):
+            at = rule()
+            if at is not None:
+                wake = min(wake, at)
         return wake
 
     def _rules(self) -> float:
@@ -1210,6 +1265,7 @@ class _Step:
             self._destroy,
             self._move,
             self._role,
+            self._vip_place,
             self._candidacy,
         ):
             at = rule()
@@ -1300,13 +1356,79 @@ class _Step:
             self.transition(Role.FOLLOWER, cause, detail)
         return None
 
+    def _vip_place(self) -> float | None:
+        """A leader without its VIP, or a node that does not lead with it, for
+        longer than vip_grace: said once, published (at once: the next step),
+        and said again when right."""
+        m, now, rules = self.m, self.now, self.rules
+        if m.stop is not None:
+            return None
+        said = m.vip_problem
+        wrong = None
+        # While a step-down or a hand-over runs the VIP is meant to go.
+        if m.vip is False and m.leading and m.leaving is None and m.handover is None:
+            wrong = "missing"
+        elif m.vip is True and not m.expects_lock:
+            wrong = "stray"
+        if m.vip_wrong is None or wrong is None or m.vip_wrong[0] != wrong:
+            if m.vip_problem is not None:
+                if m.vip is None:
+                    back = "the VIP is not observed any more"
+                elif m.leading and m.vip:
+                    back = f"this leader has its VIP again ({rules.vip_address})"
+                elif m.leading:
+                    back = "this leader is stepping down or handing the lock over"
+                elif m.vip or (m.vip_wrong is not None and m.vip_wrong[0] == "missing"):
+                    back = "this node no longer leads"
+                else:
+                    back = f"the VIP ({rules.vip_address}) is no longer on this node"
+                self.log("info", f"{back}: the problem said before is over", "vip_in_place")
+            self.set(vip_wrong=None if wrong is None else (wrong, now), vip_problem=None)
+        if wrong is None:
+            return None if said is None else now
+        assert self.m.vip_wrong is not None
+        due = self.m.vip_wrong[1] + rules.vip_grace
+        if now < due:
+            return due
+        if self.m.vip_problem is None:
+            where = f"{rules.vip_address} on {rules.vip_interface or 'its interface'}"
+            # The problem stays short (/status, the candidacy entry); the log line
+            # says what to do.
+            if wrong == "missing":
+                problem = f"leader without its VIP ({where}) for more than {_fmt(rules.vip_grace)}"
+                self.log(
+                    "warning",
+                    f"{problem}, so no node answers for it: is vip-manager running here? check "
+                    "`systemctl status vip-manager`, its interface and its log",
+                    "vip_missing",
+                )
+            else:
+                problem = f"has the VIP ({where}) but does not lead"
+                self.log(
+                    "error",
+                    f"this node {problem}: two hosts may answer for the address (a stale "
+                    "vip-manager, or a manual `ip addr add`); stop it, or remove the address: "
+                    f"`ip addr del {rules.vip_address} dev {rules.vip_interface or '<interface>'}`",
+                    "vip_stray",
+                )
+            self.set(vip_problem=problem)
+        return None if self.m.vip_problem == said else now
+
     def _candidacy(self) -> float | None:
         m = self.m
         if m.session is None:
             return None
         why = m.standby(self.now) or ""
         settled_at = self._settled_at()
-        wanted = (m.session, not why, why, m.node, self.now >= settled_at)
+        wanted = (
+            m.session,
+            not why,
+            why,
+            m.node,
+            self.now >= settled_at,
+            m.vip,
+            m.vip_problem or "",
+        )
         if m.published == wanted:
             later = [t for t in (m.hold_until, settled_at) if t > self.now]
             return min(later) if later else None
@@ -1408,7 +1530,55 @@ class _Step:
             return Cause.DUPLICATE_VALUE, m.duplicate, Role.FOLLOWER
         if m.step_down is not None:
             return Cause.STEP_DOWN, m.step_down, Role.FOLLOWER
-        return None
+        return self._vip_step_down()
+
+    def _vip_step_down(self) -> tuple[Cause, str, Role] | None:
+        """--step-down-without-vip: a leader without its VIP past the grace leaves
+        the lock to another eligible candidate and holds back (VIP_STEP_DOWN_HOLD);
+        with none, stepping down would leave the VIP nowhere: it keeps the lock."""
+        m, rules = self.m, self.rules
+        missing = (
+            m.vip_problem is not None and m.vip_wrong is not None and m.vip_wrong[0] == "missing"
+        )
+        if not (rules.step_down_without_vip and missing):
+            self.forget_said("vip_alone")
+            return None
+        request = m.request
+        if request is not None and not request.refused and request.modify_index != m.request_done:
+            return None  # a switchover asked for: it hands the VIP over, a delete would not
+        assert m.vip_wrong is not None
+        due = m.vip_wrong[1] + rules.vip_grace  # later than reported, after failed reads
+        if m.read_ok_at < due:
+            # Consul must answer now, and not for the first time after failures,
+            # with the candidates as they are now (a new leader's may be old): a
+            # read of our own, and the step-down on its answer.
+            if self.now >= due and (m.vip_read_asked is None or m.vip_read_asked < due):
+                self.set(vip_read_asked=self.now)
+                self.out.append(ReadKey(tree=True))
+            return None
+        target = best_other(dict(m.candidates), rules.value)
+        if target is None:
+            self.say_once(
+                "vip_alone",
+                f"{m.vip_problem}, and no other eligible candidate to step down to: keeping "
+                "the lock (--step-down-without-vip); check vip-manager here (`systemctl status "
+                "vip-manager`, its interface and its log)",
+                "warning",
+                "vip_step_down_alone",
+            )
+            return None
+        self.forget_said("vip_alone")
+        hold = max(VIP_STEP_DOWN_HOLD, 2 * (rules.handover_gap + rules.vip_grace))
+        reason = f"stepped down without its VIP; competing again after {_fmt(hold)}"
+        self.set(hold_until=self.now + hold, hold_reason=reason)
+        self.log(
+            "warning",
+            f"{m.vip_problem}: stepping down so that {target.value!r} can take the VIP "
+            f"(--step-down-without-vip), and staying out for {_fmt(hold)}; check vip-manager "
+            "here (`systemctl status vip-manager`, its interface and its log)",
+            "vip_step_down",
+        )
+        return Cause.VIP_MISSING, f"{m.vip_problem}; {reason}", Role.FOLLOWER
 
     def _step_down(self) -> float:
         m, key = self.m, self.m.key

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from vip_elector.address_watch import AddressWatch, vip_rules, vip_status
 from vip_elector.consul_adapter import ConsulAdapter, ConsulError, SessionGone
 from vip_elector.continuity import Inheritance, try_inspect
 from vip_elector.decision import (
@@ -79,6 +80,7 @@ from vip_elector.renewer import Renewer
 from vip_elector.retrying import Retrier
 from vip_elector.roles import Cause, Role
 from vip_elector.runtime_dir import Held
+from vip_elector.settings import Settings
 from vip_elector.trigger_key import TriggerKey, node_of, rival_message, rivals
 from vip_elector.worker import Fatal, Worker, WorkerContext
 
@@ -133,6 +135,8 @@ class Election(Worker):
             lock_delay=settings.lock_delay,
             fence_bound=settings.fence_bound if settings.status_addr else 0.0,
             preempt_delay=settings.preempt_delay,
+            step_down_without_vip=settings.step_down_without_vip,
+            **vip_rules(settings),
         )
         self._inherit = inherit
         self._inspect_previous = inspect_previous
@@ -157,6 +161,8 @@ class Election(Worker):
             self.post,
             self.rules.fence_bound,
         )
+        # Whether the VIP is on this host's interface: VipSeen into the inbox.
+        self.address_watch = AddressWatch(settings.vip_manager, context.state, self.stop, self.post)
         # A single reference: the main thread sets it on a reload ("applied at once").
         self.maintenance_file = settings.maintenance_file
         self._maintenance_seen: str | None = None
@@ -167,6 +173,15 @@ class Election(Worker):
     def post(self, event: Event) -> None:
         self._inbox.put(event)
 
+    def reload_rules(self, settings: Settings) -> None:
+        """A reload's rules that apply at once (main thread). The rules are one frozen
+        value the loop reads per step, replaced by a single reference; the Tick makes
+        the core decide with them now rather than at its next wake-up."""
+        self.rules = dataclasses.replace(
+            self.rules, step_down_without_vip=settings.step_down_without_vip
+        )
+        self.post(Tick())
+
     # -- the thread --------------------------------------------------------------------
     def work(self) -> None:
         try:
@@ -175,8 +190,10 @@ class Election(Worker):
             self.ready.set()
             self.on_ready()
             self.watch.start()
+            self.address_watch.start()
             self._run()
         finally:
+            self.address_watch.close()  # it waits for the kernel: wake it to see the stop
             self.done.set()
 
     def _run(self) -> None:
@@ -351,12 +368,7 @@ class Election(Worker):
         if isinstance(action, LookUpLockDelay):
             return LockDelayOf(action.session, self._lock_delay_of(action.session))
         if isinstance(action, ReadKey):
-            started, wall = time.monotonic(), time.time()
-            try:
-                key = self.key.read()
-            except ConsulError:
-                return ReadFailed()
-            return KeyRead(key, started, wall, answered=time.monotonic())
+            return self._read_now(action.tree)
         if isinstance(action, LookUpCandidates):
             try:
                 return CandidatesRead(self.key.candidates(), action.freed_at)
@@ -395,6 +407,27 @@ class Election(Worker):
             return Done(action, "failed", str(exc), started)
         return Done(action, "ok" if done else "refused", "", started)
 
+    def _read_now(self, tree: bool) -> Event:
+        """ReadKey: the key, or a leader's whole tree read consistently, at once."""
+        started, wall = time.monotonic(), time.time()
+        try:
+            if not tree:
+                return KeyRead(self.key.read(), started, wall, answered=time.monotonic())
+            found = self.key.read_all(consistent=True)
+        except ConsulError:
+            return ReadFailed()
+        return KeyRead(
+            found.key,
+            started,
+            wall,
+            consistent=True,
+            tree=True,
+            candidates=found.candidates,
+            request=found.request,
+            conflict=found.conflict,
+            answered=time.monotonic(),
+        )
+
     def _publish(self, action: Publish) -> Done:
         """This node's candidate entry. Refused while our previous session still
         holds it (destroyed shortly) or under its lock-delay: retried, silently."""
@@ -406,6 +439,8 @@ class Election(Worker):
                 action.why,
                 action.node,
                 action.settled,
+                action.vip,
+                action.vip_problem,
             ):
                 return Done(action, "ok")
             holder = self.key.candidate_entry_holder()
@@ -572,6 +607,7 @@ class Election(Worker):
             "stepping_down": memory.leaving is not None,
             "maintenance": memory.maintenance is not None,
             "step_down_hold_left": round(max(0.0, memory.hold_until - now), 3),
+            **vip_status(memory),
         }
 
 

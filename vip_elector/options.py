@@ -60,6 +60,9 @@ class Option:
     setting: str | None = None  # dotted path into Settings of what it decides
     reload: Reload = Reload.HANDOVER
     config_file: bool = False  # --config: a file of options
+    # A flag without a value (on when given); its variable and the --config file
+    # take `true` or `false`.
+    switch: bool = False
 
     @property
     def dest(self) -> str:
@@ -117,7 +120,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "vip-manager-config",
         "the vip-manager.yml both programs read (trigger-key, trigger-value, "
-        "dcs-endpoints, consul-token)",
+        "dcs-endpoints, consul-token, interval, and the VIP: ip, netmask, interface, manager-type)",
         flag="--vip-manager-config",
         metavar="PATH",
         # The commands default to the packaged unit's (see packaged.py).
@@ -148,6 +151,42 @@ OPTIONS: tuple[Option, ...] = (
         yml_key="interval",
         shown_default="`1000`",
         setting="vip_manager.interval_ms",
+        reload=Reload.RESTART,
+    ),
+    Option(
+        "ip",
+        "the VIP vip-manager adds: the address watch follows whether it is on `interface` "
+        "on this host and reports a leader without it, or a node that does not lead with "
+        "it; unset, the VIP is not observed (said once at start)",
+        yml_key="ip",
+        shown_default="unset (not observed)",
+        setting="vip_manager.vip",
+        reload=Reload.RESTART,
+    ),
+    Option(
+        "netmask",
+        "the VIP's prefix length, as vip-manager adds it (shown in the reports)",
+        yml_key="netmask",
+        shown_default="unset",
+        setting="vip_manager.netmask",
+        reload=Reload.RESTART,
+    ),
+    Option(
+        "interface",
+        "the interface vip-manager adds the VIP to; one this host does not have: the VIP "
+        "is not observed (said once at start)",
+        yml_key="interface",
+        shown_default="unset (not observed)",
+        setting="vip_manager.interface",
+        reload=Reload.RESTART,
+    ),
+    Option(
+        "manager-type",
+        "vip-manager's: only with `basic` is the VIP an address of this host that the "
+        "address watch can follow",
+        yml_key="manager-type",
+        shown_default="`basic`",
+        setting="vip_manager.manager_type",
         reload=Reload.RESTART,
     ),
     Option(
@@ -390,6 +429,19 @@ OPTIONS: tuple[Option, ...] = (
         reload=Reload.APPLY,
     ),
     Option(
+        "step-down-without-vip",
+        "a leader whose VIP has not been on this host for longer than vip-manager needs to "
+        "add it (2 x `interval` + 1 s) steps down to another eligible candidate and stays "
+        "out for at least 5 minutes (`true` in the variable or the --config file); with no other "
+        "eligible candidate it keeps the lock and says so. Off, it only reports it: "
+        "stepping down does not help when every node's vip-manager is broken",
+        flag="--step-down-without-vip",
+        switch=True,
+        shown_default="off",
+        setting="step_down_without_vip",
+        reload=Reload.APPLY,
+    ),
+    Option(
         "log-level",
         "DEBUG, INFO, WARNING, ERROR",
         flag="--log-level",
@@ -501,7 +553,9 @@ def markdown_table() -> str:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for row in OPTIONS:
-        flag = _code(f"{row.flag} {row.metavar}") if row.flag else ""
+        flag = (
+            _code(f"{row.flag} {row.metavar}" if row.metavar else f"{row.flag}") if row.flag else ""
+        )
         variables = ", ".join(_code(v) for v in (row.env, *row.consul_env) if v)
         yml = _code(row.yml_key) if row.yml_key else ""
         on_reload = RELOAD_WORDS[row.reload] if row.setting else ""

@@ -60,6 +60,7 @@ def make_settings(
     interval_ms: int,
     priority: int = 100,
     preempt_delay: float | None = None,
+    step_down_without_vip: bool = False,
 ) -> Settings:
     return Settings(
         vip_manager=VipManagerConfig(
@@ -79,6 +80,7 @@ def make_settings(
         status_addr=("127.0.0.1", 8008) if fenced else None,
         priority=priority,
         preempt_delay=preempt_delay,
+        step_down_without_vip=step_down_without_vip,
     )
 
 
@@ -369,6 +371,9 @@ class Daemon:
                 f"{change.detail[:90]}"
             )
         )
+        self.state.subscribe(
+            lambda change: world.transitioned(node, self, change.cause, change.old)
+        )
         context = WorkerContext(settings, self.state, threading.Event(), record=None)
         self.renewer = RenewerModel(self)
         self.renewer.ttl_rule = world.renewer_ttl_rule
@@ -412,6 +417,8 @@ class Daemon:
             self.election._take_over()
         self.renewer.start()
         self.watch.proceed()
+        if self.world.vip_watched:  # the address watch's first dump
+            self.post(core.VipSeen(self.node.vm.holds))
 
     def post(self, event: Event) -> None:
         """The election thread's inbox."""
@@ -531,6 +538,14 @@ class VipManager:
         self.interval = interval
         self.holds = False
         self.index = 0
+        self.stopped = 0  # faults that stopped it, not healed yet
+
+    def stop_service(self, stopped: bool) -> None:
+        """vip-manager stopped (SIGINT: it drops the VIP at once) or started again
+        (its next read adds the VIP back where the key says)."""
+        self.stopped += 1 if stopped else -1
+        if self.stopped:
+            self._set(False)
 
     def start(self) -> None:
         self.world.after(self.world.rng.uniform(0, self.interval), self._loop)
@@ -557,9 +572,14 @@ class VipManager:
         self.world.after(self.interval, self._loop)
 
     def _set(self, holds: bool) -> None:
+        holds = holds and not self.stopped
         if holds != self.holds:
             self.holds = holds
             self.world.vip_changed(self.node, holds)
+            # The address watch sees the kernel's address event.
+            daemon = self.node.daemon
+            if self.world.vip_watched and daemon is not None and daemon.running:
+                daemon.post(core.VipSeen(holds))
 
 
 class SimNode:
@@ -613,7 +633,9 @@ class SimNode:
             daemon.deliver(core.ConsulMaintenance("Consul maintenance mode"))
 
     def restart_after_failure(self) -> None:
-        if self.daemon is None or not self.daemon.running:
+        # Not during a SIGUSR2's exec: its new process starts (two would run at once,
+        # which the runtime directory's instance lock prevents in production).
+        if not self.restarting and (self.daemon is None or not self.daemon.running):
             self.start()
 
     def leads(self) -> bool:
