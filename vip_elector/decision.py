@@ -705,6 +705,12 @@ class _Step:
         if other and key.value in (None, b"") and m.other_value is None:
             # Blank (a hand-over under way) and we never saw whose it was.
             self.set(other_value=UNSEEN, other_left_at=now)
+        gone = not key.held and previous is not None and previous.session not in m.sessions
+        if gone and previous is not None and previous.held and not previous.value:
+            # A blank freed without a hand-over: its holder may have put its
+            # value back for a moment first (a failed hand-over restores, then
+            # a step-down deletes), unseen by our reads. The gap counts from now.
+            self.set(other_value=m.other_value or UNSEEN, other_left_at=now)
         if not key.held and (not m.watching or read.resumed):
             # Free at the first look (a start, a new generation) or after reads
             # that failed: another node may have left it a moment ago, its

@@ -519,6 +519,19 @@ def test_a_stop_inside_a_switchovers_gap_does_not_let_the_target_skip_the_gap() 
     assert run.wake >= 0.05 + 1.2
 
 
+def test_a_blank_freed_after_the_gap_still_waits_the_gap_from_the_freeing() -> None:
+    """A failed hand-over puts the old value back, then a step-down deletes it a
+    few ms later: B's reads see the blank, then the free key, never the value
+    that was back for a moment; A's vip-manager may have added the VIP again.
+    (The simulation's finding F7: two VIP holders.)"""
+    run = follower(Rules(value="b", handover_gap=1.2))
+    run(read(held("sess-x", b"a", 11), 0.0), 0.0)
+    run(read(held("sess-x", b"", 12), 0.05, early=True), 0.05)  # the blank
+    actions = no_rivals(run, run(read(free(14), 2.0, early=True), 2.0), 2.0)
+    assert not of(Acquire, actions), "acquired at once: the restored value may be on A's VIP"
+    assert run.wake >= 2.0 + 1.2
+
+
 def test_a_node_that_starts_during_a_blank_still_waits_the_gap() -> None:
     run = follower(Rules(value="b", handover_gap=1.2))
     run(read(held("sess-x", b"", 12), 0.0), 0.0)
