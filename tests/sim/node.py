@@ -608,10 +608,11 @@ class SimNode:
         if self.maintenance_file:
             daemon.deliver(core.MaintenanceFile("maintenance file exists"))
         if self.consul_maintenance:
-            daemon.deliver(core.ConsulMaintenance("Consul maintenance mode"))
+            self.world.node_watch(self)
 
     def restart_after_failure(self) -> None:
-        if self.daemon is None or not self.daemon.running:
+        # (not while a SIGUSR2 exec runs: the same process comes back by itself)
+        if not self.restarting and (self.daemon is None or not self.daemon.running):
             self.start()
 
     def leads(self) -> bool:
