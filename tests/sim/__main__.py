@@ -5,26 +5,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import re
 import sys
 import time
 
 from tests.sim.mutants import MUTANTS, Mutant
-from tests.sim.world import NODE_LATE, NODE_UNKNOWN, World
-
-# Violations of the product as it is, analysed in tests/sim/FINDINGS.md: reported
-# as known (SIM_STRICT=1 fails on them too); never counted as a mutant's catch.
-# Findings of the simulation not fixed in the core yet, by the text of their
-# violation: reported as known, not failed on (SIM_STRICT=1 fails on them too).
-# F1-F4 and F7 (tests/sim/FINDINGS.md) are fixed.
-# F5, F6: Consul maintenance that NodeWatch cannot see yet (product code outside the
-# decision core: node_watch.py, renewer.py), reported to be fixed there.
-KNOWN: dict[str, str] = {re.escape(NODE_LATE): "F5", re.escape(NODE_UNKNOWN): "F6"}
-
-
-def known(world: World) -> str | None:
-    text = world.violation or ""
-    return next((name for pattern, name in KNOWN.items() if re.search(pattern, text)), None)
+from tests.sim.world import World
 
 
 def run_mutants(seeds: int, length: float) -> int:
@@ -38,7 +23,7 @@ def run_mutants(seeds: int, length: float) -> int:
             for seed in range(1, seeds + 1):
                 tried = seed
                 world = World(seed, length, renewer_ttl_rule=mutant.renewer_ttl_rule)
-                if not world.run() and known(world) is None:
+                if not world.run():
                     found = world
                     break
         if found is None:
@@ -90,12 +75,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, renewer_ttl_rule: bool = True) -> int:
-    strict = os.environ.get("SIM_STRICT") == "1"
     if args.seed is not None:
         world = World(args.seed, args.length, renewer_ttl_rule=renewer_ttl_rule)
         ok = world.run()
-        if not ok and known(world):
-            print(f"known finding {known(world)}")
         if args.trace or not ok:
             print(
                 world.report() if not ok else "\n".join(f"  {t:10.3f}  {x}" for t, x in world.lines)
@@ -110,19 +92,14 @@ def run(args: argparse.Namespace, renewer_ttl_rule: bool = True) -> int:
     schedules = faults = operator = events = 0
     simulated = 0.0
     failures: list[World] = []
-    findings: list[World] = []
     seed = args.first
     while (deadline is None and schedules < args.seeds) or (
         deadline is not None and time.monotonic() < deadline
     ):
         world = World(seed, args.length, renewer_ttl_rule=renewer_ttl_rule)
         if not world.run():
-            if known(world) and not strict:
-                findings.append(world)
-                print(f"known finding {known(world)}: seed {seed}: {world.violation}", flush=True)
-            else:
-                failures.append(world)
-                print(world.report(), flush=True)
+            failures.append(world)
+            print(world.report(), flush=True)
         schedules += 1
         simulated += world.now
         faults += world.faults
@@ -135,7 +112,7 @@ def run(args: argparse.Namespace, renewer_ttl_rule: bool = True) -> int:
         f"sim: {schedules} schedules (seeds {args.first}..{seed - 1}), "
         f"{simulated / 3600:.1f} simulated hours, {faults} faults and {operator} operator "
         f"actions injected, {events} events; "
-        f"{len(failures)} violation(s), {len(findings)} known finding(s)\n"
+        f"{len(failures)} violation(s)\n"
         f"sim: {wall:.1f}s wall, {used:.1f}s CPU: {schedules * per_min:.0f} schedules and "
         f"{simulated / 3600 * per_min:.1f} simulated hours per CPU minute"
     )

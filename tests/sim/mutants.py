@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from tests.sim.node import RenewerModel
+from tests.sim.node import NodeWatchModel, RenewerModel
 from vip_elector import decision
 from vip_elector import trigger_key as trigger_key_module
 from vip_elector.election import Election
@@ -247,6 +247,9 @@ MUTANTS = (
                 "node=m.node if up.adopted else up.node or m.node",
             )
         ),
+        survives="Consul maintenance no longer depends on the session's node (the node "
+        "watch asks the agent: F5, F6); what is left is the candidate entry's node, which "
+        "no invariant reads: unit test 22.4 covers it",
     ),
     Mutant(
         "adoption-gives-up-at-once",
@@ -302,6 +305,43 @@ MUTANTS = (
         "22 #23: a node that lost the lock to its own check preempts back at once",
         lambda: _method_patch(
             (decision._Step, "_settled_at", "if self.m.failed_at is None:", "if True:")
+        ),
+    ),
+    Mutant(
+        "acquire-before-node-watch",
+        "sim F5, F6: a free key is taken before the node watch says whether Consul "
+        "maintenance applies",
+        lambda: _method_patch(
+            (
+                decision._Step,
+                "_compete",
+                "unknown = self._consul_maintenance_unknown()",
+                "unknown = None",
+            )
+        ),
+    ),
+    Mutant(
+        "node-name-from-session-only",
+        "sim F5, F6: the node watch learns the node's name only from the renewer's "
+        "read-back of the session (node watch model)",
+        lambda: _method_patch(
+            (NodeWatchModel, "_find_name", "name = name or agent.node_name()", "name = name"),
+            (NodeWatchModel, "_find_name", "if not name and session:", "if False:"),
+        ),
+        survives="the core's wait for the node watch's answer (acquire-before-node-watch) "
+        "covers a name that comes late; one never learned costs that wait, then the node "
+        "competes by design: unit test tests/unit/test_node_watch.py covers the name",
+    ),
+    Mutant(
+        "node-watch-failure-unposted",
+        "sim F5: a failed node watch request leaves the last answer standing (node watch model)",
+        lambda: _method_patch(
+            (
+                NodeWatchModel,
+                "_ask",
+                "self.d.deliver(core.ConsulMaintenance(self.current, known=False))",
+                "pass",
+            )
         ),
     ),
 )

@@ -26,7 +26,6 @@ from vip_elector import trigger_key as trigger_key_module
 from vip_elector.consul_adapter import ConsulAdapter, Unavailable
 from vip_elector.continuity import Inheritance
 from vip_elector.decision import (
-    ConsulMaintenance,
     MaintenanceFile,
     Memory,
     StepDownAsked,
@@ -42,11 +41,6 @@ TRACE_KEPT = 400
 TRACE_SHOWN = 40
 
 
-NODE_POLL = 0.5  # node_watch.NodeWatch.work: how often it looks for the node's name
-# Findings F5, F6 (tests/sim/FINDINGS.md): Consul maintenance that never reached the
-# process, because NodeWatch learns the node's name from the session only.
-NODE_LATE = "Consul maintenance not known yet: the node's name came with the session just now"
-NODE_UNKNOWN = "Consul maintenance unseen: reading the new session back failed, node unknown"
 FIRST_READ = "took the free key without ever reading it held by the node that had just left it"
 
 
@@ -426,6 +420,14 @@ class World:
                     "maintenance began" + self._unseen_maintenance(node)
                 )
 
+    def _agent_fault(self, agent: SimAgent) -> None:
+        """A fault at an agent: its blocking queries return with the error (the key
+        watch's and the node watch's)."""
+        self.consul.wake_agent(agent)
+        for node in self.nodes:
+            if node.agent is agent and node.daemon is not None:
+                node.daemon.node_watch.changed()
+
     def _unseen_maintenance(self, node: SimNode) -> str:
         """Why Consul maintenance has not reached the process (findings F5, F6)."""
         daemon = node.daemon
@@ -434,11 +436,11 @@ class World:
         memory = daemon.election.memory
         if memory.consul_maintenance is not None:
             return ""
-        if daemon.state.node is not None:
-            return f" ({NODE_LATE})"
-        if memory.adopting is not None and memory.adopting == memory.session:
-            return " (Consul maintenance unseen: the adopted session's node is unknown)"
-        return f" ({NODE_UNKNOWN})"
+        if daemon.node_watch.name is None:
+            return " (Consul maintenance unseen: the node watch does not know the node's name)"
+        if not memory.consul_maintenance_known:
+            return " (Consul maintenance unseen: the node watch has not answered yet)"
+        return " (Consul maintenance unseen: the node watch's answer is older)"
 
     def _final(self) -> None:
         holders = [n.name for n in self.nodes if n.vm.holds]
@@ -551,7 +553,7 @@ class World:
         duration = self.rng.uniform(0.5, 3 * self.ttl)
         self._fault(f"{node.name}'s agent refuses connections for {duration:.1f}s", node, duration)
         node.agent.faults.http_down = True
-        self.consul.wake_agent(node.agent)
+        self._agent_fault(node.agent)
         self._heal_after(
             duration, lambda: setattr(node.agent.faults, "http_down", False), f"{node.name}'s agent"
         )
@@ -561,7 +563,7 @@ class World:
         duration = self.rng.uniform(1.0, 3 * self.ttl)
         self._fault(f"{node.name} partitioned from the servers for {duration:.1f}s", node, duration)
         node.agent.faults.partitioned = True
-        self.consul.wake_agent(node.agent)
+        self._agent_fault(node.agent)
         token = self.now
 
         def serf() -> None:
@@ -584,7 +586,7 @@ class World:
         duration = self.rng.choice([0.01, 0.3, 2.0, 8.0])
         self._fault(f"{node.name}'s agent answers 500 for {duration:.2f}s", node, duration)
         node.agent.faults.error_500 = True
-        self.consul.wake_agent(node.agent)
+        self._agent_fault(node.agent)
         self._heal_after(
             duration, lambda: setattr(node.agent.faults, "error_500", False), f"{node.name}'s 500s"
         )
@@ -620,7 +622,7 @@ class World:
         self._fault(f"Consul leader election: no leader for {duration:.1f}s", None, duration)
         self.consul.no_leader = True
         for agent in self.agents.values():
-            self.consul.wake_agent(agent)
+            self._agent_fault(agent)
         self._heal_after(
             duration, lambda: setattr(self.consul, "no_leader", False), "Consul leader"
         )
@@ -773,7 +775,7 @@ class World:
         if daemon is None:
             return
         if which == "consul":
-            self.after(self.rng.uniform(0.001, 0.05), lambda: self.node_watch(node))
+            daemon.node_watch.changed(self.rng.uniform(0.001, 0.05))
             return
         delay = self.rng.uniform(0, 1.0)  # the file is polled every second
 
@@ -784,19 +786,6 @@ class World:
                 node.daemon.deliver(MaintenanceFile(reason))
 
         self.after(delay, deliver)
-
-    def node_watch(self, node: SimNode) -> None:
-        """node_watch.NodeWatch: Consul maintenance reaches the election only once the
-        election knows its node's name (the session's node, issue 22 #4)."""
-        daemon = node.daemon
-        if daemon is None or not daemon.running:
-            return
-        if daemon.state.node is None:
-            # NodeWatch.work looks for the name every NODE_POLL, then asks at once.
-            self.after(NODE_POLL, lambda: self.node_watch(node) if node.daemon is daemon else None)
-            return
-        reason = "Consul maintenance mode" if node.consul_maintenance else None
-        daemon.deliver(ConsulMaintenance(reason))
 
     def o_maintenance_file(self) -> None:
         node = self._pick()
@@ -863,7 +852,7 @@ class World:
         )
         agent = leader.agent
         agent.faults.partitioned = True
-        self.consul.wake_agent(agent)
+        self._agent_fault(agent)
         token = leader.partition_token = self.now
 
         def serf() -> None:
@@ -1033,7 +1022,7 @@ class World:
             self.after(SERF_DETECT, serf)
         else:
             agent.faults.http_down = True
-        self.consul.wake_agent(agent)
+        self._agent_fault(agent)
         self._set_check(node, "critical")
 
         def heal() -> None:

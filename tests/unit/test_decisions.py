@@ -9,9 +9,11 @@ found are at the end.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import TypeVar
 
 from vip_elector.decision import (
+    CONSUL_MAINTENANCE_WAIT,
     Acquire,
     Action,
     AdoptFailed,
@@ -83,9 +85,13 @@ def read(key: KeyState, at: float, **kw: object) -> KeyRead:
 class Run:
     """Feeds events to ``decide`` one at a time, answering nothing by itself."""
 
-    def __init__(self, rules: Rules = RULES, memory: Memory | None = None) -> None:
+    def __init__(
+        self, rules: Rules = RULES, memory: Memory | None = None, node_watched: bool = True
+    ) -> None:
         self.rules = rules
         self.memory = memory or Memory()
+        # node_watched: the node watch has answered (Consul maintenance known)
+        self.memory = replace(self.memory, consul_maintenance_known=node_watched)
         self.actions: list[Action] = []
         self.last: Decision | None = None
 
@@ -568,6 +574,38 @@ def test_consul_maintenance_after_adoption_steps_the_leader_down() -> None:
     run(read(held("old", b"a"), 0.1), 0.1)
     actions = run(ConsulMaintenance("the node is in Consul maintenance mode"), 0.2)
     assert Delete("old", 10) in actions
+
+
+def test_no_acquire_before_the_node_watch_says_whether_consul_maintenance_applies() -> None:
+    """Sim F5, F6: a process started on a node in `consul maint` took the free key
+    before its node watch had answered (the name came late with the session, or
+    never when reading the session back failed)."""
+    run = Run(memory=Memory(watching=True), node_watched=False)
+    run(SessionUp(OURS), 0.0)
+    actions = no_rivals(run, run(read(free(), 0.1), 0.1), 0.1)
+    assert not of(Acquire, actions), "acquired before knowing about Consul maintenance"
+    assert run.wake == 0.1 + CONSUL_MAINTENANCE_WAIT
+    actions = run(ConsulMaintenance("the node is in Consul maintenance mode"), 0.2)
+    assert not of(Acquire, no_rivals(run, actions + run(Tick(), 30.0), 30.0))
+    # The answer "no maintenance" lets it acquire in the same instant.
+    run = Run(memory=Memory(watching=True), node_watched=False)
+    run(SessionUp(OURS), 0.0)
+    no_rivals(run, run(read(free(), 0.1), 0.1), 0.1)
+    actions = no_rivals(run, run(ConsulMaintenance(None), 0.12), 0.12)
+    assert of(Acquire, actions) == [Acquire(OURS, free())]
+
+
+def test_a_node_watch_that_never_answers_delays_the_acquire_only_for_a_bound() -> None:
+    run = Run(memory=Memory(watching=True), node_watched=False)
+    run(SessionUp(OURS), 0.0)
+    no_rivals(run, run(read(free(), 0.1), 0.1), 0.1)
+    assert not of(Acquire, no_rivals(run, run(Tick(), 5.0), 5.0))
+    now = 0.1 + CONSUL_MAINTENANCE_WAIT
+    actions = no_rivals(run, run(Tick(), now), now)
+    assert of(Acquire, actions) == [Acquire(OURS, free())]
+    warnings = [a for a in actions if isinstance(a, Log) and a.level == "warning"]
+    assert len(warnings) == 1
+    assert "cannot tell whether Consul maintenance" in warnings[0].message
 
 
 def test_a_step_down_inside_a_hand_over_is_not_lost() -> None:
