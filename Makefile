@@ -25,7 +25,8 @@ help:
 	@echo "make bench        failover benchmark, side by side with the Go original if given"
 	@echo "make soak         $(SOAK_MINUTES) minutes of random faults with invariant checks"
 	@echo "make sim          seeded schedules of the real decision core in a simulated world"
-	@echo "                  (SIM_SEEDS=300, SIM_MINUTES=30 for the long run, SEED=n to replay one)"
+	@echo "                  (SIM_SEEDS=300, SIM_MINUTES=30 for the long run, SEED=n to replay one,"
+	@echo "                  MUTANT=name to run it with a mutation of the table applied)"
 	@echo "make sim-mutants  the mutation table: broken builds the simulation must catch"
 	@echo "make deb          build the Debian package (system Python)"
 	@echo "make deb-test     install the .deb into a clean debootstrapped bookworm and run it"
@@ -111,9 +112,10 @@ soak: install testbed
 SIM_SEEDS ?= 300
 SIM_MINUTES ?=
 SEED ?=
+MUTANT ?=
 sim: install
 	$(VPY) -m tests.sim --seeds $(SIM_SEEDS) $(if $(SIM_MINUTES),--minutes $(SIM_MINUTES)) \
-	    $(if $(SEED),--seed $(SEED))
+	    $(if $(SEED),--seed $(SEED)) $(if $(MUTANT),--mutant $(MUTANT))
 
 SIM_MUTANT_SEEDS ?= 100
 sim-mutants: install

@@ -359,6 +359,29 @@ def test_consul_maintenance_of_the_checks_service_makes_the_leader_step_down(
     wait_until(lambda: published(election, "node-a", eligible=True), 15, "node-a is back")
 
 
+def test_a_daemon_started_on_a_node_in_consul_maintenance_never_takes_the_free_key(
+    election: Election,
+) -> None:
+    """Sim F5: its check critical at the start, the session came late; the free key's
+    gap had run, and the daemon took the key before its node watch knew the node."""
+    check = election.health(election.agent, "node-a", mode="500")
+    check.wait_status("critical")
+    election.api.ok("PUT", "/v1/agent/maintenance", params={"enable": "true", "reason": "t"})
+    watch = KeyWatcher([election.agent], election.key).start_watching()
+    try:
+        a = election.add("node-a", check=False, check_id=check.check_id)
+        a.elector.wait_log(r"Health check verification failed", 20)
+        check.set("200")
+        a.elector.wait_log(r"Session created", 20)
+        assert stays_true(lambda: election.holder() is None, 3.0)
+        assert all(e.value is None for e in watch.events), watch.events
+        assert "Consul maintenance mode" in a.elector.wait_log(r"not competing for the lock", 5)
+    finally:
+        watch.stop()
+        election.api.ok("PUT", "/v1/agent/maintenance", params={"enable": "false"})
+    leads(election, "node-a", 15)
+
+
 # -- FAULT -------------------------------------------------------------------------
 
 

@@ -99,6 +99,11 @@ STEP_DOWN_RETRY = 0.5  # a delete that failed (Consul unreachable) is sent again
 # candidate meanwhile.
 VIP_STEP_DOWN_HOLD = 300.0
 DESTROY_RETRY = 1.0
+# No acquire before the node watch's first answer says whether Consul maintenance
+# (`consul maint`) applies to this node, for at most this long: an agent that cannot
+# tell (no answer, no node read) must not keep a healthy node out for ever, so past
+# it the node competes without knowing, and says so (docs/operations.md).
+CONSUL_MAINTENANCE_WAIT = 10.0
 IDLE = 60.0  # decide again at least this often
 # The last other holder, when the key was taken and freed again between two reads.
 UNSEEN = b"another node"
@@ -199,7 +204,11 @@ class MaintenanceFile:
 
 @dataclass(frozen=True)
 class ConsulMaintenance:
+    """The node watch's answer: Consul maintenance of this node (``reason``), or
+    ``known`` False: its last request failed, ``reason`` is the last one known."""
+
     reason: str | None
+    known: bool = True
 
 
 @dataclass(frozen=True)
@@ -587,6 +596,8 @@ class Memory:
     # this node's will
     maintenance_file: str | None = None
     consul_maintenance: str | None = None
+    consul_maintenance_known: bool = False  # the node watch's last request was answered
+    consul_maintenance_asked: float | None = None  # when an acquire first waited for it
     hold_until: float = 0.0
     hold_reason: str = ""
     step_down: str | None = None  # SIGUSR1's detail, until the step-down starts
@@ -814,6 +825,12 @@ class _Step:
         if other and key.value in (None, b"") and m.other_value is None:
             # Blank (a hand-over under way) and we never saw whose it was.
             self.set(other_value=UNSEEN, other_left_at=now)
+        gone = not key.held and previous is not None and previous.session not in m.sessions
+        if gone and previous is not None and previous.held and not previous.value:
+            # A blank freed without a hand-over: its holder may have put its
+            # value back for a moment first (a failed hand-over restores, then
+            # a step-down deletes), unseen by our reads. The gap counts from now.
+            self.set(other_value=m.other_value or UNSEEN, other_left_at=now)
         if not key.held and (not m.watching or read.resumed):
             # Free at the first look (a start, a new generation) or after reads
             # that failed: another node may have left it a moment ago, its
@@ -908,7 +925,11 @@ class _Step:
         self.set(maintenance_file=changed.reason)
 
     def _on_consul_maintenance(self, changed: ConsulMaintenance) -> None:
-        self.set(consul_maintenance=changed.reason)
+        self.set(
+            consul_maintenance=changed.reason,
+            consul_maintenance_known=changed.known,
+            consul_maintenance_asked=None,
+        )
 
     def _on_stop_asked(self, stop: StopAsked) -> None:
         if self.m.stop is None:
@@ -1745,6 +1766,35 @@ class _Step:
             return now + RECHECK
         return now + IDLE
 
+    def _consul_maintenance_unknown(self) -> float | None:
+        """Until the node watch answers, when to look again; None: go on.
+
+        A new process (or generation) learns its node's Consul maintenance from
+        the node watch, and after an agent outage its answer may be older than a
+        `consul maint` made meanwhile: a free key is not taken before its next
+        answer (sim F5, F6), for at most CONSUL_MAINTENANCE_WAIT.
+        """
+        m = self.m
+        if m.consul_maintenance_known:
+            self.forget_said("maintenance_unknown")
+            return None
+        asked = m.consul_maintenance_asked
+        if asked is None:
+            asked = self.now
+            self.set(consul_maintenance_asked=asked)
+        if self.now < asked + CONSUL_MAINTENANCE_WAIT:
+            return asked + CONSUL_MAINTENANCE_WAIT
+        self.say_once(
+            "maintenance_unknown",
+            "cannot tell whether Consul maintenance (`consul maint`) applies to this node: "
+            "the local agent has not answered its node's checks in "
+            f"{_fmt(CONSUL_MAINTENANCE_WAIT)}; competing without knowing (check the agent "
+            "and the token's node read, docs/acl.md)",
+            "warning",
+            "consul_maintenance_unknown",
+        )
+        return None
+
     def _refusal(self) -> None:
         if self.m.rival is not None:
             self.say_once(
@@ -1764,6 +1814,9 @@ class _Step:
             self.say_once("standby", f"not competing for the lock: {reason}", "info", "standby")
             return m.hold_until if now < m.hold_until else now + RECHECK
         self.forget_said("standby")
+        unknown = self._consul_maintenance_unknown()
+        if unknown is not None:
+            return unknown
         if m.rivals_at is None or now >= m.rivals_at + RECHECK:
             self.set(rivals_at=now)
             self.out.append(CheckRivals(m.session, flag=False))

@@ -8,19 +8,23 @@ request per change, or per 5 minutes) and tells ``Standby``: a leader then
 steps down at once (no lock-delay, as with the maintenance file) and the node
 stays out until maintenance is disabled.
 
-The node is the one our sessions live on (known once the first session
-exists).
+The node is the local agent's (/v1/agent/self), or, with a token that may not
+read the agent, the one our session lives on. The first answer is always
+posted, "no maintenance" included, and so is a failed request (``known``
+False): the election does not take a free key until the next answer
+(decision.CONSUL_MAINTENANCE_WAIT), so a process started on a node in
+maintenance, or a node whose agent was down while `consul maint` was run,
+never leads for a moment.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from vip_elector.consul_adapter import ConsulAdapter
+from vip_elector.consul_adapter import ConsulAdapter, ConsulError
 from vip_elector.decision import ConsulMaintenance
 from vip_elector.durations import format_duration
 from vip_elector.key_entries import next_index
@@ -33,6 +37,10 @@ from vip_elector.worker import Worker
 log = logging.getLogger("vip_elector")
 
 WATCH_WAIT = 300.0  # blocking-query wait: a change returns at once anyway
+# Until an answer comes the election does not take a free key: retry often (the
+# local agent; the key watch retries as often).
+FIRST_RETRY = 0.1
+RETRY_MAX = 2.0
 BLIND_REMIND = 600.0  # the missing right is said again this often
 NODE_MAINTENANCE = "_node_maintenance"
 # Consul answers /v1/health/node/<node> with an empty list, not an error, when
@@ -81,20 +89,33 @@ class NodeWatch(Worker):
         self._blind_reminder = Reminder(BLIND_REMIND)
 
     def work(self) -> None:
-        while self.state.node is None:
-            if self.stop.wait(0.5):
-                return
-        node = self.state.node
+        node = self._find_node()
+        if node is None:
+            return
         index = 0
         current: str | None = None
+        known = [False]  # the election has our last answer, not a failure since
+
+        def query() -> tuple[int, list[dict[str, Any]]]:
+            try:
+                return self.adapter.node_health(node, index or None, WATCH_WAIT)
+            except ConsulError:
+                if known[0]:
+                    known[0] = False
+                    self.post(ConsulMaintenance(current, known=False))
+                raise
+
         while not self.stop.is_set():
             answered, checks = self._retrier.call(
                 "Watching this node's checks for Consul maintenance failed",
-                functools.partial(self.adapter.node_health, node, index or None, WATCH_WAIT),
+                query,
                 self.stop.is_set,
-                initial=1.0,
-                maximum=30.0,
+                initial=FIRST_RETRY,
+                maximum=RETRY_MAX,
                 quiet_first=2,
+                # The key watch warns about the same agent; an acquire this holds
+                # up is warned about by the election (CONSUL_MAINTENANCE_WAIT).
+                level=logging.INFO,
             )
             index = next_index(index, answered)
             if not checks and self._blind_reminder.due(node):
@@ -105,18 +126,47 @@ class NodeWatch(Worker):
                     extra={"event": "node_checks_hidden"},
                 )
             reason = maintenance_reason(checks, self.settings.check_id)
-            if reason != current:
-                current = reason
+            if reason != current or not known[0]:
+                changed, ended = reason != current, reason is None and current is not None
+                current, known[0] = reason, True
                 self.post(ConsulMaintenance(reason))
-                if reason is not None:
+                if reason is not None and changed:
                     log.info(
                         "%s: not competing until it is disabled",
                         reason,
                         extra={"event": "consul_maintenance"},
                     )
-                else:
+                elif ended:
                     log.info(
                         "Consul maintenance mode ended (checked again within %s)",
                         format_duration(WATCH_WAIT),
                         extra={"event": "consul_maintenance"},
                     )
+
+    def _find_node(self) -> str | None:
+        """This node's Consul name, asked until known (None: stopping). Not only
+        from the session: it may come late or its read-back may fail (sim F5, F6)."""
+        delay = FIRST_RETRY
+        while True:
+            node = self._node_name()
+            if node:
+                return node
+            if self.stop.wait(delay):
+                return None
+            delay = min(delay * 2, RETRY_MAX)
+
+    def _node_name(self) -> str | None:
+        if self.state.node:
+            return self.state.node
+        try:
+            return self.adapter.node_name()
+        except ConsulError as exc:
+            # A token without agent read (docs/acl.md does not ask for it): our session's node.
+            log.debug("this node's name from the agent: %s", exc)
+        session = self.state.session_id
+        try:
+            info = self.adapter.session_info(session) if session else None
+        except ConsulError as exc:
+            log.debug("this node's name from session %s: %s", session, exc)
+            return None
+        return info.node if info is not None else None

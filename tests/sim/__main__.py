@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-import re
 import sys
 import time
 
-from tests.sim.mutants import MUTANTS
+from tests.sim.mutants import MUTANTS, Mutant
 from tests.sim.world import World
-
-# Violations of the product as it is, analysed in tests/sim/FINDINGS.md: reported
-# as known (SIM_STRICT=1 fails on them too); never counted as a mutant's catch.
-# Findings of the simulation not fixed in the core yet, by the text of their
-# violation: reported as known, not failed on (SIM_STRICT=1 fails on them too).
-# F1-F4 (tests/sim/FINDINGS.md) are fixed: none is known now.
-KNOWN: dict[str, str] = {}
-
-
-def known(world: World) -> str | None:
-    text = world.violation or ""
-    return next((name for pattern, name in KNOWN.items() if re.search(pattern, text)), None)
 
 
 def run_mutants(seeds: int, length: float) -> int:
-    print(f"{'mutation':30} {'seeds to first violation':>25}  violation")
+    """Each mutation of the table, seeds from 1 until one catches it: prints that seed."""
+    print(f"{'mutation':32} {'caught by seed':>14}  violation")
     missed = 0
     for mutant in MUTANTS:
         found: World | None = None
@@ -34,17 +23,26 @@ def run_mutants(seeds: int, length: float) -> int:
             for seed in range(1, seeds + 1):
                 tried = seed
                 world = World(seed, length, renewer_ttl_rule=mutant.renewer_ttl_rule)
-                if not world.run() and known(world) is None:
+                if not world.run():
                     found = world
                     break
         if found is None:
             missed += 0 if mutant.survives else 1
             note = f"expected: {mutant.survives}" if mutant.survives else "-"
-            print(f"{mutant.name:30} {'NOT CAUGHT in ' + str(tried):>25}  {note}", flush=True)
+            print(f"{mutant.name:32} {'NOT CAUGHT in ' + str(tried):>14}  {note}", flush=True)
         else:
             text = (found.violation or "").splitlines()[0]
-            print(f"{mutant.name:30} {tried:>25}  {text}", flush=True)
+            print(f"{mutant.name:32} {tried:>14}  {text}", flush=True)
+            print(f"{'':32} {'':>14}  make sim SEED={tried} MUTANT={mutant.name}", flush=True)
     return 1 if missed else 0
+
+
+def mutant_named(name: str) -> Mutant:
+    found = [m for m in MUTANTS if m.name == name]
+    if not found:
+        names = ", ".join(m.name for m in MUTANTS)
+        raise SystemExit(f"no mutation named {name!r} in tests/sim/mutants.py; one of: {names}")
+    return found[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,15 +61,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--length", type=float, default=9.0, help="simulated minutes per schedule")
     parser.add_argument("--trace", action="store_true", help="print the whole trace of --seed")
     parser.add_argument("--mutants", action="store_true", help="run the mutation table")
+    parser.add_argument(
+        "--mutant",
+        default=os.environ.get("MUTANT") or None,
+        help="run the seeds with this mutation of the table applied (reproduce its catch)",
+    )
     args = parser.parse_args(argv)
-    strict = os.environ.get("SIM_STRICT") == "1"
     if args.mutants:
         return run_mutants(args.seeds, args.length)
+    mutant = mutant_named(args.mutant) if args.mutant else None
+    with mutant.patch() if mutant else contextlib.nullcontext():
+        return run(args, mutant.renewer_ttl_rule if mutant else True)
+
+
+def run(args: argparse.Namespace, renewer_ttl_rule: bool = True) -> int:
     if args.seed is not None:
-        world = World(args.seed, args.length)
+        world = World(args.seed, args.length, renewer_ttl_rule=renewer_ttl_rule)
         ok = world.run()
-        if not ok and known(world):
-            print(f"known finding {known(world)}")
         if args.trace or not ok:
             print(
                 world.report() if not ok else "\n".join(f"  {t:10.3f}  {x}" for t, x in world.lines)
@@ -86,19 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     schedules = faults = operator = events = 0
     simulated = 0.0
     failures: list[World] = []
-    findings: list[World] = []
     seed = args.first
     while (deadline is None and schedules < args.seeds) or (
         deadline is not None and time.monotonic() < deadline
     ):
-        world = World(seed, args.length)
+        world = World(seed, args.length, renewer_ttl_rule=renewer_ttl_rule)
         if not world.run():
-            if known(world) and not strict:
-                findings.append(world)
-                print(f"known finding {known(world)}: seed {seed}: {world.violation}", flush=True)
-            else:
-                failures.append(world)
-                print(world.report(), flush=True)
+            failures.append(world)
+            print(world.report(), flush=True)
         schedules += 1
         simulated += world.now
         faults += world.faults
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         f"sim: {schedules} schedules (seeds {args.first}..{seed - 1}), "
         f"{simulated / 3600:.1f} simulated hours, {faults} faults and {operator} operator "
         f"actions injected, {events} events; "
-        f"{len(failures)} violation(s), {len(findings)} known finding(s)\n"
+        f"{len(failures)} violation(s)\n"
         f"sim: {wall:.1f}s wall, {used:.1f}s CPU: {schedules * per_min:.0f} schedules and "
         f"{simulated / 3600 * per_min:.1f} simulated hours per CPU minute"
     )

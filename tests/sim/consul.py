@@ -475,6 +475,14 @@ class SimAgent:
         self._gate(local=True)
         return self.node
 
+    def node_health(
+        self, node: str, index: int | None = None, wait: float | None = None
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """Only whether the agent answers: Consul maintenance is the world's
+        (SimNode.consul_maintenance), read by the node watch model."""
+        self._gate()
+        return 1, []
+
     def agent_checks(self) -> dict[str, CheckState]:
         self._gate(local=True)
         return {

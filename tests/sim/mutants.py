@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import sys
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+from tests.sim.node import NodeWatchModel, RenewerModel
 from vip_elector import decision
 from vip_elector import trigger_key as trigger_key_module
+from vip_elector.election import Election
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,39 @@ def _source_patch(old: str, new: str) -> Iterator[None]:
         yield
     finally:
         decision._Step = saved  # type: ignore[misc]
+
+
+@contextlib.contextmanager
+def _method_patch(*patches: tuple[type, str, str, str]) -> Iterator[None]:
+    """Methods (class, name, old, new) recompiled from their module's source with
+    ``old`` replaced by ``new``; each runs with its real module's globals, so what
+    the simulation patches there (the clock, the adapter) still reaches it."""
+    saved: list[tuple[type, str, Any]] = []
+    grouped: dict[tuple[type, str], list[tuple[str, str]]] = {}
+    for owner, name, old, new in patches:
+        grouped.setdefault((owner, name), []).append((old, new))
+    try:
+        for (owner, name), replacements in grouped.items():
+            method = owner.__dict__[name]
+            module = sys.modules[owner.__module__]
+            source = inspect.getsource(module)
+            for old, new in replacements:
+                if inspect.getsource(method).count(old) != 1 or source.count(old) != 1:
+                    raise AssertionError(f"mutation anchor not found once in {name}: {old!r}")
+                source = source.replace(old, new)
+            namespace: dict[str, Any] = {"__name__": module.__name__}
+            exec(compile(source, module.__file__ or "", "exec"), namespace)  # noqa: S102
+            built = namespace[owner.__name__].__dict__[name]
+            code = built.__code__
+            function = types.FunctionType(
+                code, vars(module), name, built.__defaults__, built.__closure__
+            )
+            saved.append((owner, name, method))
+            setattr(owner, name, function)
+        yield
+    finally:
+        for owner, name, method in reversed(saved):
+            setattr(owner, name, method)
 
 
 @contextlib.contextmanager
@@ -87,10 +124,21 @@ MUTANTS = (
     Mutant("no-handover-gap", "the hand-over gap is 0 (leader and followers)", _no_gap),
     Mutant(
         "gap-skipped-after-blank",
-        "a blank key held by another session does not start the gap",
-        lambda: _source_patch(
-            'if other and key.value in (None, b"") and m.other_value is None:',
-            "if False:",
+        "a blank key held by another session does not start the gap (neither when it is "
+        "seen nor when it is freed)",
+        lambda: _method_patch(
+            (
+                decision._Step,
+                "_on_key_read",
+                'if other and key.value in (None, b"") and m.other_value is None:',
+                "if False:",
+            ),
+            (
+                decision._Step,
+                "_on_key_read",
+                "if gone and previous is not None and previous.held and not previous.value:",
+                "if False:",
+            ),
         ),
     ),
     Mutant(
@@ -111,8 +159,6 @@ MUTANTS = (
             "            leading=False,\n            fence_until=0.0,\n            held_index=0,",
             "            leading=False,\n            held_index=0,",
         ),
-        survives="defence in depth: lock-delay and the other clearings cover every loss "
-        "the simulation makes (tests/sim/FINDINGS.md)",
     ),
     Mutant(
         "adoption-ignores-maintenance",
@@ -127,5 +173,175 @@ MUTANTS = (
         "acquire-over-plain-key",
         "a follower acquires without checking for a foreign plain key",
         lambda: _attribute(decision, "is_foreign", lambda key: False),
+    ),
+    # Issue 22's findings, each fix reverted (tests/sim/FINDINGS.md's table).
+    Mutant(
+        "gap-skipped-at-first-read",
+        "22 #1 (sim F1): a free key at a process's first read is taken without the gap",
+        lambda: _method_patch(
+            (
+                decision._Step,
+                "_on_key_read",
+                "if not key.held and (not m.watching or read.resumed):",
+                "if False:",
+            )
+        ),
+    ),
+    Mutant(
+        "gap-skipped-after-restored-blank",
+        "sim F7: a blank freed without a hand-over does not restart the gap",
+        lambda: _method_patch(
+            (
+                decision._Step,
+                "_on_key_read",
+                "if gone and previous is not None and previous.held and not previous.value:",
+                "if False:",
+            )
+        ),
+    ),
+    Mutant(
+        "fence-kept-on-failed-move",
+        "22 #2: a fence carried across SIGUSR2 survives a session change (the move)",
+        lambda: _method_patch(
+            (
+                Election,
+                "_take_over",
+                "leader_since=inherit.leader_since,\n                fence_until=0.0,\n",
+                "leader_since=inherit.leader_since,\n",
+            )
+        ),
+    ),
+    Mutant(
+        "fence-not-cleared-or-clamped",
+        "22 #3: a carried fence is neither clamped to the new bound nor cleared on a "
+        "session change",
+        lambda: _method_patch(
+            (
+                Election,
+                "_take_over",
+                "fence_until=min(memory.fence_until, bound)",
+                "fence_until=memory.fence_until",
+            ),
+            (
+                Election,
+                "_take_over",
+                "leader_since=inherit.leader_since,\n                fence_until=0.0,\n",
+                "leader_since=inherit.leader_since,\n",
+            ),
+            (
+                decision._Step,
+                "_become_leader",
+                "m.fence_until if adopted else 0.0",
+                "m.fence_until",
+            ),
+        ),
+    ),
+    Mutant(
+        "adopted-node-unknown",
+        "22 #4: an adopted session's node is not learned (Consul maintenance unseen)",
+        lambda: _method_patch(
+            (
+                decision._Step,
+                "_on_session_up",
+                "node=up.node or m.node",
+                "node=m.node if up.adopted else up.node or m.node",
+            )
+        ),
+        survives="Consul maintenance no longer depends on the session's node (the node "
+        "watch asks the agent: F5, F6); what is left is the candidate entry's node, which "
+        "no invariant reads: unit test 22.4 covers it",
+    ),
+    Mutant(
+        "adoption-gives-up-at-once",
+        "22 #6: one failed renewal during adoption gives the session up (renewer model)",
+        lambda: _method_patch(
+            (
+                RenewerModel,
+                "_adopt_attempt",
+                "if self.w.now + RETRY_AFTER_FAILED_RENEW >= deadline:",
+                "if True:",
+            )
+        ),
+    ),
+    Mutant(
+        "step-down-dropped-when-refused",
+        "22 #16: a step-down starts inside a hand-over (at the index the last read "
+        "showed), and a refused delete is not sent again",
+        lambda: _method_patch(
+            (
+                decision._Step,
+                "_done_delete",
+                "self.set(leaving=replace(leaving, retry_at=self.now), key=None)",
+                'self.set(leaving=replace(leaving, retry_at=float("inf")))',
+            ),
+            (
+                decision._Step,
+                "_lead",
+                "        if m.handover is not None:\n            self._refuse_during_hand_over()",
+                "        if m.handover is not None and self._why_leave() is None:\n"
+                "            self._refuse_during_hand_over()",
+            ),
+        ),
+        survives="the refusal needs a delete at an index older than the leader's own "
+        "last write, which the core never sends (reads answered before its write are "
+        "not decided on; a failed hand-over re-reads the key): unit test 22.16 covers it",
+    ),
+    Mutant(
+        "maintenance-not-rechecked",
+        "22 #17: maintenance is looked at before the gap and lock-delay wait, not again "
+        "before the acquire",
+        lambda: _method_patch(
+            (
+                decision._Step,
+                "_compete",
+                "reason = m.standby(now)",
+                "reason = m.standby(now) if m.rivals_at is None or m.rivals_at < m.freed_at "
+                "else None",
+            )
+        ),
+    ),
+    Mutant(
+        "no-preemption-hold-down",
+        "22 #23: a node that lost the lock to its own check preempts back at once",
+        lambda: _method_patch(
+            (decision._Step, "_settled_at", "if self.m.failed_at is None:", "if True:")
+        ),
+    ),
+    Mutant(
+        "acquire-before-node-watch",
+        "sim F5, F6: a free key is taken before the node watch says whether Consul "
+        "maintenance applies",
+        lambda: _method_patch(
+            (
+                decision._Step,
+                "_compete",
+                "unknown = self._consul_maintenance_unknown()",
+                "unknown = None",
+            )
+        ),
+    ),
+    Mutant(
+        "node-name-from-session-only",
+        "sim F5, F6: the node watch learns the node's name only from the renewer's "
+        "read-back of the session (node watch model)",
+        lambda: _method_patch(
+            (NodeWatchModel, "_find_name", "name = name or agent.node_name()", "name = name"),
+            (NodeWatchModel, "_find_name", "if not name and session:", "if False:"),
+        ),
+        survives="the core's wait for the node watch's answer (acquire-before-node-watch) "
+        "covers a name that comes late; one never learned costs that wait, then the node "
+        "competes by design: unit test tests/unit/test_node_watch.py covers the name",
+    ),
+    Mutant(
+        "node-watch-failure-unposted",
+        "sim F5: a failed node watch request leaves the last answer standing (node watch model)",
+        lambda: _method_patch(
+            (
+                NodeWatchModel,
+                "_ask",
+                "self.d.deliver(core.ConsulMaintenance(self.current, known=False))",
+                "pass",
+            )
+        ),
     ),
 )

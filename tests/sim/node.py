@@ -33,6 +33,7 @@ from vip_elector.decision import (
 from vip_elector.election import Election
 from vip_elector.key_entries import is_foreign, next_index
 from vip_elector.key_watch import FENCE_REFRESH, MIN_FENCE_WAIT, POLL_WAIT, WATCH_SLACK
+from vip_elector.node_watch import FIRST_RETRY, RETRY_MAX
 from vip_elector.renewer import RENEW_AFTER, RETRY_AFTER_FAILED_RENEW, HealthGate
 from vip_elector.roles import Cause, Role
 from vip_elector.runtime_dir import Held
@@ -49,6 +50,7 @@ TICK_RESOLUTION = 1e-6  # the least time one turn of the election loop takes
 HOT_LOOP_WINDOW = 0.001
 HOT_LOOP_DECISIONS = 300
 CHECK = "web"
+REQUEST_LATENCY = 0.002  # the node watch model's requests
 
 
 def make_settings(
@@ -346,6 +348,79 @@ class WatchModel:
         self.d.deliver(read)
 
 
+class NodeWatchModel:
+    """node_watch.NodeWatch: this node's name from the local agent (else from the
+    session), then its checks; the first answer is posted whatever it says (the
+    core does not acquire before it), then each change (a blocking query returns
+    on a change), and a failed request as not known (``known=False``) until the
+    next answer. Failed requests are retried with NodeWatch's backoff."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.d = daemon
+        self.w = daemon.world
+        self.name: str | None = None
+        self.current: str | None = None
+        self.known = False  # the core has the last answer, no failure since
+        self.retrying = False
+
+    def _live(self) -> bool:
+        return self.d.running and self.d.node.daemon is self.d
+
+    def _latency(self) -> float:
+        # Not agent.latency(): no draw from the world's random numbers, so that the
+        # schedules stay as they were drawn before this model.
+        return REQUEST_LATENCY + self.d.node.agent.faults.slow
+
+    def start(self) -> None:
+        self.w.after(self._latency(), lambda: self._find_name(FIRST_RETRY))
+
+    def _find_name(self, delay: float) -> None:
+        if not self._live():
+            return
+        agent = self.d.node.agent
+        name = self.d.state.node
+        with contextlib.suppress(ConsulError):
+            name = name or agent.node_name()
+        session = self.d.state.session_id
+        if not name and session:
+            with contextlib.suppress(ConsulError):
+                info = agent.session_info(session)
+                name = info.node if info is not None else None
+        if not name:
+            next_delay = min(delay * 2, RETRY_MAX)
+            self.w.after(delay, lambda: self._find_name(next_delay))
+            return
+        self.name = name
+        self._ask(FIRST_RETRY)
+
+    def changed(self, delay: float | None = None) -> None:
+        """`consul maint` on this node changed, or its agent failed: the blocking
+        query returns (after ``delay``)."""
+        if self.name is not None and not self.retrying:
+            wait = self._latency() if delay is None else delay
+            self.w.after(wait, lambda: self._ask(FIRST_RETRY))
+
+    def _ask(self, delay: float) -> None:
+        self.retrying = False
+        if not self._live() or self.name is None:
+            return
+        try:
+            self.d.node.agent.node_health(self.name)
+        except ConsulError:
+            if self.known:
+                self.known = False
+                self.d.deliver(core.ConsulMaintenance(self.current, known=False))
+            self.retrying = True
+            next_delay = min(delay * 2, RETRY_MAX)
+            self.w.after(delay, lambda: self._ask(next_delay))
+            return
+        # The answer is the node's maintenance as it is now (the world keeps it).
+        reason = "Consul maintenance mode" if self.d.node.consul_maintenance else None
+        if reason != self.current or not self.known:
+            self.current, self.known = reason, True
+            self.d.deliver(core.ConsulMaintenance(reason))
+
+
 class Daemon:
     """One vip-elector process (or generation of workers) on a node."""
 
@@ -391,6 +466,7 @@ class Daemon:
         self.election.record = node.record  # type: ignore[assignment]
         self.watch = WatchModel(self, self.election.rules.fence_bound)
         self.election.watch = self.watch  # type: ignore[assignment]
+        self.node_watch = NodeWatchModel(self)
         self.tick_at = 0.0
         self.busy = False
         self.pending: list[Event] = []
@@ -416,6 +492,7 @@ class Daemon:
         with contextlib.suppress(ConsulError):
             self.election._take_over()
         self.renewer.start()
+        self.node_watch.start()
         self.watch.proceed()
         if self.world.vip_watched:  # the address watch's first dump
             self.post(core.VipSeen(self.node.vm.holds))
@@ -625,12 +702,10 @@ class SimNode:
         self._maintenance_events(self.daemon)
 
     def _maintenance_events(self, daemon: Daemon) -> None:
-        # The first turn of the loop reads the maintenance file; node_watch the
-        # Consul maintenance.
+        # The first turn of the loop reads the maintenance file (the node watch
+        # model tells Consul maintenance).
         if self.maintenance_file:
             daemon.deliver(core.MaintenanceFile("maintenance file exists"))
-        if self.consul_maintenance:
-            daemon.deliver(core.ConsulMaintenance("Consul maintenance mode"))
 
     def restart_after_failure(self) -> None:
         # Not during a SIGUSR2's exec: its new process starts (two would run at once,

@@ -23,11 +23,10 @@ from tests.sim.node import CHECK, KEY, SimNode, make_settings, on_each
 from vip_elector import election as election_module
 from vip_elector import state as state_module
 from vip_elector import trigger_key as trigger_key_module
-from vip_elector.consul_adapter import ConsulAdapter
+from vip_elector.consul_adapter import ConsulAdapter, Unavailable
 from vip_elector.continuity import Inheritance
 from vip_elector.decision import (
     VIP_STEP_DOWN_HOLD,
-    ConsulMaintenance,
     MaintenanceFile,
     Memory,
     StepDownAsked,
@@ -35,7 +34,7 @@ from vip_elector.decision import (
 )
 from vip_elector.key_entries import LOCK_FLAG
 from vip_elector.roles import Cause, Role
-from vip_elector.settings import ConsulSettings
+from vip_elector.settings import FENCE_MARGIN, HANDOVER_MARGIN, ConsulSettings
 from vip_elector.trigger_key import TriggerKey
 
 WALL_OFFSET = 1_700_000_000.0
@@ -330,6 +329,7 @@ class World:
             if since is not None and self.now - since > bounds.MAINTENANCE_NOTICE:
                 self.fail(
                     f"{owner} took the key {self.now - since:.2f}s after its maintenance began"
+                    + self._unseen_maintenance(node)
                 )
         for name, (since, why) in list(self.keep.items()):
             handing_over = after is not None and not after.value and by == name
@@ -449,8 +449,30 @@ class World:
             if self._leading_session(node) is not None:
                 self.fail(
                     f"{node.name} still holds the key {self.now - since:.2f}s after its "
-                    "maintenance began"
+                    "maintenance began" + self._unseen_maintenance(node)
                 )
+
+    def _agent_fault(self, agent: SimAgent) -> None:
+        """A fault at an agent: its blocking queries return with the error (the key
+        watch's and the node watch's)."""
+        self.consul.wake_agent(agent)
+        for node in self.nodes:
+            if node.agent is agent and node.daemon is not None:
+                node.daemon.node_watch.changed()
+
+    def _unseen_maintenance(self, node: SimNode) -> str:
+        """Why Consul maintenance has not reached the process (findings F5, F6)."""
+        daemon = node.daemon
+        if daemon is None or set(node.maintenance_sources) != {"consul"}:
+            return ""
+        memory = daemon.election.memory
+        if memory.consul_maintenance is not None:
+            return ""
+        if daemon.node_watch.name is None:
+            return " (Consul maintenance unseen: the node watch does not know the node's name)"
+        if not memory.consul_maintenance_known:
+            return " (Consul maintenance unseen: the node watch has not answered yet)"
+        return " (Consul maintenance unseen: the node watch's answer is older)"
 
     def _final(self) -> None:
         holders = [n.name for n in self.nodes if n.vm.holds]
@@ -502,6 +524,7 @@ class World:
             (self.o_release_after_partition, 2),
             (self.o_bad_check, 2),
             (self.o_priority, 1),
+            *self.finding_schedules(),
         ]
         funcs = [f for f, _ in actions]
         weights = [w for _, w in actions]
@@ -568,7 +591,7 @@ class World:
         duration = self.rng.uniform(0.5, 3 * self.ttl)
         self._fault(f"{node.name}'s agent refuses connections for {duration:.1f}s", node, duration)
         node.agent.faults.http_down = True
-        self.consul.wake_agent(node.agent)
+        self._agent_fault(node.agent)
         self._heal_after(
             duration, lambda: setattr(node.agent.faults, "http_down", False), f"{node.name}'s agent"
         )
@@ -578,7 +601,7 @@ class World:
         duration = self.rng.uniform(1.0, 3 * self.ttl)
         self._fault(f"{node.name} partitioned from the servers for {duration:.1f}s", node, duration)
         node.agent.faults.partitioned = True
-        self.consul.wake_agent(node.agent)
+        self._agent_fault(node.agent)
         token = self.now
 
         def serf() -> None:
@@ -601,7 +624,7 @@ class World:
         duration = self.rng.choice([0.01, 0.3, 2.0, 8.0])
         self._fault(f"{node.name}'s agent answers 500 for {duration:.2f}s", node, duration)
         node.agent.faults.error_500 = True
-        self.consul.wake_agent(node.agent)
+        self._agent_fault(node.agent)
         self._heal_after(
             duration, lambda: setattr(node.agent.faults, "error_500", False), f"{node.name}'s 500s"
         )
@@ -637,7 +660,7 @@ class World:
         self._fault(f"Consul leader election: no leader for {duration:.1f}s", None, duration)
         self.consul.no_leader = True
         for agent in self.agents.values():
-            self.consul.wake_agent(agent)
+            self._agent_fault(agent)
         self._heal_after(
             duration, lambda: setattr(self.consul, "no_leader", False), "Consul leader"
         )
@@ -790,18 +813,16 @@ class World:
         daemon = node.daemon
         if daemon is None:
             return
-        if which == "file":
-            event: MaintenanceFile | ConsulMaintenance = MaintenanceFile(
-                "maintenance file exists" if on else None
-            )
-            delay = self.rng.uniform(0, 1.0)  # the file is polled every second
-        else:
-            event = ConsulMaintenance("Consul maintenance mode" if on else None)
-            delay = self.rng.uniform(0.001, 0.05)
+        if which == "consul":
+            daemon.node_watch.changed(self.rng.uniform(0.001, 0.05))
+            return
+        delay = self.rng.uniform(0, 1.0)  # the file is polled every second
 
         def deliver() -> None:
+            # A poll sees the file as it is then (a later change may have come first).
             if node.daemon is not None:
-                node.daemon.deliver(event)
+                reason = "maintenance file exists" if node.maintenance_file else None
+                node.daemon.deliver(MaintenanceFile(reason))
 
         self.after(delay, deliver)
 
@@ -870,7 +891,7 @@ class World:
         )
         agent = leader.agent
         agent.faults.partitioned = True
-        self.consul.wake_agent(agent)
+        self._agent_fault(agent)
         token = leader.partition_token = self.now
 
         def serf() -> None:
@@ -938,14 +959,7 @@ class World:
 
     def o_consul_maintenance(self) -> None:
         node = self._pick()
-        duration = self.rng.uniform(1, 60)
-        self._op(f"consul maint -enable on {node.name} for {duration:.0f}s")
-        self._maintenance(node, True, "consul")
-        self._heal_after(
-            duration,
-            lambda: self._maintenance(node, False, "consul"),
-            f"{node.name}'s Consul maintenance",
-        )
+        self._consul_maintenance_on(node, self.rng.uniform(1, 60))
 
     def o_step_down(self) -> None:
         node = self._pick(0.9)
@@ -1041,6 +1055,245 @@ class World:
                 )
 
         self.at(since + bound, check)
+
+    # -- issue 22's combinations, one family each (tests/sim/FINDINGS.md's table) ------------
+    def finding_schedules(self) -> list[tuple[Callable[[], None], int]]:
+        return [
+            (self.o_fence_session_change, 3 if self.fenced else 0),
+            (self.o_switchover_step_down, 3),
+            (self.o_maintenance_in_wait, 2),
+            (self.o_sigusr2_then_consul_maintenance, 1),
+            (self.o_sigusr2_renew_500, 1),
+            (self.o_value_into_lock, 2 if self.fenced else 1),
+            (self.o_release_and_restart, 2),
+            (self.f_flapping_preferred, 3 if self.nodes[0].settings.preempt_delay else 0),
+            (self.o_release_after_partition, 2),  # (more of them: delete-without-cas)
+        ]
+
+    def o_fence_session_change(self) -> None:
+        """Issue 22 #3 (fenced mode): the leader's lock-delay lowered (SIGHUP or SIGUSR2:
+        a new session) or vip-manager's interval raised (SIGUSR2: the same session, a
+        shorter bound); inside the old fence the leader is cut off and its check fails."""
+        leader = self._holder()
+        daemon = leader.daemon if leader is not None else None
+        if leader is None or daemon is None or not daemon.running or daemon.stopping:
+            return
+        old_bound = daemon.election.rules.fence_bound
+        rng = self.rng
+        how = rng.choice(["SIGHUP", "SIGUSR2", "SIGUSR2 interval"])
+        lowest = min(n.settings.lock_delay for n in self.nodes)
+        if lowest - (self.interval_ms + 500) / 1000 - FENCE_MARGIN < 0.5:
+            how = how.split()[0]  # no room for a longer interval: lower lock-delay instead
+        if how == "SIGUSR2 interval":
+            # vip-manager.yml changed on every node (interval is read at start only).
+            self.interval_ms = self.interval_ms + 500
+            self.gap = self.interval_ms / 1000 + HANDOVER_MARGIN
+            self._op(f"vip-manager interval -> {self.interval_ms} ms everywhere, SIGUSR2 all")
+            for node in [leader, *(n for n in self.nodes if n is not leader)]:
+                vm = replace(node.settings.vip_manager, interval_ms=self.interval_ms)
+                node.reconfigure(vip_manager=vm)
+                node.vm.interval = self.interval_ms / 1000
+                if node.daemon is not None and node.daemon.running and not node.daemon.stopping:
+                    self._sigusr2_now(node)
+        else:
+            interval = self.interval_ms / 1000
+            lock_delay = round(interval + FENCE_MARGIN + rng.choice([0.3, 0.8, 1.5]), 2)
+            self._op(f"{how} {leader.name} with lock-delay {lock_delay:g}s (a new session)")
+            leader.reconfigure(lock_delay=lock_delay)
+            if how == "SIGHUP":
+                self._sighup_session(leader, keep=False)
+            else:
+                self._sigusr2_now(leader)
+        exec_gap = 0.0 if how == "SIGHUP" else 0.7
+        cut = exec_gap + rng.uniform(0.05, max(0.1, 0.8 * old_bound - exec_gap))
+        duration = rng.uniform(3.0, 2 * self.ttl)
+        self.after(cut, lambda: self._cut_off_failing(leader, duration))
+
+    def _cut_off_failing(self, node: SimNode, duration: float) -> None:
+        partition = self.rng.random() < 0.3
+        how = "partitioned" if partition else "cut off from its agent"
+        self._fault(f"{node.name} {how}, its check critical, for {duration:.1f}s", node, duration)
+        agent = node.agent
+        if partition:
+            agent.faults.partitioned = True
+            token = node.partition_token = self.now
+
+            def serf() -> None:
+                if agent.faults.partitioned and node.partition_token == token:
+                    self.consul.set_check(node.name, "serfHealth", "critical")
+
+            self.after(SERF_DETECT, serf)
+        else:
+            agent.faults.http_down = True
+        self._agent_fault(agent)
+        self._set_check(node, "critical")
+
+        def heal() -> None:
+            agent.faults.http_down = agent.faults.partitioned = False
+            self.consul.set_check(node.name, "serfHealth", "passing")
+            self._set_check(node, "passing")
+
+        self._heal_after(duration, heal, f"{node.name}'s agent and check")
+
+    def o_switchover_step_down(self) -> None:
+        """Issue 22 #16: switchover --to b; inside the hand-over the leader's maintenance
+        begins and b stops: the step-down must not be lost."""
+        leader = self._holder()
+        if leader is None or not leader.running:
+            return
+        rng = self.rng
+        target = rng.choice([n for n in self.nodes if n is not leader])
+        which = rng.choice(["file", "consul"])
+        self._op(
+            f"switchover --to {target.name}, then maintenance ({which}) on {leader.name} "
+            f"and SIGTERM {target.name}"
+        )
+        with contextlib.suppress(Exception):
+            TriggerKey(self._adapter(target), KEY, target.name).request_switchover(
+                target.name, "operator"
+            )
+        duration = rng.uniform(15, 50)
+
+        def maintenance() -> None:
+            self._maintenance(leader, True, which)
+
+        def stop() -> None:
+            if target.daemon is not None and target.daemon.running:
+                self.trace(f"OPERATOR SIGTERM {target.name}")
+                target.daemon.stop(StopAsked())
+
+        begin = rng.uniform(0.05, 0.6 * self.gap)  # inside the hand-over's gap
+        self.after(begin, maintenance)
+        self.after(begin + rng.uniform(0.0, 0.2), stop)
+        self._heal_after(
+            begin + duration,
+            lambda: self._maintenance(leader, False, which),
+            f"{leader.name}'s maintenance",
+        )
+        self._heal_after(rng.uniform(3, 20), target.restart_after_failure, f"{target.name} started")
+
+    def o_maintenance_in_wait(self) -> None:
+        """Issue 22 #17: the leader's check fails (lock-delay applies to everybody);
+        during that wait a follower's maintenance begins: it must not take the key."""
+        leader = self._holder()
+        followers = [n for n in self.nodes if n is not leader and n.running]
+        if leader is None or not followers:
+            return
+        rng = self.rng
+        follower = rng.choice(followers)
+        which = rng.choice(["file", "consul"])
+        lock_delay = leader.settings.lock_delay
+        self._fault(f"{leader.name}'s check critical (then maintenance on {follower.name})")
+        self._set_check(leader, "critical")
+        self._heal_after(
+            rng.uniform(lock_delay + 2, 40),
+            lambda: self._set_check(leader, "passing"),
+            f"{leader.name}'s check",
+        )
+        duration = rng.uniform(10, 40)
+        begin = rng.uniform(0.1, max(0.2, lock_delay - 1.5))
+
+        def maintenance() -> None:
+            self._op(f"maintenance ({which}) on {follower.name} for {duration:.0f}s")
+            self._maintenance(follower, True, which)
+
+        self.after(begin, maintenance)
+        self._heal_after(
+            begin + duration,
+            lambda: self._maintenance(follower, False, which),
+            f"{follower.name}'s maintenance",
+        )
+
+    def o_sigusr2_then_consul_maintenance(self) -> None:
+        """Issue 22 #4: after SIGUSR2 (adoption) `consul maint -enable` must still work."""
+        node = self._pick(0.9)
+        daemon = node.daemon
+        if daemon is None or not daemon.running or daemon.stopping:
+            return
+        self._op(f"SIGUSR2 {node.name}, then consul maint -enable on it")
+        self._sigusr2_now(node)
+        self.after(
+            self.rng.uniform(1.0, 4.0),
+            lambda: self._consul_maintenance_on(node, self.rng.uniform(10, 40)),
+        )
+
+    def _consul_maintenance_on(self, node: SimNode, duration: float) -> None:
+        self._op(f"consul maint -enable on {node.name} for {duration:.0f}s")
+        self._maintenance(node, True, "consul")
+        self._heal_after(
+            duration,
+            lambda: self._maintenance(node, False, "consul"),
+            f"{node.name}'s Consul maintenance",
+        )
+
+    def o_sigusr2_renew_500(self) -> None:
+        """Issue 22 #6: SIGUSR2 of the leader; the adoption's first session/renew
+        answers 500 once. The lock must stay."""
+        node = self._pick(0.9)
+        daemon = node.daemon
+        if daemon is None or not daemon.running or daemon.stopping:
+            return
+        self._keep_window(node, "SIGUSR2 with one 500 on session/renew")
+        self._op(f"SIGUSR2 {node.name}; its next session/renew answers 500 once")
+        self.faults += 1
+        agent = node.agent
+
+        def renew_once(session_id: str, timeout: float | None = None) -> None:
+            del agent.renew_session  # the next call is the class's again
+            raise Unavailable("500 Internal Server Error (once)", "server_error")
+
+        agent.renew_session = renew_once  # type: ignore[method-assign]
+        self._sigusr2_now(node)
+
+    def o_value_into_lock(self) -> None:
+        """`consul kv put` of a value into the held lock (the session stays, value and
+        flags change), deleted again a moment later. The leader lets the lock go
+        keeping the value: nobody waits out a lock-delay after that, so /leader
+        must stop saying 200 when the lock is lost, not when the fence runs out."""
+        holder = self._holder()
+        if holder is None:
+            return
+        duration = self.rng.uniform(0.5, 6.0)
+        self._op(f"consul kv put {KEY} into {holder.name}'s lock, deleted {duration:.1f}s later")
+        self.consul.put(KEY, b"operator-value", None, None, "operator")
+
+        def remove() -> None:
+            entry = self.consul.kv.get(KEY)
+            if entry is not None and entry.value == b"operator-value":
+                self.consul.delete(KEY, entry.modify_index, "operator")
+
+        self._heal_after(duration, remove, "the operator's value deleted")
+
+    def o_release_and_restart(self) -> None:
+        """Issue 22 #1's rule, whatever path freed the key (sim F1): the leader is
+        stopped (it releases the key) while a follower's process starts, its first
+        read the free key; the old holder's vip-manager may still hold the VIP."""
+        leader = self._holder()
+        followers = [n for n in self.nodes if n is not leader]
+        if leader is None or leader.daemon is None or not leader.daemon.running:
+            return
+        follower = self.rng.choice(followers)
+        self._op(f"SIGTERM {leader.name} while {follower.name} restarts")
+        if follower.daemon is not None:
+            follower.daemon.kill()
+        leader.daemon.stop(StopAsked())
+        self.after(self.rng.uniform(0.002, 0.05), follower.restart_after_failure)
+        self._heal_after(self.rng.uniform(1.0, 5.0), leader.restart_after_failure, "started")
+
+    def f_flapping_preferred(self) -> None:
+        """Issue 22 #23: the preferred node's check flaps (critical a moment, passing
+        for longer than the preempt-delay): the VIP must not follow it back and forth."""
+        node = self.nodes[0]
+        rng = self.rng
+        # Down until another node took the key, up until it would preempt back.
+        down = self.lock_delay + self.gap + rng.uniform(0.5, 2.0)
+        up = (node.settings.preempt_delay or 0.0) + self.gap + rng.uniform(1.0, 4.0)
+        self._fault(f"{node.name}'s check flaps: critical {down:.1f}s every {down + up:.1f}s")
+        for k in range(5):
+            start = k * (down + up)
+            self.after(start, self._check_setter(node, "critical"))
+            self.after(start + down, self._check_setter(node, "passing"))
+        self._heal_after(5 * (down + up), lambda: self._set_check(node, "passing"), "flapping")
 
     def _quiet(self) -> None:
         self.trace("QUIET: every fault healed, every node running")

@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import TypeVar
 
 from vip_elector.decision import (
+    CONSUL_MAINTENANCE_WAIT,
     MEMBER_HEARTBEAT,
     REPORT_MIN_GAP,
     Acquire,
@@ -95,10 +96,16 @@ class Run:
     in ``self.reports`` instead of returning them."""
 
     def __init__(
-        self, rules: Rules = RULES, memory: Memory | None = None, reports: bool = False
+        self,
+        rules: Rules = RULES,
+        memory: Memory | None = None,
+        reports: bool = False,
+        node_watched: bool = True,
     ) -> None:
         self.rules = rules
         self.memory = memory or Memory()
+        # node_watched: the node watch has answered (Consul maintenance known)
+        self.memory = replace(self.memory, consul_maintenance_known=node_watched)
         self.actions: list[Action] = []
         self.reports: list[Report | AppendHistory] = []
         self.last: Decision | None = None
@@ -547,6 +554,19 @@ def test_a_stop_inside_a_switchovers_gap_does_not_let_the_target_skip_the_gap() 
     assert run.wake >= 0.05 + 1.2
 
 
+def test_a_blank_freed_after_the_gap_still_waits_the_gap_from_the_freeing() -> None:
+    """A failed hand-over puts the old value back, then a step-down deletes it a
+    few ms later: B's reads see the blank, then the free key, never the value
+    that was back for a moment; A's vip-manager may have added the VIP again.
+    (The simulation's finding F7: two VIP holders.)"""
+    run = follower(Rules(value="b", handover_gap=1.2))
+    run(read(held("sess-x", b"a", 11), 0.0), 0.0)
+    run(read(held("sess-x", b"", 12), 0.05, early=True), 0.05)  # the blank
+    actions = no_rivals(run, run(read(free(14), 2.0, early=True), 2.0), 2.0)
+    assert not of(Acquire, actions), "acquired at once: the restored value may be on A's VIP"
+    assert run.wake >= 2.0 + 1.2
+
+
 def test_a_node_that_starts_during_a_blank_still_waits_the_gap() -> None:
     run = follower(Rules(value="b", handover_gap=1.2))
     run(read(held("sess-x", b"", 12), 0.0), 0.0)
@@ -583,6 +603,38 @@ def test_consul_maintenance_after_adoption_steps_the_leader_down() -> None:
     run(read(held("old", b"a"), 0.1), 0.1)
     actions = run(ConsulMaintenance("the node is in Consul maintenance mode"), 0.2)
     assert Delete("old", 10) in actions
+
+
+def test_no_acquire_before_the_node_watch_says_whether_consul_maintenance_applies() -> None:
+    """Sim F5, F6: a process started on a node in `consul maint` took the free key
+    before its node watch had answered (the name came late with the session, or
+    never when reading the session back failed)."""
+    run = Run(memory=Memory(watching=True), node_watched=False)
+    run(SessionUp(OURS), 0.0)
+    actions = no_rivals(run, run(read(free(), 0.1), 0.1), 0.1)
+    assert not of(Acquire, actions), "acquired before knowing about Consul maintenance"
+    assert run.wake == 0.1 + CONSUL_MAINTENANCE_WAIT
+    actions = run(ConsulMaintenance("the node is in Consul maintenance mode"), 0.2)
+    assert not of(Acquire, no_rivals(run, actions + run(Tick(), 30.0), 30.0))
+    # The answer "no maintenance" lets it acquire in the same instant.
+    run = Run(memory=Memory(watching=True), node_watched=False)
+    run(SessionUp(OURS), 0.0)
+    no_rivals(run, run(read(free(), 0.1), 0.1), 0.1)
+    actions = no_rivals(run, run(ConsulMaintenance(None), 0.12), 0.12)
+    assert of(Acquire, actions) == [Acquire(OURS, free())]
+
+
+def test_a_node_watch_that_never_answers_delays_the_acquire_only_for_a_bound() -> None:
+    run = Run(memory=Memory(watching=True), node_watched=False)
+    run(SessionUp(OURS), 0.0)
+    no_rivals(run, run(read(free(), 0.1), 0.1), 0.1)
+    assert not of(Acquire, no_rivals(run, run(Tick(), 5.0), 5.0))
+    now = 0.1 + CONSUL_MAINTENANCE_WAIT
+    actions = no_rivals(run, run(Tick(), now), now)
+    assert of(Acquire, actions) == [Acquire(OURS, free())]
+    warnings = [a for a in actions if isinstance(a, Log) and a.level == "warning"]
+    assert len(warnings) == 1
+    assert "cannot tell whether Consul maintenance" in warnings[0].message
 
 
 def test_a_step_down_inside_a_hand_over_is_not_lost() -> None:

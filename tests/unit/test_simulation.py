@@ -4,6 +4,9 @@ core passes a few schedules, and a broken core is caught. The full budget is
 
 from __future__ import annotations
 
+import pytest
+
+from tests.sim.__main__ import main
 from tests.sim.mutants import MUTANTS
 from tests.sim.world import World
 
@@ -29,3 +32,16 @@ def test_a_core_without_the_hand_over_gap_gives_two_vip_holders() -> None:
     assert "two VIP holders" in (world.violation or "")
     # and the real core again, on the same seed
     assert World(1).run()
+
+
+def test_make_sim_replays_a_seed_with_a_mutation_of_the_table_applied(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--seed", "1", "--mutant", "no-handover-gap"]) == 1
+    assert "two VIP holders" in capsys.readouterr().out
+    assert main(["--seed", "1"]) == 0  # the mutation is undone afterwards
+
+
+def test_an_unknown_mutation_name_is_one_clear_message() -> None:
+    with pytest.raises(SystemExit, match=r"no mutation named 'no-such'.*no-handover-gap"):
+        main(["--seed", "1", "--mutant", "no-such"])
