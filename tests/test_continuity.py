@@ -82,6 +82,39 @@ def test_a_follower_restarted_after_a_crash_destroys_its_old_session(election: E
     wait_until(lambda: len(election.sessions_of(follower)) == 1, 15, "the old one is gone")
 
 
+def test_a_restart_without_its_record_frees_the_candidacy_its_old_session_holds(
+    election: Election, tmp_path: Path
+) -> None:
+    """SIGKILL, and the runtime record is lost (another runtime directory): the old
+    session keeps the candidacy entry for up to twice its TTL, so no switchover,
+    preemption or step-down sees the node, and a switchover handed the lock to the
+    dead session. The new process destroys it and publishes at once."""
+    leading(election)
+    follower = election.add("node-b")
+    wait_until(lambda: election.sessions_of(follower), 20, "node-b has a session")
+    (old,) = election.sessions_of(follower)
+    entry = f"{election.key}/candidates/node-b"
+    wait_until(lambda: _holder(election, entry) == old["ID"], 10, "node-b's entry published")
+    follower.elector.kill()
+    elsewhere = tmp_path / "another-runtime-directory"
+    elsewhere.mkdir(mode=0o700)
+    again = election.add(
+        "node-b-again", hostname="node-b", env={"RUNTIME_DIRECTORY": str(elsewhere)}
+    )
+    again.elector.wait_log(f"session {old['ID']} of an earlier run of this daemon holds", 10)
+    wait_until(
+        lambda: _holder(election, entry) not in (None, old["ID"]),
+        5,
+        "node-b's entry held by its new session within 5 s (not after the old one's TTL)",
+    )
+    assert old["ID"] not in [s["ID"] for s in election.sessions_of(again)]
+
+
+def _holder(election: Election, key: str) -> str | None:
+    found = election.api.kv_get(key)
+    return None if found is None else found.session
+
+
 def test_sigusr2_restarts_in_place_keeping_the_session_and_the_lock(
     election: Election, watch: KeyWatcher
 ) -> None:

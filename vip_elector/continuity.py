@@ -22,7 +22,6 @@ A SIGHUP that changes a session property uses the same move.
 from __future__ import annotations
 
 import logging
-import socket
 from dataclasses import dataclass
 
 from vip_elector.consul_adapter import ConsulAdapter, ConsulError, SessionInfo
@@ -30,7 +29,7 @@ from vip_elector.durations import format_duration
 from vip_elector.liveness import liveness_ids
 from vip_elector.runtime_dir import SessionRecord
 from vip_elector.settings import Settings
-from vip_elector.trigger_key import TriggerKey, session_name
+from vip_elector.trigger_key import TriggerKey, own_session_name
 
 log = logging.getLogger("vip_elector")
 
@@ -57,7 +56,7 @@ def session_checks(settings: Settings) -> list[str]:
 def differences(info: SessionInfo, settings: Settings) -> list[str]:
     """What about ``info`` is not what ``settings`` would create (empty: adoptable)."""
     found = []
-    expected_name = session_name(socket.gethostname(), settings.lock_value, settings.trigger_key)
+    expected_name = own_session_name(settings.lock_value, settings.trigger_key)
     if info.name != expected_name:
         found.append("name")
     if info.ttl != "" and info.ttl != format_duration(settings.ttl):

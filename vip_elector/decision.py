@@ -600,6 +600,11 @@ class Memory:
     consul_maintenance_asked: float | None = None  # when an acquire first waited for it
     hold_until: float = 0.0
     hold_reason: str = ""
+    # The hold gives way when no other node is eligible (a step-down without the
+    # VIP: holding back then leaves the VIP nowhere); SIGUSR1's hold never does.
+    hold_yields: bool = False
+    others_eligible: bool = False  # another eligible candidate, as last read
+    candidates_at: float | None = None  # when they were last read
     step_down: str | None = None  # SIGUSR1's detail, until the step-down starts
     failed_at: float | None = None  # our own check last failed (the health gate)
     # the VIP on this host, as the address watch last saw it; None: not observed
@@ -919,7 +924,12 @@ class _Step:
                 "info", "SIGUSR1: not the leader, nothing to step down from", "step_down_ignored"
             )
             return
-        self.set(hold_until=self.now + asked.hold, hold_reason=asked.detail, step_down=asked.detail)
+        self.set(
+            hold_until=self.now + asked.hold,
+            hold_reason=asked.detail,
+            hold_yields=False,
+            step_down=asked.detail,
+        )
 
     def _on_maintenance_file(self, changed: MaintenanceFile) -> None:
         self.set(maintenance_file=changed.reason)
@@ -969,7 +979,9 @@ class _Step:
 
     def _on_candidates_read(self, read: CandidatesRead) -> None:
         better = best_other(dict(read.candidates), self.rules.value, than=self.rules.priority)
-        self.set(candidates_for=read.freed_at, better=better)
+        others = best_other(dict(read.candidates), self.rules.value) is not None
+        self.set(candidates_for=read.freed_at, better=better, others_eligible=others)
+        self.set(candidates_at=self.now)
 
     def _on_session_checked(self, checked: SessionChecked) -> None:
         loss = self.m.loss
@@ -1101,6 +1113,21 @@ class _Step:
     def _done_publish(self, done: Done) -> None:
         action = done.action
         assert isinstance(action, Publish)
+        if done.result == "orphan":
+            # A session of an earlier process of this daemon (our name, our node:
+            # the instance lock allows one process) holds our entry: SIGKILLed
+            # with its runtime record lost, or stopped while Consul did not answer.
+            # Until it expired, nobody would see this node as a candidate, and a
+            # switchover could hand the lock to a dead session: destroy it now.
+            self.log(
+                "info",
+                f"session {done.detail} of an earlier run of this daemon holds this node's "
+                "candidacy entry: destroying it",
+                "orphan_session",
+            )
+            self.doom(done.detail)
+            self.set(publish_at=self.now + PUBLISH_RETRY)
+            return
         if done.result == "ok":
             self.set(
                 published=(
@@ -1564,6 +1591,8 @@ class _Step:
         if not (rules.step_down_without_vip and missing):
             self.forget_said("vip_alone")
             return None
+        if m.hold_yields and self.now < m.hold_until:
+            return None  # it stepped down within this hold already, and nobody else took it
         request = m.request
         if request is not None and not request.refused and request.modify_index != m.request_done:
             return None  # a switchover asked for: it hands the VIP over, a delete would not
@@ -1591,7 +1620,7 @@ class _Step:
         self.forget_said("vip_alone")
         hold = max(VIP_STEP_DOWN_HOLD, 2 * (rules.handover_gap + rules.vip_grace))
         reason = f"stepped down without its VIP; competing again after {_fmt(hold)}"
-        self.set(hold_until=self.now + hold, hold_reason=reason)
+        self.set(hold_until=self.now + hold, hold_reason=reason, hold_yields=True)
         self.log(
             "warning",
             f"{m.vip_problem}: stepping down so that {target.value!r} can take the VIP "
@@ -1810,6 +1839,21 @@ class _Step:
         if not m.watching:
             return now + IDLE  # the next read (the watch retries) says how the key is
         reason = m.standby(now)
+        if reason is not None and m.hold_yields and m.maintenance is None:
+            # Defer to the other eligible nodes only: read who they are again every
+            # RECHECK; with none (their checks failed, their daemons stopped), take it.
+            if m.candidates_at is None or now >= m.candidates_at + RECHECK:
+                self.set(candidates_at=now)
+                self.out.append(LookUpCandidates(m.freed_at))
+                return now + RECHECK
+            if not m.others_eligible:
+                self.say_once(
+                    "standby",
+                    f"{reason}, but no other node is eligible: competing for the lock",
+                    "warning",
+                    "hold_given_way",
+                )
+                reason = None
         if reason is not None:
             self.say_once("standby", f"not competing for the lock: {reason}", "info", "standby")
             return m.hold_until if now < m.hold_until else now + RECHECK

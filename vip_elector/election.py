@@ -81,7 +81,7 @@ from vip_elector.retrying import Retrier
 from vip_elector.roles import Cause, Role
 from vip_elector.runtime_dir import Held
 from vip_elector.settings import Settings
-from vip_elector.trigger_key import TriggerKey, node_of, rival_message, rivals
+from vip_elector.trigger_key import TriggerKey, node_of, own_session_name, rival_message, rivals
 from vip_elector.worker import Fatal, Worker, WorkerContext
 
 log = logging.getLogger("vip_elector")
@@ -447,6 +447,8 @@ class Election(Worker):
         except ConsulError as exc:
             return Done(action, "failed", str(exc))
         ours = (action.session, *self.memory.doomed)
+        if holder is not None and holder not in ours and self._earlier_run_of_ours(holder):
+            return Done(action, "orphan", holder)
         if holder is not None and holder not in ours:
             return Done(
                 action,
@@ -454,6 +456,17 @@ class Election(Worker):
                 "its entry is held by another session (the same value elsewhere?)",
             )
         return Done(action, "refused")
+
+    def _earlier_run_of_ours(self, session_id: str) -> bool:
+        """Whether ``session_id`` carries our session's name on our node: made by an
+        earlier process of this daemon (the runtime directory's lock lets one run)."""
+        try:
+            info = self.adapter.session_info(session_id)
+        except ConsulError:
+            return False
+        name = own_session_name(self.settings.lock_value, self.settings.trigger_key)
+        node = self.memory.node
+        return info is not None and info.name == name and bool(node) and info.node == node
 
     def _report(self, action: Report | AppendHistory) -> Done | None:
         """The member entry or the history. The last ones (a clean stop) go after

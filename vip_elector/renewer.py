@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -33,7 +32,7 @@ from vip_elector.logs import Reminder, untrusted
 from vip_elector.retrying import Interrupted, Retrier
 from vip_elector.roles import Cause
 from vip_elector.runtime_dir import Held
-from vip_elector.trigger_key import session_name
+from vip_elector.trigger_key import own_session_name
 from vip_elector.worker import Worker, WorkerContext
 
 log = logging.getLogger("vip_elector")
@@ -340,9 +339,7 @@ class Renewer(Worker):
 
     def _create_session(self) -> str:
         checks = [*self.settings.session_checks, *self.extra_checks]
-        name = session_name(
-            socket.gethostname(), self.settings.lock_value, self.settings.trigger_key
-        )
+        name = own_session_name(self.settings.lock_value, self.settings.trigger_key)
         if self.stop.is_set():
             raise Interrupted("stopping")
         session_id = self.adapter.create_session(

@@ -66,6 +66,11 @@ def session_name(host: str, value: str, key: str) -> str:
     return f"{SESSION_NAME_PREFIX}{host} value={value} key={key}"
 
 
+def own_session_name(lock_value: str, key: str) -> str:
+    """The name of the sessions this host's daemon makes for ``key``."""
+    return session_name(socket.gethostname(), lock_value, key)
+
+
 def parse_session_name(name: str) -> Candidacy | None:
     """The candidacy a session name describes, or None for other sessions."""
     match = _SESSION_NAME.match(name)

@@ -149,8 +149,14 @@ def follower(rules: Rules = RULES, at: float = 0.0) -> Run:
     return run
 
 
-def no_rivals(run: Run, actions: Iterable[Action], now: float) -> tuple[Action, ...]:
-    """Answer the lookups a free key triggers (no rivals, no better candidate)."""
+def no_rivals(
+    run: Run,
+    actions: Iterable[Action],
+    now: float,
+    candidates: dict[str, Candidate] | None = None,
+) -> tuple[Action, ...]:
+    """Answer the lookups a free key triggers (no rivals, no better candidate, or
+    ``candidates``)."""
     out: list[Action] = []
     pending = list(actions)
     while pending:
@@ -159,7 +165,7 @@ def no_rivals(run: Run, actions: Iterable[Action], now: float) -> tuple[Action, 
         if isinstance(action, CheckRivals):
             pending += run(RivalsChecked(None), now)
         elif isinstance(action, LookUpCandidates):
-            pending += run(CandidatesRead({}, action.freed_at), now)
+            pending += run(CandidatesRead(candidates or {}, action.freed_at), now)
         elif isinstance(action, LookUpLockDelay):
             pending += run(LockDelayOf(action.session, 1.0), now)
     return tuple(out)
@@ -206,6 +212,21 @@ def test_a_failing_publish_backs_off_instead_of_retrying_every_half_second() -> 
     assert delays[-1] == 30.0
     # One ERROR for the lasting problem, not one per attempt.
     assert len([a for a in run.actions if isinstance(a, Log) and a.level == "error"]) == 1
+
+
+def test_an_earlier_runs_session_holding_our_entry_is_destroyed_and_we_publish_again() -> None:
+    # SIGKILLed with its runtime record lost: its session keeps our candidacy entry
+    # (nobody sees this node as a candidate, a switchover could hand the lock to a
+    # dead session) until its TTL ran twice, unless we destroy it.
+    run = Run(RULES, Memory(watching=True))
+    publish = of(Publish, run(SessionUp(OURS, node="node-a"), 0.0))[0]
+    actions = run(Done(publish, "orphan", "sess-old"), 0.0)
+    assert [a.event for a in of(Log, actions)] == ["orphan_session"]
+    assert Destroy("sess-old") in actions + run(Tick(), 0.0)
+    assert not of(Publish, run(Tick(), 0.4))
+    run(Done(Destroy("sess-old"), "ok"), 0.4)
+    assert of(Publish, run(Tick(), 0.5)) == [publish]
+    assert run.memory.publish_failures == 0
 
 
 def test_maintenance_makes_a_follower_ineligible_and_republishes() -> None:
@@ -1059,12 +1080,46 @@ def test_a_leader_that_stepped_down_without_its_vip_holds_back() -> None:
     (entry,) = published(run, run(SessionUp("sess-a2", node="node-a"), 4.0), 4.0)
     assert not entry.eligible  # b, without a VIP too, finds nobody to step down to
     assert entry.why == "stepped down without its VIP; competing again after 300s"
-    # b never took the key: it stays free, and this node still does not take it.
-    actions = no_rivals(run, run(read(free(12), 200.0), 200.0), 200.0)
+    # The key is free and b is eligible: this node leaves it to b...
+    actions = run(read(free(12), 200.0), 200.0)
+    (lookup,) = of(LookUpCandidates, actions)
+    actions = no_rivals(run, run(CandidatesRead({"b": B}, lookup.freed_at), 200.0), 200.0)
     assert not of(Acquire, actions)
-    assert not of(Acquire, no_rivals(run, run(Tick(), 303.4), 303.4))
-    actions = no_rivals(run, run(Tick(), 303.5), 303.5)
+    assert not of(Acquire, with_candidates(run, run(Tick(), 250.0), 250.0, {"b": B}))
+    # ...but with nobody else eligible (b's check failed too), holding back would
+    # leave the VIP nowhere: the hold gives way (SIGUSR1's never does).
+    actions = with_candidates(run, run(Tick(), 260.0), 260.0, {})
     assert of(Acquire, actions)
+    assert "no other node is eligible: competing for the lock" in logs(actions, "warning")[0]
+
+
+def with_candidates(
+    run: Run, actions: Iterable[Action], now: float, candidates: dict[str, Candidate]
+) -> tuple[Action, ...]:
+    """Answer the lookups as no_rivals does, but the candidates with ``candidates``."""
+    return no_rivals(run, actions, now, candidates)
+
+
+def test_a_leader_that_took_the_lock_in_its_hold_does_not_step_down_without_its_vip_again() -> None:
+    run = leader_without_vip(STEP_DOWN_RULES, {"b": B})
+    past_grace(run, 3.5)
+    stepped_down(run, 3.6)
+    publish = of(Publish, run(SessionUp("sess-a2", node="node-a"), 4.0))
+    run(Done(publish[0], "ok"), 4.0)
+    actions = run(read(free(12), 10.0), 10.0)
+    acquire = of(Acquire, with_candidates(run, actions, 10.0, {}))[0]
+    run(Done(acquire, "ok", started=10.0), 10.0)
+    run(read(held("sess-a2", b"a", 13), 10.0, consistent=True, tree=True, candidates={}), 10.0)
+    assert run.memory.leading
+    # b is eligible again, this node still has no VIP: it stepped down once within
+    # its hold already, and moving the lock again would be a ping-pong.
+    run(
+        read(held("sess-a2", b"a", 13), 11.0, consistent=True, tree=True, candidates={"b": B}), 11.0
+    )
+    for now in (14.0, 20.0, 60.0):
+        past_grace(run, now)
+    assert not of(Delete, run.actions[-20:])
+    assert run.memory.leading
 
 
 def test_the_hold_is_longer_than_the_next_leaders_gap_and_grace() -> None:
