@@ -311,9 +311,11 @@ class Election(Worker):
             self.state.count_acquire_attempt()
             return self._write(action, lambda: self.key.acquire(action.session, action.seen))
         if isinstance(action, Blank):
-            return self._write(action, lambda: self.key.blank(action.session))
+            return self._hand_over_write(action, lambda key: key.blank(action.session))
         if isinstance(action, HandTo):
-            return self._write(action, lambda: self.key.hand_to(action.session, action.target))
+            return self._hand_over_write(
+                action, lambda key: key.hand_to(action.session, action.target)
+            )
         if isinstance(action, Restore):
             return self._write(
                 action,
@@ -388,6 +390,15 @@ class Election(Worker):
             # the next read tells.
             return Done(action, "failed", str(exc), started)
         return Done(action, "ok" if done else "refused", "", started)
+
+    def _hand_over_write(self, action: Action, call: Callable[[TriggerKey], bool]) -> Done:
+        """A hand-over's write; while stopping, each call is as short as the
+        release's, so a hung agent cannot hold the stop past its budget."""
+        if self.memory.stop is None:
+            return self._write(action, lambda: call(self.key))
+        with ConsulAdapter(self.settings.consul, timeout=SHUTDOWN_CALL_TIMEOUT) as adapter:
+            key = TriggerKey(adapter, self.settings.trigger_key, self.settings.lock_value)
+            return self._write(action, lambda: call(key))
 
     def _publish(self, action: Publish) -> Done:
         """This node's candidate entry. Refused while our previous session still
