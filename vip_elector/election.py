@@ -282,6 +282,10 @@ class Election(Worker):
                 inherit.session,
                 extra={"event": "inherit_follower", "session": inherit.session},
             )
+            # Unless it holds our blank (it exec'd or died inside a hand-over):
+            # that is deleted first, destroying the session would set its lock-delay.
+            with contextlib.suppress(ConsulError):
+                self.key.release(inherit.session, None)
             memory = _replace(
                 memory, doomed={**memory.doomed, inherit.session: (0.0, time.monotonic() + 60)}
             )
