@@ -78,7 +78,7 @@ def _delete_without_cas() -> contextlib.AbstractContextManager[None]:
     return _attribute(trigger_key_module.TriggerKey, "delete_at", delete_at)
 
 
-MUTANTS = (
+MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "no-lock-delay-wait",
         "a refused acquire is retried on a short backoff, not once the holder's lock-delay ran",
@@ -127,5 +127,18 @@ MUTANTS = (
         "acquire-over-plain-key",
         "a follower acquires without checking for a foreign plain key",
         lambda: _attribute(decision, "is_foreign", lambda key: False),
+    ),
+)
+
+# Issue 23's confirmed hand-over: the wait ends only on the VIP *seen* gone.
+MUTANTS += (
+    Mutant(
+        "handover-unconfirmed",
+        "a hand-over goes on whenever the VIP is not seen here (unobservable or not yet "
+        "seen counts as gone)",
+        lambda: _source_patch(
+            "if self.now < due and not handover.vip_gone:",
+            "if self.now < due and self.m.vip is True:",
+        ),
     ),
 )
