@@ -355,6 +355,9 @@ class Coordinator:
             "stepping_down": False,
             "maintenance": False,
             "step_down_hold_left": 0.0,
+            "vip": "unobserved",
+            "vip_problem": None,
+            "vip_misplaced": None,
             **self.settings.status_fields(),
         }
         if self.workers is not None:

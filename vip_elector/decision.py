@@ -25,8 +25,13 @@ Every rule is a named step below, in the order it is applied:
   if no new session can be made, the old one releases the key.
 - **role**: FAULT while the health gate refuses, MAINTENANCE while the file or
   Consul's maintenance says so, FOLLOWER otherwise (LEADER below).
+- **VIP place**: a leader without its VIP, or a node that does not lead
+  with it, as the address watch sees it (``VipSeen``), for longer than
+  vip-manager needs to add or drop it (``vip_grace``): said once (WARNING,
+  ERROR), and once more when it is right again (INFO); published.
 - **candidacy**: our entry under the key's prefix says priority and
-  eligibility; published again whenever they change, with a backoff.
+  eligibility (and whether this node has the VIP); published again whenever
+  they change, with a backoff.
 - **foreign key**: a plain key somebody wrote is never taken.
 - leading: **ownership** (the key still ours, else the lock is lost and why),
   **fence** (each consistent read that proves the lock extends /leader's
@@ -95,6 +100,11 @@ class Rules:
     lock_delay: float = 1.0  # ours: the guess for a holder whose lock-delay is unknown
     fence_bound: float = 0.0  # > 0: /leader is fenced with this bound
     preempt_delay: float | None = None
+    # A leader without its VIP (or a VIP on a node that does not lead) is said
+    # only after this long: vip-manager adds or drops it within its interval.
+    vip_grace: float = 3.0
+    vip_address: str = "the VIP"  # as `ip addr` takes it (198.51.100.10/24), for messages
+    vip_interface: str = ""
 
     @property
     def value_bytes(self) -> bytes:
@@ -334,6 +344,8 @@ class Publish:
     why: str
     node: str
     settled: bool = True  # not in a hold-down after our own check failed
+    vip: bool | None = None  # this node has the VIP (None: not observed)
+    vip_problem: str = ""  # the VIP-place problem said, if any
 
 
 @dataclass(frozen=True)
@@ -543,8 +555,12 @@ class Memory:
     failed_at: float | None = None  # our own check last failed (the health gate)
     # the VIP on this host, as the address watch last saw it; None: not observed
     vip: bool | None = None
+    # the VIP where it should not be: ("missing" leading without it, or "stray"
+    # held without leading, since when), and the problem once it lasted vip_grace
+    vip_wrong: tuple[str, float] | None = None
+    vip_problem: str | None = None
     # the candidacy entry
-    published: tuple[str, bool, str, str, bool] | None = None
+    published: tuple[str, bool, str, str, bool, bool | None, str] | None = None
     publish_at: float = 0.0
     publish_failures: int = 0
     # sessions to destroy: id -> (next attempt, give up at)
@@ -1026,6 +1042,8 @@ class _Step:
                     action.why,
                     action.node,
                     action.settled,
+                    action.vip,
+                    action.vip_problem,
                 ),
                 publish_failures=0,
                 publish_at=0.0,
@@ -1141,12 +1159,22 @@ class _Step:
 
     # -- the rules, in order ---------------------------------------------------------
     def next(self) -> float:
+        wake = self._rules()
+        if self.m.finished:
+            return wake
+        # Again, on the role this step ended with (a lock just lost or won); before
+        # the candidacy above, so that what changed now is published now.
+        at = self._vip_place()
+        return wake if at is None else min(wake, at)
+
+    def _rules(self) -> float:
         wake = self.now + IDLE
         for rule in (
             self._stopping,
             self._destroy,
             self._move,
             self._role,
+            self._vip_place,
             self._candidacy,
         ):
             at = rule()
@@ -1255,13 +1283,77 @@ class _Step:
             self.transition(Role.FOLLOWER, cause, detail)
         return None
 
+    def _vip_place(self) -> float | None:
+        """A leader without its VIP, or a node that does not lead with it, for
+        longer than vip_grace: said once, published (at once: the next step),
+        and said again when right."""
+        m, now, rules = self.m, self.now, self.rules
+        if m.stop is not None:
+            return None
+        said = m.vip_problem
+        wrong = None
+        # While a step-down or a hand-over runs the VIP is meant to go.
+        if m.vip is False and m.leading and m.leaving is None and m.handover is None:
+            wrong = "missing"
+        elif m.vip is True and not m.expects_lock:
+            wrong = "stray"
+        if m.vip_wrong is None or wrong is None or m.vip_wrong[0] != wrong:
+            if m.vip_problem is not None:
+                if m.vip is None:
+                    back = "the VIP is not observed any more"
+                elif m.leading:
+                    back = f"this leader has its VIP again ({rules.vip_address})"
+                elif m.vip:
+                    back = "this node no longer leads"
+                else:
+                    back = f"the VIP ({rules.vip_address}) is no longer on this node"
+                self.log("info", f"{back}: the problem said before is over", "vip_in_place")
+            self.set(vip_wrong=None if wrong is None else (wrong, now), vip_problem=None)
+        if wrong is None:
+            return None if said is None else now
+        assert self.m.vip_wrong is not None
+        due = self.m.vip_wrong[1] + rules.vip_grace
+        if now < due:
+            return due
+        if self.m.vip_problem is None:
+            where = f"{rules.vip_address} on {rules.vip_interface or 'its interface'}"
+            # The problem stays short (/status, the candidacy entry); the log line
+            # says what to do.
+            if wrong == "missing":
+                problem = f"leader without its VIP ({where}) for more than {_fmt(rules.vip_grace)}"
+                self.log(
+                    "warning",
+                    f"{problem}, so no node answers for it: is vip-manager running here? check "
+                    "`systemctl status vip-manager`, its interface and its log",
+                    "vip_missing",
+                )
+            else:
+                problem = f"has the VIP ({where}) but does not lead"
+                self.log(
+                    "error",
+                    f"this node {problem}: two hosts may answer for the address (a stale "
+                    "vip-manager, or a manual `ip addr add`); stop it, or remove the address: "
+                    f"`ip addr del {rules.vip_address} dev {rules.vip_interface or '<interface>'}`",
+                    "vip_stray",
+                )
+            self.set(vip_problem=problem)
+        return None if self.m.vip_problem == said else now
+
     def _candidacy(self) -> float | None:
         m = self.m
         if m.session is None:
             return None
         why = m.standby(self.now) or ""
         settled_at = self._settled_at()
-        wanted = (m.session, not why, why, m.node, self.now >= settled_at)
+        wanted = (
+            m.session,
+            not why,
+            why,
+            m.node,
+            self.now >= settled_at,
+            m.vip,
+            m.vip_problem or "",
+        )
         if m.published == wanted:
             later = [t for t in (m.hold_until, settled_at) if t > self.now]
             return min(later) if later else None

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from vip_elector.address_watch import AddressWatch, vip_rules, vip_status
 from vip_elector.consul_adapter import ConsulAdapter, ConsulError, SessionGone
 from vip_elector.continuity import Inheritance, try_inspect
 from vip_elector.decision import (
@@ -130,6 +131,7 @@ class Election(Worker):
             lock_delay=settings.lock_delay,
             fence_bound=settings.fence_bound if settings.status_addr else 0.0,
             preempt_delay=settings.preempt_delay,
+            **vip_rules(settings),
         )
         self._inherit = inherit
         self._inspect_previous = inspect_previous
@@ -154,6 +156,8 @@ class Election(Worker):
             self.post,
             self.rules.fence_bound,
         )
+        # Whether the VIP is on this host's interface: VipSeen into the inbox.
+        self.address_watch = AddressWatch(settings.vip_manager, context.state, self.stop, self.post)
         # A single reference: the main thread sets it on a reload ("applied at once").
         self.maintenance_file = settings.maintenance_file
         self._maintenance_seen: str | None = None
@@ -171,8 +175,10 @@ class Election(Worker):
             self.ready.set()
             self.on_ready()
             self.watch.start()
+            self.address_watch.start()
             self._run()
         finally:
+            self.address_watch.close()  # it waits for the kernel: wake it to see the stop
             self.done.set()
 
     def _run(self) -> None:
@@ -415,6 +421,8 @@ class Election(Worker):
                 action.why,
                 action.node,
                 action.settled,
+                action.vip,
+                action.vip_problem,
             ):
                 return Done(action, "ok")
             holder = self.key.candidate_entry_holder()
@@ -542,6 +550,7 @@ class Election(Worker):
             "stepping_down": memory.leaving is not None,
             "maintenance": memory.maintenance is not None,
             "step_down_hold_left": round(max(0.0, memory.hold_until - now), 3),
+            **vip_status(memory),
         }
 
 

@@ -52,6 +52,10 @@ class Candidate:
     # False during the hold-down after its own check failed: not to be
     # preempted to (entries of older versions say nothing: True).
     settled: bool = True
+    # Whether that node has the VIP (None: not observed, or an older version),
+    # and the VIP-place problem it reports ("": none).
+    vip: bool | None = None
+    vip_problem: str = ""
 
 
 @dataclass(frozen=True)

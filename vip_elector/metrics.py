@@ -33,6 +33,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from vip_elector import __version__
+from vip_elector.address_watch import MISPLACED
 from vip_elector.consul_adapter import ERROR_KINDS
 from vip_elector.notify import HOOK_OUTCOMES, HookOutcomes
 from vip_elector.roles import Cause, Role
@@ -163,6 +164,7 @@ class StateCollector:
             "(0: not the leader, or no fence)",
             value=extra.get("fenced_for", 0.0),
         )
+        yield from _vip(extra)
         for key, name, meaning in _SECONDS:
             if key in extra:
                 yield GaugeMetricFamily(f"{PREFIX}_{name}", meaning, value=extra[key])
@@ -176,6 +178,27 @@ class StateCollector:
         for outcome, count in self.hooks.counts().items():
             hooks.add_metric([outcome], count)
         yield hooks
+
+
+def _vip(extra: dict[str, Any]) -> Iterator[Any]:
+    """The VIP on this host (absent when it cannot be observed), and whether it is
+    misplaced past vip-manager's grace, by kind (always there, 0 or 1)."""
+    if extra.get("vip") in ("present", "absent"):
+        yield GaugeMetricFamily(
+            f"{PREFIX}_vip_present",
+            "1 while vip-manager.yml's ip is on its interface on this host, 0 while not "
+            "(absent when it cannot be observed)",
+            value=1 if extra["vip"] == "present" else 0,
+        )
+    misplaced = GaugeMetricFamily(
+        f"{PREFIX}_vip_misplaced",
+        "1 while the VIP has been misplaced for longer than vip-manager needs to move it: "
+        "leader_without_vip (no node answers for it), vip_on_non_leader (two may)",
+        labels=["problem"],
+    )
+    for kind in MISPLACED.values():
+        misplaced.add_metric([kind], 1 if extra.get("vip_misplaced") == kind else 0)
+    yield misplaced
 
 
 class _WithoutCreated(Collector):

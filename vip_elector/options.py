@@ -117,7 +117,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "vip-manager-config",
         "the vip-manager.yml both programs read (trigger-key, trigger-value, "
-        "dcs-endpoints, consul-token)",
+        "dcs-endpoints, consul-token, interval, and the VIP: ip, netmask, interface, manager-type)",
         flag="--vip-manager-config",
         metavar="PATH",
         # The commands default to the packaged unit's (see packaged.py).
@@ -148,6 +148,42 @@ OPTIONS: tuple[Option, ...] = (
         yml_key="interval",
         shown_default="`1000`",
         setting="vip_manager.interval_ms",
+        reload=Reload.RESTART,
+    ),
+    Option(
+        "ip",
+        "the VIP vip-manager adds: the address watch follows whether it is on `interface` "
+        "on this host and reports a leader without it, or a node that does not lead with "
+        "it; unset, the VIP is not observed (said once at start)",
+        yml_key="ip",
+        shown_default="unset (not observed)",
+        setting="vip_manager.vip",
+        reload=Reload.RESTART,
+    ),
+    Option(
+        "netmask",
+        "the VIP's prefix length, as vip-manager adds it (shown in the reports)",
+        yml_key="netmask",
+        shown_default="unset",
+        setting="vip_manager.netmask",
+        reload=Reload.RESTART,
+    ),
+    Option(
+        "interface",
+        "the interface vip-manager adds the VIP to; one this host does not have: the VIP "
+        "is not observed (said once at start)",
+        yml_key="interface",
+        shown_default="unset (not observed)",
+        setting="vip_manager.interface",
+        reload=Reload.RESTART,
+    ),
+    Option(
+        "manager-type",
+        "vip-manager's: only with `basic` is the VIP an address of this host that the "
+        "address watch can follow",
+        yml_key="manager-type",
+        shown_default="`basic`",
+        setting="vip_manager.manager_type",
         reload=Reload.RESTART,
     ),
     Option(

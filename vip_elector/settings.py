@@ -16,6 +16,7 @@ from vip_elector.durations import format_duration
 # vip-manager's read of the key (a consistent GET) and its `ip addr del` after
 # its interval: measured at a few ms on the test bed; 200 ms leaves room for
 # a loaded machine.
+VIP_GRACE_MARGIN = 1.0  # see Settings.vip_grace
 HANDOVER_MARGIN = 0.2
 # The fencing bound's safety margin: scheduling and GC pauses, vip-manager's own
 # request (0.2 s), and the rate error of the monotonic clock against the Consul
@@ -76,6 +77,12 @@ class VipManagerConfig:
     interval_ms: int = 1000  # vip-manager's `interval`: how often it reads the key
     # `dcs-type: patroni`: the URL vip-manager polls (vip-elector's /leader), else None
     leader_url: str | None = None
+    # The address vip-manager adds (`ip`, `netmask`, `interface`, `manager-type`):
+    # what the address watch follows. None where the file does not say.
+    vip: str | None = None
+    netmask: int | None = None
+    interface: str | None = None
+    manager_type: str = "basic"  # vip-manager's default
 
     @property
     def fenced(self) -> bool:
@@ -121,6 +128,15 @@ class Settings:
         margin for its read and its `ip addr del`. A new leader takes the key
         no earlier, so two nodes never hold the VIP at once."""
         return self.vip_manager.interval_ms / 1000 + HANDOVER_MARGIN
+
+    @property
+    def vip_grace(self) -> float:
+        """How long a leader may be without its VIP (or a non-leader keep it) before
+        it is reported: vip-manager adds or drops the VIP within one interval of the
+        key's value changing (it sleeps that long between reads); a second interval
+        covers one failed read or `ip addr` retried, and 1 s its read, its exec of
+        `ip` and a loaded host. Shorter would report every ordinary failover."""
+        return 2 * self.vip_manager.interval_ms / 1000 + VIP_GRACE_MARGIN
 
     @property
     def fence_bound(self) -> float:

@@ -5,7 +5,8 @@ the holder's session (TTL, behaviour, lock-delay, checks and their status on
 the servers), the vip-elector sessions competing for the key (their names
 carry each node's lock value), and this node's check. Exit status: 0 when a
 healthy leader holds the key, 1 when nobody does (or the holder is not
-healthy), 2 on errors.
+healthy, or a node reports its VIP misplaced: a leader without it, or a node
+that does not lead with it), 2 on errors.
 """
 
 from __future__ import annotations
@@ -56,8 +57,14 @@ def local_daemon(settings: Settings) -> dict[str, Any] | None:
 def _entry_of(entry: Candidate | None, session: Any) -> dict[str, Any]:
     """What a candidate published about itself (priority, eligibility), if anything."""
     if entry is None or entry.session != session:
-        return {"priority": None, "eligible": None}
-    return {"priority": entry.priority, "eligible": entry.eligible, "why_not": entry.why}
+        return {"priority": None, "eligible": None, "vip": None}
+    return {
+        "priority": entry.priority,
+        "eligible": entry.eligible,
+        "why_not": entry.why,
+        "vip": entry.vip,  # has the VIP (None: not observed, or an older version)
+        "vip_problem": entry.vip_problem,
+    }
 
 
 def gather(settings: Settings, adapter: ConsulAdapter) -> dict[str, Any]:
@@ -181,6 +188,9 @@ def gather(settings: Settings, adapter: ConsulAdapter) -> dict[str, Any]:
     except ConsulError as exc:
         report["this_node"]["error"] = str(exc)
 
+    misplaced = [f"node {c['node']} {c['vip_problem']}" for c in candidates if c.get("vip_problem")]
+    report["vip_misplaced"] = bool(misplaced)
+    problems += misplaced
     healthy = bool(key.exists and key.session and not problems)
     report["problems"] = problems
     report["healthy_leader"] = healthy
@@ -219,6 +229,8 @@ def render_text(report: dict[str, Any]) -> str:
                 for c in report["candidates"]
             )
         )
+    if any(c.get("vip") is not None for c in report["candidates"]):
+        lines.append("vip           " + "; ".join(_vip_words(c) for c in report["candidates"]))
     this = report["this_node"]
     daemon = this.get("daemon")
     if daemon:
@@ -254,12 +266,20 @@ def render_text(report: dict[str, Any]) -> str:
         verdict = "healthy leader"
     elif holder is None or not holder.get("session"):
         verdict = "no leader"
+    elif report.get("vip_misplaced"):
+        verdict = "VIP misplaced (see PROBLEM)"
     elif unknown:
         verdict = "leader, health unknown (the token cannot read its node's checks)"
     else:
         verdict = "leader NOT healthy"
     lines.append(f"result        {verdict}")
     return "\n".join(lines)
+
+
+def _vip_words(candidate: dict[str, Any]) -> str:
+    """Whether a node has the VIP, as its entry says."""
+    has = {True: "has it", False: "has not", None: "not observed"}[candidate.get("vip")]
+    return f"{candidate['node']} {has}" + (" (leader)" if candidate["leader"] else "")
 
 
 def run(settings: Settings, as_json: bool) -> int:

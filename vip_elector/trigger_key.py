@@ -211,6 +211,9 @@ def _candidate(value: str, entry: KeyState) -> Candidate:
     eligible, settled = data.get("eligible", True), data.get("settled", True)
     if not isinstance(eligible, bool) or not isinstance(settled, bool):
         raise _Unreadable("`eligible` or `settled` is not true or false")
+    vip = data.get("vip")
+    if vip is not None and not isinstance(vip, bool):
+        raise _Unreadable("`vip` is not true, false or null")
     return Candidate(
         value=_lock_value(value, "its name"),
         session=str(entry.session),
@@ -219,6 +222,8 @@ def _candidate(value: str, entry: KeyState) -> Candidate:
         why=_text(data, "why", ""),
         node=_text(data, "node", ""),
         settled=settled,
+        vip=vip,
+        vip_problem=_text(data, "vip_problem", ""),
     )
 
 
@@ -443,15 +448,19 @@ class TriggerKey:
         why: str,
         node: str,
         settled: bool = True,
+        vip: bool | None = None,
+        vip_problem: str = "",
     ) -> bool:
         """This node's candidate entry, locked by its session (it goes with it)."""
-        body = {
+        body: dict[str, object] = {
             "priority": priority,
             "eligible": eligible,
             "settled": settled,
             "why": why[:TEXT_LIMIT],  # all the others keep of it: the entry stays small
             "node": node,
             "host": socket.gethostname(),
+            "vip": vip,  # whether this node has the VIP (null: not observed)
+            "vip_problem": vip_problem[:TEXT_LIMIT],
         }
         return self.adapter.put_key(
             candidate_key(self.name, self.value), json.dumps(body).encode(), acquire=session_id

@@ -1,8 +1,9 @@
 """Reading vip-manager.yml, the configuration vip-elector shares with vip-manager.
 
 Only the keys vip-elector needs are read (dcs-type, trigger-key,
-trigger-value, dcs-endpoints, consul-token, interval), with vip-manager's own
-rules (a leading ``/`` of the trigger-key is stripped, dcs-endpoints is a
+trigger-value, dcs-endpoints, consul-token, interval, and the address the
+address watch follows: ip, netmask, interface, manager-type), with
+vip-manager's own rules (a leading ``/`` of the trigger-key is stripped, dcs-endpoints is a
 list or a comma-separated string). Every problem is collected into one
 ConfigError.
 
@@ -26,6 +27,7 @@ The file is read with a size cap, aliases and nesting are bounded (a YAML
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +179,9 @@ def read_vip_manager_config(path: Path) -> VipManagerConfig:
 
     token = _string(document, "consul-token", where, problems) or None
     interval_ms = _interval_ms(document.get("interval"), where, problems)
+    vip, netmask = _address(document, where, problems)
+    interface = (_string(document, "interface", where, problems) or "").strip() or None
+    manager_type = (_string(document, "manager-type", where, problems) or "").strip() or "basic"
     if problems:
         raise ConfigError(problems)
     return VipManagerConfig(
@@ -187,7 +192,41 @@ def read_vip_manager_config(path: Path) -> VipManagerConfig:
         consul_token=token,
         interval_ms=interval_ms,
         leader_url=leader_url,
+        vip=vip,
+        netmask=netmask,
+        interface=interface,
+        manager_type=manager_type,
     )
+
+
+def _address(
+    document: dict[Any, Any], where: str, problems: list[str]
+) -> tuple[str | None, int | None]:
+    """`ip` and `netmask`: the VIP vip-manager adds. Left out, the address watch
+    says it cannot follow the VIP (vip-manager itself refuses such a file);
+    malformed, vip-manager would refuse it too: said now."""
+    raw_ip = (_string(document, "ip", where, problems) or "").strip()
+    vip = None
+    if raw_ip:
+        try:
+            vip = str(ipaddress.ip_address(raw_ip))
+        except ValueError:
+            problems.append(
+                f"{where}: `ip` is {raw_ip!r}, not an IP address; set the VIP vip-manager "
+                "adds, e.g. `ip: 10.0.0.100`"
+            )
+    raw_mask = document.get("netmask")
+    if raw_mask is None:
+        return vip, None
+    text = str(raw_mask).strip()
+    limit = 128 if vip is not None and ":" in vip else 32
+    if isinstance(raw_mask, bool) or not text.isdigit() or int(text) > limit:
+        problems.append(
+            f"{where}: `netmask` is {raw_mask!r}; vip-manager reads it as a prefix length "
+            f"from 0 to {limit}, e.g. `netmask: 24`"
+        )
+        return vip, None
+    return vip, int(text)
 
 
 def _endpoints(document: dict[Any, Any], where: str, problems: list[str]) -> list[str]:

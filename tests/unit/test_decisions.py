@@ -9,6 +9,7 @@ found are at the end.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import TypeVar
 
 from vip_elector.decision import (
@@ -28,6 +29,7 @@ from vip_elector.decision import (
     DropRequest,
     Event,
     GateClosed,
+    HandOver,
     HandTo,
     KeyRead,
     LockDelayOf,
@@ -876,3 +878,114 @@ def test_a_lock_handed_to_us_is_taken_at_once_a_freed_one_waits_the_gap() -> Non
     run(read(held("sess-x", b"", 12), 0.05, early=True), 0.05)  # the blank
     actions = run(read(held(OURS, b"b", 13), 0.2, early=True), 0.2)  # handed
     assert Transition(Role.LEADER, Cause.ACQUIRED) in actions
+
+
+# -- the VIP's place: a leader without it, a node that does not lead with it ----------
+
+VIP_RULES = Rules(
+    value="a",
+    key="svc/vip",
+    handover_gap=1.2,
+    lock_delay=1.0,
+    vip_grace=3.0,
+    vip_address="198.51.100.10/24",
+    vip_interface="eth0",
+)
+
+
+def logs(actions: Iterable[Action], level: str) -> list[str]:
+    return [a.message for a in of(Log, actions) if a.level == level]
+
+
+def published(run: Run, actions: Iterable[Action], now: float) -> list[Publish]:
+    """The publishes among ``actions`` and the next step's, each answered ok."""
+    found = of(Publish, actions)
+    for action in found:
+        run(Done(action, "ok"), now)
+    return found
+
+
+def test_a_leader_without_its_vip_past_the_grace_is_warned_once_and_published() -> None:
+    run = leader(VIP_RULES)
+    (entry,) = published(run, run(VipSeen(False), 0.5), 0.5)
+    assert entry.vip is False
+    assert entry.vip_problem == ""
+    assert not logs(run(Tick(), 3.4), "warning")  # vip-manager may still be adding it
+    assert run.wake == 3.5  # the grace counts from when it was seen missing
+    actions = run(Tick(), 3.5)
+    (warning,) = logs(actions, "warning")
+    assert warning.startswith("leader without its VIP (198.51.100.10/24 on eth0)")
+    assert "systemctl status vip-manager" in warning
+    (entry,) = published(run, actions, 3.5)
+    assert entry.vip_problem == "leader without its VIP (198.51.100.10/24 on eth0) for more than 3s"
+    assert warning.startswith(entry.vip_problem)
+    assert not logs(run(Tick(), 60.0), "warning")  # once
+    actions = run(VipSeen(True), 61.0)
+    assert logs(actions, "info") == [
+        "this leader has its VIP again (198.51.100.10/24): the problem said before is over"
+    ]
+    (entry,) = published(run, actions, 61.0)
+    assert entry.vip is True
+    assert entry.vip_problem == ""
+
+
+def test_a_vip_that_comes_within_the_grace_is_not_reported() -> None:
+    run = follower(VIP_RULES)
+    published(run, run(VipSeen(False), 0.0), 0.0)
+    actions = no_rivals(run, run(read(free(), 10.0), 10.0), 10.0)
+    run(Done(of(Acquire, actions)[0], "ok", started=10.0), 10.0)
+    run(read(held(OURS, b"a", 11), 10.0, consistent=True, tree=True), 10.0)
+    assert run.memory.leading
+    assert run.wake <= 13.0
+    run(VipSeen(True), 11.5)
+    run(Tick(), 13.0)
+    assert not logs(run.actions, "warning")
+    assert run.memory.vip_problem is None
+
+
+def test_a_node_that_does_not_lead_and_has_the_vip_is_an_error() -> None:
+    run = follower(VIP_RULES)
+    run(read(held("sess-b", b"b"), 0.0), 0.0)
+    published(run, run(VipSeen(True), 1.0), 1.0)
+    assert not logs(run(Tick(), 3.9), "error")
+    actions = run(Tick(), 4.0)
+    (error,) = logs(actions, "error")
+    assert "has the VIP (198.51.100.10/24 on eth0) but does not lead" in error
+    assert "`ip addr del 198.51.100.10/24 dev eth0`" in error
+    (entry,) = published(run, actions, 4.0)
+    assert entry.vip is True
+    assert entry.vip_problem == "has the VIP (198.51.100.10/24 on eth0) but does not lead"
+    actions = run(VipSeen(False), 5.0)
+    assert logs(actions, "info") == [
+        "the VIP (198.51.100.10/24) is no longer on this node: the problem said before is over"
+    ]
+
+
+def test_a_leader_that_lost_the_lock_has_the_grace_to_drop_the_vip() -> None:
+    run = leader(VIP_RULES)
+    run(VipSeen(True), 0.5)
+    run(read(held("sess-b", b"b", 12), 5.0), 5.0)  # taken (lock lost)
+    assert not run.memory.leading
+    assert not logs(run(VipSeen(True), 6.0), "error")
+    assert run.wake <= 8.0  # the grace counts from the loss
+    assert not logs(run(VipSeen(False), 7.5), "error")
+    assert not logs(run(Tick(), 30.0), "error")
+
+
+def test_a_leader_handing_the_vip_over_is_meant_to_be_without_it() -> None:
+    run = leader(VIP_RULES)
+    run(VipSeen(True), 0.5)
+    # A hand-over under way (however it started): the key is blank, the VIP leaves.
+    run.memory = replace(run.memory, handover=HandOver(B, Cause.SWITCHOVER, blanked_at=1.0))
+    run(VipSeen(False), 1.1)
+    run(Tick(), 5.0)
+    assert not logs(run.actions, "warning")
+    assert run.memory.vip_problem is None
+
+
+def test_an_unobserved_vip_is_never_reported() -> None:
+    run = leader(VIP_RULES)
+    run(VipSeen(None), 0.5)
+    run(Tick(), 60.0)
+    assert not [a for a in of(Log, run.actions) if a.event.startswith("vip")]
+    assert run.memory.vip_problem is None

@@ -57,11 +57,23 @@ HOSTILE_CANDIDATES = {
     "eligible as a string": (b'{"eligible": "no"}', "eligible"),
     "why as a number": (b'{"why": 5}', "why"),
     "node as a list": (b'{"node": ["a"]}', "node"),
+    "vip as a string": (b'{"vip": "yes"}', "`vip`"),
+    "vip_problem as a number": (b'{"vip_problem": 5}', "vip_problem"),
 }
 
 
 def entry(value: bytes, session: str | None = SESSION, index: int = 7) -> KeyState:
     return KeyState(index=9, exists=True, value=value, session=session, modify_index=index)
+
+
+def test_an_entry_of_an_older_version_says_nothing_about_the_vip() -> None:
+    newer = json.dumps({"vip": False, "vip_problem": "leader without its VIP"}).encode()
+    found = parse_candidates(
+        KEY,
+        {candidate_key(KEY, "old"): entry(GOOD), candidate_key(KEY, "new"): entry(newer, index=8)},
+    )
+    assert (found["old"].vip, found["old"].vip_problem) == (None, "")
+    assert (found["new"].vip, found["new"].vip_problem) == (False, "leader without its VIP")
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE_CANDIDATES))

@@ -259,3 +259,33 @@ def test_hook_failures_and_timeouts_are_counted(tmp_path: Path) -> None:
         outcome: found[("vip_elector_notify_runs_total", (("outcome", outcome),))]
         for outcome in OUTCOMES
     } == {"ok": 1, "failed": 1, "timeout": 1, "superseded": 0, "not_started": 1}
+
+
+def samples_of(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    body, _ = metrics.render()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+    }
+
+
+@pytest.mark.parametrize(
+    ("extra", "present", "leader_without", "on_non_leader"),
+    [
+        ({"vip": "present"}, 1.0, 0.0, 0.0),
+        ({"vip": "absent", "vip_misplaced": "leader_without_vip"}, 0.0, 1.0, 0.0),
+        ({"vip": "present", "vip_misplaced": "vip_on_non_leader"}, 1.0, 0.0, 1.0),
+        ({"vip": "unobserved"}, None, 0.0, 0.0),
+    ],
+)
+def test_the_vip_on_this_host_and_a_misplaced_vip_are_exported(
+    extra: dict[str, str], present: float | None, leader_without: float, on_non_leader: float
+) -> None:
+    found = samples_of(Metrics(DaemonState("service/x/vip", "node-a"), lambda: extra))
+    assert found.get(("vip_elector_vip_present", ())) == present  # absent when unobserved
+    kinds = {
+        kind: found[("vip_elector_vip_misplaced", (("problem", kind),))]
+        for kind in ("leader_without_vip", "vip_on_non_leader")
+    }
+    assert kinds == {"leader_without_vip": leader_without, "vip_on_non_leader": on_non_leader}

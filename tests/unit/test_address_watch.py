@@ -1,0 +1,327 @@
+"""The address watch: netlink messages as the kernel sends them, and what the
+watch tells the election thread from them.
+
+The byte strings were captured from a NETLINK_ROUTE socket in a network
+namespace (Linux 6.x): a dump of a host with eth0 (index 3,
+198.18.7.11/24, 2001:db8::11/64) and eth1; `ip addr add 198.18.7.100/24 dev
+eth0`, its `ip addr del`, and `ip -6 addr add 2001:db8::100/64 dev eth0`; then
+a second dump, read together with the notification of an add just before it.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import struct
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vip_elector.address_watch import (
+    RTM_GETADDR,
+    AddressEvent,
+    AddressWatch,
+    DumpEnd,
+    parse_messages,
+    unobservable_reason,
+)
+from vip_elector.decision import VipSeen
+from vip_elector.settings import ConfigError, VipManagerConfig
+from vip_elector.state import DaemonState
+from vip_elector.vip_manager_config import read_vip_manager_config
+
+DUMP = bytes.fromhex(
+    "5000000014000200010000003f420000021880000300000008000100c612070b08000200c612070b09000300"
+    "6574683000000000080008008000000014000600ffffffffffffffffdf541200df5412005000000014000200"
+    "010000003f4200000a40c0fd0200000014000100fe8000000000000030b0cefffed5f91714000600ffffffff"
+    "ffffffffde541200de54120008000800c000000005000b00030000004800000014000200010000003f420000"
+    "0a408200030000001400010020010db800000000000000000000001114000600ffffffffffffffffe0541200"
+    "e054120008000800820000005000000014000200010000003f4200000a40c0fd0300000014000100fe800000"
+    "00000000f88006fffed8c61314000600ffffffffffffffffde541200de54120008000800c000000005000b00"
+    "030000001400000003000200010000003f42000000000000"
+)
+NEW = bytes.fromhex(
+    "50000000140000005fea146bc1420000021881000300000008000100c612076408000200c612076409000300"
+    "6574683000000000080008008100000014000600fffffffffffffffffe541200fe541200"
+)
+DEL = bytes.fromhex(
+    "50000000150000005fea146bc5420000021881000300000008000100c612076408000200c612076409000300"
+    "6574683000000000080008008100000014000600fffffffffffffffffe541200fe541200"
+)
+NEW6 = bytes.fromhex(
+    "480000001400000000000000000000000a408200030000001400010020010db8000000000000000000000100"
+    "14000600ffffffffffffffffff541200ff5412000800080082000000"
+)
+DUMP2 = bytes.fromhex(
+    "50000000140000005fea146b19430000021881000300000008000100c612076408000200c612076409000300"
+    "6574683000000000080008008100000014000600ffffffffffffffffff541200ff5412005000000014000200"
+    "020000003f420000021880000300000008000100c612070b08000200c612070b090003006574683000000000"
+    "080008008000000014000600ffffffffffffffffdf541200df5412005000000014000200020000003f420000"
+    "021881000300000008000100c612076408000200c61207640900030065746830000000000800080081000000"
+    "14000600ffffffffffffffffff541200ff5412005000000014000200020000003f4200000a40c0fd02000000"
+    "14000100fe8000000000000030b0cefffed5f91714000600ffffffffffffffffde541200de54120008000800"
+    "c000000005000b00030000004800000014000200020000003f4200000a408200030000001400010020010db8"
+    "00000000000000000000010014000600ffffffffffffffffff541200ff541200080008008200000048000000"
+    "14000200020000003f4200000a408200030000001400010020010db800000000000000000000001114000600"
+    "ffffffffffffffffe0541200e054120008000800820000005000000014000200020000003f4200000a40c0fd"
+    "0300000014000100fe80000000000000f88006fffed8c61314000600ffffffffffffffffde541200de541200"
+    "08000800c000000005000b00030000001400000003000200020000003f42000000000000"
+)
+
+VIP = "198.18.7.100"
+ETH0 = 3
+
+
+def addresses(data: bytes) -> list[tuple[bool, int, str, int, bool]]:
+    return [
+        (m.new, m.index, m.address, m.prefix, m.dump)
+        for m in parse_messages(data)
+        if isinstance(m, AddressEvent)
+    ]
+
+
+# -- parsing ---------------------------------------------------------------------------
+
+
+def test_a_dump_lists_every_address_of_every_interface_and_ends() -> None:
+    found = addresses(DUMP)
+    assert (True, ETH0, "198.18.7.11", 24, True) in found
+    assert (True, ETH0, "2001:db8::11", 64, True) in found
+    assert (True, 2, "fe80::30b0:ceff:fed5:f917", 64, True) in found  # eth1
+    assert all(dump for *_, dump in found)
+    assert isinstance(list(parse_messages(DUMP))[-1], DumpEnd)
+    assert VIP not in {address for _, _, address, _, _ in found}
+
+
+def test_an_address_added_and_deleted_is_told_as_a_change() -> None:
+    assert addresses(NEW) == [(True, ETH0, VIP, 24, False)]
+    assert addresses(DEL) == [(False, ETH0, VIP, 24, False)]
+    assert addresses(NEW6) == [(True, ETH0, "2001:db8::100", 64, False)]
+
+
+def test_a_change_read_with_a_dump_is_told_apart_from_the_dump() -> None:
+    found = addresses(DUMP2)
+    assert found[0] == (True, ETH0, VIP, 24, False)  # the add's notification
+    assert (True, ETH0, VIP, 24, True) in found[1:]  # the dump, which has it too
+    assert list(parse_messages(DUMP2))[-1] == DumpEnd(interrupted=False)
+
+
+def test_a_truncated_read_ends_without_an_error() -> None:
+    assert addresses(DUMP[:100]) == addresses(DUMP[:80])  # the first message only
+    assert list(parse_messages(NEW[:-4])) == []
+
+
+def test_an_interrupted_dump_says_so() -> None:
+    # NLM_F_DUMP_INTR (0x10) on the last address message: the addresses changed
+    # while the kernel was answering.
+    data = bytearray(DUMP)
+    offset = 0
+    last_address = 0
+    while offset < len(data):
+        length, kind = struct.unpack_from("=IH", data, offset)
+        if kind == 20:
+            last_address = offset
+        offset += (length + 3) & ~3
+    flags = struct.unpack_from("=H", data, last_address + 6)[0]
+    struct.pack_into("=H", data, last_address + 6, flags | 0x10)
+    assert list(parse_messages(bytes(data)))[-1] == DumpEnd(interrupted=True)
+
+
+def test_a_netlink_error_is_raised() -> None:
+    error = struct.pack("=IHHII", 36, 2, 0, 1, 0) + struct.pack("=i", -errno.EPERM) + bytes(16)
+    with pytest.raises(OSError, match="EPERM"):
+        list(parse_messages(error))
+
+
+# -- what the watch tells ----------------------------------------------------------------
+
+
+class Kernel:
+    """The watch's netlink socket replaced by one end of a datagram pair: the test
+    plays the kernel with the captured messages (and can overflow it once)."""
+
+    def __init__(self) -> None:
+        self.ours, self.theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.overflow = False
+
+    def fileno(self) -> int:
+        return self.theirs.fileno()
+
+    def send(self, data: bytes) -> int:
+        return self.theirs.send(data)
+
+    def recv(self, size: int) -> bytes:
+        data = self.theirs.recv(size)
+        if self.overflow:
+            self.overflow = False
+            raise OSError(errno.ENOBUFS, "No buffer space available")
+        return data
+
+    def close(self) -> None:
+        self.theirs.close()
+
+    def request(self) -> int:
+        """The next request the watch sent: a dump of the addresses (its type)."""
+        self.ours.settimeout(5)
+        return int(struct.unpack_from("=IH", self.ours.recv(1024))[1])
+
+
+def config(**changes: object) -> VipManagerConfig:
+    fields: dict[str, object] = {
+        "path": Path("/etc/vip-manager.yml"),
+        "trigger_key": "service/x/vip",
+        "trigger_value": "a",
+        "endpoints": (),
+        "vip": VIP,
+        "netmask": 24,
+        "interface": "eth0",
+    }
+    fields.update(changes)
+    return VipManagerConfig(**fields)  # type: ignore[arg-type]
+
+
+class Seen:
+    def __init__(self) -> None:
+        self.events: list[VipSeen] = []
+        self.changed = threading.Condition()
+
+    def post(self, event: VipSeen) -> None:
+        with self.changed:
+            self.events.append(event)
+            self.changed.notify_all()
+
+    def wait(self, count: int) -> list[bool | None]:
+        with self.changed:
+            assert self.changed.wait_for(lambda: len(self.events) >= count, 5), self.events
+            return [e.present for e in self.events]
+
+
+@pytest.fixture
+def watched(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Kernel, Seen, AddressWatch]]:
+    kernel, seen = Kernel(), Seen()
+    watch = AddressWatch(config(), DaemonState("k", "v"), threading.Event(), seen.post)
+    monkeypatch.setattr(socket, "if_nametoindex", lambda name: ETH0)
+    monkeypatch.setattr(watch, "_open", lambda: kernel)
+    watch.start()
+    yield kernel, seen, watch
+    watch.stop.set()
+    watch.close()
+    watch.join(5)
+    assert not watch.is_alive()
+
+
+def test_the_watch_tells_at_start_and_on_every_change(
+    watched: tuple[Kernel, Seen, AddressWatch],
+) -> None:
+    kernel, seen, _ = watched
+    assert kernel.request() == RTM_GETADDR
+    kernel.ours.send(DUMP)
+    assert seen.wait(1) == [False]
+    kernel.ours.send(NEW6)  # another address: nothing to tell
+    kernel.ours.send(NEW)
+    assert seen.wait(2) == [False, True]
+    kernel.ours.send(DEL)
+    assert seen.wait(3) == [False, True, False]
+
+
+def test_dropped_events_are_made_up_for_by_a_new_dump(
+    watched: tuple[Kernel, Seen, AddressWatch],
+) -> None:
+    kernel, seen, _ = watched
+    kernel.request()
+    kernel.ours.send(DUMP)
+    assert seen.wait(1) == [False]
+    kernel.overflow = True  # the add's notification is lost to ENOBUFS
+    kernel.ours.send(NEW)
+    assert kernel.request() == RTM_GETADDR
+    kernel.ours.send(DUMP2)
+    assert seen.wait(2) == [False, True]
+
+
+def test_an_interface_that_does_not_exist_is_told_as_unobserved(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen = Seen()
+    watch = AddressWatch(
+        config(interface="nosuch0"), DaemonState("k", "v"), threading.Event(), seen.post
+    )
+    with caplog.at_level(logging.INFO, logger="vip_elector"):
+        watch.start()
+        watch.join(5)
+    assert seen.wait(1) == [None]
+    said = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
+    assert len(said) == 1, said
+    assert "no interface 'nosuch0'" in said[0]
+
+
+def test_netlink_refused_by_the_sandbox_says_what_to_allow(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What socket(AF_NETLINK) raises under RestrictAddressFamilies= without it."""
+    seen = Seen()
+    watch = AddressWatch(config(), DaemonState("k", "v"), threading.Event(), seen.post)
+    monkeypatch.setattr(socket, "if_nametoindex", lambda name: ETH0)
+
+    def refused() -> socket.socket:
+        raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+
+    monkeypatch.setattr(watch, "_open", refused)
+    with caplog.at_level(logging.INFO, logger="vip_elector"):
+        watch.start()
+        watch.join(5)
+    assert seen.wait(1) == [None]
+    (said,) = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
+    assert "allow AF_NETLINK in the unit's RestrictAddressFamilies=" in said
+
+
+# -- what vip-manager.yml says ------------------------------------------------------------
+
+YML = 'dcs-type: consul\ntrigger-key: "service/x/vip"\ntrigger-value: "a"\n'
+
+
+def test_the_address_is_read_from_vip_manager_yml(tmp_path: Path) -> None:
+    path = tmp_path / "vip-manager.yml"
+    path.write_text(YML + "ip: 198.18.7.100\nnetmask: 24\ninterface: eth0\n")
+    read = read_vip_manager_config(path)
+    assert (read.vip, read.netmask, read.interface, read.manager_type) == (
+        VIP,
+        24,
+        "eth0",
+        "basic",
+    )
+    assert unobservable_reason(read) is None
+
+
+def test_without_an_address_or_with_another_manager_type_it_is_not_observed(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "vip-manager.yml"
+    path.write_text(YML)
+    assert "does not set both `ip` and `interface`" in str(
+        unobservable_reason(read_vip_manager_config(path))
+    )
+    path.write_text(YML + "ip: 198.18.7.100\nnetmask: 24\ninterface: eth0\nmanager-type: hetzner\n")
+    assert "manager-type is 'hetzner'" in str(unobservable_reason(read_vip_manager_config(path)))
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ("ip: 198.18.7.300", "not an IP address"),
+        ("ip: 10", "`ip` is 10, not a string"),
+        ("netmask: 33", "prefix length from 0 to 32"),
+        ("netmask: 255.255.255.0", "prefix length"),
+        ("interface: [eth0]", "`interface` is a list"),
+    ],
+)
+def test_a_malformed_address_is_refused_with_the_reason(
+    tmp_path: Path, line: str, words: str
+) -> None:
+    path = tmp_path / "vip-manager.yml"
+    path.write_text(YML + line + "\n")
+    with pytest.raises(ConfigError) as caught:
+        read_vip_manager_config(path)
+    assert any(words in p for p in caught.value.problems), caught.value.problems
