@@ -956,6 +956,9 @@ class _Step:
             detail = f"handed the lock to {handover.target.value!r} ({handover.cause.value})"
             if handover.detail:
                 detail = f"{handover.detail}; {detail}"
+            waited = _fmt(self.now - (handover.blanked_at or self.now))
+            how = "once the VIP had left this host" if handover.vip_gone else "after the gap"
+            self.log("info", f"{detail}: {waited} after the blank, {how}", "handed_over")
             self._stop_leading()
             self.transition(handover.role, handover.cause, detail)
             if self.m.session is not None and self.m.stop is None:
