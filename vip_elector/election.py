@@ -492,15 +492,19 @@ class Election(Worker):
         entries, the sessions, the runtime record, the liveness check (last)."""
         with ConsulAdapter(self.settings.consul, timeout=SHUTDOWN_CALL_TIMEOUT) as adapter:
             key = TriggerKey(adapter, self.settings.trigger_key, self.settings.lock_value)
+            # Our candidate entry first: the others read the candidates the moment
+            # the key goes, and would hold back for us (and then race each other).
+            # It also spares the next start a lock-delay on the entry.
+            for session_id in sessions:
+                if not key.release_failed:  # while Consul answers
+                    try:
+                        key.drop_entry(session_id)
+                    except ConsulError:
+                        key.release_failed = True
             for session_id in sessions:
                 known = held[1] if held and held[0] == session_id else None
                 key.release(session_id, known)
             for session_id in sessions:
-                if not key.release_failed:  # while Consul answers: spare the next start
-                    try:  # a lock-delay on our candidate entry
-                        key.drop_entry(session_id)
-                    except ConsulError:
-                        key.release_failed = True
                 try:
                     adapter.destroy_session(session_id)
                     log.info(
