@@ -651,6 +651,8 @@ class SimNode:
             daemon.deliver(core.ConsulMaintenance("Consul maintenance mode"))
 
     def restart_after_failure(self) -> None:
+        if self.restarting:
+            return  # an exec (SIGUSR2) in flight starts it
         if self.daemon is not None and self.daemon.running and self.daemon.stopping:
             # systemd starts it again once the stop (a hand-over first) has ended.
             self.world.after(0.1, self.restart_after_failure)
