@@ -84,7 +84,12 @@ def add_options(parser: Any) -> None:
     unseen (VIP_ELECTOR_DRY_RUN=true would turn a switchover into a dry run).
     """
     for row in with_flags():
-        kwargs: dict[str, Any] = {"metavar": row.metavar, "help": row.help_text()}
+        kwargs: dict[str, Any] = {"help": row.help_text()}
+        if row.switch:
+            # None when not given, as every other option's unset value.
+            kwargs.update(action="store_true", default=None)
+        else:
+            kwargs["metavar"] = row.metavar
         if row.env:
             kwargs["env_var"] = row.env
         if row.config_file:

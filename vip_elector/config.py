@@ -330,6 +330,7 @@ def load_settings(
         step_down_hold=step_down_hold,
         priority=priority,
         preempt_delay=preempt_delay,
+        step_down_without_vip=bool(args.get("step_down_without_vip")),
         check_opt_out=check_opt_out,
         warnings=tuple(warnings),
     )

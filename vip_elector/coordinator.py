@@ -435,6 +435,7 @@ class Coordinator:
         workers = self.workers
         assert workers is not None
         workers.election.maintenance_file = new.maintenance_file
+        workers.election.reload_rules(new)
         if Reload.HANDOVER in plan:
             self._hand_over(old, new, plan[Reload.HANDOVER])
         elif Reload.NEW_SESSION in plan:

@@ -35,15 +35,15 @@ Every rule is a named step below, in the order it is applied:
 - **foreign key**: a plain key somebody wrote is never taken.
 - leading: **ownership** (the key still ours, else the lock is lost and why),
   **fence** (each consistent read that proves the lock extends /leader's
-  bound), **step-down** (SIGUSR1, maintenance, a duplicate value: delete with
-  ``cas``, retried at the current index until it is gone), **leave by
-  hand-over** (SIGUSR1 or maintenance on a leader that sees its VIP: hand to
-  the best eligible candidate instead of deleting), **hand-over**
-  (switchover, preemption, stop or step-down: blank the value, wait until
-  the VIP is *observed* gone from this host, at most the hand-over gap, then
-  give the lock to the target's session; past the gap with the VIP still
-  seen, one WARNING; target gone: a step-down or stop deletes instead, a
-  switchover puts our value back), **switchover**, **preemption**,
+  bound), **step-down** (SIGUSR1, maintenance, a duplicate value, no VIP
+  with ``step_down_without_vip``: delete with ``cas``, retried at the current
+  index until it is gone), **leave by hand-over** (SIGUSR1 or maintenance on
+  a leader that sees its VIP: hand to the best eligible candidate instead of
+  deleting), **hand-over** (switchover, preemption, stop or step-down: blank
+  the value, wait until the VIP is *observed* gone from this host, at most
+  the hand-over gap, then give the lock to the target's session; past the
+  gap with the VIP still seen, one WARNING; target gone: a step-down or stop
+  deletes instead, a switchover puts our value back), **switchover**, **preemption**,
   **conflict flag**.
 - following: **leading again** (the key carries our session), **holder**
   (its lock-delay, a duplicate of our value), **standby** (maintenance, a
@@ -83,6 +83,15 @@ PUBLISH_RETRY_MAX = 30.0
 # the last failure too, and a flapping check must not drag the VIP along.
 PREEMPT_HOLD_DOWN = 60.0
 STEP_DOWN_RETRY = 0.5  # a delete that failed (Consul unreachable) is sent again
+# --step-down-without-vip: a leader that stepped down because its VIP did not
+# come stays out this long (or twice the next leader's gap + grace, if longer).
+# The next leader must find it ineligible when its own grace runs out: if its
+# vip-manager is broken too, it then has nobody to step down to and keeps the
+# lock (no ping-pong). After the hold the lock may move back, so the hold is
+# long: each node steps down at most once per hold while every vip-manager is
+# broken, and a node whose vip-manager just failed to add the VIP is a poor
+# candidate meanwhile.
+VIP_STEP_DOWN_HOLD = 300.0
 DESTROY_RETRY = 1.0
 IDLE = 60.0  # decide again at least this often
 # The last other holder, when the key was taken and freed again between two reads.
@@ -105,6 +114,8 @@ class Rules:
     vip_grace: float = 3.0
     vip_address: str = "the VIP"  # as `ip addr` takes it (198.51.100.10/24), for messages
     vip_interface: str = ""
+    # A leader without its VIP past vip_grace steps down (--step-down-without-vip).
+    step_down_without_vip: bool = False
 
     @property
     def value_bytes(self) -> bytes:
@@ -366,7 +377,10 @@ class LookUpCandidates:
 
 @dataclass(frozen=True)
 class ReadKey:
-    """Read the key now (after a refused acquire: who won, or still free?)."""
+    """Read the key now (after a refused acquire: who won, or still free?);
+    ``tree``: with the entries under its prefix, consistently (a leader's read)."""
+
+    tree: bool = False
 
 
 @dataclass(frozen=True)
@@ -559,6 +573,11 @@ class Memory:
     # held without leading, since when), and the problem once it lasted vip_grace
     vip_wrong: tuple[str, float] | None = None
     vip_problem: str | None = None
+    # --step-down-without-vip: when the last read with the candidates that found
+    # Consul working (not the first after failed reads) started, and when ours
+    # was asked for
+    read_ok_at: float = float("-inf")
+    vip_read_asked: float | None = None
     # the candidacy entry
     published: tuple[str, bool, str, str, bool, bool | None, str] | None = None
     publish_at: float = 0.0
@@ -727,6 +746,7 @@ class _Step:
         m, key, now = self.m, read.key, self.now
         previous = m.key
         self.set(key=key, wall=read.wall)
+        self._vip_reads(not m.watching or read.resumed, read.started if read.tree else None)
         if read.tree:
             self.set(candidates=dict(read.candidates), request=read.request, conflict=read.conflict)
         # Whose value is in the key: the hand-over gap counts from the moment
@@ -851,6 +871,20 @@ class _Step:
 
     def _on_read_failed(self, _: ReadFailed) -> None:
         self.set(watching=False)
+        self._vip_reads(True, None)
+
+    def _vip_reads(self, troubled: bool, started: float | None) -> None:
+        """vip-manager (trigger-key mode) drops the VIP while it cannot read Consul:
+        after failed reads (ours, or the first answer after them) a missing VIP is
+        judged again from now, so that a Consul election is no reason to step down.
+        ``started``: a read with the candidates (a leader's), which the step-down
+        chooses from."""
+        wrong = self.m.vip_wrong
+        if not troubled:
+            if started is not None:
+                self.set(read_ok_at=max(self.m.read_ok_at, started))
+        elif wrong is not None and wrong[0] == "missing":
+            self.set(vip_wrong=("missing", self.now))
 
     def _on_lock_delay_of(self, found: LockDelayOf) -> None:
         if found.session == self.m.holder:
@@ -1304,9 +1338,11 @@ class _Step:
             if m.vip_problem is not None:
                 if m.vip is None:
                     back = "the VIP is not observed any more"
-                elif m.leading:
+                elif m.leading and m.vip:
                     back = f"this leader has its VIP again ({rules.vip_address})"
-                elif m.vip:
+                elif m.leading:
+                    back = "this leader is stepping down or handing the lock over"
+                elif m.vip or (m.vip_wrong is not None and m.vip_wrong[0] == "missing"):
                     back = "this node no longer leads"
                 else:
                     back = f"the VIP ({rules.vip_address}) is no longer on this node"
@@ -1429,7 +1465,55 @@ class _Step:
             return Cause.DUPLICATE_VALUE, m.duplicate, Role.FOLLOWER
         if m.step_down is not None:
             return Cause.STEP_DOWN, m.step_down, Role.FOLLOWER
-        return None
+        return self._vip_step_down()
+
+    def _vip_step_down(self) -> tuple[Cause, str, Role] | None:
+        """--step-down-without-vip: a leader without its VIP past the grace leaves
+        the lock to another eligible candidate and holds back (VIP_STEP_DOWN_HOLD);
+        with none, stepping down would leave the VIP nowhere: it keeps the lock."""
+        m, rules = self.m, self.rules
+        missing = (
+            m.vip_problem is not None and m.vip_wrong is not None and m.vip_wrong[0] == "missing"
+        )
+        if not (rules.step_down_without_vip and missing):
+            self.forget_said("vip_alone")
+            return None
+        request = m.request
+        if request is not None and not request.refused and request.modify_index != m.request_done:
+            return None  # a switchover asked for: it hands the VIP over, a delete would not
+        assert m.vip_wrong is not None
+        due = m.vip_wrong[1] + rules.vip_grace  # later than reported, after failed reads
+        if m.read_ok_at < due:
+            # Consul must answer now, and not for the first time after failures,
+            # with the candidates as they are now (a new leader's may be old): a
+            # read of our own, and the step-down on its answer.
+            if self.now >= due and (m.vip_read_asked is None or m.vip_read_asked < due):
+                self.set(vip_read_asked=self.now)
+                self.out.append(ReadKey(tree=True))
+            return None
+        target = best_other(dict(m.candidates), rules.value)
+        if target is None:
+            self.say_once(
+                "vip_alone",
+                f"{m.vip_problem}, and no other eligible candidate to step down to: keeping "
+                "the lock (--step-down-without-vip); check vip-manager here (`systemctl status "
+                "vip-manager`, its interface and its log)",
+                "warning",
+                "vip_step_down_alone",
+            )
+            return None
+        self.forget_said("vip_alone")
+        hold = max(VIP_STEP_DOWN_HOLD, 2 * (rules.handover_gap + rules.vip_grace))
+        reason = f"stepped down without its VIP; competing again after {_fmt(hold)}"
+        self.set(hold_until=self.now + hold, hold_reason=reason)
+        self.log(
+            "warning",
+            f"{m.vip_problem}: stepping down so that {target.value!r} can take the VIP "
+            f"(--step-down-without-vip), and staying out for {_fmt(hold)}; check vip-manager "
+            "here (`systemctl status vip-manager`, its interface and its log)",
+            "vip_step_down",
+        )
+        return Cause.VIP_MISSING, f"{m.vip_problem}; {reason}", Role.FOLLOWER
 
     def _step_down(self) -> float:
         m, key = self.m, self.m.key

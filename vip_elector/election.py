@@ -77,6 +77,7 @@ from vip_elector.renewer import Renewer
 from vip_elector.retrying import Retrier
 from vip_elector.roles import Cause, Role
 from vip_elector.runtime_dir import Held
+from vip_elector.settings import Settings
 from vip_elector.trigger_key import TriggerKey, node_of, rival_message, rivals
 from vip_elector.worker import Fatal, Worker, WorkerContext
 
@@ -131,6 +132,7 @@ class Election(Worker):
             lock_delay=settings.lock_delay,
             fence_bound=settings.fence_bound if settings.status_addr else 0.0,
             preempt_delay=settings.preempt_delay,
+            step_down_without_vip=settings.step_down_without_vip,
             **vip_rules(settings),
         )
         self._inherit = inherit
@@ -166,6 +168,15 @@ class Election(Worker):
     # -- from other threads ----------------------------------------------------------
     def post(self, event: Event) -> None:
         self._inbox.put(event)
+
+    def reload_rules(self, settings: Settings) -> None:
+        """A reload's rules that apply at once (main thread). The rules are one frozen
+        value the loop reads per step, replaced by a single reference; the Tick makes
+        the core decide with them now rather than at its next wake-up."""
+        self.rules = dataclasses.replace(
+            self.rules, step_down_without_vip=settings.step_down_without_vip
+        )
+        self.post(Tick())
 
     # -- the thread --------------------------------------------------------------------
     def work(self) -> None:
@@ -357,12 +368,7 @@ class Election(Worker):
         if isinstance(action, LookUpLockDelay):
             return LockDelayOf(action.session, self._lock_delay_of(action.session))
         if isinstance(action, ReadKey):
-            started, wall = time.monotonic(), time.time()
-            try:
-                key = self.key.read()
-            except ConsulError:
-                return ReadFailed()
-            return KeyRead(key, started, wall, answered=time.monotonic())
+            return self._read_now(action.tree)
         if isinstance(action, LookUpCandidates):
             try:
                 return CandidatesRead(self.key.candidates(), action.freed_at)
@@ -409,6 +415,27 @@ class Election(Worker):
         with ConsulAdapter(self.settings.consul, timeout=SHUTDOWN_CALL_TIMEOUT) as adapter:
             key = TriggerKey(adapter, self.settings.trigger_key, self.settings.lock_value)
             return self._write(action, lambda: call(key))
+
+    def _read_now(self, tree: bool) -> Event:
+        """ReadKey: the key, or a leader's whole tree read consistently, at once."""
+        started, wall = time.monotonic(), time.time()
+        try:
+            if not tree:
+                return KeyRead(self.key.read(), started, wall, answered=time.monotonic())
+            found = self.key.read_all(consistent=True)
+        except ConsulError:
+            return ReadFailed()
+        return KeyRead(
+            found.key,
+            started,
+            wall,
+            consistent=True,
+            tree=True,
+            candidates=found.candidates,
+            request=found.request,
+            conflict=found.conflict,
+            answered=time.monotonic(),
+        )
 
     def _publish(self, action: Publish) -> Done:
         """This node's candidate entry. Refused while our previous session still

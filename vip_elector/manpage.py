@@ -163,7 +163,7 @@ def description() -> Iterator[str]:
 def _option_entry(row: Option) -> Iterator[str]:
     yield ".TP"
     if row.flag:
-        yield f"{bold(row.flag)} {italic(row.metavar or '')}"
+        yield f"{bold(row.flag)} {italic(row.metavar)}" if row.metavar else bold(row.flag)
     elif row.yml_key:
         yield f"{bold(row.yml_key)} (in vip\\-manager.yml)"
     else:

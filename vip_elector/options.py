@@ -60,6 +60,9 @@ class Option:
     setting: str | None = None  # dotted path into Settings of what it decides
     reload: Reload = Reload.HANDOVER
     config_file: bool = False  # --config: a file of options
+    # A flag without a value (on when given); its variable and the --config file
+    # take `true` or `false`.
+    switch: bool = False
 
     @property
     def dest(self) -> str:
@@ -426,6 +429,19 @@ OPTIONS: tuple[Option, ...] = (
         reload=Reload.APPLY,
     ),
     Option(
+        "step-down-without-vip",
+        "a leader whose VIP has not been on this host for longer than vip-manager needs to "
+        "add it (2 x `interval` + 1 s) steps down to another eligible candidate and stays "
+        "out for at least 5 minutes (`true` in the variable or the --config file); with no other "
+        "eligible candidate it keeps the lock and says so. Off, it only reports it: "
+        "stepping down does not help when every node's vip-manager is broken",
+        flag="--step-down-without-vip",
+        switch=True,
+        shown_default="off",
+        setting="step_down_without_vip",
+        reload=Reload.APPLY,
+    ),
+    Option(
         "log-level",
         "DEBUG, INFO, WARNING, ERROR",
         flag="--log-level",
@@ -537,7 +553,9 @@ def markdown_table() -> str:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for row in OPTIONS:
-        flag = _code(f"{row.flag} {row.metavar}") if row.flag else ""
+        flag = (
+            _code(f"{row.flag} {row.metavar}" if row.metavar else f"{row.flag}") if row.flag else ""
+        )
         variables = ", ".join(_code(v) for v in (row.env, *row.consul_env) if v)
         yml = _code(row.yml_key) if row.yml_key else ""
         on_reload = RELOAD_WORDS[row.reload] if row.setting else ""

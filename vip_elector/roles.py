@@ -34,6 +34,7 @@ class Cause(enum.StrEnum):
     DUPLICATE_VALUE = "duplicate_value"  # another node competes with our lock value
     SWITCHOVER = "switchover"  # `vip-elector switchover` moved the VIP
     PREEMPTED = "preempted"  # a higher-priority candidate took over (--preempt-delay)
+    VIP_MISSING = "vip_missing"  # led without its VIP past the grace (--step-down-without-vip)
     SHUTDOWN = "shutdown"
 
 
@@ -46,5 +47,6 @@ VOLUNTARY = frozenset(
         Cause.DUPLICATE_VALUE,
         Cause.SWITCHOVER,
         Cause.PREEMPTED,
+        Cause.VIP_MISSING,
     }
 )

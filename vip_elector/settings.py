@@ -111,6 +111,7 @@ class Settings:
     step_down_hold: float = 10.0
     priority: int = 100  # --priority
     preempt_delay: float | None = None  # --preempt-delay; None = never preempt
+    step_down_without_vip: bool = False  # --step-down-without-vip
     # --check-id=none: no service check on purpose (failover on node failure only),
     # as opposed to no --check-id at all, which is warned about.
     check_opt_out: bool = False

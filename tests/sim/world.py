@@ -19,13 +19,14 @@ from dataclasses import dataclass, field, replace
 
 from tests.sim import bounds
 from tests.sim.consul import SERF_DETECT, Entry, SimAgent, SimConsul
-from tests.sim.node import CHECK, KEY, SimNode, make_settings
+from tests.sim.node import CHECK, KEY, SimNode, make_settings, on_each
 from vip_elector import election as election_module
 from vip_elector import state as state_module
 from vip_elector import trigger_key as trigger_key_module
 from vip_elector.consul_adapter import ConsulAdapter
 from vip_elector.continuity import Inheritance
 from vip_elector.decision import (
+    VIP_STEP_DOWN_HOLD,
     ConsulMaintenance,
     MaintenanceFile,
     Memory,
@@ -131,6 +132,12 @@ class World:
         # Priorities: all equal, or one preferred node that preempts back.
         preferred = rng.random() < 0.3
         preempt = rng.choice([None, 3.0, 10.0]) if preferred else None
+        # The VIP watched (VipSeen, vip-manager stopped) in half the seeds, with
+        # --step-down-without-vip in two of three of them; from a generator of its
+        # own, so that the other half of the seeds runs exactly as before.
+        self.vip_rng = random.Random(f"{seed}/vip")
+        self.vip_watched = self.vip_rng.random() < 0.5
+        self.step_down_without_vip = self.vip_watched and self.vip_rng.random() < 2 / 3
         self.nodes: list[SimNode] = []
         self.agents: dict[str, SimAgent] = {}
         for number in range(count):
@@ -143,6 +150,7 @@ class World:
                 interval_ms=self.interval_ms,
                 priority=200 if preferred and number == 0 else 100,
                 preempt_delay=preempt,
+                step_down_without_vip=self.step_down_without_vip,
             )
             agent = SimAgent(self.consul, name, rng)
             agent.local_checks[CHECK] = "passing"
@@ -160,11 +168,15 @@ class World:
         self.keep: dict[str, tuple[float, str]] = {}  # node -> (since, why): lock must stay
         self.refused: dict[str, int] = {}
         self.moves: list[float] = []  # when the key went from one node to another
+        # node -> (when, which process): its last step-down without its VIP
+        self.vip_step_downs: dict[str, tuple[float, object]] = {}
         self.operated_at = -1e9
         self.trace(
             f"seed {seed}: {count} nodes, {'patroni' if self.fenced else 'trigger-key'} mode, "
             f"{f'n1 preferred (priority 200), preempt-delay {preempt}, ' if preferred else ''}"
             f"ttl {self.ttl:g}s, lock-delay {self.lock_delay:g}s, interval {self.interval_ms} ms"
+            f"{', VIP watched' if self.vip_watched else ''}"
+            f"{', --step-down-without-vip' if self.step_down_without_vip else ''}"
         )
 
     # -- the clock -------------------------------------------------------------------
@@ -243,6 +255,22 @@ class World:
                 if daemon.seen_holders.get(other, -1.0) < since:
                     note = f" ({node.name} {FIRST_READ}: {other}'s)"
             self.fail(f"two VIP holders: {', '.join(holders)}{note}")
+
+    def transitioned(self, node: SimNode, daemon: object, cause: Cause, old: Role) -> None:
+        """No ping-pong while vip-manager is down everywhere: a process never steps
+        down without its VIP twice within its hold (each node tries once, then the
+        last one keeps the lock)."""
+        if cause != Cause.VIP_MISSING or old != Role.LEADER:
+            return
+        last = self.vip_step_downs.get(node.name)
+        if last is not None and last[1] is daemon and self.now - last[0] < VIP_STEP_DOWN_HOLD:
+            text = (
+                f"{node.name} stepped down without its VIP twice in {self.now - last[0]:.1f}s "
+                f"(its hold is {VIP_STEP_DOWN_HOLD:g}s)"
+            )
+            # Not from inside the state's listener, which logs and ignores exceptions.
+            self.after(0.0, lambda: self.fail(text))
+        self.vip_step_downs[node.name] = (self.now, daemon)
 
     def after_apply(self, daemon: object) -> None:
         """After each decision applied: /leader 200 on at most one node; the TTL rule."""
@@ -479,6 +507,12 @@ class World:
                 break
             fn = rng.choices(funcs, weights)[0]
             self.at(t, fn)
+        t = 5.0
+        while self.vip_watched:
+            t += self.vip_rng.expovariate(1 / 60.0)
+            if t > self.quiet_from - 45:
+                break
+            self.at(t, self.f_vip_manager)
         self.at(self.quiet_from, self._quiet)
         deadline = bounds.heal_deadline(self.ttl, self.lock_delay, self.gap)
         self.at(self.quiet_from + deadline, self._check_healed)
@@ -946,6 +980,70 @@ class World:
                 self.consul.delete(KEY, entry.modify_index, "operator")
 
         self._heal_after(duration, remove, "the plain key deleted")
+
+    def f_vip_manager(self) -> None:
+        """vip-manager stops on one node (most often the leader's) or on every node.
+        Off, the leader keeps the lock; with --step-down-without-vip it gives the key
+        to another eligible node, whose vip-manager adds the VIP, and while every
+        vip-manager is down the key does not bounce (MAX_MOVES_PER_MINUTE)."""
+        rng = self.vip_rng
+        leader = self._holder()
+        every = rng.random() < 0.3
+        if every:
+            nodes = list(self.nodes)
+        else:
+            nodes = [
+                leader if leader is not None and rng.random() < 0.8 else rng.choice(self.nodes)
+            ]
+        duration = rng.uniform(5, 90)
+        names = ", ".join(n.name for n in nodes)
+        if not every and leader is nodes[0] and self.calm():
+            if self.step_down_without_vip:
+                self._vip_elsewhere_window(nodes[0])
+            else:
+                self._keep_window(nodes[0], "its vip-manager stopped (--step-down-without-vip off)")
+        self.faults += 1
+        self.disturb()
+        self.trace(f"FAULT vip-manager stopped on {names} for {duration:.0f}s")
+        for node in nodes:
+            node.vm.stop_service(True)
+        self._heal_after(
+            duration,
+            lambda: on_each(nodes, lambda n: n.vm.stop_service(False)),
+            f"vip-manager on {names} started",
+        )
+
+    def _vip_elsewhere_window(self, node: SimNode) -> None:
+        """The VIP on another node within the grace, a step-down, the gap and
+        vip-manager's read, if another node could take it all along."""
+        settings = node.settings
+        bound = settings.vip_grace + settings.handover_gap + settings.vip_manager.interval_ms / 1000
+        bound += bounds.VM_WAIT + 3.0
+        since = self.now
+
+        def could_take(other: SimNode) -> bool:
+            daemon = other.daemon
+            if other is node or daemon is None or not daemon.running or other.vm.stopped:
+                return False
+            memory = daemon.election.memory
+            return memory.session is not None and memory.hold_until < since + bound
+
+        if not any(could_take(other) for other in self.nodes):
+            return
+
+        def check() -> None:
+            if self.disturbed_at > since or not all(
+                could_take(o) or o is node or not o.running for o in self.nodes
+            ):
+                return
+            holders = [n.name for n in self.nodes if n.vm.holds]
+            if not holders:
+                self.fail(
+                    f"no VIP {self.now - since:.2f}s after vip-manager stopped on the leader "
+                    f"{node.name} (--step-down-without-vip)"
+                )
+
+        self.at(since + bound, check)
 
     def _quiet(self) -> None:
         self.trace("QUIET: every fault healed, every node running")

@@ -57,6 +57,26 @@ def test_every_option_of_the_table_keeps_its_variable() -> None:
     assert (options["vip_manager_config"], options["ttl"]) == ("/x.yml", "9s")
 
 
+@pytest.mark.parametrize(
+    ("argv", "environ", "config", "on"),
+    [
+        ([], {}, "", None),
+        (["--step-down-without-vip"], {}, "", True),
+        ([], {"VIP_ELECTOR_STEP_DOWN_WITHOUT_VIP": "true"}, "", True),
+        ([], {"VIP_ELECTOR_STEP_DOWN_WITHOUT_VIP": "false"}, "", None),
+        ([], {}, "step-down-without-vip = true\n", True),
+        ([], {}, "step-down-without-vip = false\n", None),
+    ],
+)
+def test_step_down_without_vip_is_a_switch_in_every_source(
+    tmp_path: Path, argv: list[str], environ: dict[str, str], config: str, on: bool | None
+) -> None:
+    options_file = tmp_path / "options"
+    options_file.write_text(config)
+    options = parsed(None, [*REQUIRED, "--config", str(options_file), *argv], environ)
+    assert options["step_down_without_vip"] is on
+
+
 def test_the_help_names_the_variables_of_shared_options_only() -> None:
     text = cli.build_parser("switchover").format_help()
     assert "VIP_ELECTOR_TTL" in text

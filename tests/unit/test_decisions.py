@@ -40,6 +40,7 @@ from vip_elector.decision import (
     Memory,
     Move,
     Publish,
+    ReadFailed,
     ReadKey,
     Record,
     RefuseRequest,
@@ -989,3 +990,168 @@ def test_an_unobserved_vip_is_never_reported() -> None:
     run(Tick(), 60.0)
     assert not [a for a in of(Log, run.actions) if a.event.startswith("vip")]
     assert run.memory.vip_problem is None
+
+
+# -- --step-down-without-vip ------------------------------------------------------------
+
+STEP_DOWN_RULES = replace(VIP_RULES, step_down_without_vip=True)
+
+
+def leader_without_vip(rules: Rules, candidates: dict[str, Candidate]) -> Run:
+    """A leader that knows ``candidates`` and sees its VIP missing from 0.5 (grace 3 s)."""
+    run = leader(rules)
+    run(read(held(OURS, b"a", 11), 0.2, consistent=True, tree=True, candidates=candidates), 0.2)
+    run(VipSeen(False), 0.5)
+    return run
+
+
+def past_grace(run: Run, now: float) -> tuple[Action, ...]:
+    """A step at ``now``, and the answer to the read it asks for (Consul works)."""
+    actions = run(Tick(), now)
+    if ReadKey(tree=True) not in actions:
+        return actions
+    key = held(OURS, b"a", 11)
+    answer = run(read(key, now, tree=True, candidates=run.memory.candidates), now)
+    return actions + answer
+
+
+def stepped_down(run: Run, now: float) -> tuple[Action, ...]:
+    """The delete answered, and the read that shows the key gone."""
+    run(Done(Delete(OURS, 11), "ok"), now)
+    return run(read(free(12), now, consistent=True, tree=True, candidates={"b": B}), now)
+
+
+def test_by_default_a_leader_without_its_vip_keeps_the_lock() -> None:
+    run = leader_without_vip(VIP_RULES, {"b": B})
+    for now in (3.5, 10.0, 100.0):
+        run(Tick(), now)
+    assert run.memory.vip_problem is not None  # reported...
+    assert not of(Delete, run.actions)  # ...and nothing else
+    assert run.memory.leading
+    assert run.memory.leaving is None
+
+
+def test_with_the_option_a_leader_without_its_vip_steps_down_after_the_grace() -> None:
+    run = leader_without_vip(STEP_DOWN_RULES, {"b": B})
+    assert not of(Delete, run(Tick(), 3.4))  # vip-manager may still be adding it
+    assert run.wake == 3.5
+    actions = run(Tick(), 3.5)
+    assert ReadKey(tree=True) in actions  # does Consul answer now? (else vip-manager cannot either)
+    assert not of(Delete, actions)
+    actions = run(read(held(OURS, b"a", 11), 3.5, tree=True, candidates={"b": B}), 3.5)
+    assert Delete(OURS, 11) in actions
+    (why,) = [w for w in logs(actions, "warning") if "stepping down" in w]
+    assert why.startswith("leader without its VIP (198.51.100.10/24 on eth0) for more than 3s")
+    assert "so that 'b' can take the VIP (--step-down-without-vip)" in why
+    assert "staying out for 300s" in why
+    assert "systemctl status vip-manager" in why
+    actions = stepped_down(run, 3.6)
+    (change,) = of(Transition, actions)
+    assert change.role == Role.FOLLOWER
+    assert change.cause == Cause.VIP_MISSING
+    assert "stepped down without its VIP" in change.detail
+    assert not run.memory.leading
+    # Meant to be without it now: no second problem, no claim that it came back.
+    assert not logs(run.actions, "error")
+    assert not [m for m in logs(run.actions, "info") if "has its VIP again" in m]
+
+
+def test_a_leader_that_stepped_down_without_its_vip_holds_back() -> None:
+    run = leader_without_vip(STEP_DOWN_RULES, {"b": B})
+    past_grace(run, 3.5)
+    stepped_down(run, 3.6)
+    assert run.memory.hold_until == 3.5 + 300
+    (entry,) = published(run, run(SessionUp("sess-a2", node="node-a"), 4.0), 4.0)
+    assert not entry.eligible  # b, without a VIP too, finds nobody to step down to
+    assert entry.why == "stepped down without its VIP; competing again after 300s"
+    # b never took the key: it stays free, and this node still does not take it.
+    actions = no_rivals(run, run(read(free(12), 200.0), 200.0), 200.0)
+    assert not of(Acquire, actions)
+    assert not of(Acquire, no_rivals(run, run(Tick(), 303.4), 303.4))
+    actions = no_rivals(run, run(Tick(), 303.5), 303.5)
+    assert of(Acquire, actions)
+
+
+def test_the_hold_is_longer_than_the_next_leaders_gap_and_grace() -> None:
+    slow = replace(STEP_DOWN_RULES, handover_gap=100.2, vip_grace=201.0)
+    run = leader_without_vip(slow, {"b": B})
+    past_grace(run, 201.5)
+    assert run.memory.hold_until == 201.5 + 2 * (100.2 + 201.0)
+
+
+def test_a_leader_without_its_vip_and_no_other_eligible_candidate_keeps_the_lock() -> None:
+    ineligible = replace(B, eligible=False, why="stepped down without its VIP")
+    run = leader_without_vip(STEP_DOWN_RULES, {"b": ineligible})
+    for now in (3.5, 10.0, 60.0):
+        past_grace(run, now)
+    assert not of(Delete, run.actions)
+    assert run.memory.leading
+    assert run.memory.hold_until == 0.0
+    (alone,) = [w for w in logs(run.actions, "warning") if "no other eligible candidate" in w]
+    assert "keeping the lock (--step-down-without-vip)" in alone
+    assert "systemctl status vip-manager" in alone
+    # b eligible again (its hold is over): now stepping down helps.
+    actions = run(
+        read(held(OURS, b"a", 11), 61.0, consistent=True, tree=True, candidates={"b": B}), 61.0
+    )
+    assert Delete(OURS, 11) in actions
+
+
+def test_a_leader_without_its_vip_hands_over_when_a_switchover_is_asked() -> None:
+    run = leader_without_vip(STEP_DOWN_RULES, {})
+    past_grace(run, 3.5)  # alone: kept
+    request = SwitchoverRequest("b", "ops", WALL + 4.0, 30)
+    asked = read(held(OURS, b"a", 11), 4.0, tree=True, candidates={"b": B}, request=request)
+    actions = run(asked, 4.0)
+    assert Blank(OURS) in actions  # the hand-over, not a delete
+    assert not of(Delete, actions)
+    run(Done(Blank(OURS), "ok"), 4.0)
+    for now in (5.0, 5.2):
+        run(Tick(), now)
+    assert HandTo(OURS, B) in run.actions
+    actions = run(Done(HandTo(OURS, B), "ok"), 5.2)
+    assert Transition(Role.FOLLOWER, Cause.SWITCHOVER, "handed the lock to 'b' (switchover)") in (
+        actions
+    )
+    assert not of(Delete, run.actions)
+    assert run.memory.hold_until == 0.0
+
+
+def test_a_leader_in_a_hand_over_does_not_step_down_for_its_vip() -> None:
+    run = leader_without_vip(STEP_DOWN_RULES, {"b": B})
+    run.memory = replace(run.memory, handover=HandOver(B, Cause.PREEMPTED, blanked_at=0.4))
+    for now in (3.5, 10.0):
+        run(Tick(), now)
+    assert not of(Delete, run.actions)
+    assert run.memory.handover is not None
+    assert run.memory.hold_until == 0.0
+
+
+def test_a_vip_missing_while_consul_does_not_answer_is_judged_again_after() -> None:
+    """vip-manager (trigger-key mode) drops the VIP while it cannot read Consul: a
+    Consul election longer than the grace is no reason to step down."""
+    run = leader_without_vip(STEP_DOWN_RULES, {"b": B})
+    assert ReadKey(tree=True) in run(Tick(), 3.5)
+    run(ReadFailed(), 5.0)  # Consul does not answer: the grace starts again
+    assert not of(Delete, past_grace(run, 7.9))
+    assert ReadKey(tree=True) in run(Tick(), 8.0)
+    # The first answer after failed reads: Consul is back, vip-manager gets its grace.
+    actions = run(read(held(OURS, b"a", 11), 8.0, tree=True, candidates={"b": B}), 8.0)
+    assert not of(Delete, actions)
+    # The watch's own first answer after failures (resumed) says the same.
+    resumed = read(held(OURS, b"a", 11), 9.0, tree=True, candidates={"b": B}, resumed=True)
+    actions = run(resumed, 9.0)
+    assert not of(Delete, actions)
+    assert not of(Delete, past_grace(run, 11.9))
+    assert Delete(OURS, 11) in past_grace(run, 12.0)
+
+
+def test_the_step_down_chooses_from_the_candidates_as_they_are_after_the_grace() -> None:
+    # A new leader's candidates may be those of its last leadership, long ago.
+    run = leader_without_vip(STEP_DOWN_RULES, {"b": B})
+    assert ReadKey(tree=True) in run(Tick(), 3.5)
+    assert not of(Delete, run(read(held(OURS, b"a", 11), 3.6), 3.6))  # no candidates in it
+    held_back = replace(B, eligible=False, why="stepped down without its VIP")
+    actions = run(read(held(OURS, b"a", 11), 3.7, tree=True, candidates={"b": held_back}), 3.7)
+    assert not of(Delete, actions)
+    assert [w for w in logs(actions, "warning") if "no other eligible candidate" in w]

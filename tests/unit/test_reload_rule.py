@@ -25,6 +25,7 @@ def test_nothing_changed_nothing_to_do() -> None:
         ({"log_level": "DEBUG"}, {Reload.APPLY: ["log-level"]}),
         ({"log_format": "json"}, {Reload.APPLY: ["log-format"]}),
         ({"step_down_hold": 3.0}, {Reload.APPLY: ["step-down-hold"]}),
+        ({"step_down_without_vip": True}, {Reload.APPLY: ["step-down-without-vip"]}),
         ({"maintenance_file": Path("/run/m")}, {Reload.APPLY: ["maintenance-file"]}),
         ({"status_addr": ("127.0.0.1", 9)}, {Reload.RESTART: ["status-addr"]}),
         ({"notify": ("/bin/true",)}, {Reload.RESTART: ["notify"]}),

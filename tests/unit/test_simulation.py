@@ -24,8 +24,8 @@ def test_the_core_keeps_every_invariant_on_a_few_schedules() -> None:
 def test_a_core_without_the_hand_over_gap_gives_two_vip_holders() -> None:
     mutant = next(m for m in MUTANTS if m.name == "no-handover-gap")
     with mutant.patch():
-        world = World(1)
+        world = World(2)  # the first seed that catches it (`make sim-mutants`)
         assert not world.run()
     assert "two VIP holders" in (world.violation or "")
     # and the real core again, on the same seed
-    assert World(1).run()
+    assert World(2).run()
