@@ -285,8 +285,11 @@ class Bench:
             node.check.set("500")
             restore = lambda: node.check.set("200")  # noqa: E731
         elif scenario == "G":
-            self.electors[leader].send_signal(signal.SIGTERM)
-            restore = lambda: None  # noqa: E731 - ensure_electors restarts it
+            stopped = self.electors[leader]
+            stopped.send_signal(signal.SIGTERM)
+            # ensure_electors restarts it once it has exited: a leader that hands
+            # the lock over exits just after the VIP moved, not before.
+            restore = partial(stopped.wait, 10.0)
         elif scenario in ("K", "K3"):
             self.electors[leader].kill()
             restore = lambda: None  # noqa: E731

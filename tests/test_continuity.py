@@ -17,7 +17,7 @@ import requests
 from tests.conftest import Candidate, Election, HealthFactory
 from tests.test_security import documented_token
 from tests.testbed.agents import ConsulAgent, free_port
-from tests.testbed.consul_http import KVEntry
+from tests.testbed.consul_http import LOCK_FLAG, KVEntry
 from tests.testbed.elector import run_vip_elector
 from tests.testbed.key_watch import KeyEvent, KeyWatcher
 from tests.testbed.secrets import assert_no_secret
@@ -113,6 +113,28 @@ def test_a_restart_without_its_record_frees_the_candidacy_its_old_session_holds(
 def _holder(election: Election, key: str) -> str | None:
     found = election.api.kv_get(key)
     return None if found is None else found.session
+
+
+def test_a_restart_inside_a_hand_over_deletes_the_blank_without_lock_delay(
+    election: Election,
+) -> None:
+    """A process killed (or exec'd) after it blanked the key for a hand-over: the
+    next one deletes that blank at once; destroying the session holding it would
+    keep the key from everybody for its lock-delay (10 s here)."""
+    node = leading(election, lock_delay="10s")
+    second = election.add("node-b")
+    wait_until(lambda: election.sessions_of(second), 20, "node-b has a session")
+    node.elector.kill()
+    entry = election.api.kv_get(election.key)
+    assert entry is not None
+    assert entry.session
+    # What the hand-over's blank writes: the same session, an empty value.
+    assert election.api.kv_put(election.key, b"", acquire=entry.session, flags=LOCK_FLAG)
+    started = time.monotonic()
+    node.elector.start()
+    node.elector.wait_log("did not hold the trigger-key", 15)
+    wait_until(lambda: election.holder() == second.value, 8, "node-b takes over")
+    assert time.monotonic() - started < 8.0
 
 
 def test_sigusr2_restarts_in_place_keeping_the_session_and_the_lock(

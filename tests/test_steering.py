@@ -295,6 +295,25 @@ def test_the_highest_priority_candidate_wins_a_free_key_every_time(election: Ele
     assert all(won == expected for expected, won in wins), wins
 
 
+def test_a_stopped_leader_is_not_waited_for_by_the_next_best_candidate(
+    election: Election,
+) -> None:
+    """Its candidate entry goes before its key: the others, reading the candidates
+    the moment the key is free, must not hold back for a node that has stopped
+    (and then race each other: a lower priority could win)."""
+    # Four followers: each reads the candidates when the key goes.
+    nodes = {v: election.add(v, args=["--priority", v[1:]]) for v in ("p30", "p20", "p15", "p10")}
+    nodes["p12"] = election.add("p12", args=["--priority", "12"])
+    wait_until(lambda: election.holder() == "p30", 30, "p30 leads")
+    for value in nodes:
+        wait_until(partial(entry, election, value), 20, "entries")
+    assert nodes["p30"].elector.terminate() == 0
+    winner = wait_until(partial(new_holder, election, "p30"), 10, "the key moved")
+    assert winner == "p20"
+    for value in ("p20", "p15", "p12", "p10"):
+        assert "leaving the free key to 'p30'" not in nodes[value].elector.log()
+
+
 def test_a_healthy_leader_keeps_the_vip_when_a_better_node_comes_back(election: Election) -> None:
     election.add("low", args=["--priority", "10"])
     leads(election, "low")

@@ -253,7 +253,9 @@ class AddressWatch(Worker):
         dumping, again = True, False  # a dump under way; another one wanted after it
         current: set[int] | None = None  # prefix lengths of the VIP on the interface
         dumped: set[int] = set()  # what the dump under way found so far
-        while not self.stop.is_set():
+        # Until close(), not until the stop: a stopping leader's hand-over waits
+        # for the VIP to go (the election thread closes the watch when it ends).
+        while True:
             ready, _, _ = select.select([sock, self._wake_read], [], [])
             if self._wake_read in ready:
                 return

@@ -14,6 +14,10 @@ Every rule is a named step below, in the order it is applied:
 
 - **stop / retire**: release the key and every session, or leave them for
   the next process (restart in place, a reload that keeps the lock).
+- **hand-over on stop**: a leader that sees its VIP (the address watch) and
+  has an eligible candidate hands the lock to it (below) before it releases;
+  a hand-over under way when the stop came runs to its end first; unobserved,
+  or nobody to hand to, or the hand-over failed: release at once.
 - **destroy**: sessions that ended are destroyed (retried until Consul has
   surely expired them); never one that still holds the key.
 - **move**: a session of the previous run (or generation) that holds the key
@@ -39,15 +43,20 @@ Every rule is a named step below, in the order it is applied:
   **fence** (each consistent read that proves the lock extends /leader's
   bound), **step-down** (SIGUSR1, maintenance, a duplicate value, no VIP
   with ``step_down_without_vip``: delete with ``cas``, retried at the current
-  index until it is gone), **hand-over**
-  (switchover or preemption: blank the value, wait the hand-over gap, give
-  the lock to the target's session), **switchover**, **preemption**,
+  index until it is gone), **leave by hand-over** (SIGUSR1 or maintenance on
+  a leader that sees its VIP: hand to the best eligible candidate instead of
+  deleting), **hand-over** (switchover, preemption, stop or step-down: blank
+  the value, wait until the VIP is *observed* gone from this host, at most
+  the hand-over gap, then give the lock to the target's session; past the
+  gap with the VIP still seen, one WARNING; target gone: a step-down or stop
+  deletes instead, a switchover puts our value back), **switchover**, **preemption**,
   **conflict flag**.
 - following: **leading again** (the key carries our session), **holder**
   (its lock-delay, a duplicate of our value), **standby** (maintenance, a
   step-down hold), **rivals**, **hand-over gap** (never a new value sooner
   than vip-manager's interval + margin after another node's value left the
-  key, whatever freed it), **lock-delay** (after a refusal, until the
+  key, whatever freed it; a lock *handed* to us is taken at once, the giver
+  having seen its VIP go), **lock-delay** (after a refusal, until the
   holder's lock-delay has run since the key went free), **priority
   hold-back**, then **acquire**.
 """
@@ -542,6 +551,13 @@ class HandOver:
     blanked_at: float | None = None
     handed: bool = False
     request: SwitchoverRequest | None = None  # the request that asked for it
+    # A leave (stop, step-down, maintenance): the role after it, and a failed
+    # hand-over deletes the key instead of putting our value back.
+    role: Role = Role.FOLLOWER
+    leave: bool = False
+    detail: str = ""
+    # The address watch saw the VIP leave this host after the blank was sent.
+    vip_gone: bool = False
 
 
 @dataclass(frozen=True)
@@ -639,6 +655,7 @@ class Memory:
     ttl: float = 10.0  # ours: how long Consul may keep an ended session (2 x TTL)
     # stopping
     stop: StopAsked | None = None
+    stop_handed: bool = False  # the stop's hand-over was tried (once)
     finished: bool = False
     # what was said, so it is said once
     said: Mapping[str, str] = field(default_factory=dict)
@@ -947,6 +964,13 @@ class _Step:
 
     def _on_vip_seen(self, seen: VipSeen) -> None:
         self.set(vip=seen.present)
+        self._vip_during_hand_over(seen.present)
+
+    def _vip_during_hand_over(self, present: bool | None) -> None:
+        """A hand-over under way goes on as soon as the VIP is seen gone."""
+        handover = self.m.handover
+        if handover is not None and not handover.handed:
+            self.set(handover=replace(handover, vip_gone=present is False))
 
     def _on_read_failed(self, _: ReadFailed) -> None:
         self.set(watching=False)
@@ -1069,12 +1093,20 @@ class _Step:
             if handover.request is not None:
                 self.out.append(DropRequest(handover.request))
             detail = f"handed the lock to {handover.target.value!r} ({handover.cause.value})"
+            if handover.detail:
+                detail = f"{handover.detail}; {detail}"
+            waited = _fmt(self.now - (handover.blanked_at or self.now))
+            how = "once the VIP had left this host" if handover.vip_gone else "after the gap"
+            self.log("info", f"{detail}: {waited} after the blank, {how}", "handed_over")
             self._stop_leading()
-            self.transition(Role.FOLLOWER, handover.cause, detail)
-            if self.m.session is not None:
+            self.transition(handover.role, handover.cause, detail)
+            if self.m.session is not None and self.m.stop is None:
+                # A stop's release destroys it; otherwise the renewer makes a new one.
                 self.out.append(Discard(self.m.session, detail))
                 self.set(session=None, published=None)
             self.set(handover=None)
+            return
+        if self._hand_over_failed_on_leave(handover, done):
             return
         if done.result == "refused":
             self.log(
@@ -1090,6 +1122,37 @@ class _Step:
             # next is decided on the read after it.
             self.out.append(Restore(self.m.session))
             self.set(key=None)
+
+    def _hand_over_failed_on_leave(self, handover: HandOver, done: Done) -> bool:
+        """A hand-over that fails while we leave (stop, step-down, maintenance,
+        also one that began as a switchover) deletes the key instead of putting
+        our value back: the VIP is gone from here, it need not come back."""
+        why = done.detail or f"{handover.target.value!r}'s session is gone"
+        if self.m.stop is not None:
+            self.log(
+                "warning",
+                f"handing the VIP to {handover.target.value!r} failed ({why}): releasing the key",
+                "switchover_failed",
+            )
+            self._hand_over_failed()  # the stop's release deletes it
+            return True
+        reason = self._why_leave()
+        if handover.leave:
+            reason = handover.cause, handover.detail, handover.role
+        if reason is None:
+            return False
+        cause, detail, role = reason
+        self.log(
+            "warning",
+            f"handing the VIP to {handover.target.value!r} failed ({why}): deleting the key "
+            "instead",
+            "switchover_failed",
+        )
+        self._hand_over_failed()
+        # The key is blank and ours: delete it at the index a read gives now.
+        self.set(leaving=Leaving(cause, detail, role), step_down=None)
+        self.out.append(ReadKey())
+        return True
 
     def _done_delete(self, done: Done) -> None:
         leaving = self.m.leaving
@@ -1319,8 +1382,8 @@ class _Step:
             at = rule()
             if at is not None:
                 wake = min(wake, at)
-            if self.m.finished:
-                return wake
+            if self.m.finished or self.m.stop is not None:
+                return wake  # stopped, or the stop's hand-over is under way
         key = self.m.key
         if key is None:
             return wake
@@ -1339,6 +1402,10 @@ class _Step:
         stop = self.m.stop
         if stop is None:
             return None
+        if not stop.retire:
+            at = self._hand_over_on_stop(stop)
+            if at is not None:
+                return at  # release once the hand-over has ended
         if stop.retire:
             self.out.append(Retire(tuple(self.m.doomed)))
             if not stop.keep_fence:
@@ -1358,6 +1425,25 @@ class _Step:
             self.out.append(Report("stopped", False, why, "", self.m.node, final=True))
         self.set(finished=True)
         return None
+
+    def _hand_over_on_stop(self, stop: StopAsked) -> float | None:
+        """A leader that stops hands the lock over first (once): when it returns
+        a time, the release waits; None: release now."""
+        m = self.m
+        if not m.leading or m.session is None:
+            return None
+        if m.handover is not None:
+            self.set(stop_handed=True)  # if it fails, no second try: release
+            return self._hand_over()  # ours, or a switchover under way: to its end
+        if m.stop_handed or m.leaving is not None or m.move_from is not None:
+            return None
+        self.set(stop_handed=True)
+        target = self._leave_target()
+        if target is None:
+            return None
+        role = Role.STOPPING if stop.cause == Cause.SHUTDOWN else Role.FOLLOWER
+        self._start_hand_over(target, stop.cause, "", leave=(role, stop.detail))
+        return self.now + IDLE
 
     def _destroy(self) -> float | None:
         wake: float | None = None
@@ -1528,7 +1614,8 @@ class _Step:
             return now + IDLE  # still the old session's until the move
         if m.loss is not None:
             return now + IDLE  # explaining the loss
-        blank_ok = m.handover is not None and key.value in (None, b"")
+        # Our own blank: a hand-over under way, or a step-down that replaced one.
+        blank_ok = (m.handover is not None or m.leaving is not None) and key.value in (None, b"")
         problem = ownership_problem(key, m.session, self.rules.value_bytes)
         if problem is not None and not (blank_ok and problem[0] == Cause.KEY_CHANGED):
             if problem[0] == Cause.KEY_CHANGED:
@@ -1547,6 +1634,8 @@ class _Step:
             self._refuse_during_hand_over()
             return self._hand_over()
         reason = self._why_leave()
+        if reason is not None and self._leave_by_hand_over(*reason):
+            return now + IDLE
         if reason is not None:
             cause, detail, role = reason
             self.set(leaving=Leaving(cause, detail, role), fence_until=0.0, step_down=None)
@@ -1641,17 +1730,47 @@ class _Step:
         self.set(leaving=replace(m.leaving, retry_at=float("inf")))
         return self.now + IDLE
 
+    def _leave_target(self) -> Candidate | None:
+        """Who a leader that leaves (stop, step-down, maintenance) hands the lock
+        to: the best eligible candidate, only while the address watch sees the VIP
+        here (else deleting at once is as fast, and the others wait the gap)."""
+        if self.m.vip is not True or self.m.session is None:
+            return None
+        return best_other(dict(self.m.candidates), self.rules.value)
+
+    def _leave_by_hand_over(self, cause: Cause, detail: str, role: Role) -> bool:
+        """Step-down or maintenance: hand the lock over instead of deleting it."""
+        if cause not in (Cause.STEP_DOWN, Cause.MAINTENANCE):
+            return False  # a duplicate value: delete at once, the other node may take it
+        target = self._leave_target()
+        if target is None:
+            return False
+        self.set(step_down=None)
+        self._start_hand_over(target, cause, "", leave=(role, detail))
+        return True
+
     def _hand_over(self) -> float:
+        """Blank sent: wait until the VIP is seen gone from this host, at most the
+        hand-over gap (vip-manager's interval + margin), then hand the lock over."""
         handover, session = self.m.handover, self.m.session
         assert handover is not None
         assert session is not None
         if handover.blanked_at is None:
             return self.now + IDLE  # the blank's outcome comes next
-        due = handover.blanked_at + self.rules.handover_gap
-        if self.now < due:
-            return due
         if handover.handed:
             return self.now + IDLE  # its outcome comes next
+        due = handover.blanked_at + self.rules.handover_gap
+        if self.now < due and not handover.vip_gone:
+            return due
+        if not handover.vip_gone and self.m.vip is True:
+            self.log(
+                "warning",
+                f"the VIP is still on this host {_fmt(self.rules.handover_gap)} after the key "
+                f"was blanked; handing the lock to {handover.target.value!r} anyway. Check "
+                "vip-manager on this host (is it running, is its interval what "
+                "--vip-manager-config says, may it remove the address?)",
+                "vip_still_seen",
+            )
         self.set(handover=replace(handover, handed=True))
         self.out.append(HandTo(session, handover.target))
         return self.now + IDLE
@@ -1677,18 +1796,26 @@ class _Step:
         cause: Cause,
         by: str,
         request: SwitchoverRequest | None = None,
+        leave: tuple[Role, str] | None = None,
     ) -> None:
         assert self.m.session is not None
-        asked = f" (switchover asked by {by})" if cause == Cause.SWITCHOVER else " (preemption)"
+        asked = {
+            Cause.SWITCHOVER: f" (switchover asked by {by})",
+            Cause.PREEMPTED: " (preemption)",
+        }.get(cause, f" ({cause.value})")
         self.log(
             "info",
             f"handing the VIP to {target.value!r}{asked}: the key is blanked now, and goes to "
-            f"{target.value!r}'s session in {_fmt(self.rules.handover_gap)}, once vip-manager "
-            "here has dropped the VIP",
+            f"{target.value!r}'s session once vip-manager here has dropped the VIP (at most "
+            f"{_fmt(self.rules.handover_gap)})",
             "handing_over",
         )
+        role, detail = leave if leave is not None else (Role.FOLLOWER, "")
+        handover = HandOver(
+            target, cause, request=request, role=role, leave=leave is not None, detail=detail
+        )
         # /leader says no before the key changes.
-        self.set(handover=HandOver(target, cause, request=request), fence_until=0.0)
+        self.set(handover=handover, fence_until=0.0)
         self.out.append(Blank(self.m.session))
 
     def _switchover(self) -> float:

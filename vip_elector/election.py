@@ -303,6 +303,10 @@ class Election(Worker):
                 inherit.session,
                 extra={"event": "inherit_follower", "session": inherit.session},
             )
+            # Unless it holds our blank (it exec'd or died inside a hand-over):
+            # that is deleted first, destroying the session would set its lock-delay.
+            with contextlib.suppress(ConsulError):
+                self.key.release(inherit.session, None)
             memory = _replace(
                 memory, doomed={**memory.doomed, inherit.session: (0.0, time.monotonic() + 60)}
             )
@@ -332,9 +336,11 @@ class Election(Worker):
             self.state.count_acquire_attempt()
             return self._write(action, lambda: self.key.acquire(action.session, action.seen))
         if isinstance(action, Blank):
-            return self._write(action, lambda: self.key.blank(action.session))
+            return self._hand_over_write(action, lambda key: key.blank(action.session))
         if isinstance(action, HandTo):
-            return self._write(action, lambda: self.key.hand_to(action.session, action.target))
+            return self._hand_over_write(
+                action, lambda key: key.hand_to(action.session, action.target)
+            )
         if isinstance(action, Restore):
             return self._write(
                 action,
@@ -406,6 +412,15 @@ class Election(Worker):
             # the next read tells.
             return Done(action, "failed", str(exc), started)
         return Done(action, "ok" if done else "refused", "", started)
+
+    def _hand_over_write(self, action: Action, call: Callable[[TriggerKey], bool]) -> Done:
+        """A hand-over's write; while stopping, each call is as short as the
+        release's, so a hung agent cannot hold the stop past its budget."""
+        if self.memory.stop is None:
+            return self._write(action, lambda: call(self.key))
+        with ConsulAdapter(self.settings.consul, timeout=SHUTDOWN_CALL_TIMEOUT) as adapter:
+            key = TriggerKey(adapter, self.settings.trigger_key, self.settings.lock_value)
+            return self._write(action, lambda: call(key))
 
     def _read_now(self, tree: bool) -> Event:
         """ReadKey: the key, or a leader's whole tree read consistently, at once."""
@@ -561,15 +576,19 @@ class Election(Worker):
         entries, the sessions, the runtime record, the liveness check (last)."""
         with ConsulAdapter(self.settings.consul, timeout=SHUTDOWN_CALL_TIMEOUT) as adapter:
             key = TriggerKey(adapter, self.settings.trigger_key, self.settings.lock_value)
+            # Our candidate entry first: the others read the candidates the moment
+            # the key goes, and would hold back for us (and then race each other).
+            # It also spares the next start a lock-delay on the entry.
+            for session_id in sessions:
+                if not key.release_failed:  # while Consul answers
+                    try:
+                        key.drop_entry(session_id)
+                    except ConsulError:
+                        key.release_failed = True
             for session_id in sessions:
                 known = held[1] if held and held[0] == session_id else None
                 key.release(session_id, known)
             for session_id in sessions:
-                if not key.release_failed:  # while Consul answers: spare the next start
-                    try:  # a lock-delay on our candidate entry
-                        key.drop_entry(session_id)
-                    except ConsulError:
-                        key.release_failed = True
                 try:
                     adapter.destroy_session(session_id)
                     log.info(

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from vip_elector.consul_adapter import REQUEST_TIMEOUT, ConsulAdapter
 from vip_elector.continuity import Inheritance
 from vip_elector.decision import Event, Memory, StopAsked
+from vip_elector.election import SHUTDOWN_CALL_TIMEOUT as HAND_OVER_CALL
 from vip_elector.election import Election
 from vip_elector.fence import Fence
 from vip_elector.liveness import LivenessCheck, LivenessReporter
@@ -159,6 +160,8 @@ class Generation:
         self.renewer.join(RENEWER_WAIT)
         if self.election.is_alive():
             self.post(stop)
-            self.election.done.wait(STOP_WAIT)
+            # A leader may hand the lock over first: it waits for its VIP to go,
+            # at most the hand-over gap, plus two short writes.
+            self.election.done.wait(STOP_WAIT + self.settings.handover_gap + 2 * HAND_OVER_CALL)
         elif self.election.failure is not None and not stop.retire:
             self.election.release_after_failure()

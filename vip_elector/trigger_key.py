@@ -737,7 +737,8 @@ class TriggerKey:
         cas = known_index
         try:
             key = self.read()
-            if key.session == session_id and not self.is_our_content(key):
+            ours = self.is_our_content(key) or key.value in (None, b"")  # or our blank
+            if key.session == session_id and not ours:
                 # Held by our session, but not what we wrote: keep the value.
                 self.unlock_keeping(key, session_id)
                 return False

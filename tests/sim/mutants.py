@@ -115,7 +115,7 @@ def _delete_without_cas() -> contextlib.AbstractContextManager[None]:
     return _attribute(trigger_key_module.TriggerKey, "delete_at", delete_at)
 
 
-MUTANTS = (
+MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "no-lock-delay-wait",
         "a refused acquire is retried on a short backoff, not once the holder's lock-delay ran",
@@ -342,6 +342,19 @@ MUTANTS = (
                 "self.d.deliver(core.ConsulMaintenance(self.current, known=False))",
                 "pass",
             )
+        ),
+    ),
+)
+
+# Issue 23's confirmed hand-over: the wait ends only on the VIP *seen* gone.
+MUTANTS += (
+    Mutant(
+        "handover-unconfirmed",
+        "a hand-over goes on whenever the VIP is not seen here (unobservable or not yet "
+        "seen counts as gone)",
+        lambda: _source_patch(
+            "if self.now < due and not handover.vip_gone:",
+            "if self.now < due and self.m.vip is True:",
         ),
     ),
 )

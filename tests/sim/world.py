@@ -867,12 +867,20 @@ class World:
             third.daemon.kill()
         self.after(self.rng.uniform(0.005, 0.05), third.restart_after_failure)
 
+        # Or SIGUSR2 (the new process frees the blank key at once): since a stop
+        # finishes the hand-over first, the one way left to free a blank early.
+        exec_instead = self.rng.random() < 0.6
+
         def stop() -> None:
             if leader.daemon is not None and leader.daemon.running:
-                self.trace(f"OPERATOR SIGTERM {leader.name}")
-                leader.daemon.stop(StopAsked())
+                self.trace(f"OPERATOR {'SIGUSR2' if exec_instead else 'SIGTERM'} {leader.name}")
+                if exec_instead and not leader.daemon.stopping:
+                    self._sigusr2_now(leader)
+                else:
+                    leader.daemon.stop(StopAsked())
 
-        self.after(self.rng.uniform(0.05, self.gap), stop)
+        # An exec early in the gap, while vip-manager there may still hold the VIP.
+        self.after(self.rng.uniform(0.05, 0.25 if exec_instead else self.gap), stop)
         self._heal_after(3.0, leader.restart_after_failure, f"{leader.name} started")
 
     def o_release_after_partition(self) -> None:

@@ -897,6 +897,215 @@ def test_our_own_stale_entry_with_a_higher_priority_is_no_one_to_preempt_to() ->
     assert run.wake > 4.0
 
 
+# -- the confirmed hand-over (issue 23.2) --------------------------------------------
+
+TREE = {"consistent": True, "tree": True, "candidates": {"b": B}}
+
+
+def seeing_leader(vip: bool | None = True, rules: Rules = RULES) -> Run:
+    """A leader whose address watch says ``vip``, with candidate b known."""
+    run = leader(rules)
+    run(VipSeen(vip), 0.5)
+    run(read(held(OURS, b"a", 11), 0.6, **TREE), 0.6)
+    return run
+
+
+def switchover_started(run: Run, at: float = 1.0) -> None:
+    request = SwitchoverRequest("b", "ops", WALL + at, 30)
+    actions = run(read(held(OURS, b"a", 11), at, request=request, **TREE), at)
+    assert Blank(OURS) in actions
+    run(Done(Blank(OURS), "ok"), at)
+
+
+def test_a_switchover_hands_over_as_soon_as_the_vip_is_seen_gone() -> None:
+    run = seeing_leader()
+    switchover_started(run)
+    assert run.wake == 1.0 + 1.2  # no sooner than the gap while the VIP is here
+    assert not of(HandTo, run(Tick(), 1.05))
+    actions = run(VipSeen(False), 1.12)
+    assert HandTo(OURS, B) in actions  # 120 ms, not 1.2 s
+    assert not [a for a in of(Log, actions) if a.level == "warning"]
+
+
+def test_a_vip_never_seen_gone_is_handed_over_at_the_gap_with_one_warning() -> None:
+    run = seeing_leader()
+    switchover_started(run)
+    assert not of(HandTo, run(VipSeen(True), 1.5))
+    actions = run(Tick(), 2.2)
+    assert HandTo(OURS, B) in actions
+    (warning,) = [a for a in of(Log, actions) if a.level == "warning"]
+    assert warning.event == "vip_still_seen"
+    assert not of(HandTo, run(Tick(), 2.5))  # sent once, its outcome comes next
+
+
+def test_an_unobservable_vip_waits_the_whole_gap_without_a_warning() -> None:
+    run = seeing_leader(vip=None)
+    switchover_started(run)
+    assert not of(HandTo, run(VipSeen(None), 1.1))
+    assert not of(HandTo, run(Tick(), 2.19))
+    actions = run(Tick(), 2.2)
+    assert HandTo(OURS, B) in actions
+    assert not [a for a in of(Log, actions) if a.level == "warning"]
+
+
+def test_a_vip_that_comes_back_after_going_is_waited_for_again() -> None:
+    run = seeing_leader()
+    switchover_started(run)
+    run(VipSeen(False), 1.1)  # handed at once ...
+    run2 = seeing_leader()
+    switchover_started(run2)
+    run2(VipSeen(None), 1.05)  # ... but not when the watch stops seeing it
+    assert not of(HandTo, run2(Tick(), 1.1))
+    run3 = seeing_leader(vip=False)  # absent before the blank: not seen *leave*
+    switchover_started(run3)
+    assert not of(HandTo, run3(Tick(), 1.5))
+    assert HandTo(OURS, B) in run3(Tick(), 2.2)
+
+
+def test_sigterm_on_a_leader_that_sees_its_vip_hands_the_lock_to_the_best_candidate() -> None:
+    run = seeing_leader()
+    actions = run(StopAsked(), 1.0)
+    assert Blank(OURS) in actions
+    assert not of(Release, actions)
+    assert run.memory.fence_until == 0.0
+    run(Done(Blank(OURS), "ok"), 1.0)
+    assert run.wake <= 1.0 + 1.2  # the stop's budget: never past the gap
+    actions = run(VipSeen(False), 1.1)
+    assert HandTo(OURS, B) in actions
+    actions = run(Done(HandTo(OURS, B), "ok"), 1.1)
+    assert Transition(Role.STOPPING, Cause.SHUTDOWN, "handed the lock to 'b' (shutdown)") in (
+        actions
+    )
+    assert Release((OURS,), None) in actions  # the key is b's: only our session goes
+    assert not of(Discard, actions)
+    assert run.memory.finished
+
+
+def test_sigterm_without_a_seen_vip_or_without_a_candidate_releases_at_once() -> None:
+    for vip, candidates in ((None, {"b": B}), (True, {})):
+        run = leader()
+        run(VipSeen(vip), 0.5)
+        run(read(held(OURS, b"a", 11), 0.6, consistent=True, tree=True, candidates=candidates), 0.6)
+        actions = run(StopAsked(), 1.0)
+        assert Release((OURS,), (OURS, 11)) in actions, (vip, candidates)
+        assert not of(Blank, actions)
+
+
+def test_sigterm_whose_target_session_is_gone_releases_the_key() -> None:
+    run = seeing_leader()
+    run(StopAsked(), 1.0)
+    run(Done(Blank(OURS), "ok"), 1.0)
+    run(VipSeen(False), 1.1)
+    actions = run(Done(HandTo(OURS, B), "refused"), 1.1)
+    assert not of(Restore, actions)  # the VIP does not come back to a stopping node
+    assert Release((OURS,), (OURS, 11)) in actions
+    assert run.memory.finished
+
+
+def test_sigterm_whose_blank_fails_releases_at_once() -> None:
+    run = seeing_leader()
+    run(StopAsked(), 1.0)
+    actions = run(Done(Blank(OURS), "failed", "timed out"), 1.0)
+    assert Release((OURS,), (OURS, 11)) in actions
+
+
+def test_sigterm_inside_a_switchover_finishes_that_hand_over_then_releases() -> None:
+    """22.1 with the address watch: the stop neither skips the wait nor starts a
+    second hand-over; b gets the lock from us, then our session goes."""
+    run = seeing_leader()
+    switchover_started(run)
+    actions = run(StopAsked(), 1.3)
+    assert not of(Blank, actions)
+    assert not of(Release, actions)
+    assert not of(HandTo, actions)  # the VIP is still seen here
+    assert HandTo(OURS, B) in run(VipSeen(False), 1.4)
+    actions = run(Done(HandTo(OURS, B), "ok"), 1.4)
+    assert Release((OURS,), None) in actions
+
+
+def test_a_stop_whose_hand_over_never_sees_the_vip_go_ends_at_the_gap() -> None:
+    run = seeing_leader()
+    run(StopAsked(), 1.0)
+    run(Done(Blank(OURS), "ok"), 1.0)
+    actions = run(Tick(), 2.2)
+    assert HandTo(OURS, B) in actions
+    assert "vip_still_seen" in [a.event for a in of(Log, actions)]
+    actions = run(Done(HandTo(OURS, B), "failed", "timed out"), 2.5)
+    assert of(Release, actions)
+
+
+def test_sigusr1_on_a_leader_that_sees_its_vip_hands_over_instead_of_deleting() -> None:
+    run = seeing_leader()
+    actions = run(StepDownAsked("SIGUSR1", 10.0), 1.0)
+    assert Blank(OURS) in actions
+    assert not of(Delete, actions)
+    run(Done(Blank(OURS), "ok"), 1.0)
+    assert HandTo(OURS, B) in run(VipSeen(False), 1.1)
+    actions = run(Done(HandTo(OURS, B), "ok"), 1.1)
+    (change,) = of(Transition, actions)
+    assert (change.role, change.cause) == (Role.FOLLOWER, Cause.STEP_DOWN)
+    assert run.memory.standby(1.2) == "SIGUSR1"  # still out for the hold
+
+
+def test_maintenance_on_a_leader_that_sees_its_vip_hands_over_and_stays_out() -> None:
+    run = seeing_leader()
+    actions = run(MaintenanceFile("maintenance file /x exists"), 1.0)
+    assert Blank(OURS) in actions
+    run(Done(Blank(OURS), "ok"), 1.0)
+    run(VipSeen(False), 1.1)
+    actions = run(Done(HandTo(OURS, B), "ok"), 1.1)
+    (change,) = of(Transition, actions)
+    assert (change.role, change.cause) == (Role.MAINTENANCE, Cause.MAINTENANCE)
+
+
+def test_a_step_down_whose_target_is_gone_deletes_the_blank_key() -> None:
+    run = seeing_leader()
+    run(StepDownAsked("SIGUSR1", 10.0), 1.0)
+    run(Done(Blank(OURS), "ok"), 1.0)
+    run(VipSeen(False), 1.1)
+    actions = run(Done(HandTo(OURS, B), "refused"), 1.1)
+    assert not of(Restore, actions)
+    assert ReadKey() in actions
+    actions = run(read(held(OURS, b"", 12), 1.15, **TREE), 1.15)
+    assert Delete(OURS, 12) in actions
+    assert not of(UnlockKeeping, actions)
+    run(Done(Delete(OURS, 12), "ok"), 1.15)
+    actions = run(read(free(13), 1.2, **TREE), 1.2)
+    assert any(isinstance(a, Transition) and a.cause == Cause.STEP_DOWN for a in actions)
+
+
+def test_maintenance_inside_a_switchover_whose_target_is_gone_deletes_the_key() -> None:
+    """The VIP is gone from here already: it does not come back for a moment."""
+    run = seeing_leader()
+    switchover_started(run)
+    run(MaintenanceFile("maintenance file /x exists"), 1.05)
+    run(VipSeen(False), 1.1)
+    actions = run(Done(HandTo(OURS, B), "refused"), 1.1)
+    assert not of(Restore, actions)
+    actions = run(read(held(OURS, b"", 12), 1.15, **TREE), 1.15)
+    assert Delete(OURS, 12) in actions
+
+
+def test_a_second_switchover_during_a_step_down_hand_over_is_refused() -> None:
+    run = seeing_leader()
+    run(StepDownAsked("SIGUSR1", 10.0), 1.0)
+    run(Done(Blank(OURS), "ok"), 1.0)
+    second = SwitchoverRequest("c", "ops2", WALL + 1.05, 33)
+    tree = {"consistent": True, "tree": True, "candidates": {"b": B, "c": C}}
+    actions = run(read(held(OURS, b"", 12), 1.05, request=second, **tree), 1.05)
+    (refusal,) = of(RefuseRequest, actions)
+    assert "another hand-over (to 'b') is in progress" in refusal.reason
+    assert HandTo(OURS, B) in run(VipSeen(False), 1.1)
+
+
+def test_a_lock_handed_to_us_is_taken_at_once_a_freed_one_waits_the_gap() -> None:
+    run = follower(Rules(value="b", handover_gap=1.2))
+    run(read(held("sess-x", b"a", 11), 0.0), 0.0)
+    run(read(held("sess-x", b"", 12), 0.05, early=True), 0.05)  # the blank
+    actions = run(read(held(OURS, b"b", 13), 0.2, early=True), 0.2)  # handed
+    assert Transition(Role.LEADER, Cause.ACQUIRED) in actions
+
+
 # -- the VIP's place: a leader without it, a node that does not lead with it ----------
 
 VIP_RULES = Rules(
