@@ -614,11 +614,13 @@ class Memory:
     consul_maintenance: str | None = None
     consul_maintenance_known: bool = False  # the node watch's last request was answered
     consul_maintenance_asked: float | None = None  # when an acquire first waited for it
-    hold_until: float = 0.0
+    hold_until: float = 0.0  # SIGUSR1's hold: the operator's, it never gives way
     hold_reason: str = ""
-    # The hold gives way when no other node is eligible (a step-down without the
-    # VIP: holding back then leaves the VIP nowhere); SIGUSR1's hold never does.
-    hold_yields: bool = False
+    # After a step-down without the VIP: a hold of its own (SIGUSR1 must not
+    # shorten it, nor it SIGUSR1's), which gives way when no other node is
+    # eligible (holding back would then leave the VIP nowhere).
+    vip_hold_until: float = 0.0
+    vip_hold_reason: str = ""
     others_eligible: bool = False  # another eligible candidate, as last read
     candidates_at: float | None = None  # when they were last read
     step_down: str | None = None  # SIGUSR1's detail, until the step-down starts
@@ -668,7 +670,13 @@ class Memory:
             return self.consul_maintenance
         if now < self.hold_until:
             return self.hold_reason
+        if now < self.vip_hold_until:
+            return self.vip_hold_reason
         return None
+
+    def in_vip_hold(self, now: float) -> bool:
+        """Standing by only for the hold after a step-down without the VIP."""
+        return self.maintenance is None and self.hold_until <= now < self.vip_hold_until
 
     @property
     def maintenance(self) -> str | None:
@@ -944,7 +952,6 @@ class _Step:
         self.set(
             hold_until=self.now + asked.hold,
             hold_reason=asked.detail,
-            hold_yields=False,
             step_down=asked.detail,
         )
 
@@ -1564,7 +1571,7 @@ class _Step:
             m.vip_problem or "",
         )
         if m.published == wanted:
-            later = [t for t in (m.hold_until, settled_at) if t > self.now]
+            later = [t for t in (m.hold_until, m.vip_hold_until, settled_at) if t > self.now]
             return min(later) if later else None
         if self.now < m.publish_at:
             return m.publish_at
@@ -1680,7 +1687,7 @@ class _Step:
         if not (rules.step_down_without_vip and missing):
             self.forget_said("vip_alone")
             return None
-        if m.hold_yields and self.now < m.hold_until:
+        if self.now < m.vip_hold_until:
             return None  # it stepped down within this hold already, and nobody else took it
         request = m.request
         if request is not None and not request.refused and request.modify_index != m.request_done:
@@ -1709,7 +1716,7 @@ class _Step:
         self.forget_said("vip_alone")
         hold = max(VIP_STEP_DOWN_HOLD, 2 * (rules.handover_gap + rules.vip_grace))
         reason = f"stepped down without its VIP; competing again after {_fmt(hold)}"
-        self.set(hold_until=self.now + hold, hold_reason=reason, hold_yields=True)
+        self.set(vip_hold_until=self.now + hold, vip_hold_reason=reason)
         self.log(
             "warning",
             f"{m.vip_problem}: stepping down so that {target.value!r} can take the VIP "
@@ -1966,7 +1973,7 @@ class _Step:
         if not m.watching:
             return now + IDLE  # the next read (the watch retries) says how the key is
         reason = m.standby(now)
-        if reason is not None and m.hold_yields and m.maintenance is None:
+        if m.in_vip_hold(now):
             # Defer to the other eligible nodes only: read who they are again every
             # RECHECK; with none (their checks failed, their daemons stopped), take it.
             if m.candidates_at is None or now >= m.candidates_at + RECHECK:
@@ -1983,7 +1990,8 @@ class _Step:
                 reason = None
         if reason is not None:
             self.say_once("standby", f"not competing for the lock: {reason}", "info", "standby")
-            return m.hold_until if now < m.hold_until else now + RECHECK
+            later = [t for t in (m.hold_until, m.vip_hold_until) if t > now]
+            return min(later) if later else now + RECHECK
         self.forget_said("standby")
         unknown = self._consul_maintenance_unknown()
         if unknown is not None:

@@ -639,6 +639,7 @@ class Election(Worker):
             "stepping_down": memory.leaving is not None,
             "maintenance": memory.maintenance is not None,
             "step_down_hold_left": round(max(0.0, memory.hold_until - now), 3),
+            "vip_hold_left": round(max(0.0, memory.vip_hold_until - now), 3),
             **vip_status(memory),
         }
 

@@ -1045,7 +1045,10 @@ class World:
             if other is node or daemon is None or not daemon.running or other.vm.stopped:
                 return False
             memory = daemon.election.memory
-            return memory.session is not None and memory.hold_until < since + bound
+            return (
+                memory.session is not None
+                and max(memory.hold_until, memory.vip_hold_until) < since + bound
+            )
 
         if not any(could_take(other) for other in self.nodes):
             return

@@ -1285,7 +1285,7 @@ def test_a_leader_that_stepped_down_without_its_vip_holds_back() -> None:
     run = leader_without_vip(STEP_DOWN_RULES, {"b": B})
     past_grace(run, 3.5)
     stepped_down(run, 3.6)
-    assert run.memory.hold_until == 3.5 + 300
+    assert run.memory.vip_hold_until == 3.5 + 300
     (entry,) = published(run, run(SessionUp("sess-a2", node="node-a"), 4.0), 4.0)
     assert not entry.eligible  # b, without a VIP too, finds nobody to step down to
     assert entry.why == "stepped down without its VIP; competing again after 300s"
@@ -1307,6 +1307,15 @@ def with_candidates(
 ) -> tuple[Action, ...]:
     """Answer the lookups as no_rivals does, but the candidates with ``candidates``."""
     return no_rivals(run, actions, now, candidates)
+
+
+def test_sigusr1_neither_shortens_nor_replaces_the_hold_after_a_step_down_without_the_vip() -> None:
+    run = leader_without_vip(STEP_DOWN_RULES, {"b": B})
+    past_grace(run, 3.5)
+    stepped_down(run, 3.6)
+    run(StepDownAsked("SIGUSR1 (for 10s)", 10.0), 5.0)  # a follower: ignored
+    assert run.memory.vip_hold_until == 3.5 + 300
+    assert run.memory.standby(20.0) == "stepped down without its VIP; competing again after 300s"
 
 
 def test_a_leader_that_took_the_lock_in_its_hold_does_not_step_down_without_its_vip_again() -> None:
@@ -1335,7 +1344,7 @@ def test_the_hold_is_longer_than_the_next_leaders_gap_and_grace() -> None:
     slow = replace(STEP_DOWN_RULES, handover_gap=100.2, vip_grace=201.0)
     run = leader_without_vip(slow, {"b": B})
     past_grace(run, 201.5)
-    assert run.memory.hold_until == 201.5 + 2 * (100.2 + 201.0)
+    assert run.memory.vip_hold_until == 201.5 + 2 * (100.2 + 201.0)
 
 
 def test_a_leader_without_its_vip_and_no_other_eligible_candidate_keeps_the_lock() -> None:
@@ -1345,7 +1354,7 @@ def test_a_leader_without_its_vip_and_no_other_eligible_candidate_keeps_the_lock
         past_grace(run, now)
     assert not of(Delete, run.actions)
     assert run.memory.leading
-    assert run.memory.hold_until == 0.0
+    assert run.memory.vip_hold_until == 0.0
     (alone,) = [w for w in logs(run.actions, "warning") if "no other eligible candidate" in w]
     assert "keeping the lock (--step-down-without-vip)" in alone
     assert "systemctl status vip-manager" in alone
@@ -1373,7 +1382,7 @@ def test_a_leader_without_its_vip_hands_over_when_a_switchover_is_asked() -> Non
         actions
     )
     assert not of(Delete, run.actions)
-    assert run.memory.hold_until == 0.0
+    assert run.memory.vip_hold_until == 0.0
 
 
 def test_a_leader_in_a_hand_over_does_not_step_down_for_its_vip() -> None:
@@ -1383,7 +1392,7 @@ def test_a_leader_in_a_hand_over_does_not_step_down_for_its_vip() -> None:
         run(Tick(), now)
     assert not of(Delete, run.actions)
     assert run.memory.handover is not None
-    assert run.memory.hold_until == 0.0
+    assert run.memory.vip_hold_until == 0.0
 
 
 def test_a_vip_missing_while_consul_does_not_answer_is_judged_again_after() -> None:
