@@ -217,5 +217,5 @@ def test_with_step_down_without_vip_the_other_node_takes_the_vip(
     assert status_of(lab.nodes["b"].host)["state"] == "leader"
     status = status_of(a)
     assert status["state"] == "follower"
-    assert status["step_down_hold_left"] > 250  # holds back (5 minutes)
+    assert status["vip_hold_left"] > 250  # holds back (5 minutes)
     assert electors["b"].count(MISSING) == 0

@@ -64,7 +64,7 @@ Every rule is a named step below, in the order it is applied:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 from vip_elector.key_entries import (
     LOCK_FLAG,
@@ -621,6 +621,7 @@ class Memory:
     # eligible (holding back would then leave the VIP nowhere).
     vip_hold_until: float = 0.0
     vip_hold_reason: str = ""
+    vip_hold_gave_way: float | None = None  # when it last did
     others_eligible: bool = False  # another eligible candidate, as last read
     candidates_at: float | None = None  # when they were last read
     step_down: str | None = None  # SIGUSR1's detail, until the step-down starts
@@ -758,6 +759,9 @@ def _fmt(seconds: float) -> str:
     return f"{seconds:.3g}s"
 
 
+_MEMORY_FIELDS = frozenset(f.name for f in fields(Memory))
+
+
 class _Step:
     """One call of :func:`decide`: the memory being replaced and the actions so far."""
 
@@ -770,7 +774,13 @@ class _Step:
 
     # -- helpers ---------------------------------------------------------------------
     def set(self, **changes: object) -> None:
-        self.m = replace(self.m, **changes)  # type: ignore[arg-type]
+        # What dataclasses.replace does, without running __init__ over all of
+        # Memory's fields for each change: most of a decision's time went there.
+        if not _MEMORY_FIELDS.issuperset(changes):
+            raise TypeError(f"Memory has no field {sorted(set(changes) - _MEMORY_FIELDS)}")
+        new = object.__new__(Memory)
+        new.__dict__.update(self.m.__dict__, **changes)
+        self.m = new
 
     def log(self, level: str, message: str, event: str) -> None:
         self.out.append(Log(level, message, event))
@@ -1687,8 +1697,6 @@ class _Step:
         if not (rules.step_down_without_vip and missing):
             self.forget_said("vip_alone")
             return None
-        if self.now < m.vip_hold_until:
-            return None  # it stepped down within this hold already, and nobody else took it
         request = m.request
         if request is not None and not request.refused and request.modify_index != m.request_done:
             return None  # a switchover asked for: it hands the VIP over, a delete would not
@@ -1987,6 +1995,7 @@ class _Step:
                     "warning",
                     "hold_given_way",
                 )
+                self.set(vip_hold_gave_way=now)
                 reason = None
         if reason is not None:
             self.say_once("standby", f"not competing for the lock: {reason}", "info", "standby")

@@ -262,11 +262,19 @@ class World:
     def transitioned(self, node: SimNode, daemon: object, cause: Cause, old: Role) -> None:
         """No ping-pong while vip-manager is down everywhere: a process never steps
         down without its VIP twice within its hold (each node tries once, then the
-        last one keeps the lock)."""
+        last one keeps the lock), unless its hold gave way in between (no other
+        node was eligible, so it led again)."""
         if cause != Cause.VIP_MISSING or old != Role.LEADER:
             return
         last = self.vip_step_downs.get(node.name)
-        if last is not None and last[1] is daemon and self.now - last[0] < VIP_STEP_DOWN_HOLD:
+        gave_way = daemon.election.memory.vip_hold_gave_way  # type: ignore[attr-defined]
+        if (
+            last is not None
+            and last[1] is daemon
+            and self.now - last[0] < VIP_STEP_DOWN_HOLD
+            # Unless it led again only because no other node was eligible.
+            and (gave_way is None or gave_way < last[0])
+        ):
             text = (
                 f"{node.name} stepped down without its VIP twice in {self.now - last[0]:.1f}s "
                 f"(its hold is {VIP_STEP_DOWN_HOLD:g}s)"

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# Where no vip-manager runs (the agent-only tests, the demo), an interface this
+# host does not have: the address watch says once that it cannot observe the
+# VIP, instead of reporting a leader without it. The VIP lab passes its veth.
+NO_INTERFACE = "vipe-none0"
+
 
 def write_vip_manager_config(
     path: Path,
@@ -11,7 +16,7 @@ def write_vip_manager_config(
     trigger_key: str,
     trigger_value: str | None = None,
     vip: str = "198.18.0.100",
-    interface: str = "eth0",
+    interface: str = NO_INTERFACE,
     endpoint: str = "http://127.0.0.1:8500",
     interval_ms: int = 100,
     extra: dict[str, object] | None = None,

@@ -301,6 +301,7 @@ class VipLab:
                 trigger_key=self.trigger_key,
                 trigger_value=host.name,
                 vip=self.vip,
+                interface="eth0",
                 interval_ms=self.vip_manager_interval_ms,
                 leader_endpoint=self.leader_endpoint(host) if self.fenced else None,
             )
