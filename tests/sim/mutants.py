@@ -198,6 +198,11 @@ MUTANTS: tuple[Mutant, ...] = (
                 "if False:",
             )
         ),
+        survives="since the confirmed hand-over, a hand-over that fails while leaving "
+        "deletes the key instead of restoring our value, and a stop finishes a hand-over "
+        "first: a blank freed without a hand-over needs a restored blank deleted within "
+        "one read, which no schedule makes in 400 seeds; unit test "
+        "test_a_blank_freed_after_the_gap_still_waits_the_gap_from_the_freeing covers it",
     ),
     Mutant(
         "fence-kept-on-failed-move",
@@ -282,9 +287,6 @@ MUTANTS: tuple[Mutant, ...] = (
                 "            self._refuse_during_hand_over()",
             ),
         ),
-        survives="the refusal needs a delete at an index older than the leader's own "
-        "last write, which the core never sends (reads answered before its write are "
-        "not decided on; a failed hand-over re-reads the key): unit test 22.16 covers it",
     ),
     Mutant(
         "maintenance-not-rechecked",
@@ -319,6 +321,12 @@ MUTANTS: tuple[Mutant, ...] = (
                 "unknown = None",
             )
         ),
+        survives="masked by F1's rule: a starting process waits the hand-over gap at its "
+        "first read of a free key, longer than the node watch's first answer unless the "
+        "agent fails that very request (not drawn in 400 seeds since the merge); unit "
+        "tests test_no_acquire_before_the_node_watch_says_whether_consul_maintenance_"
+        "applies and the real-Consul test_a_daemon_started_on_a_node_in_consul_"
+        "maintenance_never_takes_the_free_key cover it",
     ),
     Mutant(
         "node-name-from-session-only",
@@ -343,6 +351,8 @@ MUTANTS: tuple[Mutant, ...] = (
                 "pass",
             )
         ),
+        survives="the same masking as acquire-before-node-watch (the gap outlasts a "
+        "failed request's retry); unit test tests/unit/test_node_watch.py covers it",
     ),
 )
 
