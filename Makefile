@@ -117,7 +117,7 @@ sim: install
 	$(VPY) -m tests.sim --seeds $(SIM_SEEDS) $(if $(SIM_MINUTES),--minutes $(SIM_MINUTES)) \
 	    $(if $(SEED),--seed $(SEED)) $(if $(MUTANT),--mutant $(MUTANT))
 
-SIM_MUTANT_SEEDS ?= 100
+SIM_MUTANT_SEEDS ?= 250
 sim-mutants: install
 	$(VPY) -m tests.sim --mutants --seeds $(SIM_MUTANT_SEEDS)
 
