@@ -31,6 +31,7 @@ import select
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -277,7 +278,7 @@ class AddressWatch(Worker):
                         continue
                     before, current, dumping = current, dumped, False
                     if before is None or bool(before) != bool(current):
-                        self.post(VipSeen(bool(current)))
+                        self.post(VipSeen(bool(current), time.monotonic()))
                 elif message.index == index and message.address == self.config.vip:
                     if message.dump or dumping:
                         self._apply(message, dumped)
@@ -285,7 +286,7 @@ class AddressWatch(Worker):
                         was = bool(current)
                         self._apply(message, current)
                         if bool(current) != was:
-                            self.post(VipSeen(bool(current)))
+                            self.post(VipSeen(bool(current), time.monotonic()))
 
     @staticmethod
     def _apply(message: AddressEvent, prefixes: set[int]) -> None:

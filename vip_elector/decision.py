@@ -97,6 +97,11 @@ PREEMPT_HOLD_DOWN = 60.0
 MEMBER_HEARTBEAT = 60.0
 REPORT_MIN_GAP = 5.0
 CHRONICLE_KEEP = 20  # changes of the holder waiting to be written to the history
+# A stop hands the lock over only while the wait for the VIP to go (at most the
+# gap) fits in the packaged unit's TimeoutStopSec=5s beside the release's own
+# bounds (generation.end: STOP_WAIT + gap + two calls); with vip-manager's
+# interval over 2 s it releases at once and the next node waits the gap.
+STOP_HAND_OVER_GAP_MAX = 2.2
 STEP_DOWN_RETRY = 0.5  # a delete that failed (Consul unreachable) is sent again
 # --step-down-without-vip: a leader that stepped down because its VIP did not
 # come stays out this long (or twice the next leader's gap + grace, if longer).
@@ -283,6 +288,10 @@ class VipSeen:
     there is to go by."""
 
     present: bool | None
+    # When the kernel said so (monotonic; None: when it is decided on). A hand-over
+    # goes on only for a "gone" seen after its blank was sent: one that waited in
+    # the inbox may be older than a re-add behind it.
+    at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -558,6 +567,7 @@ class HandOver:
     detail: str = ""
     # The address watch saw the VIP leave this host after the blank was sent.
     vip_gone: bool = False
+    blank_sent: float | None = None  # when the blank was sent (its outcome: blanked_at)
 
 
 @dataclass(frozen=True)
@@ -811,7 +821,9 @@ class _Step:
         if previous == Role.LEADER:
             handover = before.handover
             to = None
-            if handover is not None and cause in (Cause.SWITCHOVER, Cause.PREEMPTED):
+            if handover is not None and (
+                handover.handed or cause in (Cause.SWITCHOVER, Cause.PREEMPTED)
+            ):
                 to = handover.target.value
             change = Change(self.now, ours, to, cause.value, self.m.node, detail)
         elif role == Role.LEADER and cause == Cause.ACQUIRED and before.acquire_started is not None:
@@ -981,13 +993,16 @@ class _Step:
 
     def _on_vip_seen(self, seen: VipSeen) -> None:
         self.set(vip=seen.present)
-        self._vip_during_hand_over(seen.present)
+        self._vip_during_hand_over(seen.present, self.now if seen.at is None else seen.at)
 
-    def _vip_during_hand_over(self, present: bool | None) -> None:
-        """A hand-over under way goes on as soon as the VIP is seen gone."""
+    def _vip_during_hand_over(self, present: bool | None, at: float) -> None:
+        """A hand-over under way goes on as soon as the VIP is seen gone after
+        its blank was sent (not on an older "gone" that waited in the inbox)."""
         handover = self.m.handover
         if handover is not None and not handover.handed:
-            self.set(handover=replace(handover, vip_gone=present is False))
+            sent = handover.blank_sent
+            gone = present is False and sent is not None and at >= sent
+            self.set(handover=replace(handover, vip_gone=gone))
 
     def _on_read_failed(self, _: ReadFailed) -> None:
         self.set(watching=False)
@@ -1093,8 +1108,9 @@ class _Step:
         if handover is None:
             return
         if done.result == "ok":
-            self.set(handover=replace(handover, blanked_at=self.now))
-        else:
+            self.set(handover=replace(handover, blanked_at=self.now, blank_sent=done.started))
+        elif not self._hand_over_failed_on_leave(handover, done):
+            # (A leave is never lost: a step-down whose blank failed deletes instead.)
             self.log(
                 "warning",
                 f"handing the VIP over failed: {done.detail or 'the key changed'}",
@@ -1455,6 +1471,8 @@ class _Step:
         if m.stop_handed or m.leaving is not None or m.move_from is not None:
             return None
         self.set(stop_handed=True)
+        if self.rules.handover_gap > STOP_HAND_OVER_GAP_MAX:
+            return None  # it could outlast systemd's TimeoutStopSec: release, as before
         target = self._leave_target()
         if target is None:
             return None
@@ -1601,6 +1619,8 @@ class _Step:
 
     def _report(self) -> float | None:
         m = self.m
+        if m.stop is not None and not m.finished:
+            return None  # not between a stop's blank and its hand-over: after the release
         if m.reporting:
             return None  # its outcome comes next
         wanted = self._member_view()
@@ -1613,6 +1633,8 @@ class _Step:
 
     def _history(self) -> float | None:
         m = self.m
+        if m.stop is not None and not m.finished:
+            return None  # after the release, as the member report
         if not m.chronicle or m.chronicle_sending:
             return None
         if self.now < m.chronicle_at:
@@ -2000,6 +2022,9 @@ class _Step:
         if reason is not None:
             self.say_once("standby", f"not competing for the lock: {reason}", "info", "standby")
             later = [t for t in (m.hold_until, m.vip_hold_until) if t > now]
+            if m.in_vip_hold(now):
+                # The others may fail to take the key: who is eligible is read again.
+                later.append(now + RECHECK)
             return min(later) if later else now + RECHECK
         self.forget_said("standby")
         unknown = self._consul_maintenance_unknown()

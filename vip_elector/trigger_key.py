@@ -271,7 +271,7 @@ def _number(data: dict[str, Any], field: str, low: float, high: float) -> float:
 def _member(value: str, entry: KeyState) -> Member:
     data = _json_object(entry)
     state, eligible = data.get("state"), data.get("eligible")
-    if state not in MEMBER_STATES:
+    if not isinstance(state, str) or state not in MEMBER_STATES:
         raise _Unreadable(f"`state` is not one of {', '.join(sorted(MEMBER_STATES))}")
     if not isinstance(eligible, bool):
         raise _Unreadable("`eligible` is not true or false")

@@ -707,7 +707,7 @@ class SimNode:
         daemon = self.daemon
         if daemon is None or not daemon.running or (not self.observable and not first):
             return
-        seen = VipSeen(self.vm.holds if self.observable else None)
+        seen = VipSeen(self.vm.holds if self.observable else None, self.world.now)
         # In order (one watch thread), each after a drawn delay.
         delay = self.vip_rng.choice([0.0005, 0.002, 0.01, 0.05])
         self.watch_free_at = max(self.world.now + delay, self.watch_free_at)

@@ -981,6 +981,15 @@ def test_sigterm_on_a_leader_that_sees_its_vip_hands_the_lock_to_the_best_candid
     assert run.memory.finished
 
 
+def test_sigterm_with_a_gap_longer_than_the_stop_can_wait_releases_at_once() -> None:
+    # vip-manager's interval 3 s: waiting for the VIP to go could outlast
+    # systemd's TimeoutStopSec=5s and leave a blank key nobody renews.
+    run = seeing_leader(rules=replace(RULES, handover_gap=3.2))
+    actions = run(StopAsked(), 1.0)
+    assert not of(Blank, actions)
+    assert Release((OURS,), (OURS, 11)) in actions
+
+
 def test_sigterm_without_a_seen_vip_or_without_a_candidate_releases_at_once() -> None:
     for vip, candidates in ((None, {"b": B}), (True, {})):
         run = leader()
@@ -1045,6 +1054,35 @@ def test_sigusr1_on_a_leader_that_sees_its_vip_hands_over_instead_of_deleting() 
     (change,) = of(Transition, actions)
     assert (change.role, change.cause) == (Role.FOLLOWER, Cause.STEP_DOWN)
     assert run.memory.standby(1.2) == "SIGUSR1"  # still out for the hold
+
+
+def test_a_vip_gone_seen_before_the_blank_was_sent_does_not_hand_over() -> None:
+    """Review finding: a "gone" that waited in the inbox (vip-manager dropped the
+    VIP on a read error, and added it again) must not hand over early."""
+    run = seeing_leader()
+    request = SwitchoverRequest("b", "ops", WALL + 1.0, 30)
+    assert Blank(OURS) in run(read(held(OURS, b"a", 11), 1.0, request=request, **TREE), 1.0)
+    run(Done(Blank(OURS), "ok", started=1.0), 1.01)
+    assert not of(HandTo, run(VipSeen(False, 0.95), 1.02))
+    assert HandTo(OURS, B) in run(VipSeen(False, 1.08), 1.09)
+
+
+def test_a_sigusr1_whose_blank_fails_still_steps_down() -> None:
+    run = seeing_leader()
+    assert Blank(OURS) in run(StepDownAsked("SIGUSR1", 10.0), 1.0)
+    actions = run(Done(Blank(OURS), "failed", "500 Internal Server Error"), 1.0)
+    assert ReadKey() in actions
+    actions = run(read(held(OURS, b"a", 12), 1.1, **TREE), 1.1)
+    assert Delete(OURS, 12) in actions
+
+
+def test_the_history_names_whom_a_step_down_handed_the_lock_to() -> None:
+    run = seeing_leader()
+    run(StepDownAsked("SIGUSR1", 10.0), 1.0)
+    run(Done(Blank(OURS), "ok"), 1.0)
+    run(VipSeen(False), 1.1)
+    run(Done(HandTo(OURS, B), "ok"), 1.1)
+    assert history(run)[-1] == ("a", "b", "step_down")
 
 
 def test_maintenance_on_a_leader_that_sees_its_vip_hands_over_and_stays_out() -> None:
@@ -1294,6 +1332,7 @@ def test_a_leader_that_stepped_down_without_its_vip_holds_back() -> None:
     (lookup,) = of(LookUpCandidates, actions)
     actions = no_rivals(run, run(CandidatesRead({"b": B}, lookup.freed_at), 200.0), 200.0)
     assert not of(Acquire, actions)
+    assert run.wake <= 201.0  # b may fail to take it: who is eligible is read again
     assert not of(Acquire, with_candidates(run, run(Tick(), 250.0), 250.0, {"b": B}))
     # ...but with nobody else eligible (b's check failed too), holding back would
     # leave the VIP nowhere: the hold gives way (SIGUSR1's never does).

@@ -264,6 +264,8 @@ MEMBER = {
 HOSTILE_MEMBERS: dict[str, tuple[dict[str, object], str]] = {
     "state unknown": ({"state": "king"}, "`state`"),
     "state a number": ({"state": 1}, "`state`"),
+    "state a list (unhashable)": ({"state": []}, "`state`"),
+    "state a mapping (unhashable)": ({"state": {}}, "`state`"),
     "eligible a string": ({"eligible": "yes"}, "`eligible`"),
     "priority 1e400": ({"priority": 1e400}, "priority"),
     "at NaN": ({"at": float("nan")}, "`at`"),
