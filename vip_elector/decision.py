@@ -1617,10 +1617,22 @@ class _Step:
         eligible = m.role in (Role.FOLLOWER, Role.LEADER) and m.session is not None and not why
         return m.role.value, eligible, why[:200], m.session or "", m.node
 
+    def _prefix_refused(self) -> float | None:
+        """While our candidacy entry cannot be written (the token lacks key_prefix
+        write on the trigger-key, which the member entry and the history need as
+        well), those two wait for it: one writer backs off, not three."""
+        m = self.m
+        if m.session is None or m.publish_failures == 0:
+            return None
+        return m.publish_at if m.publish_at != float("inf") else self.now + IDLE
+
     def _report(self) -> float | None:
         m = self.m
         if m.stop is not None and not m.finished:
             return None  # not between a stop's blank and its hand-over: after the release
+        refused = self._prefix_refused()
+        if refused is not None:
+            return max(refused, self.now + PUBLISH_RETRY)
         if m.reporting:
             return None  # its outcome comes next
         wanted = self._member_view()
@@ -1635,6 +1647,9 @@ class _Step:
         m = self.m
         if m.stop is not None and not m.finished:
             return None  # after the release, as the member report
+        refused = self._prefix_refused()
+        if refused is not None:
+            return max(refused, self.now + PUBLISH_RETRY)
         if not m.chronicle or m.chronicle_sending:
             return None
         if self.now < m.chronicle_at:

@@ -809,6 +809,21 @@ def test_the_member_entry_is_written_on_a_change_and_on_a_heartbeat_not_on_every
     ]
 
 
+def test_while_the_candidacy_is_refused_the_member_report_and_history_wait_for_it() -> None:
+    # The same key_prefix right: one writer backs off, not three (test_security's
+    # count of denied writes).
+    run = Run(RULES, Memory(watching=True), reports=True)
+    actions = run(SessionUp(OURS, node="node-a"), 0.0)
+    (publish,) = of(Publish, actions)
+    for report in of(Report, actions):
+        run(Done(report, "ok"), 0.0)
+    run(Done(publish, "failed", "403 Permission denied"), 0.0)
+    actions = run(MaintenanceFile("maintenance file /x exists"), 6.0)  # a change to report
+    assert not of(Report, actions)
+    (publish,) = of(Publish, actions)
+    assert of(Report, run(Done(publish, "ok"), 6.1))
+
+
 def test_a_failing_member_report_backs_off_and_says_so_once() -> None:
     run = Run(reports=True)
     report = of(Report, run(GateClosed("check 'web' is critical"), 0.0))[0]
