@@ -1036,8 +1036,12 @@ class _Step:
     def _on_candidates_read(self, read: CandidatesRead) -> None:
         better = best_other(dict(read.candidates), self.rules.value, than=self.rules.priority)
         others = best_other(dict(read.candidates), self.rules.value) is not None
-        self.set(candidates_for=read.freed_at, better=better, others_eligible=others)
-        self.set(candidates_at=self.now)
+        self.set(
+            candidates_for=read.freed_at,
+            better=better,
+            others_eligible=others,
+            candidates_at=self.now,
+        )
 
     def _on_session_checked(self, checked: SessionChecked) -> None:
         loss = self.m.loss
@@ -1624,7 +1628,8 @@ class _Step:
         m = self.m
         if m.session is None or m.publish_failures == 0:
             return None
-        return m.publish_at if m.publish_at != float("inf") else self.now + IDLE
+        retry = m.publish_at if m.publish_at != float("inf") else self.now + IDLE
+        return max(retry, self.now + PUBLISH_RETRY)
 
     def _report(self) -> float | None:
         m = self.m
@@ -1632,7 +1637,7 @@ class _Step:
             return None  # not between a stop's blank and its hand-over: after the release
         refused = self._prefix_refused()
         if refused is not None:
-            return max(refused, self.now + PUBLISH_RETRY)
+            return refused
         if m.reporting:
             return None  # its outcome comes next
         wanted = self._member_view()
@@ -1649,7 +1654,7 @@ class _Step:
             return None  # after the release, as the member report
         refused = self._prefix_refused()
         if refused is not None:
-            return max(refused, self.now + PUBLISH_RETRY)
+            return refused
         if not m.chronicle or m.chronicle_sending:
             return None
         if self.now < m.chronicle_at:
