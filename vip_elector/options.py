@@ -478,13 +478,6 @@ def with_flags() -> Iterator[Option]:
     return (o for o in OPTIONS if o.flag is not None)
 
 
-def default_of(name: str) -> str:
-    """The default of a row that has one."""
-    value = option(name).default
-    assert value is not None, name
-    return value
-
-
 # -- the reload rule ----------------------------------------------------------
 
 

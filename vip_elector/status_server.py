@@ -48,16 +48,6 @@ MAX_CONNECTIONS = 16
 REQUEST_DEADLINE = 2.0
 
 
-def bind_problem(address: tuple[str, int]) -> str | None:
-    """Why the status server could not listen on ``address``, or None (it can)."""
-    try:
-        server = BoundedServer(address, BaseHTTPRequestHandler)
-    except OSError as exc:
-        return f"cannot listen on {format_address(address)}: {exc.strerror or exc}"
-    server.server_close()
-    return None
-
-
 def format_address(address: tuple[str, int]) -> str:
     host, port = address
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
