@@ -371,9 +371,11 @@ class AddressWatch(Worker):
                 if exc.errno != errno.ENOBUFS:
                     raise
                 # The kernel dropped events: only a new dump says how it is now, and
-                # the interface's index is asked again (its link events may be lost).
+                # the interface's index is asked again (its link events may be lost;
+                # a change of it asks for the dump itself).
                 messages = list(interface.resync(self._index()))
-                dump()
+                if not messages:
+                    dump()
             for message in messages:
                 if isinstance(message, DumpEnd):
                     dumping = False

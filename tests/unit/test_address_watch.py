@@ -366,6 +366,21 @@ def test_an_interface_re_created_is_followed_on_its_new_index(
     ]
 
 
+def test_lost_link_events_are_made_up_for_by_asking_the_index_again(
+    watched: tuple[Kernel, Seen, AddressWatch], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kernel, seen, _ = watched
+    kernel.request()
+    kernel.ours.send(DUMP)
+    assert seen.wait(1) == [False]
+    monkeypatch.setattr(socket, "if_nametoindex", lambda name: 9)  # re-created meanwhile
+    kernel.overflow = True  # its link events are lost to ENOBUFS
+    kernel.ours.send(link(False, ETH0, "eth0"))
+    assert kernel.request() == RTM_GETADDR
+    kernel.ours.send(moved(NEW, 9, dump=True) + DONE)
+    assert seen.wait(2) == [False, True]
+
+
 def test_an_interface_that_appears_after_the_start_is_followed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
