@@ -11,6 +11,14 @@ it dumps again. It tells the election thread ``VipSeen(True/False)`` once at
 start and on every change; the decision core reports a leader without its
 VIP, or a VIP on a node that does not lead.
 
+The interface is followed by name, not by the index it had at start: a bond,
+VLAN or bridge that ifupdown or systemd-networkd deletes and creates again
+(or a NIC driver reloaded) comes back with a new index. The link group's
+RTM_NEWLINK/RTM_DELLINK events say so: an interface that goes means the VIP
+is not here (``VipSeen(False)``), one that comes back (or first appears) is
+dumped again and its addresses told. One INFO line per change of the
+interface.
+
 The kernel interface is used directly (the stdlib's AF_NETLINK sockets and
 struct) rather than pyroute2: about a hundred lines for one message family,
 and no new dependency for the Debian package nor for the lowest-versions job.
@@ -45,12 +53,15 @@ log = logging.getLogger("vip_elector")
 
 # linux/netlink.h, linux/rtnetlink.h, linux/if_addr.h
 NLMSG_NOOP, NLMSG_ERROR, NLMSG_DONE, NLMSG_OVERRUN = 1, 2, 3, 4
+RTM_NEWLINK, RTM_DELLINK = 16, 17
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_DUMP, NLM_F_DUMP_INTR = 0x1, 0x2, 0x300, 0x10
-RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR = 0x10, 0x100
+RTMGRP_LINK, RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR = 0x1, 0x10, 0x100
 IFA_ADDRESS, IFA_LOCAL = 1, 2
+IFLA_IFNAME = 3
 _NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
 _IFADDRMSG = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, interface index
+_IFINFOMSG = struct.Struct("=BxHiII")  # family, type, interface index, flags, change mask
 _RTATTR = struct.Struct("=HH")  # length, type
 RECEIVE_BUFFER = 1 << 20  # bytes: room for a burst of events before ENOBUFS
 READ_SIZE = 1 << 16
@@ -69,6 +80,16 @@ class AddressEvent:
 
 
 @dataclass(frozen=True)
+class LinkEvent:
+    """An interface created or changed (``new``: RTM_NEWLINK, also sent for a change
+    of its flags or name) or deleted (RTM_DELLINK), with its index and name."""
+
+    new: bool
+    index: int
+    name: str
+
+
+@dataclass(frozen=True)
 class DumpEnd:
     """The dump is complete; ``interrupted``: the addresses changed during it."""
 
@@ -79,9 +100,9 @@ def _align(length: int) -> int:
     return (length + 3) & ~3
 
 
-def parse_messages(data: bytes) -> Iterator[AddressEvent | DumpEnd]:
-    """The address messages and dump ends in one read of a NETLINK_ROUTE socket
-    (anything else is skipped; a truncated message ends the read)."""
+def parse_messages(data: bytes) -> Iterator[AddressEvent | LinkEvent | DumpEnd]:
+    """The address and link messages and dump ends in one read of a NETLINK_ROUTE
+    socket (anything else is skipped; a truncated message ends the read)."""
     interrupted = False
     offset = 0
     while offset + _NLMSGHDR.size <= len(data):
@@ -104,20 +125,37 @@ def parse_messages(data: bytes) -> Iterator[AddressEvent | DumpEnd]:
             event = _address(kind == RTM_NEWADDR, body, dump=bool(flags & NLM_F_MULTI))
             if event is not None:
                 yield event
+        elif kind in (RTM_NEWLINK, RTM_DELLINK) and len(body) >= _IFINFOMSG.size:
+            link = _link(kind == RTM_NEWLINK, body)
+            if link is not None:
+                yield link
 
 
-def _address(new: bool, body: bytes, dump: bool) -> AddressEvent | None:
-    family, prefix, _, _, index = _IFADDRMSG.unpack_from(body)
-    if family not in (socket.AF_INET, socket.AF_INET6):
-        return None
+def _attributes(body: bytes, offset: int) -> dict[int, bytes]:
+    """The route attributes of a message body from ``offset`` on, by type."""
     found: dict[int, bytes] = {}
-    offset = _IFADDRMSG.size
     while offset + _RTATTR.size <= len(body):
         length, kind = _RTATTR.unpack_from(body, offset)
         if length < _RTATTR.size:
             break
         found[kind] = body[offset + _RTATTR.size : offset + length]
         offset += _align(length)
+    return found
+
+
+def _link(new: bool, body: bytes) -> LinkEvent | None:
+    _, _, index, _, _ = _IFINFOMSG.unpack_from(body)
+    raw = _attributes(body, _IFINFOMSG.size).get(IFLA_IFNAME)
+    if raw is None:
+        return None
+    return LinkEvent(new, index, raw.split(b"\0", 1)[0].decode(errors="replace"))
+
+
+def _address(new: bool, body: bytes, dump: bool) -> AddressEvent | None:
+    family, prefix, _, _, index = _IFADDRMSG.unpack_from(body)
+    if family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    found = _attributes(body, _IFADDRMSG.size)
     # IFA_LOCAL is the address itself (IFA_ADDRESS the peer's on a point-to-point
     # link); IPv6 has IFA_ADDRESS only.
     raw = found.get(IFA_LOCAL) or found.get(IFA_ADDRESS)
@@ -149,6 +187,46 @@ def unobservable_reason(config: VipManagerConfig) -> str | None:
     if config.vip is None or config.interface is None:
         return f"{config.path} does not set both `ip` and `interface`"
     return None
+
+
+@dataclass
+class Interface:
+    """vip-manager.yml's ``interface`` as the kernel's link events tell it: its
+    index now (None while this host has no interface of that name) and the one
+    it had before (for the log line)."""
+
+    name: str
+    index: int | None
+    last: int | None = None
+
+    def follow(self, link: LinkEvent) -> str | None:
+        """Take in one link event; what to say (once per change of the interface),
+        or None when it does not change which interface the VIP is watched on."""
+        if link.index == self.index and (not link.new or link.name != self.name):
+            self.last, self.index = self.index, None  # deleted, or renamed away
+            return (
+                f"interface {self.name} is gone (index {self.last}): the VIP is not on this "
+                "host until it is back"
+            )
+        if link.new and link.name == self.name and link.index != self.index:
+            before = self.index if self.index is not None else self.last
+            self.index = link.index
+            if before is None:
+                return f"interface {self.name} appeared (index {link.index}): following it"
+            return (
+                f"interface {self.name} was re-created (index {before} -> {link.index}): "
+                "following it"
+            )
+        return None
+
+    def resync(self, index: int | None) -> list[LinkEvent]:
+        """The link event that makes up for lost ones, given the index the name has
+        now (None: no such interface), or none when it is still the one followed."""
+        if index is not None and index != self.index:
+            return [LinkEvent(True, index, self.name)]
+        if index is None and self.index is not None:
+            return [LinkEvent(False, self.index, self.name)]
+        return []
 
 
 class AddressWatch(Worker):
@@ -184,25 +262,31 @@ class AddressWatch(Worker):
     def _watch(self) -> None:
         config = self.config
         reason = unobservable_reason(config)
-        sock = None
-        if reason is None:
-            assert config.interface is not None
-            try:
-                index = socket.if_nametoindex(config.interface)
-                sock = self._open()
-            except OSError as exc:
-                reason = self._why(exc)
-        if sock is None or reason is not None:
-            self._unobservable(reason or "netlink is not available")
+        if reason is not None:
+            self._unobservable(reason)
+            return
+        assert config.interface is not None
+        try:
+            sock = self._open()
+        except OSError as exc:
+            self._unobservable(self._why(exc))
             return
         try:
-            log.info(
-                "following the VIP %s on %s through netlink (kernel address events)",
-                config.vip,
-                config.interface,
-                extra={"event": "vip_watch"},
-            )
-            self._follow(sock, index)
+            try:
+                index: int | None = socket.if_nametoindex(config.interface)
+            except OSError as exc:
+                # Not there (yet): ifupdown or systemd-networkd may create it after
+                # us. Unobserved until its link event says it is there.
+                index = None
+                self._unobservable(f"{self._why(exc)}; it is followed as soon as it appears")
+            else:
+                log.info(
+                    "following the VIP %s on %s through netlink (kernel address events)",
+                    config.vip,
+                    config.interface,
+                    extra={"event": "vip_watch"},
+                )
+            self._follow(sock, Interface(config.interface, index))
         except OSError as exc:
             if not self.stop.is_set():
                 log.warning(
@@ -242,18 +326,39 @@ class AddressWatch(Worker):
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
             # Subscribed before the dump: no change between the two is missed.
-            sock.bind((0, RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR))
+            sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR))
         except OSError:
             sock.close()
             raise
         return sock
 
-    def _follow(self, sock: socket.socket, index: int) -> None:
-        sequence = 1
-        sock.send(dump_request(sequence))
-        dumping, again = True, False  # a dump under way; another one wanted after it
+    def _index(self) -> int | None:
+        """The interface's index now (None: this host has none of that name)."""
+        assert self.config.interface is not None
+        try:
+            return socket.if_nametoindex(self.config.interface)
+        except OSError:
+            return None
+
+    def _follow(self, sock: socket.socket, interface: Interface) -> None:
+        sequence = 0
+        dumping, again = False, False  # a dump under way; another one wanted after it
         current: set[int] | None = None  # prefix lengths of the VIP on the interface
         dumped: set[int] = set()  # what the dump under way found so far
+
+        def dump() -> None:
+            nonlocal sequence, dumping, again, dumped
+            if dumping:
+                again = True  # one dump at a time per socket: after the one under way
+                return
+            sequence += 1
+            dumped, dumping, again = set(), True, False
+            sock.send(dump_request(sequence))
+
+        def tell(present: bool) -> None:
+            self.post(VipSeen(present, time.monotonic()))
+
+        dump()
         # Until close(), not until the stop: a stopping leader's hand-over waits
         # for the VIP to go (the election thread closes the watch when it ends).
         while True:
@@ -265,28 +370,41 @@ class AddressWatch(Worker):
             except OSError as exc:
                 if exc.errno != errno.ENOBUFS:
                     raise
-                # The kernel dropped events: only a new dump says how it is now
-                # (after the one under way: one dump at a time per socket).
-                messages = [DumpEnd(interrupted=True)] if not dumping else []
-                again = dumping
+                # The kernel dropped events: only a new dump says how it is now, and
+                # the interface's index is asked again (its link events may be lost;
+                # a change of it asks for the dump itself).
+                messages = list(interface.resync(self._index()))
+                if not messages:
+                    dump()
             for message in messages:
                 if isinstance(message, DumpEnd):
+                    dumping = False
                     if message.interrupted or again:
-                        sequence += 1
-                        dumped, dumping, again = set(), True, False
-                        sock.send(dump_request(sequence))
-                        continue
-                    before, current, dumping = current, dumped, False
-                    if before is None or bool(before) != bool(current):
-                        self.post(VipSeen(bool(current), time.monotonic()))
-                elif message.index == index and message.address == self.config.vip:
+                        dump()
+                    elif interface.index is not None:
+                        before, current = current, dumped
+                        if before is None or bool(before) != bool(current):
+                            tell(bool(current))
+                elif isinstance(message, LinkEvent):
+                    said = interface.follow(message)
+                    if said is None:
+                        continue  # another interface, or a change of its flags
+                    log.info("%s", said, extra={"event": "vip_interface"})
+                    if interface.index is None:
+                        if current is None or current:
+                            tell(False)  # no interface, no VIP on it
+                        current = set()
+                    else:
+                        current = None  # told once its addresses are dumped
+                        dump()
+                elif message.index == interface.index and message.address == self.config.vip:
                     if message.dump or dumping:
                         self._apply(message, dumped)
                     if not message.dump and current is not None:
                         was = bool(current)
                         self._apply(message, current)
                         if bool(current) != was:
-                            self.post(VipSeen(bool(current), time.monotonic()))
+                            tell(bool(current))
 
     @staticmethod
     def _apply(message: AddressEvent, prefixes: set[int]) -> None:

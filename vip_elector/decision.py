@@ -37,7 +37,10 @@ Every rule is a named step below, in the order it is applied:
   most every REPORT_MIN_GAP) and every MEMBER_HEARTBEAT, and "stopped" on a
   clean stop. **history**: each change of the key's holder this node caused or
   saw happen to itself (it took the key, it lost or gave it, and why) is
-  appended to the key's bounded history, retried with a backoff.
+  appended to the key's bounded history, retried with a backoff. **reap**:
+  the leader removes (cas) the member entry of a node gone for good, one
+  that said "stopped" or went silent more than MEMBER_REAP (72 h) ago;
+  never its own, never one of a value with a live session.
 - **foreign key**: a plain key somebody wrote is never taken.
 - leading: **ownership** (the key still ours, else the lock is lost and why),
   **fence** (each consistent read that proves the lock extends /leader's
@@ -63,14 +66,17 @@ Every rule is a named step below, in the order it is applied:
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 
 from vip_elector.key_entries import (
     LOCK_FLAG,
+    MEMBER_REAP,
     Candidate,
     Change,
     KeyState,
+    Member,
     SwitchoverRequest,
     best_other,
     is_foreign,
@@ -168,6 +174,7 @@ class KeyRead:
     conflict: int = 0  # ModifyIndex of a conflict flag on our value
     answered: float | None = None  # when its answer came (default: ``started``)
     resumed: bool = False  # the first answer after failed reads
+    members: Mapping[str, Member] = field(default_factory=dict)  # the tree's member entries
 
 
 @dataclass(frozen=True)
@@ -407,6 +414,14 @@ class Report:
 
 
 @dataclass(frozen=True)
+class ReapMember:
+    """Remove the member entry of a node gone for good, if it is still at
+    ``modify_index`` (cas). ``member``: what it said last, for the log line."""
+
+    member: Member
+
+
+@dataclass(frozen=True)
 class AppendHistory:
     """Changes of the key's holder this node took part in, for ``<key>/history``
     (``at`` on the monotonic clock: the election thread stamps the wall clock)."""
@@ -520,6 +535,7 @@ Action = (
     | RefuseRequest
     | Publish
     | Report
+    | ReapMember
     | AppendHistory
     | CheckRivals
     | LookUpLockDelay
@@ -658,6 +674,12 @@ class Memory:
     report_soonest: float = 0.0
     report_failures: int = 0
     reporting: bool = False  # a Report is out; its outcome comes next
+    # the member entries, as the leader's last read of the tree found them; those
+    # removed (or being removed) by value, at the ModifyIndex removed; no removal
+    # before reap_at (after a failed one)
+    members: Mapping[str, Member] = field(default_factory=dict)
+    reaped: Mapping[str, int] = field(default_factory=dict)
+    reap_at: float = 0.0
     # the history: changes of the holder not written yet
     chronicle: tuple[Change, ...] = ()
     chronicle_at: float = 0.0
@@ -867,6 +889,7 @@ class _Step:
         self._vip_reads(not m.watching or read.resumed, read.started if read.tree else None)
         if read.tree:
             self.set(candidates=dict(read.candidates), request=read.request, conflict=read.conflict)
+            self._members_read(read.members)
         # Whose value is in the key: the hand-over gap counts from the moment
         # another node's value was seen to leave it, whatever freed it.
         other = key.held and not self.ours(key) and key.session != m.move_from
@@ -1400,7 +1423,7 @@ class _Step:
         # Again on the role this step ended with (a lock just lost or won), so that
         # what changed now is published now; then, last, what the lock's rules
         # just changed (a role, a change of holder) is reported in this step.
-        for rule in (self._vip_place, self._report, self._history):
+        for rule in (self._vip_place, self._report, self._history, self._reap):
             at = rule()
             if at is not None:
                 wake = min(wake, at)
@@ -1662,6 +1685,76 @@ class _Step:
         self.out.append(AppendHistory(m.chronicle))
         self.set(chronicle_sending=len(m.chronicle))
         return None
+
+    def _members_read(self, members: Mapping[str, Member]) -> None:
+        """The member entries of a tree read; a removal is forgotten once a read
+        no longer shows that entry (removed, or written again since)."""
+        reaped = {
+            value: index
+            for value, index in self.m.reaped.items()
+            if value in members and members[value].modify_index == index
+        }
+        self.set(members=dict(members), reaped=reaped)
+
+    def _reap(self) -> float | None:
+        """The leader removes the member entries of nodes gone for good (as Consul
+        reaps a failed node after its reconnect_timeout): with cas, so that a node
+        that reported meanwhile keeps its entry; never our own, never one whose
+        value has a live session (a candidacy entry, or the session it names)."""
+        m = self.m
+        if not m.leading or m.stop is not None:
+            return None
+        if self.now < m.reap_at:
+            return m.reap_at
+        live = {c.session for c in m.candidates.values()}
+        for value, member in m.members.items():
+            if (
+                value == self.rules.value
+                or value in m.candidates
+                or (member.session and member.session in live)
+                or m.reaped.get(value) == member.modify_index
+                or not member.gone_for_good(m.wall)
+            ):
+                continue
+            self.out.append(ReapMember(member))
+            self.set(reaped={**self.m.reaped, value: member.modify_index})
+        return None
+
+    def _done_reap_member(self, done: Done) -> None:
+        action = done.action
+        assert isinstance(action, ReapMember)
+        member = action.member
+        who = f"node {member.node or '?'} (value {member.value!r})"
+        if done.result == "ok":
+            since = datetime.datetime.fromtimestamp(member.at, datetime.UTC)
+            how = "stopped" if member.state == "stopped" else "silent"
+            self.log(
+                "info",
+                f"removed the member entry of {who}: {how} since "
+                f"{since:%Y-%m-%d %H:%M:%S} UTC (last said: {member.state}), longer than "
+                f"{MEMBER_REAP / 3600:g} h; `vip-elector status` no longer lists it (it "
+                "comes back when that node's vip-elector runs again)",
+                "member_reaped",
+            )
+            self.forget_said("reap")
+        elif done.result == "refused":
+            self.log(
+                "debug",
+                f"kept the member entry of {who}: it was written again since it was read",
+                "member_kept",
+            )
+        else:
+            self.set(
+                reaped={k: v for k, v in self.m.reaped.items() if k != member.value},
+                reap_at=self.now + PUBLISH_RETRY_MAX,
+            )
+            self.say_once(
+                "reap",
+                f"cannot remove the member entry of {who}: {done.detail}; retrying in "
+                f"{_fmt(PUBLISH_RETRY_MAX)}",
+                "warning",
+                "member_unreaped",
+            )
 
     # -- leading -------------------------------------------------------------------------
     def _lead(self) -> float:

@@ -57,6 +57,7 @@ from vip_elector.decision import (
     Publish,
     ReadFailed,
     ReadKey,
+    ReapMember,
     Record,
     RefuseRequest,
     Release,
@@ -369,6 +370,8 @@ class Election(Worker):
             return self._publish(action)
         if isinstance(action, (Report, AppendHistory)):
             return self._report(action)
+        if isinstance(action, ReapMember):
+            return self._reap_member(action)
         if isinstance(action, CheckRivals):
             return self._check_rivals(action)
         if isinstance(action, LookUpLockDelay):
@@ -441,6 +444,7 @@ class Election(Worker):
             request=found.request,
             conflict=found.conflict,
             answered=time.monotonic(),
+            members=found.members,
         )
 
     def _publish(self, action: Publish) -> Done:
@@ -513,6 +517,11 @@ class Election(Worker):
         except ConsulError as exc:
             return Done(action, "failed", str(exc))
         return Done(action, "ok" if done else "refused")
+
+    def _reap_member(self, action: ReapMember) -> Done:
+        """The member entry of a node gone for good, removed if it is unchanged."""
+        member = action.member
+        return self._write(action, lambda: self.key.drop_member(member.value, member.modify_index))
 
     def _stamped(self, changes: tuple[Change, ...]) -> list[Change]:
         """The core's changes with the wall clock of when they happened."""

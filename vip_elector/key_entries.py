@@ -11,7 +11,7 @@ decides on them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 LOCK_FLAG = 0x2DDCCBC058A50C18  # consul/api/lock.go LockFlagValue = 3304740253564472344
 SWITCHOVER_FRESH = 10.0  # seconds a switchover request is good for
@@ -95,6 +95,7 @@ class Member:
     session: str = ""
     at: float = 0.0  # wall clock of the report
     heartbeat: float = 60.0  # the daemon reports again at least this often
+    modify_index: int = 0  # of its entry: the leader removes it with cas
 
     def silent_since(self, now: float) -> float | None:
         """When it last reported, if it has missed its heartbeats since (its daemon
@@ -103,8 +104,19 @@ class Member:
             return None
         return self.at
 
+    def gone_for_good(self, now: float) -> bool:
+        """Whether it said "stopped", or went silent, more than MEMBER_REAP ago (wall
+        clock ``now``): a node taken out of service, whose entry the leader removes."""
+        return now - self.at > max(MEMBER_REAP, MEMBER_STALE * self.heartbeat)
+
 
 MEMBER_STALE = 2.5  # heartbeats missed before a member counts as silent
+# A member entry that has not been written for this long is removed by the
+# leader. Consul itself forgets a failed node after its reconnect_timeout, 72 h
+# by default; the same time keeps the row of a node that is down over a long
+# weekend (or powered off for a repair) in `status`, and a node that comes back
+# later simply writes its entry again.
+MEMBER_REAP = 72 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -140,6 +152,7 @@ class KeyTree:
     request: SwitchoverRequest | None
     conflict: int  # ModifyIndex of a conflict flag on our value; 0 when there is none
     rejected: tuple[Rejected, ...] = ()
+    members: dict[str, Member] = field(default_factory=dict)
 
 
 def best_other(

@@ -132,6 +132,7 @@ class KeyWatch(Worker):
                     conflict=tree.conflict,
                     answered=answered,
                     resumed=attempts > 1,
+                    members=tree.members,
                 )
             key = self.key.read(at, wait, consistent=False)
             answered = time.monotonic()

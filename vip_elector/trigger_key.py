@@ -286,6 +286,7 @@ def _member(value: str, entry: KeyState) -> Member:
         session=_text(data, "session", "", 64),
         at=_number(data, "at", 0.0, 1e11),
         heartbeat=_number(data, "heartbeat", *HEARTBEAT_RANGE),
+        modify_index=entry.modify_index,
     )
 
 
@@ -555,6 +556,9 @@ class TriggerKey:
             parse_request(self.name, entries, rejected),
             flag.modify_index if flag is not None else 0,
             tuple(rejected),
+            # For the leader's removal of entries of nodes gone for good; a bad one
+            # is `status`'s to show (IGNORED), not a WARNING on every read.
+            parse_members(self.name, entries),
         )
         warn_rejected(rejected)
         return tree
@@ -638,6 +642,11 @@ class TriggerKey:
         """Every member entry (one prefix read); bad ones go to ``rejected``."""
         _, entries = self.adapter.get_prefix(members_prefix(self.name))
         return parse_members(self.name, entries, rejected)
+
+    def drop_member(self, value: str, modify_index: int) -> bool:
+        """Delete the member entry of ``value`` if it is still at ``modify_index``
+        (cas: a node that reported meanwhile keeps it). True once it is gone."""
+        return self.adapter.delete_key(member_key(self.name, value), cas=modify_index)
 
     def history(self, rejected: list[Rejected] | None = None) -> list[Change]:
         entry = self.adapter.get_key(history_key(self.name))

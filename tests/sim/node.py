@@ -331,6 +331,7 @@ class WatchModel:
                     conflict=tree.conflict,
                     answered=self.w.now,
                     resumed=self.attempts > 1,
+                    members=tree.members,
                 )
             else:
                 read = KeyRead(

@@ -6,6 +6,9 @@ namespace (Linux 6.x): a dump of a host with eth0 (index 3,
 198.18.7.11/24, 2001:db8::11/64) and eth1; `ip addr add 198.18.7.100/24 dev
 eth0`, its `ip addr del`, and `ip -6 addr add 2001:db8::100/64 dev eth0`; then
 a second dump, read together with the notification of an add just before it.
+The link messages were captured the same way (`ip link add vip0 type bridge`,
+then `ip link del vip0`: RTM_NEWLINK and RTM_DELLINK of index 2), cut after
+their first attribute (the name) and their length set to match.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from vip_elector.address_watch import (
     AddressEvent,
     AddressWatch,
     DumpEnd,
+    Interface,
+    LinkEvent,
     parse_messages,
     unobservable_reason,
 )
@@ -69,6 +74,13 @@ DUMP2 = bytes.fromhex(
     "ffffffffffffffffe0541200e054120008000800820000005000000014000200020000003f4200000a40c0fd"
     "0300000014000100fe80000000000000f88006fffed8c61314000600ffffffffffffffffde541200de541200"
     "08000800c000000005000b00030000001400000003000200020000003f42000000000000"
+)
+
+NEWLINK = bytes.fromhex(
+    "2c000000100000000000000000000000000001000200000002100000ffffffff090003007669703000000000"
+)
+DELLINK = bytes.fromhex(
+    "2c000000110000000000000000000000000001000200000002100000ffffffff090003007669703000000000"
 )
 
 VIP = "198.18.7.100"
@@ -128,6 +140,69 @@ def test_an_interrupted_dump_says_so() -> None:
     flags = struct.unpack_from("=H", data, last_address + 6)[0]
     struct.pack_into("=H", data, last_address + 6, flags | 0x10)
     assert list(parse_messages(bytes(data)))[-1] == DumpEnd(interrupted=True)
+
+
+def link(new: bool, index: int, name: str) -> bytes:
+    """RTM_NEWLINK/RTM_DELLINK as the kernel lays it out (ifinfomsg, then IFLA_IFNAME)."""
+    raw = name.encode() + b"\0"
+    attribute = struct.pack("=HH", 4 + len(raw), 3) + raw
+    attribute += bytes(-len(attribute) % 4)
+    body = struct.pack("=BxHiII", 0, 1, index, 0x1002, 0xFFFFFFFF) + attribute
+    return struct.pack("=IHHII", 16 + len(body), 16 if new else 17, 0, 0, 0) + body
+
+
+def moved(message: bytes, index: int, dump: bool = False) -> bytes:
+    """An address message of the captures, on interface ``index`` (and as part of a
+    dump's answer: NLM_F_MULTI)."""
+    data = bytearray(message)
+    struct.pack_into("=I", data, 20, index)
+    if dump:
+        struct.pack_into("=H", data, 6, 2)
+    return bytes(data)
+
+
+DONE = DUMP[-20:]  # NLMSG_DONE
+
+
+def test_an_interface_created_and_deleted_is_told_with_its_index_and_name() -> None:
+    assert list(parse_messages(NEWLINK)) == [LinkEvent(True, 2, "vip0")]
+    assert list(parse_messages(DELLINK)) == [LinkEvent(False, 2, "vip0")]
+    assert list(parse_messages(link(True, 7, "bond0") + DELLINK)) == [
+        LinkEvent(True, 7, "bond0"),
+        LinkEvent(False, 2, "vip0"),
+    ]
+
+
+def test_the_interface_is_followed_by_name_once_per_change() -> None:
+    bond = Interface("bond0", 4)
+    assert bond.follow(LinkEvent(True, 4, "bond0")) is None  # its flags changed
+    assert bond.follow(LinkEvent(True, 5, "eth1")) is None  # another interface
+    assert bond.follow(LinkEvent(False, 5, "eth1")) is None
+    assert str(bond.follow(LinkEvent(False, 4, "bond0"))).startswith(
+        "interface bond0 is gone (index 4)"
+    )
+    assert bond.index is None
+    assert bond.follow(LinkEvent(False, 4, "bond0")) is None  # told once
+    assert bond.follow(LinkEvent(True, 9, "bond0")) == (
+        "interface bond0 was re-created (index 4 -> 9): following it"
+    )
+    assert bond.follow(LinkEvent(True, 9, "bond0")) is None
+    # Re-created with no deletion seen (events lost), then renamed away.
+    assert bond.follow(LinkEvent(True, 11, "bond0")) == (
+        "interface bond0 was re-created (index 9 -> 11): following it"
+    )
+    assert bond.follow(LinkEvent(True, 11, "bond-old")) is not None
+    assert bond.index is None
+
+
+def test_an_interface_missing_at_start_is_followed_once_it_appears() -> None:
+    vlan = Interface("vlan42", None)
+    assert vlan.follow(LinkEvent(True, 6, "vlan42")) == (
+        "interface vlan42 appeared (index 6): following it"
+    )
+    assert vlan.resync(6) == []
+    assert vlan.resync(None) == [LinkEvent(False, 6, "vlan42")]
+    assert vlan.resync(8) == [LinkEvent(True, 8, "vlan42")]
 
 
 def test_a_netlink_error_is_raised() -> None:
@@ -250,11 +325,86 @@ def test_an_interface_that_does_not_exist_is_told_as_unobserved(
     )
     with caplog.at_level(logging.INFO, logger="vip_elector"):
         watch.start()
+        assert seen.wait(1) == [None]
+        watch.stop.set()
+        watch.close()
         watch.join(5)
-    assert seen.wait(1) == [None]
+    assert not watch.is_alive()
     said = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
     assert len(said) == 1, said
     assert "no interface 'nosuch0'" in said[0]
+    assert "followed as soon as it appears" in said[0]
+
+
+def test_an_interface_re_created_is_followed_on_its_new_index(
+    watched: tuple[Kernel, Seen, AddressWatch], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bond re-created by ifupdown: its addresses go, then the interface, then
+    it comes back on another index, where vip-manager adds the VIP again."""
+    kernel, seen, _ = watched
+    kernel.request()
+    kernel.ours.send(DUMP)
+    kernel.ours.send(NEW)
+    assert seen.wait(2) == [False, True]
+    with caplog.at_level(logging.INFO, logger="vip_elector"):
+        kernel.ours.send(DEL + link(False, ETH0, "eth0"))
+        assert seen.wait(3) == [False, True, False]
+        kernel.ours.send(link(True, 9, "eth0") + link(True, 9, "eth0"))  # up, then flags
+        assert kernel.request() == RTM_GETADDR  # the new index's addresses
+        kernel.ours.send(moved(DUMP, 9, dump=True) + DONE)
+        assert seen.wait(4) == [False, True, False, False]  # told once dumped
+        kernel.ours.send(moved(NEW, 9))
+        assert seen.wait(5) == [False, True, False, False, True]
+        kernel.ours.send(moved(DEL, ETH0))  # the old index: not ours any more
+        kernel.ours.send(link(True, 9, "eth0"))
+        kernel.ours.send(moved(DEL, 9))
+        assert seen.wait(6)[-1] is False
+    said = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
+    assert said == [
+        "interface eth0 is gone (index 3): the VIP is not on this host until it is back",
+        "interface eth0 was re-created (index 3 -> 9): following it",
+    ]
+
+
+def test_lost_link_events_are_made_up_for_by_asking_the_index_again(
+    watched: tuple[Kernel, Seen, AddressWatch], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kernel, seen, _ = watched
+    kernel.request()
+    kernel.ours.send(DUMP)
+    assert seen.wait(1) == [False]
+    monkeypatch.setattr(socket, "if_nametoindex", lambda name: 9)  # re-created meanwhile
+    kernel.overflow = True  # its link events are lost to ENOBUFS
+    kernel.ours.send(link(False, ETH0, "eth0"))
+    assert kernel.request() == RTM_GETADDR
+    kernel.ours.send(moved(NEW, 9, dump=True) + DONE)
+    assert seen.wait(2) == [False, True]
+
+
+def test_an_interface_that_appears_after_the_start_is_followed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    kernel, seen = Kernel(), Seen()
+    watch = AddressWatch(config(), DaemonState("k", "v"), threading.Event(), seen.post)
+
+    def missing(name: str) -> int:
+        raise OSError(errno.ENODEV, "No such device")
+
+    monkeypatch.setattr(socket, "if_nametoindex", missing)
+    monkeypatch.setattr(watch, "_open", lambda: kernel)
+    watch.start()
+    try:
+        assert seen.wait(1) == [None]
+        kernel.request()
+        kernel.ours.send(DUMP)  # nothing about an interface that is not there
+        kernel.ours.send(link(True, ETH0, "eth0"))
+        assert kernel.request() == RTM_GETADDR
+        kernel.ours.send(DUMP2)
+        assert seen.wait(2) == [None, True]
+    finally:
+        watch.stop.set()
+        watch.close()
+        watch.join(5)
 
 
 def test_netlink_refused_by_the_sandbox_says_what_to_allow(

@@ -46,6 +46,7 @@ from vip_elector.decision import (
     Publish,
     ReadFailed,
     ReadKey,
+    ReapMember,
     Record,
     RefuseRequest,
     Release,
@@ -66,7 +67,14 @@ from vip_elector.decision import (
     VipSeen,
     decide,
 )
-from vip_elector.key_entries import LOCK_FLAG, Candidate, KeyState, SwitchoverRequest
+from vip_elector.key_entries import (
+    LOCK_FLAG,
+    MEMBER_REAP,
+    Candidate,
+    KeyState,
+    Member,
+    SwitchoverRequest,
+)
 from vip_elector.roles import Cause, Role
 
 RULES = Rules(value="a", key="svc/vip", handover_gap=1.2, lock_delay=1.0)
@@ -835,6 +843,97 @@ def test_a_failing_member_report_backs_off_and_says_so_once() -> None:
     assert not of(Log, run(Done(report, "failed", "403 Permission denied"), 0.5))
     assert not of(Report, run(Tick(), 1.4))  # 1 s after the second failure
     assert of(Report, run(Tick(), 1.5))
+
+
+# -- member entries of nodes gone for good -----------------------------------------------
+
+
+def member(value: str, age: float, state: str = "follower", **kw: object) -> Member:
+    """A member entry last written ``age`` seconds before WALL (a read at t=0)."""
+    fields: dict[str, object] = {"node": f"node-{value}", "at": WALL - age, "modify_index": 20}
+    fields.update(kw)
+    return Member(value, state, 100, state == "follower", **fields)  # type: ignore[arg-type]
+
+
+def tree(at: float, members: dict[str, Member], **kw: object) -> KeyRead:
+    """The leader's read of the key and its prefix at ``at`` (wall clock WALL + at)."""
+    return read(held(OURS, b"a", 11), at, consistent=True, tree=True, members=members, **kw)
+
+
+def reaped(actions: Iterable[Action]) -> list[str]:
+    return [a.member.value for a in of(ReapMember, actions)]
+
+
+def test_the_leader_removes_a_member_entry_silent_for_longer_than_the_reap_time() -> None:
+    run = leader()
+    d = member("d", MEMBER_REAP - 10)  # 10 s short of it
+    assert reaped(run(tree(1.0, {"d": d}), 1.0)) == []
+    assert reaped(run(tree(9.0, {"d": d}), 9.0)) == []
+    actions = run(tree(11.0, {"d": d}), 11.0)
+    assert of(ReapMember, actions) == [ReapMember(d)]  # with its ModifyIndex: cas
+    done = run(Done(ReapMember(d), "ok"), 11.1)
+    (said,) = of(Log, done)
+    assert (said.level, said.event) == ("info", "member_reaped")
+    assert said.message.startswith(
+        "removed the member entry of node node-d (value 'd'): silent since 1970-01-09 "
+    )
+    assert "(last said: follower), longer than 72 h" in said.message
+    # A read answered before the delete still shows it: not removed (nor said) twice.
+    assert reaped(run(tree(11.2, {"d": d}), 11.2)) == []
+    assert not of(Log, run(tree(11.3, {}), 11.3))
+    assert run.memory.reaped == {}
+
+
+def test_a_stopped_member_is_removed_after_the_reap_time_too() -> None:
+    run = leader()
+    recent = member("d", 3600.0, state="stopped")  # an upgrade, a reboot: kept
+    old = member("e", MEMBER_REAP + 1, state="stopped", modify_index=31)
+    actions = run(tree(1.0, {"d": recent, "e": old}), 1.0)
+    assert reaped(actions) == ["e"]
+    (said,) = of(Log, run(Done(ReapMember(old), "ok"), 1.0))
+    assert "node node-e (value 'e'): stopped since" in said.message
+
+
+def test_a_member_that_reported_again_keeps_its_entry() -> None:
+    run = leader()
+    old = member("d", MEMBER_REAP + 1)
+    run(tree(1.0, {"d": old}), 1.0)
+    # Its daemon came back and wrote its entry between the read and the delete:
+    # the cas delete at the old ModifyIndex is refused; nothing is said at INFO.
+    kept = run(Done(ReapMember(old), "refused"), 1.1)
+    assert [a.level for a in of(Log, kept)] == ["debug"]
+    back = member("d", 0.0, modify_index=40)
+    for t in (2.0, 60.0, 3600.0):
+        assert reaped(run(tree(t, {"d": back}), t)) == []
+
+
+def test_the_leaders_own_entry_and_one_with_a_live_session_are_never_removed() -> None:
+    run = leader()
+    ours = member("a", MEMBER_REAP * 2)
+    b = member("b", MEMBER_REAP * 2)  # its candidacy entry lives: its session does
+    e = member("e", MEMBER_REAP * 2, session="sess-b")  # names a live session
+    actions = run(tree(1.0, {"a": ours, "b": b, "e": e}, candidates={"b": B}), 1.0)
+    assert reaped(actions) == []
+
+
+def test_only_the_leader_removes_member_entries() -> None:
+    run = follower()
+    old = {"d": member("d", MEMBER_REAP * 2)}
+    actions = run(read(held("sess-b", b"b"), 1.0, tree=True, members=old), 1.0)
+    assert reaped(actions) == []
+    assert reaped(run(Tick(), 2.0)) == []
+
+
+def test_a_failed_removal_is_said_once_and_tried_again_later() -> None:
+    run = leader()
+    old = member("d", MEMBER_REAP + 1)
+    run(tree(1.0, {"d": old}), 1.0)
+    failed = run(Done(ReapMember(old), "failed", "403 Permission denied"), 1.0)
+    assert [(a.level, a.event) for a in of(Log, failed)] == [("warning", "member_unreaped")]
+    assert reaped(run(tree(2.0, {"d": old}), 2.0)) == []
+    actions = run(tree(31.0, {"d": old}), 31.0)
+    assert reaped(actions) == ["d"]
+    assert not of(Log, run(Done(ReapMember(old), "failed", "403 Permission denied"), 31.0))
 
 
 def test_the_history_records_an_acquire_and_a_loss_with_its_cause() -> None:

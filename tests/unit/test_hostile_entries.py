@@ -292,7 +292,7 @@ def test_a_hostile_member_entry_is_left_out_with_the_reason(name: str) -> None:
     found = parse_members(KEY, entries, rejected)
     assert list(found) == ["good"]
     assert found["good"] == Member(
-        "good", "fault", 150, False, "check 'web' is critical", "n-a", "h-a", "", NOW, 60.0
+        "good", "fault", 150, False, "check 'web' is critical", "n-a", "h-a", "", NOW, 60.0, 8
     )
     assert [(r.what, r.entry, r.modify_index) for r in rejected] == [
         ("member entry", member_key(KEY, "bad"), 7)
