@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tests.sim.consul import SERF_DETECT, Entry, SimAgent
-from tests.sim.node import CHECK, KEY, SimNode, make_settings
+from tests.sim.consul import SERF_DETECT, Entry
+from tests.sim.node import KEY, SimNode, make_settings
 from tests.sim.world import Violation, World, patched
 from vip_elector.continuity import Inheritance
 from vip_elector.decision import Memory, StopAsked, VipSeen
@@ -103,13 +103,8 @@ class ScriptedWorld(World):
                 lock_delay=scenario.lock_delay,
                 interval_ms=scenario.interval_ms,
             )
-            agent = SimAgent(self.consul, name, self.rng)
-            agent.local_checks[CHECK] = "passing"
-            self.consul.checks[name] = {"serfHealth": "passing", CHECK: "passing"}
-            self.agents[settings.consul.host] = agent
-            node = SimNode(self, name, settings, agent)
+            node = self._add_node(name, settings)
             setattr(node, "start", self._starter(node))  # noqa: B010 - an instance's own start
-            self.nodes.append(node)
         first = self.nodes[0].settings
         self.gap = first.handover_gap
         self.fence_bound = first.fence_bound if self.fenced else 0.0

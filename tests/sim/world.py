@@ -34,7 +34,7 @@ from vip_elector.decision import (
 )
 from vip_elector.key_entries import LOCK_FLAG
 from vip_elector.roles import Cause, Role
-from vip_elector.settings import FENCE_MARGIN, HANDOVER_MARGIN, ConsulSettings
+from vip_elector.settings import FENCE_MARGIN, HANDOVER_MARGIN, ConsulSettings, Settings
 from vip_elector.trigger_key import TriggerKey
 
 WALL_OFFSET = 1_700_000_000.0
@@ -151,11 +151,7 @@ class World:
                 preempt_delay=preempt,
                 step_down_without_vip=self.step_down_without_vip,
             )
-            agent = SimAgent(self.consul, name, rng)
-            agent.local_checks[CHECK] = "passing"
-            self.consul.checks[name] = {"serfHealth": "passing", CHECK: "passing"}
-            self.agents[settings.consul.host] = agent
-            self.nodes.append(SimNode(self, name, settings, agent))
+            self._add_node(name, settings)
         first = self.nodes[0].settings
         self.gap = first.handover_gap
         self.fence_bound = first.fence_bound if self.fenced else 0.0
@@ -177,6 +173,16 @@ class World:
             f"{', VIP watched' if self.vip_watched else ''}"
             f"{', --step-down-without-vip' if self.step_down_without_vip else ''}"
         )
+
+    def _add_node(self, name: str, settings: Settings) -> SimNode:
+        """A machine with its agent (its check passing) and the servers' view of it."""
+        agent = SimAgent(self.consul, name, self.rng)
+        agent.local_checks[CHECK] = "passing"
+        self.consul.checks[name] = {"serfHealth": "passing", CHECK: "passing"}
+        self.agents[settings.consul.host] = agent
+        node = SimNode(self, name, settings, agent)
+        self.nodes.append(node)
+        return node
 
     # -- the clock -------------------------------------------------------------------
     def wall(self) -> float:
