@@ -41,10 +41,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
+import requests
 
 from tests.conftest import HealthFactory
 from tests.sim.consul import SimAgent, SimConsul
-from tests.sim.scripted import KeySeen, Scenario, Step, Timing, play
+from tests.sim.scripted import KeySeen, LeadersSeen, Scenario, Step, Timing, play
 from tests.testbed.agents import ConsulAgent, ConsulCluster, free_port
 from tests.testbed.configs import write_vip_manager_config
 from tests.testbed.elector import Elector
@@ -341,6 +342,10 @@ MISSING_CHECK = "missing-check"
 # A scenario's watch lasts this long past the simulation's last transition at
 # least: a further transition on the test bed (a flap, a second move) would show.
 WATCH_MARGIN = 1.5
+# Fenced scenarios: each daemon's /leader is asked this often; a state of the
+# answers shorter than LEADER_BLIP is not compared (see leader_states).
+LEADER_POLL = 0.05
+LEADER_BLIP = 0.25
 
 SCENARIOS_PLAYED = [
     Scenario("H_leader_check_fails", (Step(0, "check_fail"),), watch=4.0, slack=CHECK_SLACK),
@@ -425,6 +430,7 @@ class RealRun:
         self.api = servers[0].api()
         self.workdir = workdir
         self.electors: dict[str, Elector] = {}
+        self.leader_urls: dict[str, str] = {}  # fenced: each daemon's /leader
         self.checks: dict[str, HealthCheck] = {}
         self.options: dict[str, dict[str, str]] = {}
         self.service = f"fidelity-{uuid.uuid4().hex[:6]}"
@@ -439,6 +445,7 @@ class RealRun:
                 status_port = free_port()
                 args += ["--status-addr", f"127.0.0.1:{status_port}"]
                 leader = f"http://127.0.0.1:{status_port}"
+                self.leader_urls[name] = f"{leader}/leader"
             config = write_vip_manager_config(
                 workdir / f"vip-manager-{name}.yml",
                 trigger_key=key,
@@ -479,16 +486,25 @@ class RealRun:
         b_started = time.monotonic() - acquired
         wait_until(lambda: self._has_session("b"), 30, "b runs and has a session", interval=0.05)
         fault_at = max(acquired + LEAD_FOR, time.monotonic() + 0.5)
-        self._until(fault_at)
-        for step in self.scenario.steps:
-            self._until(fault_at + step.at)
-            self._act(step)
-        self._until(fault_at + self.scenario.watch)
+        poller = LeaderPoller(self.leader_urls).start() if self.leader_urls else None
+        try:
+            self._until(fault_at)
+            for step in self.scenario.steps:
+                self._until(fault_at + step.at)
+                self._act(step)
+            self._until(fault_at + self.scenario.watch)
+        finally:
+            if poller is not None:
+                poller.stop()
         real = [KeySeen(e.t - fault_at, e.value, e.session) for e in watcher.since(fault_at)]
+        self.leaders = (
+            [LeadersSeen(t - fault_at, nodes) for t, nodes in poller.seen] if poller else []
+        )
         # The simulation replays what the test bed measured (it takes a fraction of
         # a second, after the real run, so that it delays no step there).
         timing = Timing(b_started, fault_at - acquired, self._exec_took())
         self.simulated, world = play(self.scenario, timing)
+        self.simulated_leaders = world.leaders
         self.world_trace = "\n".join(f"  {t:8.3f}  {line}" for t, line in world.lines[-60:])
         return timing, fault_at, real
 
@@ -552,6 +568,58 @@ class RealRun:
 
     def logs(self) -> str:
         return "".join(f"\n--- {n}:\n{e.process.tail(25)}" for n, e in self.electors.items())
+
+
+class LeaderPoller:
+    """Which daemons answer 200 on /leader, asked every LEADER_POLL (as vip-manager
+    in patroni mode does every interval, only more often)."""
+
+    def __init__(self, urls: dict[str, str]) -> None:
+        self.urls = urls
+        self.seen: list[tuple[float, frozenset[str]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> LeaderPoller:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _answers(self, url: str) -> bool:
+        try:
+            # A SIGUSR2 exec keeps the listening socket: a request waits for the new process.
+            return requests.get(url, timeout=2.0).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            asked = time.monotonic()
+            nodes = frozenset(n for n, url in self.urls.items() if self._answers(url))
+            if not self.seen or self.seen[-1][1] != nodes:
+                self.seen.append((asked, nodes))
+            self._stop.wait(LEADER_POLL)
+
+
+def leader_states(seen: list[LeadersSeen], end: float) -> list[LeadersSeen]:
+    """The distinct sets of nodes answering 200 from the one in force at the fault
+    on, without the states that lasted less than LEADER_BLIP (a new generation's
+    first read, which proves the lock again after a SIGHUP, takes a few ms: a
+    poll may or may not see it, and vip-manager asks once per interval)."""
+    start = [s for s in seen if s.t <= 0][-1:]
+    states = start + [s for s in seen if s.t > 0]
+    kept: list[LeadersSeen] = []
+    for number, state in enumerate(states):
+        until = states[number + 1].t if number + 1 < len(states) else end
+        if until - state.t < LEADER_BLIP and number + 1 < len(states) and number > 0:
+            continue
+        if kept and kept[-1].nodes == state.nodes:
+            continue
+        kept.append(state)
+    return kept
 
 
 def holders(
@@ -668,6 +736,33 @@ def compare(bed: RealRun) -> None:
                 f"one before on the test bed than in the simulation (tolerance {TOLERANCE:g}s)"
                 + context
             )
+    if scenario.fenced:
+        compare_leaders(bed, context)
+
+
+def compare_leaders(bed: RealRun, context: str) -> None:
+    """Fenced: the nodes answering 200 on /leader over time, the daemons' (polled)
+    against the simulation's fence, as the key's holders are compared."""
+    scenario = bed.scenario
+    real = leader_states(bed.leaders, scenario.watch)
+    simulated = leader_states(bed.simulated_leaders, scenario.watch)
+
+    def shown(states: list[LeadersSeen]) -> str:
+        return " -> ".join(f"{','.join(sorted(s.nodes)) or '-'}@{s.t:+.2f}s" for s in states)
+
+    summary = f"\n/leader 200 on the test bed: {shown(real)}\nin the simulation: {shown(simulated)}"
+    print(f"{scenario.name}:{summary}")
+    assert [s.nodes for s in real] == [s.nodes for s in simulated], (
+        f"{scenario.name}: the nodes answering 200 on /leader differ" + summary + context
+    )
+    for number in range(1, len(real)):
+        late = real[number].t - simulated[number].t
+        assert abs(late) <= TOLERANCE + scenario.slack, (
+            f"{scenario.name}: /leader change {number} came {late:+.2f}s later on the test bed "
+            f"than in the simulation (tolerance {TOLERANCE + scenario.slack:g}s)"
+            + summary
+            + context
+        )
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS_PLAYED, ids=lambda s: s.name)

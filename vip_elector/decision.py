@@ -890,6 +890,11 @@ class _Step:
         if read.tree:
             self.set(candidates=dict(read.candidates), request=read.request, conflict=read.conflict)
             self._members_read(read.members)
+        if read.resumed and not m.consul_maintenance_known:
+            # The agent answers again after failed reads: the wait for the node
+            # watch's answer (due within its retry) starts afresh, whatever of it
+            # ran out while nothing could answer (`consul maint` run meanwhile).
+            self.set(consul_maintenance_asked=None)
         # Whose value is in the key: the hand-over gap counts from the moment
         # another node's value was seen to leave it, whatever freed it.
         other = key.held and not self.ours(key) and key.session != m.move_from
@@ -951,6 +956,11 @@ class _Step:
             self.doom(down.session)
             return
         self.set(session=None, published=None, adopting=None)
+        if down.cause == Cause.RENEW_TIMEOUT:
+            # The agent failed us for a TTL: the key watch's last answer may be as
+            # old (its failures are not posted). No acquire before a read says how
+            # the key is now; a free key then waits the gap.
+            self.set(watching=False)
         if self.m.leading:
             self._lost(down.cause, down.detail, discard=False)
         self.doom(down.session)

@@ -29,8 +29,6 @@ class Mutant:
     what: str
     patch: Callable[[], contextlib.AbstractContextManager[None]]
     renewer_ttl_rule: bool = True
-    # Why it is expected to survive (documented in tests/sim/FINDINGS.md), if it is.
-    survives: str = ""
 
 
 @contextlib.contextmanager
@@ -198,11 +196,6 @@ MUTANTS: tuple[Mutant, ...] = (
                 "if False:",
             )
         ),
-        survives="since the confirmed hand-over, a hand-over that fails while leaving "
-        "deletes the key instead of restoring our value, and a stop finishes a hand-over "
-        "first: a blank freed without a hand-over needs a restored blank deleted within "
-        "one read, which no schedule makes in 400 seeds; unit test "
-        "test_a_blank_freed_after_the_gap_still_waits_the_gap_from_the_freeing covers it",
     ),
     Mutant(
         "fence-kept-on-failed-move",
@@ -252,9 +245,6 @@ MUTANTS: tuple[Mutant, ...] = (
                 "node=m.node if up.adopted else up.node or m.node",
             )
         ),
-        survives="Consul maintenance no longer depends on the session's node (the node "
-        "watch asks the agent: F5, F6); what is left is the candidate entry's node, which "
-        "no invariant reads: unit test 22.4 covers it",
     ),
     Mutant(
         "adoption-gives-up-at-once",
@@ -321,12 +311,6 @@ MUTANTS: tuple[Mutant, ...] = (
                 "unknown = None",
             )
         ),
-        survives="masked by F1's rule: a starting process waits the hand-over gap at its "
-        "first read of a free key, longer than the node watch's first answer unless the "
-        "agent fails that very request (not drawn in 400 seeds since the merge); unit "
-        "tests test_no_acquire_before_the_node_watch_says_whether_consul_maintenance_"
-        "applies and the real-Consul test_a_daemon_started_on_a_node_in_consul_"
-        "maintenance_never_takes_the_free_key cover it",
     ),
     Mutant(
         "node-name-from-session-only",
@@ -336,9 +320,6 @@ MUTANTS: tuple[Mutant, ...] = (
             (NodeWatchModel, "_find_name", "name = name or agent.node_name()", "name = name"),
             (NodeWatchModel, "_find_name", "if not name and session:", "if False:"),
         ),
-        survives="the core's wait for the node watch's answer (acquire-before-node-watch) "
-        "covers a name that comes late; one never learned costs that wait, then the node "
-        "competes by design: unit test tests/unit/test_node_watch.py covers the name",
     ),
     Mutant(
         "node-watch-failure-unposted",
@@ -351,8 +332,6 @@ MUTANTS: tuple[Mutant, ...] = (
                 "pass",
             )
         ),
-        survives="the same masking as acquire-before-node-watch (the gap outlasts a "
-        "failed request's retry); unit test tests/unit/test_node_watch.py covers it",
     ),
 )
 

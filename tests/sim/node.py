@@ -136,6 +136,9 @@ class RenewerModel:
         self.gate_told: str | None = None
         self.creating = False
         self.ttl_rule = True  # the mutation "no TTL self-fence" turns it off
+        # Sessions whose read-back (their node) failed: the core learns no node
+        # from them (renewer.py's rule), so the candidate entry may name none.
+        self.unread: set[str] = set()
 
     # -- called by Election._perform ------------------------------------------------
     def adopt(self, session_id: str) -> None:
@@ -174,6 +177,8 @@ class RenewerModel:
             self.w.after(RETRY_AFTER_FAILED_RENEW, lambda: self._adopt_attempt(sid, deadline))
             return
         self.session = RenewedSession(sid, self.w.now)
+        if info is None:
+            self.unread.add(sid)
         self.d.post(SessionUp(sid, info.node if info else "", adopted=True))
         self._schedule_renew(self.session)
 
@@ -220,6 +225,8 @@ class RenewerModel:
             node = info.node if info else ""
         except ConsulError:
             node = ""
+        if not node:
+            self.unread.add(sid)
         self.session = RenewedSession(sid, self.w.now)
         self.d.post(SessionUp(sid, node))
         self._schedule_renew(self.session)

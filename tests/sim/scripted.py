@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tests.sim.consul import SERF_DETECT, Entry, SimAgent
-from tests.sim.node import CHECK, KEY, SimNode, make_settings
+from tests.sim.consul import SERF_DETECT, Entry
+from tests.sim.node import KEY, SimNode, make_settings
 from tests.sim.world import Violation, World, patched
 from vip_elector.continuity import Inheritance
 from vip_elector.decision import Memory, StopAsked, VipSeen
@@ -72,6 +72,16 @@ class Timing:
 
 
 @dataclass(frozen=True)
+class LeadersSeen:
+    t: float  # seconds after the fault
+    nodes: frozenset[str]  # the nodes whose /leader answers 200
+
+
+# How often the simulated /leader answers are sampled (the real ones are polled).
+LEADER_SAMPLE = 0.02
+
+
+@dataclass(frozen=True)
 class KeySeen:
     t: float  # seconds after the fault
     value: str | None  # None: the key does not exist
@@ -103,19 +113,15 @@ class ScriptedWorld(World):
                 lock_delay=scenario.lock_delay,
                 interval_ms=scenario.interval_ms,
             )
-            agent = SimAgent(self.consul, name, self.rng)
-            agent.local_checks[CHECK] = "passing"
-            self.consul.checks[name] = {"serfHealth": "passing", CHECK: "passing"}
-            self.agents[settings.consul.host] = agent
-            node = SimNode(self, name, settings, agent)
+            node = self._add_node(name, settings)
             setattr(node, "start", self._starter(node))  # noqa: B010 - an instance's own start
-            self.nodes.append(node)
         first = self.nodes[0].settings
         self.gap = first.handover_gap
         self.fence_bound = first.fence_bound if self.fenced else 0.0
         self.quiet_from = self.end
         self.fault_at: float | None = None
         self.seen: list[KeySeen] = []
+        self.leaders: list[LeadersSeen] = []  # fenced: who answers 200 on /leader
         self._state: tuple[str | None, str | None] = (None, None)
         watched = self.consul.observers.on_key_change
         self.consul.observers.on_key_change = lambda *args: self._record(watched, *args)
@@ -164,6 +170,18 @@ class ScriptedWorld(World):
         for step in self.scenario.steps:
             self.at(fault_at + step.at, self._action(step))
         self.end = fault_at + self.scenario.watch
+        if self.scenario.fenced:
+            self.at(fault_at - 1.0, self._sample_leaders)
+
+    def _sample_leaders(self) -> None:
+        """Who answers 200 on /leader, as the vip-manager model asks it."""
+        assert self.fault_at is not None
+        nodes = frozenset(
+            n.name for n in self.nodes if n.fence.until > self.now and (n.running or n.restarting)
+        )
+        if not self.leaders or self.leaders[-1].nodes != nodes:
+            self.leaders.append(LeadersSeen(self.now - self.fault_at, nodes))
+        self.after(LEADER_SAMPLE, self._sample_leaders)
 
     # -- running -----------------------------------------------------------------------
     def play(self) -> list[KeySeen]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import json
 import logging
 import random
 import traceback
@@ -34,14 +35,20 @@ from vip_elector.decision import (
 )
 from vip_elector.key_entries import LOCK_FLAG
 from vip_elector.roles import Cause, Role
-from vip_elector.settings import FENCE_MARGIN, HANDOVER_MARGIN, ConsulSettings
-from vip_elector.trigger_key import TriggerKey
+from vip_elector.settings import FENCE_MARGIN, HANDOVER_MARGIN, ConsulSettings, Settings
+from vip_elector.trigger_key import TriggerKey, candidates_prefix
 
 WALL_OFFSET = 1_700_000_000.0
 TRACE_KEPT = 400
 TRACE_SHOWN = 40
+# Mean time between two of node_watch_schedules' combinations in a schedule.
+SURVIVOR_FAMILY_EVERY = 150.0
+# A failed hand-over's restored value is deleted within this plus the observing
+# node's slowness (one read of that node: its agent's latency).
+RESTORE_DELETED_WITHIN = 0.004
 
 
+CANDIDATES = candidates_prefix(KEY)
 FIRST_READ = "took the free key without ever reading it held by the node that had just left it"
 
 
@@ -136,6 +143,9 @@ class World:
         # own, so that the other half of the seeds runs exactly as before.
         self.vip_rng = random.Random(f"{seed}/vip")
         self.vip_watched = self.vip_rng.random() < 0.5
+        self.nw_rng = random.Random(f"{seed}/node-watch")
+        # o_failed_switchover_then_stop: (leader, until when, within, its stop)
+        self.restore_hook: tuple[str, float, float, Callable[[], None]] | None = None
         self.step_down_without_vip = self.vip_watched and self.vip_rng.random() < 2 / 3
         self.nodes: list[SimNode] = []
         self.agents: dict[str, SimAgent] = {}
@@ -151,11 +161,7 @@ class World:
                 preempt_delay=preempt,
                 step_down_without_vip=self.step_down_without_vip,
             )
-            agent = SimAgent(self.consul, name, rng)
-            agent.local_checks[CHECK] = "passing"
-            self.consul.checks[name] = {"serfHealth": "passing", CHECK: "passing"}
-            self.agents[settings.consul.host] = agent
-            self.nodes.append(SimNode(self, name, settings, agent))
+            self._add_node(name, settings)
         first = self.nodes[0].settings
         self.gap = first.handover_gap
         self.fence_bound = first.fence_bound if self.fenced else 0.0
@@ -177,6 +183,16 @@ class World:
             f"{', VIP watched' if self.vip_watched else ''}"
             f"{', --step-down-without-vip' if self.step_down_without_vip else ''}"
         )
+
+    def _add_node(self, name: str, settings: Settings) -> SimNode:
+        """A machine with its agent (its check passing) and the servers' view of it."""
+        agent = SimAgent(self.consul, name, self.rng)
+        agent.local_checks[CHECK] = "passing"
+        self.consul.checks[name] = {"serfHealth": "passing", CHECK: "passing"}
+        self.agents[settings.consul.host] = agent
+        node = SimNode(self, name, settings, agent)
+        self.nodes.append(node)
+        return node
 
     # -- the clock -------------------------------------------------------------------
     def wall(self) -> float:
@@ -307,8 +323,11 @@ class World:
             )
 
     def _key_changed(self, key: str, before: Entry | None, after: Entry | None, by: str) -> None:
+        if key.startswith(CANDIDATES) and after is not None:
+            self._check_candidate_entry(after, by)
         if key != KEY:
             return
+        self._restored(before, after, by)
         self.lock_delay_refusals.clear()
         shown = (
             "deleted" if after is None else f"{(after.value or b'').decode()!r} by {after.session}"
@@ -346,6 +365,26 @@ class World:
                 continue
             if after is None or after.value != name.encode():
                 self.fail(f"the lock moved away from {name} after {why}")
+
+    def _check_candidate_entry(self, entry: Entry, by: str) -> None:
+        """A candidate entry names the node its session lives on: `switchover`
+        tests the target's checks and Consul maintenance on that node, and skips
+        the test for an entry that names none. None only while the core could not
+        know it (renewer.py: the read-back of a new session failed)."""
+        session = self.consul.sessions.get(entry.session or "")
+        if session is None or by in ("operator", "consul"):
+            return
+        named = json.loads(entry.value).get("node", "")
+        if named == session.node:
+            return
+        node = self._node(session.node)
+        unread = node.daemon is not None and entry.session in node.daemon.renewer.unread
+        if named or not unread:
+            self.fail(
+                f"{session.node}'s candidate entry names node {named!r} (its session "
+                f"{session.id} lives on {session.node}): `switchover --to` it would not test "
+                "its checks"
+            )
 
     def _moved(self) -> None:
         self.moves = [t for t in self.moves if t > self.now - 60] + [self.now]
@@ -542,6 +581,16 @@ class World:
                 break
             fn = rng.choices(funcs, weights)[0]
             self.at(t, fn)
+        # The node watch's and the failed hand-over's combinations (the mutation
+        # table's last survivors), from a generator of their own: the draws above
+        # stay as they were.
+        t = 5.0
+        families = self.node_watch_schedules()
+        while True:
+            t += self.nw_rng.expovariate(1 / SURVIVOR_FAMILY_EVERY)
+            if t > self.quiet_from - 45:
+                break
+            self.at(t, self.nw_rng.choices([f for f, _ in families], [w for _, w in families])[0])
         t = 5.0
         while self.vip_watched:
             t += self.vip_rng.expovariate(1 / 60.0)
@@ -608,17 +657,7 @@ class World:
         node = self._pick()
         duration = self.rng.uniform(1.0, 3 * self.ttl)
         self._fault(f"{node.name} partitioned from the servers for {duration:.1f}s", node, duration)
-        node.agent.faults.partitioned = True
-        self._agent_fault(node.agent)
-        token = self.now
-
-        def serf() -> None:
-            if node.agent.faults.partitioned and node.partition_token == token:
-                self.trace(f"consul: serfHealth of {node.name} critical")
-                self.consul.set_check(node.name, "serfHealth", "critical")
-
-        node.partition_token = token
-        self.at(self.now + SERF_DETECT, serf)
+        self._partition_from_servers(node)
 
         def heal() -> None:
             node.agent.faults.partitioned = False
@@ -906,16 +945,7 @@ class World:
             duration + 3,
         )
         agent = leader.agent
-        agent.faults.partitioned = True
-        self._agent_fault(agent)
-        token = leader.partition_token = self.now
-
-        def serf() -> None:
-            if agent.faults.partitioned and leader.partition_token == token:
-                self.trace(f"consul: serfHealth of {leader.name} critical")
-                self.consul.set_check(leader.name, "serfHealth", "critical")
-
-        self.after(SERF_DETECT, serf)
+        self._partition_from_servers(leader)
 
         def heal() -> None:
             agent.faults.partitioned = False
@@ -1128,23 +1158,31 @@ class World:
         duration = rng.uniform(3.0, 2 * self.ttl)
         self.after(cut, lambda: self._cut_off_failing(leader, duration))
 
+    def _partition_from_servers(self, node: SimNode) -> None:
+        """The node's agent cut off from the servers (it answers what is local); the
+        servers mark its serfHealth critical SERF_DETECT later, unless it healed."""
+        agent = node.agent
+        agent.faults.partitioned = True
+        self._agent_fault(agent)
+        token = node.partition_token = self.now
+
+        def serf() -> None:
+            if agent.faults.partitioned and node.partition_token == token:
+                self.trace(f"consul: serfHealth of {node.name} critical")
+                self.consul.set_check(node.name, "serfHealth", "critical")
+
+        self.after(SERF_DETECT, serf)
+
     def _cut_off_failing(self, node: SimNode, duration: float) -> None:
         partition = self.rng.random() < 0.3
         how = "partitioned" if partition else "cut off from its agent"
         self._fault(f"{node.name} {how}, its check critical, for {duration:.1f}s", node, duration)
         agent = node.agent
         if partition:
-            agent.faults.partitioned = True
-            token = node.partition_token = self.now
-
-            def serf() -> None:
-                if agent.faults.partitioned and node.partition_token == token:
-                    self.consul.set_check(node.name, "serfHealth", "critical")
-
-            self.after(SERF_DETECT, serf)
+            self._partition_from_servers(node)
         else:
             agent.faults.http_down = True
-        self._agent_fault(agent)
+            self._agent_fault(agent)
         self._set_check(node, "critical")
 
         def heal() -> None:
@@ -1316,6 +1354,154 @@ class World:
             self.after(start, self._check_setter(node, "critical"))
             self.after(start + down, self._check_setter(node, "passing"))
         self._heal_after(5 * (down + up), lambda: self._set_check(node, "passing"), "flapping")
+
+    # -- the node watch's combinations, and a restored blank deleted at once ------------
+    def node_watch_schedules(self) -> list[tuple[Callable[[], None], int]]:
+        three = len(self.nodes) > 2
+        return [
+            # (a follower in maintenance wins the free key over others rarely)
+            (self.o_consul_maintenance_while_partitioned, 2 if three else 4),
+            (self.o_restart_unread_then_consul_maintenance, 1),
+            (self.o_failed_switchover_then_stop, 3 if three else 0),
+        ]
+
+    def o_consul_maintenance_while_partitioned(self) -> None:
+        """Sim F5 after an outage: a follower is cut off from the servers, `consul
+        maint -enable` is run on it meanwhile (the local agent takes it, the servers
+        learn it when the partition heals), and the leader is stopped as it heals:
+        the follower's reads come back to a free key before its node watch's next
+        answer, which alone says that it is in maintenance."""
+        rng = self.nw_rng
+        leader = self._holder()
+        followers = [n for n in self.nodes if n is not leader and n.running]
+        if leader is None or not leader.running or not followers:
+            return
+        node = rng.choice(followers)
+        duration = rng.uniform(1.0, 2 * SERF_DETECT)
+        self._fault(
+            f"{node.name} partitioned for {duration:.1f}s (consul maint on it meanwhile, "
+            f"SIGTERM {leader.name} as it heals)",
+            node,
+            duration,
+        )
+        agent = node.agent
+        self._partition_from_servers(node)
+        begin = rng.uniform(0.1, duration - 0.05)
+        down = rng.uniform(3.0, 20.0)
+
+        def maintenance() -> None:
+            self._consul_maintenance_on(node, rng.uniform(5, 20))
+
+        def heal() -> None:
+            agent.faults.partitioned = False
+            self.consul.set_check(node.name, "serfHealth", "passing")
+            self.consul.set_check(node.name, CHECK, agent.local_checks[CHECK])
+            daemon = leader.daemon
+            if daemon is not None and daemon.running and not daemon.stopping:
+                self.trace(f"OPERATOR SIGTERM {leader.name} (started again after {down:.1f}s)")
+                daemon.stop(StopAsked())
+                self._heal_after(down, leader.restart_after_failure, f"{leader.name} started")
+
+        self.after(begin, maintenance)
+        self._heal_after(duration, heal, f"{node.name}'s partition")
+
+    def o_restart_unread_then_consul_maintenance(self) -> None:
+        """Sim F6 by the node watch: a follower restarts and its agent answers 500
+        to the read-back of the new session (its node); a switchover gives it the
+        key, then `consul maint -enable` is run on it: it must step down."""
+        rng = self.nw_rng
+        leader = self._holder()
+        followers = [n for n in self.nodes if n is not leader and n.running]
+        if leader is None or not followers or not self.calm():
+            return
+        node = rng.choice(followers)
+        daemon = node.daemon
+        if daemon is None or daemon.stopping:
+            return
+        self._op(f"restart {node.name}; its agent answers 500 to its new session's read-back")
+        self.faults += 1
+        agent = node.agent
+
+        def info_once(session_id: str, consistent: bool = False) -> None:
+            del agent.session_info  # the next call is the class's again
+            raise Unavailable("500 Internal Server Error (once)", "server_error")
+
+        daemon.stop(StopAsked())
+
+        def start() -> None:
+            agent.session_info = info_once  # type: ignore[method-assign]
+            node.restart_after_failure()
+
+        later = rng.uniform(2.0, 5.0)
+        self.after(rng.uniform(0.3, 1.0), start)
+        self.after(later, lambda: self._switchover_to(node))
+        self.after(
+            later + rng.uniform(2.0, 6.0),
+            lambda: self._consul_maintenance_on(node, rng.uniform(5, 20)),
+        )
+
+    def _switchover_to(self, node: SimNode) -> None:
+        self._op(f"switchover --to {node.name}")
+        with contextlib.suppress(Exception):
+            TriggerKey(self._adapter(node), KEY, node.name).request_switchover(
+                node.name, "operator"
+            )
+
+    def o_failed_switchover_then_stop(self) -> None:
+        """Sim F7: switchover --to b, b stopped inside the gap (the hand-over fails,
+        the leader puts its value back), and the leader stopped right then: the
+        restored value is deleted within one read of a third node, whose agent
+        answers late (within HANDOVER_MARGIN, as f_slow) and whose last read
+        showed the blank."""
+        rng = self.nw_rng
+        leader = self._holder()
+        if leader is None or not leader.running or len(self.nodes) < 3:
+            return
+        target = rng.choice([n for n in self.nodes if n is not leader])
+        observer = rng.choice([n for n in self.nodes if n not in (leader, target)])
+        slow = rng.choice([0.02, 0.05, 0.15])
+        lasts = 3 * self.gap + 1.0
+        self._fault(
+            f"{observer.name}'s agent answers {slow:.2f}s late for {lasts:.1f}s", observer, lasts
+        )
+        observer.agent.faults.slow = slow
+        self._heal_after(
+            lasts,
+            lambda: setattr(observer.agent.faults, "slow", 0.0),
+            f"{observer.name}'s slowness",
+        )
+        self._switchover_to(target)
+        down = rng.uniform(1.0, 10.0)
+
+        def stop_target() -> None:
+            if target.daemon is not None and target.daemon.running:
+                self.trace(f"OPERATOR SIGTERM {target.name}")
+                target.daemon.stop(StopAsked())
+                self._heal_after(down, target.restart_after_failure, f"{target.name} started")
+
+        def stop_leader() -> None:
+            daemon = leader.daemon
+            if daemon is not None and daemon.running and not daemon.stopping:
+                self.trace(f"OPERATOR SIGTERM {leader.name} (its hand-over failed)")
+                daemon.stop(StopAsked())
+                self._heal_after(down, leader.restart_after_failure, f"{leader.name} started")
+
+        self.after(rng.uniform(0.05, 0.6 * self.gap), stop_target)
+        within = RESTORE_DELETED_WITHIN + slow
+        self.restore_hook = (leader.name, self.now + 3 * self.gap, within, stop_leader)
+
+    def _restored(self, before: Entry | None, after: Entry | None, by: str) -> None:
+        """A hand-over's blank replaced by its holder's value (a Restore): the hook
+        of o_failed_switchover_then_stop runs a moment later."""
+        hook = self.restore_hook
+        if hook is None or before is None or after is None or by != hook[0]:
+            return
+        if self.now > hook[1]:
+            self.restore_hook = None
+            return
+        if before.session == after.session and not before.value and after.value:
+            self.restore_hook = None
+            self.after(self.nw_rng.uniform(0.0, hook[2]), hook[3])
 
     def _quiet(self) -> None:
         self.trace("QUIET: every fault healed, every node running")

@@ -666,6 +666,39 @@ def test_a_node_watch_that_never_answers_delays_the_acquire_only_for_a_bound() -
     assert "cannot tell whether Consul maintenance" in warnings[0].message
 
 
+def test_after_an_agent_outage_the_key_and_the_node_watch_are_waited_for_again() -> None:
+    """Sim (seed 3 of the node watch's schedules): the key was free, the agent went
+    down (the node watch's request failed), the wait for its answer ran out and
+    the session timed out during the outage. The new session came before any
+    read: the node took the key on what it knew 25 s before, before its node
+    watch could say that `consul maint` had been run meanwhile. Now it acquires
+    only after a read, and waits for the node watch's answer from then on."""
+    run = follower()
+    run(read(held("sess-b", b"b"), 0.0), 0.0)
+    no_rivals(run, run(read(free(12), 1.0), 1.0), 1.0)  # (its lock-delay runs)
+    run(ConsulMaintenance(None, known=False), 1.1)  # the agent is down
+    run(SessionDown(OURS, Cause.RENEW_TIMEOUT, "no successful renewal for a TTL"), 8.0)
+    now = 1.1 + CONSUL_MAINTENANCE_WAIT + 0.1
+    assert not of(Acquire, no_rivals(run, run(Tick(), now), now))
+    back = 30.0  # the agent answers again: a new session first
+    actions = list(no_rivals(run, run(SessionUp("sess-a2", node="node-a"), back), back))
+    for action in of(Publish, actions):
+        actions += no_rivals(run, run(Done(action, "ok"), back), back)
+    actions += no_rivals(run, run(Tick(), back + 0.5), back + 0.5)
+    assert not of(Acquire, actions), "took the free key after the outage on what it knew before it"
+    # The key watch's first answer after its failed reads; the node watch
+    # retries within 2 s.
+    no_rivals(run, run(read(free(12), back + 0.6, resumed=True), back + 0.6), back + 0.6)
+    back += 0.6
+    for at in (back + 1.0, back + 1.5, back + 1.9):
+        assert not of(Acquire, no_rivals(run, run(Tick(), at), at)), (
+            "took the free key after the outage before the node watch said whether "
+            "Consul maintenance applies"
+        )
+    answered = run(ConsulMaintenance("the node is in Consul maintenance mode"), back + 2.0)
+    assert not of(Acquire, no_rivals(run, answered + run(Tick(), back + 5), back + 5))
+
+
 def test_a_step_down_inside_a_hand_over_is_not_lost() -> None:
     """22.16: maintenance begins while a switchover's hand-over runs and the
     target goes away: our value comes back, then the step-down deletes the key."""
