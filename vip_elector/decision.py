@@ -684,8 +684,8 @@ class Memory:
     reaped: Mapping[str, int] = field(default_factory=dict)
     reap_at: float = 0.0
     # by value: (ModifyIndex, when this leader's reads first showed it at that
-    # index, when they last did), on our own clock: the writer's may be off
-    members_seen: Mapping[str, tuple[int, float, float]] = field(default_factory=dict)
+    # index), on our own clock: the writer's may be off
+    members_seen: Mapping[str, tuple[int, float]] = field(default_factory=dict)
     reaping: bool = False  # a ReapMember is out; its outcome comes next
     # the history: changes of the holder not written yet
     chronicle: tuple[Change, ...] = ()
@@ -1702,10 +1702,10 @@ class _Step:
             for value, index in self.m.reaped.items()
             if value in members and members[value].modify_index == index
         }
-        seen: dict[str, tuple[int, float, float]] = {}
+        seen: dict[str, tuple[int, float]] = {}
         for value, member in members.items():
-            index, first, _ = self.m.members_seen.get(value, (-1, at, at))
-            seen[value] = (member.modify_index, first if index == member.modify_index else at, at)
+            index, first = self.m.members_seen.get(value, (-1, at))
+            seen[value] = (member.modify_index, first if index == member.modify_index else at)
         self.set(members=dict(members), reaped=reaped, members_seen=seen)
 
     def _reap(self) -> float | None:
@@ -1715,9 +1715,11 @@ class _Step:
         value has a live session (a candidacy entry, or the session it names).
 
         The entry's ``at`` is the writer's wall clock, which may be days off: it
-        is also required that this leader's own reads showed the entry unchanged
-        for MEMBER_STALE heartbeats (a node that reports rewrites it every
-        heartbeat, so its entry is never removed whatever its clock says). One
+        is also required that this leader has seen the entry unchanged for
+        MEMBER_STALE of its heartbeats (a node that reports rewrites it every
+        heartbeat, which the leader's read of the prefix sees at once, and the
+        cas delete is refused after such a write: its entry is never removed,
+        whatever its clock says). One
         removal at a time (each may wait for Consul's timeout on the election
         thread), none while the lock is being handed over, given up or the
         daemon stops."""
@@ -1742,22 +1744,25 @@ class _Step:
         if self.now < m.reap_at:
             return m.reap_at
         live = {c.session for c in m.candidates.values()}
+        wake: float | None = None
         for value, member in sorted(m.members.items()):
-            index, first, last = m.members_seen.get(value, (-1, 0.0, 0.0))
             if (
                 value == self.rules.value
                 or value in m.candidates
                 or (member.session and member.session in live)
                 or m.reaped.get(value) == member.modify_index
                 or not member.gone_for_good(m.wall)
-                or index != member.modify_index
-                or last - first < MEMBER_STALE * max(member.heartbeat, MEMBER_HEARTBEAT)
             ):
+                continue
+            index, first = m.members_seen.get(value, (-1, self.now))
+            unchanged_until = first + MEMBER_STALE * member.heartbeat
+            if index != member.modify_index or self.now < unchanged_until:
+                wake = unchanged_until if wake is None else min(wake, unchanged_until)
                 continue
             self.out.append(ReapMember(member))
             self.set(reaped={**m.reaped, value: member.modify_index}, reaping=True)
             return None
-        return None
+        return wake
 
     def _done_reap_member(self, done: Done) -> None:
         action = done.action
