@@ -29,12 +29,12 @@ def create(host: Host, vip: str) -> int:
     return int(out.split(":", 1)[0])
 
 
-def leader_on_bridge(lab: VipLab) -> Elector:
-    """a leads, with vip-elector watching the VIP on BRIDGE (its own copy of the
-    lab's vip-manager.yml; no vip-manager runs: the test plays it)."""
+def leader_on_bridge(lab: VipLab, interface: str = BRIDGE) -> Elector:
+    """a leads, with vip-elector watching the VIP on ``interface`` (its own copy of
+    the lab's vip-manager.yml; no vip-manager runs: the test plays it)."""
     config = lab.workdir / "elector-a.yml"
     config.write_text(
-        lab.config_paths["a"].read_text().replace("interface: eth0", f"interface: {BRIDGE}")
+        lab.config_paths["a"].read_text().replace("interface: eth0", f"interface: {interface}")
     )
     elector = start(lab, "a", config)
     host = lab.nodes["a"].host
@@ -84,3 +84,45 @@ def test_an_interface_created_after_the_start_is_followed(
     wait_until(lambda: status_of(host)["vip"] == "present", 10, "a sees its VIP")
     _ip("addr", "del", f"{lab.vip}/32", "dev", BRIDGE, netns=host.netns)
     assert "WARNING" in elector.wait_log(MISSING, timeout=GRACE + 10)
+
+
+def still_followed(lab: VipLab, elector: Elector, device: str) -> None:
+    """The VIP goes from ``device`` and comes back: both seen, and the interface
+    was never taken for gone."""
+    host = lab.nodes["a"].host
+    _ip("addr", "del", f"{lab.vip}/32", "dev", device, netns=host.netns)
+    wait_until(lambda: status_of(host)["vip"] == "absent", 10, "a sees its VIP go")
+    _ip("addr", "add", f"{lab.vip}/32", "dev", device, netns=host.netns)
+    wait_until(lambda: status_of(host)["vip"] == "present", 10, "a sees its VIP back")
+    assert elector.count("INFO.*interface .* is gone") == 0
+    assert elector.count("INFO.*interface .* was renamed") == 0
+
+
+def test_an_interface_named_by_an_alternative_name_stays_followed(
+    vip_lab: Callable[..., VipLab],
+) -> None:
+    """vip-manager.yml names the interface by an altname (Linux 5.5): its link
+    events carry the primary name, and list the altname apart."""
+    lab = vip_lab(["a"])
+    host = lab.nodes["a"].host
+    create(host, lab.vip)
+    _ip("link", "property", "add", "dev", BRIDGE, "altname", "vipalt", netns=host.netns)
+    elector = leader_on_bridge(lab, "vipalt")
+    wait_until(lambda: status_of(host)["vip"] == "present", 10, "a sees its VIP")
+    _ip("link", "set", BRIDGE, "mtu", "1400", netns=host.netns)  # a link event
+    still_followed(lab, elector, BRIDGE)
+
+
+def test_a_port_leaving_its_bridge_keeps_its_vip(vip_lab: Callable[..., VipLab]) -> None:
+    """The kernel tells a port's leaving a bridge with an AF_BRIDGE RTM_DELLINK of
+    the port, which stays."""
+    lab = vip_lab(["a"])
+    host = lab.nodes["a"].host
+    _ip("link", "add", "vipport", "type", "veth", "peer", "name", "vippeer", netns=host.netns)
+    _ip("link", "add", BRIDGE, "type", "bridge", netns=host.netns)
+    _ip("link", "set", "vipport", "master", BRIDGE, netns=host.netns)
+    _ip("addr", "add", f"{lab.vip}/32", "dev", "vipport", netns=host.netns)
+    elector = leader_on_bridge(lab, "vipport")
+    wait_until(lambda: status_of(host)["vip"] == "present", 10, "a sees its VIP")
+    _ip("link", "set", "vipport", "nomaster", netns=host.netns)
+    still_followed(lab, elector, "vipport")

@@ -27,7 +27,9 @@ def left_behind(election: Election, value: str, age: float, state: str) -> str:
         "host": value,
         "session": "",
         "at": round(time.time() - age, 3),
-        "heartbeat": 60.0,
+        # Its daemon reported every 2 s: the leader removes the entry once it has
+        # seen it unchanged for 2.5 of those (5 s), not 2.5 minutes.
+        "heartbeat": 2.0,
     }
     key = f"{election.key}/members/{value}"
     assert election.api.kv_put(key, json.dumps(body))
@@ -50,7 +52,7 @@ def test_the_leader_removes_the_entries_of_nodes_gone_for_good(election: Electio
 
     wait_until(
         lambda: election.api.kv_get(silent) is None and election.api.kv_get(stopped) is None,
-        20,
+        30,
         "the leader removed the entries of node-gone and node-retired",
     )
     line = leader.elector.wait_log("removed the member entry of node node-gone", 5)

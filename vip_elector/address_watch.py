@@ -16,8 +16,13 @@ VLAN or bridge that ifupdown or systemd-networkd deletes and creates again
 (or a NIC driver reloaded) comes back with a new index. The link group's
 RTM_NEWLINK/RTM_DELLINK events say so: an interface that goes means the VIP
 is not here (``VipSeen(False)``), one that comes back (or first appears) is
-dumped again and its addresses told. One INFO line per change of the
-interface.
+dumped again and its addresses told. An interface renamed away is still
+there, with any VIP on it: unobserved (``VipSeen(None)``) until the name is
+back. The name may be an alternative name (``ip link property add ...
+altname``), which link events list apart from the primary name. Only the
+interface's own link messages (family AF_UNSPEC) count: a port leaving a
+bridge gets an AF_BRIDGE RTM_DELLINK although it stays. One INFO line per
+change of the interface.
 
 The kernel interface is used directly (the stdlib's AF_NETLINK sockets and
 struct) rather than pyroute2: about a hundred lines for one message family,
@@ -58,11 +63,15 @@ RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_DUMP, NLM_F_DUMP_INTR = 0x1, 0x2, 0x300, 0x10
 RTMGRP_LINK, RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR = 0x1, 0x10, 0x100
 IFA_ADDRESS, IFA_LOCAL = 1, 2
-IFLA_IFNAME = 3
+IFLA_IFNAME, IFLA_PROP_LIST, IFLA_ALT_IFNAME = 3, 52, 53
+NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED (0x8000) and NLA_F_NET_BYTEORDER (0x4000)
 _NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
 _IFADDRMSG = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, interface index
 _IFINFOMSG = struct.Struct("=BxHiII")  # family, type, interface index, flags, change mask
 _RTATTR = struct.Struct("=HH")  # length, type
+# What if_nametoindex raises for a name no interface has: CPython's own error
+# (no errno), or the kernel's (ENODEV; ENXIO on some libcs).
+_NO_SUCH_INTERFACE = (None, errno.ENODEV, errno.ENXIO)
 RECEIVE_BUFFER = 1 << 20  # bytes: room for a burst of events before ENOBUFS
 READ_SIZE = 1 << 16
 
@@ -82,11 +91,17 @@ class AddressEvent:
 @dataclass(frozen=True)
 class LinkEvent:
     """An interface created or changed (``new``: RTM_NEWLINK, also sent for a change
-    of its flags or name) or deleted (RTM_DELLINK), with its index and name."""
+    of its flags or name) or deleted (RTM_DELLINK), with its index, its name and
+    its alternative names (``ip link property add ... altname``, Linux 5.5)."""
 
     new: bool
     index: int
     name: str
+    altnames: tuple[str, ...] = ()
+
+    def named(self, name: str) -> bool:
+        """Whether ``name`` is one of its names (if_nametoindex takes either kind)."""
+        return name == self.name or name in self.altnames
 
 
 @dataclass(frozen=True)
@@ -131,24 +146,44 @@ def parse_messages(data: bytes) -> Iterator[AddressEvent | LinkEvent | DumpEnd]:
                 yield link
 
 
-def _attributes(body: bytes, offset: int) -> dict[int, bytes]:
-    """The route attributes of a message body from ``offset`` on, by type."""
-    found: dict[int, bytes] = {}
+def _attribute_list(body: bytes, offset: int = 0) -> Iterator[tuple[int, bytes]]:
+    """The route attributes of a message body from ``offset`` on, in order, each
+    type without its flag bits (a nested attribute carries NLA_F_NESTED)."""
     while offset + _RTATTR.size <= len(body):
         length, kind = _RTATTR.unpack_from(body, offset)
         if length < _RTATTR.size:
             break
-        found[kind] = body[offset + _RTATTR.size : offset + length]
+        yield kind & NLA_TYPE_MASK, body[offset + _RTATTR.size : offset + length]
         offset += _align(length)
-    return found
+
+
+def _attributes(body: bytes, offset: int) -> dict[int, bytes]:
+    """The route attributes of a message body from ``offset`` on, by type."""
+    return dict(_attribute_list(body, offset))
+
+
+def _name(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode(errors="replace")
 
 
 def _link(new: bool, body: bytes) -> LinkEvent | None:
-    _, _, index, _, _ = _IFINFOMSG.unpack_from(body)
-    raw = _attributes(body, _IFINFOMSG.size).get(IFLA_IFNAME)
+    family, _, index, _, _ = _IFINFOMSG.unpack_from(body)
+    if family != socket.AF_UNSPEC:
+        # AF_BRIDGE (a port joining or leaving a bridge: RTM_DELLINK for a port
+        # that still exists), AF_INET6 (its IPv6 settings): not the interface's
+        # own life.
+        return None
+    found = _attributes(body, _IFINFOMSG.size)
+    raw = found.get(IFLA_IFNAME)
     if raw is None:
         return None
-    return LinkEvent(new, index, raw.split(b"\0", 1)[0].decode(errors="replace"))
+    # The alternative names come only in IFLA_PROP_LIST, one IFLA_ALT_IFNAME each.
+    altnames = tuple(
+        _name(value)
+        for kind, value in _attribute_list(found.get(IFLA_PROP_LIST, b""))
+        if kind == IFLA_ALT_IFNAME
+    )
+    return LinkEvent(new, index, _name(raw), altnames)
 
 
 def _address(new: bool, body: bytes, dump: bool) -> AddressEvent | None:
@@ -192,32 +227,51 @@ def unobservable_reason(config: VipManagerConfig) -> str | None:
 @dataclass
 class Interface:
     """vip-manager.yml's ``interface`` as the kernel's link events tell it: its
-    index now (None while this host has no interface of that name) and the one
-    it had before (for the log line)."""
+    index now (None while this host has no interface of that name), the one it
+    had before (for the log line), and whether it went by a rename (the device,
+    and any VIP on it, is still there under another name). ``resolve`` asks the
+    kernel which index the name has now (None: none), for a link event that
+    does not carry the name."""
 
     name: str
     index: int | None
     last: int | None = None
+    renamed: bool = False
+    resolve: Callable[[], int | None] | None = None
 
     def follow(self, link: LinkEvent) -> str | None:
         """Take in one link event; what to say (once per change of the interface),
         or None when it does not change which interface the VIP is watched on."""
-        if link.index == self.index and (not link.new or link.name != self.name):
-            self.last, self.index = self.index, None  # deleted, or renamed away
+        if link.index == self.index and not link.new:
+            self.last, self.index, self.renamed = self.index, None, False
             return (
                 f"interface {self.name} is gone (index {self.last}): the VIP is not on this "
                 "host until it is back"
             )
-        if link.new and link.name == self.name and link.index != self.index:
+        if link.index == self.index and not link.named(self.name) and not self._still_ours():
+            self.last, self.index, self.renamed = self.index, None, True
+            return (
+                f"interface {self.name} was renamed to {link.name} (index {self.last}): "
+                f"whether the VIP is on it is no longer watched, until an interface named "
+                f"{self.name} is there again"
+            )
+        if link.new and link.named(self.name) and link.index != self.index:
             before = self.index if self.index is not None else self.last
-            self.index = link.index
+            self.index, self.renamed = link.index, False
             if before is None:
                 return f"interface {self.name} appeared (index {link.index}): following it"
+            if before == link.index:
+                return f"interface {self.name} is back (index {link.index}): following it"
             return (
                 f"interface {self.name} was re-created (index {before} -> {link.index}): "
                 "following it"
             )
         return None
+
+    def _still_ours(self) -> bool:
+        """Whether the name still maps to the followed index (a name the event does
+        not carry: the kernel knows it)."""
+        return self.resolve is not None and self.resolve() == self.index
 
     def resync(self, index: int | None) -> list[LinkEvent]:
         """The link event that makes up for lost ones, given the index the name has
@@ -248,9 +302,14 @@ class AddressWatch(Worker):
         self._wake_read, self._wake_write = socket.socketpair()
 
     def close(self) -> None:
-        """Wake the thread so it sees ``stop`` (it waits for the kernel otherwise)."""
+        """Wake the thread so it sees ``stop`` (it waits for the kernel otherwise);
+        never started (the election failed before it), its socket pair is closed
+        here."""
         with contextlib.suppress(OSError):
             self._wake_write.send(b"x")
+        if self.ident is None:
+            self._wake_read.close()
+            self._wake_write.close()
 
     def work(self) -> None:
         try:
@@ -278,7 +337,10 @@ class AddressWatch(Worker):
                 # Not there (yet): ifupdown or systemd-networkd may create it after
                 # us. Unobserved until its link event says it is there.
                 index = None
-                self._unobservable(f"{self._why(exc)}; it is followed as soon as it appears")
+                later = "; it is followed as soon as it appears"
+                self._unobservable(
+                    self._why(exc) + (later if exc.errno in _NO_SUCH_INTERFACE else "")
+                )
             else:
                 log.info(
                     "following the VIP %s on %s through netlink (kernel address events)",
@@ -286,7 +348,7 @@ class AddressWatch(Worker):
                     config.interface,
                     extra={"event": "vip_watch"},
                 )
-            self._follow(sock, Interface(config.interface, index))
+            self._follow(sock, Interface(config.interface, index, resolve=self._index))
         except OSError as exc:
             if not self.stop.is_set():
                 log.warning(
@@ -304,6 +366,14 @@ class AddressWatch(Worker):
             return (
                 f"netlink is refused ({exc.strerror}): allow AF_NETLINK in the unit's "
                 "RestrictAddressFamilies="
+            )
+        if exc.errno not in _NO_SUCH_INTERFACE:
+            # Out of descriptors (EMFILE, ENFILE) or memory (ENOMEM, ENOBUFS):
+            # this process's or the host's trouble, not vip-manager.yml's.
+            return (
+                f"the kernel refused a netlink socket or an interface look-up "
+                f"({exc.strerror or exc}): out of file descriptors or memory? Restart "
+                "vip-elector once that is fixed to watch the VIP again"
             )
         return (
             f"this host has no interface {self.config.interface!r} ({exc.strerror or exc}): "
@@ -390,7 +460,12 @@ class AddressWatch(Worker):
                     if said is None:
                         continue  # another interface, or a change of its flags
                     log.info("%s", said, extra={"event": "vip_interface"})
-                    if interface.index is None:
+                    if interface.renamed:
+                        # The device is still there (and the VIP with it, if it
+                        # was): not "absent", unobserved.
+                        self.post(VipSeen(None))
+                        current = None
+                    elif interface.index is None:
                         if current is None or current:
                             tell(False)  # no interface, no VIP on it
                         current = set()

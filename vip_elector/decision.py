@@ -39,8 +39,10 @@ Every rule is a named step below, in the order it is applied:
   saw happen to itself (it took the key, it lost or gave it, and why) is
   appended to the key's bounded history, retried with a backoff. **reap**:
   the leader removes (cas) the member entry of a node gone for good, one
-  that said "stopped" or went silent more than MEMBER_REAP (72 h) ago;
-  never its own, never one of a value with a live session.
+  that said "stopped" or went silent more than MEMBER_REAP (72 h) ago (its
+  own clock) and that the leader's reads showed unchanged for MEMBER_STALE
+  heartbeats (ours); never its own, never one of a value with a live
+  session; one at a time, none during a hand-over, step-down or stop.
 - **foreign key**: a plain key somebody wrote is never taken.
 - leading: **ownership** (the key still ours, else the lock is lost and why),
   **fence** (each consistent read that proves the lock extends /leader's
@@ -73,6 +75,7 @@ from dataclasses import dataclass, field, fields, replace
 from vip_elector.key_entries import (
     LOCK_FLAG,
     MEMBER_REAP,
+    MEMBER_STALE,
     Candidate,
     Change,
     KeyState,
@@ -680,6 +683,10 @@ class Memory:
     members: Mapping[str, Member] = field(default_factory=dict)
     reaped: Mapping[str, int] = field(default_factory=dict)
     reap_at: float = 0.0
+    # by value: (ModifyIndex, when this leader's reads first showed it at that
+    # index), on our own clock: the writer's may be off
+    members_seen: Mapping[str, tuple[int, float]] = field(default_factory=dict)
+    reaping: bool = False  # a ReapMember is out; its outcome comes next
     # the history: changes of the holder not written yet
     chronicle: tuple[Change, ...] = ()
     chronicle_at: float = 0.0
@@ -889,7 +896,7 @@ class _Step:
         self._vip_reads(not m.watching or read.resumed, read.started if read.tree else None)
         if read.tree:
             self.set(candidates=dict(read.candidates), request=read.request, conflict=read.conflict)
-            self._members_read(read.members)
+            self._members_read(read.members, read.started)
         if read.resumed and not m.consul_maintenance_known:
             # The agent answers again after failed reads: the wait for the node
             # watch's answer (due within its retry) starts afresh, whatever of it
@@ -1696,28 +1703,59 @@ class _Step:
         self.set(chronicle_sending=len(m.chronicle))
         return None
 
-    def _members_read(self, members: Mapping[str, Member]) -> None:
-        """The member entries of a tree read; a removal is forgotten once a read
-        no longer shows that entry (removed, or written again since)."""
+    def _members_read(self, members: Mapping[str, Member], at: float) -> None:
+        """The member entries of a tree read started at ``at``; a removal is
+        forgotten once a read no longer shows that entry (removed, or written
+        again since)."""
         reaped = {
             value: index
             for value, index in self.m.reaped.items()
             if value in members and members[value].modify_index == index
         }
-        self.set(members=dict(members), reaped=reaped)
+        seen: dict[str, tuple[int, float]] = {}
+        for value, member in members.items():
+            index, first = self.m.members_seen.get(value, (-1, at))
+            seen[value] = (member.modify_index, first if index == member.modify_index else at)
+        self.set(members=dict(members), reaped=reaped, members_seen=seen)
 
     def _reap(self) -> float | None:
         """The leader removes the member entries of nodes gone for good (as Consul
         reaps a failed node after its reconnect_timeout): with cas, so that a node
         that reported meanwhile keeps its entry; never our own, never one whose
-        value has a live session (a candidacy entry, or the session it names)."""
+        value has a live session (a candidacy entry, or the session it names).
+
+        The entry's ``at`` is the writer's wall clock, which may be days off: it
+        is also required that this leader has seen the entry unchanged for
+        MEMBER_STALE of its heartbeats (a node that reports rewrites it every
+        heartbeat, which the leader's read of the prefix sees at once, and the
+        cas delete is refused after such a write: its entry is never removed,
+        whatever its clock says). One
+        removal at a time (each may wait for Consul's timeout on the election
+        thread), none while the lock is being handed over, given up or the
+        daemon stops."""
         m = self.m
-        if not m.leading or m.stop is not None:
+        if not m.leading:
+            if m.members or m.reaped or m.members_seen or m.reap_at or "reap" in m.said:
+                self.set(members={}, reaped={}, members_seen={}, reap_at=0.0)
+                self.forget_said("reap")
             return None
+        if (
+            m.reaping
+            or m.stop is not None
+            or m.handover is not None
+            or m.leaving is not None
+            or m.step_down is not None
+            or m.move_from is not None
+        ):
+            return None
+        refused = self._prefix_refused()
+        if refused is not None:
+            return refused
         if self.now < m.reap_at:
             return m.reap_at
         live = {c.session for c in m.candidates.values()}
-        for value, member in m.members.items():
+        wake: float | None = None
+        for value, member in sorted(m.members.items()):
             if (
                 value == self.rules.value
                 or value in m.candidates
@@ -1726,15 +1764,22 @@ class _Step:
                 or not member.gone_for_good(m.wall)
             ):
                 continue
+            index, first = m.members_seen.get(value, (-1, self.now))
+            unchanged_until = first + MEMBER_STALE * member.heartbeat
+            if index != member.modify_index or self.now < unchanged_until:
+                wake = unchanged_until if wake is None else min(wake, unchanged_until)
+                continue
             self.out.append(ReapMember(member))
-            self.set(reaped={**self.m.reaped, value: member.modify_index})
-        return None
+            self.set(reaped={**m.reaped, value: member.modify_index}, reaping=True)
+            return None
+        return wake
 
     def _done_reap_member(self, done: Done) -> None:
         action = done.action
         assert isinstance(action, ReapMember)
         member = action.member
         who = f"node {member.node or '?'} (value {member.value!r})"
+        self.set(reaping=False)
         if done.result == "ok":
             since = datetime.datetime.fromtimestamp(member.at, datetime.UTC)
             how = "stopped" if member.state == "stopped" else "silent"
@@ -1758,13 +1803,15 @@ class _Step:
                 reaped={k: v for k, v in self.m.reaped.items() if k != member.value},
                 reap_at=self.now + PUBLISH_RETRY_MAX,
             )
-            self.say_once(
-                "reap",
+            text = (
                 f"cannot remove the member entry of {who}: {done.detail}; retrying in "
-                f"{_fmt(PUBLISH_RETRY_MAX)}",
-                "warning",
-                "member_unreaped",
+                f"{_fmt(PUBLISH_RETRY_MAX)}"
             )
+            if "reap" in self.m.said:
+                # One warning until a removal succeeds, whichever entry failed.
+                self.log("debug", text, "member_unreaped")
+            else:
+                self.say_once("reap", text, "warning", "member_unreaped")
 
     # -- leading -------------------------------------------------------------------------
     def _lead(self) -> float:

@@ -106,7 +106,9 @@ class Member:
 
     def gone_for_good(self, now: float) -> bool:
         """Whether it said "stopped", or went silent, more than MEMBER_REAP ago (wall
-        clock ``now``): a node taken out of service, whose entry the leader removes."""
+        clock ``now``): a node taken out of service, whose entry the leader removes.
+        ``at`` is the writer's clock, which may be off by days: the leader also
+        requires its own reads to have shown the entry unchanged (decision.py)."""
         return now - self.at > max(MEMBER_REAP, MEMBER_STALE * self.heartbeat)
 
 

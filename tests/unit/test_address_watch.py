@@ -13,8 +13,10 @@ their first attribute (the name) and their length set to match.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
+import os
 import socket
 import struct
 import threading
@@ -142,12 +144,22 @@ def test_an_interrupted_dump_says_so() -> None:
     assert list(parse_messages(bytes(data)))[-1] == DumpEnd(interrupted=True)
 
 
-def link(new: bool, index: int, name: str) -> bytes:
-    """RTM_NEWLINK/RTM_DELLINK as the kernel lays it out (ifinfomsg, then IFLA_IFNAME)."""
-    raw = name.encode() + b"\0"
-    attribute = struct.pack("=HH", 4 + len(raw), 3) + raw
-    attribute += bytes(-len(attribute) % 4)
-    body = struct.pack("=BxHiII", 0, 1, index, 0x1002, 0xFFFFFFFF) + attribute
+def attribute(kind: int, raw: bytes) -> bytes:
+    """One route attribute, padded to 4 bytes."""
+    data = struct.pack("=HH", 4 + len(raw), kind) + raw
+    return data + bytes(-len(data) % 4)
+
+
+def link(
+    new: bool, index: int, name: str, family: int = 0, altnames: tuple[str, ...] = ()
+) -> bytes:
+    """RTM_NEWLINK/RTM_DELLINK as the kernel lays it out (ifinfomsg, then IFLA_IFNAME,
+    then the alternative names in IFLA_PROP_LIST, nested: NLA_F_NESTED)."""
+    attributes = attribute(3, name.encode() + b"\0")
+    if altnames:
+        listed = b"".join(attribute(53, alt.encode() + b"\0") for alt in altnames)
+        attributes += attribute(52 | 0x8000, listed)
+    body = struct.pack("=BxHiII", family, 1, index, 0x1002, 0xFFFFFFFF) + attributes
     return struct.pack("=IHHII", 16 + len(body), 16 if new else 17, 0, 0, 0) + body
 
 
@@ -193,6 +205,50 @@ def test_the_interface_is_followed_by_name_once_per_change() -> None:
     )
     assert bond.follow(LinkEvent(True, 11, "bond-old")) is not None
     assert bond.index is None
+
+
+def test_an_interface_is_known_by_its_alternative_names_too() -> None:
+    # `ip link property add dev v0 altname vipalt`: every link event of v0 then
+    # carries vipalt in IFLA_PROP_LIST, and if_nametoindex("vipalt") finds v0.
+    (event,) = parse_messages(link(True, 3, "v0", altnames=("vipalt", "vip-long-name")))
+    assert event == LinkEvent(True, 3, "v0", ("vipalt", "vip-long-name"))
+    alt = Interface("vipalt", 3)
+    assert alt.follow(event) is None  # its MTU or carrier changed: still followed
+    assert alt.index == 3
+    assert str(alt.follow(LinkEvent(False, 3, "v0", ("vipalt",)))).startswith(
+        "interface vipalt is gone (index 3)"
+    )
+    assert alt.follow(LinkEvent(True, 5, "v1", ("vipalt",))) == (
+        "interface vipalt was re-created (index 3 -> 5): following it"
+    )
+
+
+def test_a_link_event_without_the_name_asks_the_kernel_before_letting_go() -> None:
+    # A name the event does not carry (an alternative name on a kernel that does
+    # not list it): if the name still has the followed index, it is still ours.
+    alt = Interface("vipalt", 3, resolve=lambda: 3)
+    assert alt.follow(LinkEvent(True, 3, "v0")) is None
+    assert alt.index == 3
+    gone = Interface("vipalt", 3, resolve=lambda: None)
+    assert gone.follow(LinkEvent(True, 3, "v0")) is not None
+    assert gone.index is None
+
+
+def test_bridge_port_messages_are_not_the_interfaces_own_life() -> None:
+    # A port leaving a bridge: RTM_DELLINK with ifi_family AF_BRIDGE for a port
+    # that still exists; so are IPv6 (AF_INET6) link messages.
+    assert list(parse_messages(link(False, 3, "eth0", family=socket.AF_BRIDGE))) == []
+    assert list(parse_messages(link(True, 3, "eth0", family=socket.AF_BRIDGE))) == []
+    assert list(parse_messages(link(True, 3, "eth0", family=socket.AF_INET6))) == []
+    assert list(parse_messages(link(False, 3, "eth0"))) == [LinkEvent(False, 3, "eth0")]
+
+
+def test_an_interface_back_on_the_same_index_is_said_so() -> None:
+    eth = Interface("eth0", 3)
+    eth.follow(LinkEvent(True, 3, "eth0-old"))  # renamed away
+    assert eth.follow(LinkEvent(True, 3, "eth0")) == (
+        "interface eth0 is back (index 3): following it"
+    )
 
 
 def test_an_interface_missing_at_start_is_followed_once_it_appears() -> None:
@@ -366,6 +422,91 @@ def test_an_interface_re_created_is_followed_on_its_new_index(
     ]
 
 
+@contextlib.contextmanager
+def watching(
+    monkeypatch: pytest.MonkeyPatch, interface: str
+) -> Iterator[tuple[Kernel, Seen, dict[str, int]]]:
+    """A watch of ``interface`` (index ETH0), which has told that the VIP is there;
+    the names the kernel knows, by index, may be changed."""
+    kernel, seen = Kernel(), Seen()
+    watch = AddressWatch(
+        config(interface=interface), DaemonState("k", "v"), threading.Event(), seen.post
+    )
+    names = {interface: ETH0}
+
+    def if_nametoindex(name: str) -> int:
+        if name not in names:
+            raise OSError("no interface with this name")  # as CPython raises it
+        return names[name]
+
+    monkeypatch.setattr(socket, "if_nametoindex", if_nametoindex)
+    monkeypatch.setattr(watch, "_open", lambda: kernel)
+    watch.start()
+    try:
+        kernel.request()
+        kernel.ours.send(DUMP2)
+        assert seen.wait(1) == [True]
+        yield kernel, seen, names
+    finally:
+        watch.stop.set()
+        watch.close()
+        watch.join(5)
+    assert not watch.is_alive()
+
+
+def still_followed(kernel: Kernel, seen: Seen) -> None:
+    """The VIP goes and comes back on ETH0: told so, and nothing was told before."""
+    kernel.ours.send(DEL)
+    assert seen.wait(2) == [True, False]
+    kernel.ours.send(NEW)
+    assert seen.wait(3) == [True, False, True]
+
+
+def test_an_interface_configured_by_an_alternative_name_stays_followed(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (
+        watching(monkeypatch, "vipalt") as (kernel, seen, _),
+        caplog.at_level(logging.INFO, logger="vip_elector"),
+    ):
+        kernel.ours.send(link(True, ETH0, "eth0", altnames=("vipalt",)))  # an MTU change
+        kernel.ours.send(link(True, ETH0, "eth0"))  # carrier; no names listed
+        still_followed(kernel, seen)
+        assert not [r for r in caplog.records if r.levelno >= logging.INFO]
+
+
+def test_a_port_leaving_a_bridge_tells_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    with watching(monkeypatch, "eth0") as (kernel, seen, _):
+        kernel.ours.send(link(False, ETH0, "eth0", family=socket.AF_BRIDGE))
+        kernel.ours.send(link(True, ETH0, "eth0", family=socket.AF_BRIDGE))
+        still_followed(kernel, seen)
+
+
+def test_an_interface_renamed_away_leaves_the_vip_unobserved(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The device and the VIP on it are still there, under another name: not
+    # "absent" (a hand-over would take that for the VIP gone), unobserved.
+    with (
+        watching(monkeypatch, "eth0") as (kernel, seen, names),
+        caplog.at_level(logging.INFO, logger="vip_elector"),
+    ):
+        names.clear()
+        kernel.ours.send(link(True, ETH0, "eth0-old") + link(True, ETH0, "eth0-old"))
+        assert seen.wait(2) == [True, None]
+        names["eth0"] = ETH0
+        kernel.ours.send(link(True, ETH0, "eth0"))  # renamed back
+        assert kernel.request() == RTM_GETADDR
+        kernel.ours.send(DUMP2)
+        assert seen.wait(3) == [True, None, True]
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert said == [
+        "interface eth0 was renamed to eth0-old (index 3): whether the VIP is on it is "
+        "no longer watched, until an interface named eth0 is there again",
+        "interface eth0 is back (index 3): following it",
+    ]
+
+
 def test_lost_link_events_are_made_up_for_by_asking_the_index_again(
     watched: tuple[Kernel, Seen, AddressWatch], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -407,24 +548,55 @@ def test_an_interface_that_appears_after_the_start_is_followed(
         watch.join(5)
 
 
-def test_netlink_refused_by_the_sandbox_says_what_to_allow(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """What socket(AF_NETLINK) raises under RestrictAddressFamilies= without it."""
+def said_when_netlink_fails(
+    error: OSError, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """The INFO line of a watch whose netlink socket cannot be opened (``error``)."""
     seen = Seen()
     watch = AddressWatch(config(), DaemonState("k", "v"), threading.Event(), seen.post)
     monkeypatch.setattr(socket, "if_nametoindex", lambda name: ETH0)
 
-    def refused() -> socket.socket:
-        raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+    def failing() -> socket.socket:
+        raise error
 
-    monkeypatch.setattr(watch, "_open", refused)
+    monkeypatch.setattr(watch, "_open", failing)
     with caplog.at_level(logging.INFO, logger="vip_elector"):
         watch.start()
         watch.join(5)
     assert seen.wait(1) == [None]
     (said,) = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
+    return said
+
+
+def test_netlink_refused_by_the_sandbox_says_what_to_allow(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What socket(AF_NETLINK) raises under RestrictAddressFamilies= without it."""
+    refused = OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+    said = said_when_netlink_fails(refused, caplog, monkeypatch)
     assert "allow AF_NETLINK in the unit's RestrictAddressFamilies=" in said
+
+
+def test_out_of_descriptors_is_not_taken_for_a_missing_interface(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exhausted = OSError(errno.EMFILE, "Too many open files")
+    said = said_when_netlink_fails(exhausted, caplog, monkeypatch)
+    assert "no interface" not in said
+    assert "Too many open files" in said
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_watch_never_started_leaves_no_descriptor_open() -> None:
+    # The election failed before it started the watch (at the pre-flight check,
+    # say): its close() in the election's cleanup closes the socket pair.
+    before = open_descriptors()
+    watch = AddressWatch(config(), DaemonState("k", "v"), threading.Event(), Seen().post)
+    watch.close()
+    assert open_descriptors() == before
 
 
 # -- what vip-manager.yml says ------------------------------------------------------------

@@ -36,6 +36,7 @@ from vip_elector.decision import (
     HandOver,
     HandTo,
     KeyRead,
+    Leaving,
     LockDelayOf,
     Log,
     LookUpCandidates,
@@ -70,6 +71,7 @@ from vip_elector.decision import (
 from vip_elector.key_entries import (
     LOCK_FLAG,
     MEMBER_REAP,
+    MEMBER_STALE,
     Candidate,
     KeyState,
     Member,
@@ -897,14 +899,19 @@ def reaped(actions: Iterable[Action]) -> list[str]:
     return [a.member.value for a in of(ReapMember, actions)]
 
 
+# How long the leader's own reads must show a member entry unchanged before it
+# is removed (on the leader's clock: the writer's may be off by days).
+SEEN = MEMBER_STALE * MEMBER_HEARTBEAT
+
+
 def test_the_leader_removes_a_member_entry_silent_for_longer_than_the_reap_time() -> None:
     run = leader()
-    d = member("d", MEMBER_REAP - 10)  # 10 s short of it
+    d = member("d", MEMBER_REAP - 200)  # 200 s short of it
     assert reaped(run(tree(1.0, {"d": d}), 1.0)) == []
-    assert reaped(run(tree(9.0, {"d": d}), 9.0)) == []
-    actions = run(tree(11.0, {"d": d}), 11.0)
+    assert reaped(run(tree(150.0, {"d": d}), 150.0)) == []
+    actions = run(tree(201.0, {"d": d}), 201.0)
     assert of(ReapMember, actions) == [ReapMember(d)]  # with its ModifyIndex: cas
-    done = run(Done(ReapMember(d), "ok"), 11.1)
+    done = run(Done(ReapMember(d), "ok"), 201.1)
     (said,) = of(Log, done)
     assert (said.level, said.event) == ("info", "member_reaped")
     assert said.message.startswith(
@@ -912,8 +919,8 @@ def test_the_leader_removes_a_member_entry_silent_for_longer_than_the_reap_time(
     )
     assert "(last said: follower), longer than 72 h" in said.message
     # A read answered before the delete still shows it: not removed (nor said) twice.
-    assert reaped(run(tree(11.2, {"d": d}), 11.2)) == []
-    assert not of(Log, run(tree(11.3, {}), 11.3))
+    assert reaped(run(tree(201.2, {"d": d}), 201.2)) == []
+    assert not of(Log, run(tree(201.3, {}), 201.3))
     assert run.memory.reaped == {}
 
 
@@ -921,9 +928,10 @@ def test_a_stopped_member_is_removed_after_the_reap_time_too() -> None:
     run = leader()
     recent = member("d", 3600.0, state="stopped")  # an upgrade, a reboot: kept
     old = member("e", MEMBER_REAP + 1, state="stopped", modify_index=31)
-    actions = run(tree(1.0, {"d": recent, "e": old}), 1.0)
+    run(tree(1.0, {"d": recent, "e": old}), 1.0)
+    actions = run(tree(1.0 + SEEN, {"d": recent, "e": old}), 1.0 + SEEN)
     assert reaped(actions) == ["e"]
-    (said,) = of(Log, run(Done(ReapMember(old), "ok"), 1.0))
+    (said,) = of(Log, run(Done(ReapMember(old), "ok"), 1.0 + SEEN))
     assert "node node-e (value 'e'): stopped since" in said.message
 
 
@@ -931,13 +939,82 @@ def test_a_member_that_reported_again_keeps_its_entry() -> None:
     run = leader()
     old = member("d", MEMBER_REAP + 1)
     run(tree(1.0, {"d": old}), 1.0)
+    assert reaped(run(tree(1.0 + SEEN, {"d": old}), 1.0 + SEEN)) == ["d"]
     # Its daemon came back and wrote its entry between the read and the delete:
     # the cas delete at the old ModifyIndex is refused; nothing is said at INFO.
-    kept = run(Done(ReapMember(old), "refused"), 1.1)
+    kept = run(Done(ReapMember(old), "refused"), 1.1 + SEEN)
     assert [a.level for a in of(Log, kept)] == ["debug"]
     back = member("d", 0.0, modify_index=40)
     for t in (2.0, 60.0, 3600.0):
-        assert reaped(run(tree(t, {"d": back}), t)) == []
+        assert reaped(run(tree(SEEN + t, {"d": back}), SEEN + t)) == []
+
+
+def test_a_member_whose_clock_is_days_behind_is_kept_while_it_reports() -> None:
+    # A node in FAULT (no session) whose clock is 5 days behind: every report
+    # it writes looks older than the reap time. It rewrites its entry every
+    # heartbeat, so the leader never sees it unchanged for long: never removed.
+    run = leader()
+    for beat in range(60):  # an hour of reports
+        t = 1.0 + beat * MEMBER_HEARTBEAT
+        skewed = member("d", 5 * 86400.0 - t, state="fault", modify_index=100 + beat)
+        for read_at in (t, t + MEMBER_HEARTBEAT / 2):
+            assert reaped(run(tree(read_at, {"d": skewed}), read_at)) == []
+    # It stops writing (its daemon died): removed once this leader's reads showed
+    # it unchanged for MEMBER_STALE heartbeats, not before.
+    last = 1.0 + 59 * MEMBER_HEARTBEAT
+    assert reaped(run(tree(last + SEEN - 1.0, {"d": skewed}), last + SEEN - 1.0)) == []
+    assert run.wake == last + SEEN
+    assert reaped(run(Tick(), last + SEEN)) == ["d"]
+
+
+def test_member_entries_are_removed_one_at_a_time() -> None:
+    # Each removal may wait for Consul's request timeout on the election thread:
+    # the next is sent after the outcome of the last.
+    run = leader()
+    old = {v: member(v, MEMBER_REAP + 1, modify_index=i) for i, v in enumerate("def", 30)}
+    run(tree(1.0, old), 1.0)
+    assert reaped(run(tree(1.0 + SEEN, old), 1.0 + SEEN)) == ["d"]
+    assert reaped(run(Tick(), 2.0 + SEEN)) == []
+    assert reaped(run(tree(3.0 + SEEN, old), 3.0 + SEEN)) == []
+    assert reaped(run(Done(ReapMember(old["d"]), "ok"), 4.0 + SEEN)) == ["e"]
+    assert reaped(run(Done(ReapMember(old["e"]), "refused"), 5.0 + SEEN)) == ["f"]
+    assert reaped(run(Done(ReapMember(old["f"]), "ok"), 6.0 + SEEN)) == []
+
+
+def test_no_member_entry_is_removed_while_the_lock_is_handed_over_or_given_up() -> None:
+    busy: dict[str, dict[str, object]] = {
+        "a hand-over": {"handover": HandOver(B, Cause.SWITCHOVER)},
+        "a step-down": {"leaving": Leaving(Cause.STEP_DOWN, "SIGUSR1", Role.FOLLOWER)},
+    }
+    for what, changes in busy.items():
+        run = leader()
+        old = {"d": member("d", MEMBER_REAP + 1)}
+        run(tree(1.0, old), 1.0)
+        calm = run.memory
+        run.memory = replace(calm, **changes)  # type: ignore[arg-type]
+        actions = run(tree(1.0 + SEEN, old), 1.0 + SEEN)
+        assert reaped(actions) == [], what
+        run.memory = replace(run.memory, **{k: getattr(calm, k) for k in changes})
+        assert reaped(run(Tick(), 2.0 + SEEN)) == ["d"], what
+    # SIGUSR1 or a stop with the entry due: the lock's business goes first, and
+    # no removal follows it.
+    for event in (StepDownAsked("SIGUSR1", 10.0), StopAsked()):
+        run = leader()
+        run(tree(1.0, {"d": member("d", MEMBER_REAP + 1)}), 1.0)
+        run.memory = replace(run.memory, reap_at=2.0 + SEEN)  # due just after it
+        assert reaped(run(event, 1.0 + SEEN)) == [], event
+        assert reaped(run(Tick(), 2.0 + SEEN)) == [], event
+
+
+def test_while_the_prefix_is_refused_no_member_entry_is_removed() -> None:
+    run = leader()
+    old = {"d": member("d", MEMBER_REAP + 1)}
+    run(tree(1.0, old), 1.0)
+    run.memory = replace(run.memory, publish_failures=1, publish_at=10.0 + SEEN)
+    assert reaped(run(tree(1.0 + SEEN, old), 1.0 + SEEN)) == []
+    assert run.wake <= 10.0 + SEEN
+    run.memory = replace(run.memory, publish_failures=0)
+    assert reaped(run(Tick(), 10.0 + SEEN)) == ["d"]
 
 
 def test_the_leaders_own_entry_and_one_with_a_live_session_are_never_removed() -> None:
@@ -945,28 +1022,49 @@ def test_the_leaders_own_entry_and_one_with_a_live_session_are_never_removed() -
     ours = member("a", MEMBER_REAP * 2)
     b = member("b", MEMBER_REAP * 2)  # its candidacy entry lives: its session does
     e = member("e", MEMBER_REAP * 2, session="sess-b")  # names a live session
-    actions = run(tree(1.0, {"a": ours, "b": b, "e": e}, candidates={"b": B}), 1.0)
-    assert reaped(actions) == []
+    for t in (1.0, 1.0 + SEEN):
+        actions = run(tree(t, {"a": ours, "b": b, "e": e}, candidates={"b": B}), t)
+        assert reaped(actions) == []
 
 
 def test_only_the_leader_removes_member_entries() -> None:
     run = follower()
     old = {"d": member("d", MEMBER_REAP * 2)}
-    actions = run(read(held("sess-b", b"b"), 1.0, tree=True, members=old), 1.0)
-    assert reaped(actions) == []
-    assert reaped(run(Tick(), 2.0)) == []
+    for t in (1.0, 1.0 + SEEN):
+        actions = run(read(held("sess-b", b"b"), t, tree=True, members=old), t)
+        assert reaped(actions) == []
+    assert reaped(run(Tick(), 2.0 + SEEN)) == []
+
+
+def test_what_the_leader_knew_of_member_entries_is_forgotten_when_it_stops_leading() -> None:
+    run = leader()
+    old = {"d": member("d", MEMBER_REAP + 1)}
+    run(tree(1.0, old), 1.0)
+    run(read(held("sess-b", b"b", 12), 2.0, consistent=True, tree=True, members=old), 2.0)
+    assert not run.memory.leading
+    assert (run.memory.members, run.memory.members_seen, run.memory.reaped) == ({}, {}, {})
 
 
 def test_a_failed_removal_is_said_once_and_tried_again_later() -> None:
     run = leader()
     old = member("d", MEMBER_REAP + 1)
-    run(tree(1.0, {"d": old}), 1.0)
-    failed = run(Done(ReapMember(old), "failed", "403 Permission denied"), 1.0)
+    other = member("e", MEMBER_REAP + 1, modify_index=21)
+    run(tree(1.0, {"d": old, "e": other}), 1.0)
+    assert reaped(run(tree(1.0 + SEEN, {"d": old, "e": other}), 1.0 + SEEN)) == ["d"]
+    failed = run(Done(ReapMember(old), "failed", "403 Permission denied"), 1.0 + SEEN)
     assert [(a.level, a.event) for a in of(Log, failed)] == [("warning", "member_unreaped")]
-    assert reaped(run(tree(2.0, {"d": old}), 2.0)) == []
-    actions = run(tree(31.0, {"d": old}), 31.0)
-    assert reaped(actions) == ["d"]
-    assert not of(Log, run(Done(ReapMember(old), "failed", "403 Permission denied"), 31.0))
+    assert reaped(failed) == []  # not before the retry time
+    t = 31.0 + SEEN
+    assert reaped(run(tree(t, {"d": old, "e": other}), t)) == ["d"]
+    again = run(Done(ReapMember(old), "failed", "403 Permission denied"), t)
+    assert "warning" not in [a.level for a in of(Log, again)]
+    # One warning until a removal succeeds, whichever entry fails next (not one
+    # each time the failing entry changes).
+    back = member("d", 0.0, modify_index=40)
+    run(tree(t + 1.0, {"d": back, "e": other}), t + 1.0)
+    assert reaped(run(Tick(), t + 30.0)) == ["e"]
+    failed = run(Done(ReapMember(other), "failed", "403 Permission denied"), t + 30.0)
+    assert [a.level for a in of(Log, failed)] == ["debug"]  # not a second warning
 
 
 def test_the_history_records_an_acquire_and_a_loss_with_its_cause() -> None:
