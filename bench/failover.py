@@ -22,7 +22,7 @@ Scenarios, each repeated:
 A scale row: takeover time on SIGTERM and Consul writes for that failover
 with 2, 10 and 30 candidates of distinct priorities on one key.
 
-Each fault comes at a random moment of vip-manager's interval, as in real life
+Each fault comes at a random moment of vip-manager's cycle, as in real life
 (see Bench._random_phase): the bench's own steps would otherwise put it at the
 same point of vip-manager's cycle in every run.
 
@@ -84,6 +84,9 @@ FENCED_LOCK_DELAY = "5s"  # the fenced mode's bound: lock-delay - interval - mar
 TTL_SECONDS = 10.0
 FAILOVER_TIMEOUT = 45.0
 _NEVER = threading.Event()
+# Longer than vip-manager's cycle (the bench's interval 100 ms, plus up to 0.4 s
+# that /leader may hold a request): the spread of a fault's random moment.
+PHASE_SPREAD = 1.0
 
 SCENARIOS = {
     "H": "leader's HTTP check fails",
@@ -364,24 +367,25 @@ class Bench:
         """The fault at a random moment of vip-manager's cycle, as in real life.
 
         The bench's own steps take about the same time in every run, so without
-        this the fault would fall at the same point of vip-manager's interval
-        each time. In the fenced mode vip-manager polls /leader every interval,
-        and the lab starts both nodes' vip-managers together, so they would poll
-        in step too: every run would measure one phase (after a poll on both
-        nodes: two full intervals). So the follower's vip-manager is restarted
-        at a random moment first (it has no VIP: its restart changes nothing
-        but its phase), then the fault waits a random part of the interval.
+        this the fault would fall at the same point of vip-manager's cycle each
+        time. In the fenced mode vip-manager polls /leader every interval (and
+        /leader may hold a request up to 0.4 s), and the lab starts both nodes'
+        vip-managers together, so they would poll in step too: every run would
+        measure one phase (after a poll on both nodes: two full intervals). So
+        the follower's vip-manager is restarted at a random moment first (it has
+        no VIP: its restart changes nothing but its phase), then the fault waits
+        a random time longer than any of these cycles.
         """
         interval = self.lab.vip_manager_interval_ms / 1000
         if self.impl.fenced:
-            _NEVER.wait(random.uniform(0, interval))
+            _NEVER.wait(random.uniform(0, PHASE_SPREAD))
             manager = self.lab.vip_managers[other]
             manager.stop()
             manager.start()
             _NEVER.wait(5 * interval)  # its first polls answered (503: it adds nothing)
             if self.vip.holders() != (next(n for n in NODES if n != other),):
                 raise RuntimeError(f"the VIP moved while {other}'s vip-manager restarted")
-        _NEVER.wait(random.uniform(0, interval))
+        _NEVER.wait(random.uniform(0, PHASE_SPREAD))
 
     def _switchover(self, leader: str, other: str) -> float:
         """Run `vip-elector switchover --to other`; the monotonic time of its request."""
@@ -731,7 +735,7 @@ def report(
         "Times are p50 / p95 / max in ms from the fault. *key*: the new leader's value "
         "is in the trigger-key; *VIP*: the VIP is on the new leader's host (and only there); "
         "*nobody* / *two*: how long no host / two hosts had the VIP. Each fault comes "
-        "at a random moment of vip-manager's interval (in the fenced mode also after the "
+        "at a random moment of vip-manager's cycle (in the fenced mode also after the "
         "follower's vip-manager was restarted at a random moment, so the two poll out of step).",
         "",
     ]
