@@ -1890,7 +1890,15 @@ class _Step:
         )
         # /leader says no before the key changes.
         self.set(handover=handover, fence_until=0.0)
+        # The blank is the first write after the fence drops: /leader answers
+        # vip-manager's held request with 503 at once, and a VIP seen gone counts
+        # only once the blank was sent. Our entry, changed in this step (a
+        # step-down's hold), went first and the VIP left before the blank: the
+        # hand-over waited its whole gap. Now the entry follows the blank.
+        entries = [a for a in self.out if isinstance(a, Publish)]
+        self.out[:] = [a for a in self.out if not isinstance(a, Publish)]
         self.out.append(Blank(self.m.session))
+        self.out.extend(entries)
 
     def _switchover(self) -> float:
         m = self.m

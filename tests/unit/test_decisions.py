@@ -1085,6 +1085,19 @@ def test_sigusr1_on_a_leader_that_sees_its_vip_hands_over_instead_of_deleting() 
     assert run.memory.standby(1.2) == "SIGUSR1"  # still out for the hold
 
 
+def test_a_step_down_blanks_before_it_writes_its_changed_entry() -> None:
+    """Soak, fenced mode: the step-down's entry (now in its hold) was written between
+    the fence's drop and the blank; /leader's 503 went out at once, the VIP left
+    before the blank was sent, and the hand-over waited its whole gap (0.3 s)."""
+    run = seeing_leader()
+    for action in of(Publish, run.actions):
+        run(Done(action, "ok"), 0.7)
+    actions = run(StepDownAsked("SIGUSR1", 10.0), 1.0)
+    writes = [a for a in actions if isinstance(a, (Blank, Publish))]
+    assert [type(a) for a in writes] == [Blank, Publish]
+    assert of(Publish, writes)[0].why == "SIGUSR1"
+
+
 def test_a_vip_gone_seen_before_the_blank_was_sent_does_not_hand_over() -> None:
     """Review finding: a "gone" that waited in the inbox (vip-manager dropped the
     VIP on a read error, and added it again) must not hand over early."""
