@@ -22,6 +22,10 @@ Scenarios, each repeated:
 A scale row: takeover time on SIGTERM and Consul writes for that failover
 with 2, 10 and 30 candidates of distinct priorities on one key.
 
+Each fault comes at a random moment of vip-manager's cycle, as in real life
+(see Bench._random_phase): the bench's own steps would otherwise put it at the
+same point of vip-manager's cycle in every run.
+
 Per run: time from the fault to the new leader's key write and to the VIP on
 the new node; how long nobody / two nodes held the VIP; whether the lock moved
 (L, R, U, T: any change of the key's value, session or ModifyIndex counts).
@@ -44,6 +48,7 @@ import contextlib
 import datetime as dt
 import os
 import platform
+import random
 import re
 import signal
 import statistics
@@ -79,6 +84,9 @@ FENCED_LOCK_DELAY = "5s"  # the fenced mode's bound: lock-delay - interval - mar
 TTL_SECONDS = 10.0
 FAILOVER_TIMEOUT = 45.0
 _NEVER = threading.Event()
+# Longer than vip-manager's cycle (the bench's interval 100 ms, plus up to 0.4 s
+# that /leader may hold a request): the spread of a fault's random moment.
+PHASE_SPREAD = 1.0
 
 SCENARIOS = {
     "H": "leader's HTTP check fails",
@@ -98,8 +106,8 @@ STAY = ("L", "R", "U", "T")
 # reload (SIGHUP's default action ends a Go program).
 OURS_ONLY = ("K3", "U", "T", "S")
 # The fenced mode changes what vip-manager follows, not the election: the rows
-# that tell its price (H: lock-delay 5 s) and its gain (L), and G and N.
-FENCED_SCENARIOS = ("H", "G", "N", "L")
+# that tell its price (H: lock-delay 5 s) and its gain (L), and G, N and S.
+FENCED_SCENARIOS = ("H", "G", "N", "L", "S")
 
 
 # -- the implementations under test -----------------------------------------------
@@ -203,8 +211,7 @@ class Bench:
         node = self.lab.nodes[name]
         self.generation += 1
         extra = list(self.extra_args)
-        if self.impl.fenced:
-            extra += ["--status-addr", self.lab.status_addr(node.host)]
+        extra += self._mode_args(name)
         process = ManagedProcess(
             f"{self.impl.key}-{name}-{self.generation}",
             self.impl.argv(self.lab.config_paths[name], node.check.check_id, name, extra),
@@ -279,6 +286,7 @@ class Bench:
         leader = self.steady()
         other = next(n for n in NODES if n != leader)
         node = self.lab.nodes[leader]
+        self._random_phase(other)
         t0 = time.monotonic()
         restore: Callable[[], object]
         if scenario == "H":
@@ -347,6 +355,38 @@ class Bench:
             result.moved = len(states) > 1
         return result
 
+    def _mode_args(self, name: str) -> list[str]:
+        """The fenced mode's vip-manager.yml asks for /leader: commands say where it is."""
+        return (
+            ["--status-addr", self.lab.status_addr(self.lab.nodes[name].host)]
+            if self.impl.fenced
+            else []
+        )
+
+    def _random_phase(self, other: str) -> None:
+        """The fault at a random moment of vip-manager's cycle, as in real life.
+
+        The bench's own steps take about the same time in every run, so without
+        this the fault would fall at the same point of vip-manager's cycle each
+        time. In the fenced mode vip-manager polls /leader every interval (and
+        /leader may hold a request up to 0.4 s), and the lab starts both nodes'
+        vip-managers together, so they would poll in step too: every run would
+        measure one phase (after a poll on both nodes: two full intervals). So
+        the follower's vip-manager is restarted at a random moment first (it has
+        no VIP: its restart changes nothing but its phase), then the fault waits
+        a random time longer than any of these cycles.
+        """
+        interval = self.lab.vip_manager_interval_ms / 1000
+        if self.impl.fenced:
+            _NEVER.wait(random.uniform(0, PHASE_SPREAD))
+            manager = self.lab.vip_managers[other]
+            manager.stop()
+            manager.start()
+            _NEVER.wait(5 * interval)  # its first polls answered (503: it adds nothing)
+            if self.vip.holders() != (next(n for n in NODES if n != other),):
+                raise RuntimeError(f"the VIP moved while {other}'s vip-manager restarted")
+        _NEVER.wait(random.uniform(0, PHASE_SPREAD))
+
     def _switchover(self, leader: str, other: str) -> float:
         """Run `vip-elector switchover --to other`; the monotonic time of its request."""
         server = self.cluster.servers[0]
@@ -355,6 +395,7 @@ class Bench:
             vip_elector_argv(
                 "switchover", "--vip-manager-config", str(self.lab.config_paths[leader]),
                 "--hostname", leader, "--to", other, "--yes", "--addr", server.http_addr,
+                *self._mode_args(leader),
             ),
             capture_output=True, text=True, env=clean_environment(), cwd=REPO_ROOT,
             timeout=30, check=False,
@@ -693,7 +734,9 @@ def report(
         "",
         "Times are p50 / p95 / max in ms from the fault. *key*: the new leader's value "
         "is in the trigger-key; *VIP*: the VIP is on the new leader's host (and only there); "
-        "*nobody* / *two*: how long no host / two hosts had the VIP.",
+        "*nobody* / *two*: how long no host / two hosts had the VIP. Each fault comes "
+        "at a random moment of vip-manager's cycle (in the fenced mode also after the "
+        "follower's vip-manager was restarted at a random moment, so the two poll out of step).",
         "",
     ]
     if missing_original:
@@ -773,6 +816,8 @@ def bench_implementation(impl: Implementation, args: argparse.Namespace, workdir
             bench.close()
     finally:
         lab.stop()
+    if args.failover_only:
+        return results
 
     agent = dev_agent(workdir / f"dev-{impl.key}", f"dev-{impl.key}").start().wait_ready(60)
     try:
@@ -833,6 +878,11 @@ def main(argv: list[str] | None = None) -> int:
         "(fenced, needs vip-manager v5), or both side by side",
     )
     parser.add_argument("--idle-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--failover-only",
+        action="store_true",
+        help="only the scenarios: no start-up, shutdown, scale or idle measures",
+    )
     parser.add_argument(
         "--scale",
         default="2,10,30",

@@ -14,14 +14,16 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from tests.testbed.waiting import wait_until
 from tests.unit.settings_factory import make_settings
+from vip_elector.fence import Fence
 from vip_elector.status_report import local_daemon
-from vip_elector.status_server import REQUEST_DEADLINE, StatusServer
+from vip_elector.status_server import LEADER_HOLD, MAX_HELD, REQUEST_DEADLINE, StatusServer
 
 
 class Daemon:
@@ -201,6 +203,153 @@ def test_leader_and_primary_say_what_they_mean(
         connection.close()
     finally:
         server.close()
+
+
+# -- /leader holds vip-manager's request until its answer is news ------------------------------
+
+
+@pytest.fixture
+def fenced() -> Iterator[tuple[Fence, StatusServer]]:
+    """A real fence behind /leader, as the daemon has it (not fenced, the VIP absent)."""
+    fence = Fence()
+    fence.observe(False)
+    running = StatusServer(
+        ("127.0.0.1", 0),
+        lambda: {"state": "follower"},
+        lambda accept, encoding: (b"", {}),
+        lambda: True,
+        fence.left,
+        fence_bound=lambda: 4.5,
+        news=fence,
+    ).start()
+    yield fence, running
+    running.close()
+
+
+def timed_get(server: StatusServer) -> tuple[int, float]:
+    """/leader's status and how long it took to come, measured from the request."""
+    started = time.monotonic()
+    status, _ = get(server, "/leader", timeout=2.0)
+    return status, time.monotonic() - started
+
+
+def lead_with_vip(fence: Fence, seconds: float = 4.5) -> None:
+    """The fenced leader for ``seconds`` more, its VIP on the host."""
+    fence.set(time.monotonic() + seconds)
+    fence.observe(True)
+
+
+def later(seconds: float, change: Callable[[], object]) -> threading.Timer:
+    timer = threading.Timer(seconds, change)
+    timer.start()
+    return timer
+
+
+def test_a_follower_s_vip_manager_hears_200_the_moment_the_fence_is_set(
+    fenced: tuple[Fence, StatusServer],
+) -> None:
+    # The receiving node of a hand-over: vip-manager asked just before the
+    # fence came; answered at once it would hear 503 and wait a whole interval.
+    fence, server = fenced
+    later(0.1, lambda: fence.set(time.monotonic() + 4.5))
+    status, took = timed_get(server)
+    assert status == 200
+    assert 0.08 <= took < 0.3
+
+
+def test_a_leader_s_vip_manager_hears_503_the_moment_the_fence_is_dropped(
+    fenced: tuple[Fence, StatusServer],
+) -> None:
+    # The leader handing over: its vip-manager drops the VIP at once.
+    fence, server = fenced
+    lead_with_vip(fence)
+    later(0.1, lambda: fence.set(0.0))
+    status, took = timed_get(server)
+    assert status == 503
+    assert 0.08 <= took < 0.3
+
+
+def test_a_held_200_ends_when_the_fence_runs_out_not_later(
+    fenced: tuple[Fence, StatusServer],
+) -> None:
+    # Nobody sets or drops it (Consul went quiet): the deadline itself ends the
+    # hold with 503, as an immediate answer after it would have.
+    fence, server = fenced
+    lead_with_vip(fence, 0.15)
+    status, took = timed_get(server)
+    assert status == 503
+    assert 0.13 <= took < 0.3
+
+
+def test_a_vip_appearing_on_a_node_without_the_fence_gets_503_at_once(
+    fenced: tuple[Fence, StatusServer],
+) -> None:
+    fence, server = fenced
+    later(0.1, lambda: fence.observe(True))
+    status, took = timed_get(server)
+    assert status == 503
+    assert took < 0.3
+
+
+@pytest.mark.parametrize(
+    ("vip", "fence_left"), [(None, 4.5), (None, 0.0), (True, 0.0), (False, 4.5)]
+)
+def test_leader_answers_at_once_when_the_vip_is_unobserved_or_disagrees(
+    fenced: tuple[Fence, StatusServer], vip: bool | None, fence_left: float
+) -> None:
+    fence, server = fenced
+    fence.set(time.monotonic() + fence_left if fence_left else 0.0)
+    fence.observe(vip)
+    status, took = timed_get(server)
+    assert status == (200 if fence_left else 503)
+    assert took < 0.2
+
+
+def test_with_nothing_new_leader_answers_within_the_hold_far_inside_vip_manager_s_timeout(
+    fenced: tuple[Fence, StatusServer],
+) -> None:
+    # vip-manager gives up after 1 s and then drops the VIP.
+    fence, server = fenced
+    lead_with_vip(fence)
+    status, took = timed_get(server)
+    assert status == 200
+    assert LEADER_HOLD - 0.05 <= took < LEADER_HOLD + 0.2 < 1.0
+
+
+def test_held_requests_are_answered_before_the_socket_is_handed_over(
+    fenced: tuple[Fence, StatusServer],
+) -> None:
+    # A restart in place (SIGUSR2) execs: a held connection it closed would
+    # read as an error to vip-manager, which drops the VIP on errors.
+    fence, server = fenced
+    lead_with_vip(fence)
+    answers: list[tuple[int, float]] = []
+    client = threading.Thread(target=lambda: answers.append(timed_get(server)))
+    client.start()
+    assert server.holds is not None
+    holds = server.holds
+    wait_until(lambda: holds.count == 1, 2.0, "the request is held")
+    server.hand_over()
+    client.join(2)
+    assert answers
+    assert answers[0][0] == 200
+    assert answers[0][1] < 0.3
+
+
+def test_only_a_few_requests_are_held_at_once(fenced: tuple[Fence, StatusServer]) -> None:
+    _, server = fenced
+    results: list[tuple[int, float]] = []
+    clients = [
+        threading.Thread(target=lambda: results.append(timed_get(server)))
+        for _ in range(MAX_HELD + 3)
+    ]
+    for client in clients:
+        client.start()
+    for client in clients:
+        client.join(3)
+    quick = [took for _, took in results if took < 0.2]
+    assert len(results) == MAX_HELD + 3
+    assert len(quick) >= 3
 
 
 # -- `status` reading a daemon's /status: whatever answers on that port ------------------------

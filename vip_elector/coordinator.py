@@ -237,6 +237,7 @@ class Coordinator:
                 self.fence.left,
                 inherited=inherited,
                 fence_bound=lambda: self.settings.fence_bound,
+                news=self.fence,
             ).start()
             if self.settings.fence_bound <= 0:
                 log.info(

@@ -810,6 +810,7 @@ class _Step:
         self.now = now
         self.rules = rules
         self.out: list[Action] = []
+        self.candidacy_deferred = False  # behind a hand-over's HandTo in this step
 
     # -- helpers ---------------------------------------------------------------------
     def set(self, **changes: object) -> None:
@@ -1444,6 +1445,10 @@ class _Step:
             at = rule()
             if at is not None:
                 wake = min(wake, at)
+        if self.candidacy_deferred:
+            at = self._candidacy()
+            if at is not None:
+                wake = min(wake, at)
         return wake
 
     def _rules(self) -> float:
@@ -1630,6 +1635,11 @@ class _Step:
     def _candidacy(self) -> float | None:
         m = self.m
         if m.session is None:
+            return None
+        if self._hand_to_due():
+            # The VIP seen gone changes our entry too; the lock goes first (one
+            # Consul write sooner to the target), the entry right after it.
+            self.candidacy_deferred = True
             return None
         why = m.standby(self.now) or ""
         settled_at = self._settled_at()
@@ -1966,9 +1976,8 @@ class _Step:
             return self.now + IDLE  # the blank's outcome comes next
         if handover.handed:
             return self.now + IDLE  # its outcome comes next
-        due = handover.blanked_at + self.rules.handover_gap
-        if self.now < due and not handover.vip_gone:
-            return due
+        if not self._hand_to_due():
+            return handover.blanked_at + self.rules.handover_gap
         if not handover.vip_gone and self.m.vip is True:
             self.log(
                 "warning",
@@ -1981,6 +1990,14 @@ class _Step:
         self.set(handover=replace(handover, handed=True))
         self.out.append(HandTo(session, handover.target))
         return self.now + IDLE
+
+    def _hand_to_due(self) -> bool:
+        """The hand-over's lock goes to its target now: the blank is done, and the
+        VIP was seen gone or the gap is over."""
+        handover = self.m.handover
+        if handover is None or handover.blanked_at is None or handover.handed:
+            return False
+        return handover.vip_gone or self.now >= handover.blanked_at + self.rules.handover_gap
 
     def _refuse_during_hand_over(self) -> None:
         """A second switchover while one runs is answered at once, not lost."""
@@ -2023,7 +2040,15 @@ class _Step:
         )
         # /leader says no before the key changes.
         self.set(handover=handover, fence_until=0.0)
+        # The blank is the first write after the fence drops: /leader answers
+        # vip-manager's held request with 503 at once, and a VIP seen gone counts
+        # only once the blank was sent. Our entry, changed in this step (a
+        # step-down's hold), went first and the VIP left before the blank: the
+        # hand-over waited its whole gap. Now the entry follows the blank.
+        entries = [a for a in self.out if isinstance(a, Publish)]
+        self.out[:] = [a for a in self.out if not isinstance(a, Publish)]
         self.out.append(Blank(self.m.session))
+        self.out.extend(entries)
 
     def _switchover(self) -> float:
         m = self.m

@@ -232,6 +232,7 @@ class Election(Worker):
         """The memory first (the fence before any write), then the actions in order."""
         memory = self.memory = decision.memory
         self.fence.set(memory.fence_until)
+        self.fence.observe(memory.vip)  # /leader holds vip-manager's request while they agree
         self.state.sync(
             session=memory.session,
             held_index=memory.held_index if memory.leading else None,

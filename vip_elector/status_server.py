@@ -3,7 +3,10 @@
 /leader is the fenced leadership endpoint for vip-manager's `dcs-type:
 patroni` mode: 200 while this node is the leader and proved it recently
 enough (``DaemonState.fenced``), 503 otherwise. With a lock-delay too short
-for a fence (the default) it never answers 200.
+for a fence (the default) it never answers 200. It holds vip-manager's request
+while the answer agrees with the VIP on this host and answers the moment it
+would not (``Fence.wait_for_news``, at most LEADER_HOLD): vip-manager then
+adds or drops the VIP at once instead of after its next poll.
 
 /primary is for load balancers' health checks, as Patroni's /primary is: 200
 while this node's role is LEADER, fence or not (so for a moment after a
@@ -33,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
 from vip_elector.logs import untrusted
 
@@ -43,6 +46,15 @@ log = logging.getLogger("vip_elector")
 MetricsRenderer = Callable[[str, str], tuple[bytes, dict[str, str]]]
 
 MAX_CONNECTIONS = 16
+# /leader holds a request while its answer agrees with the VIP on this host
+# (``Fence.wait_for_news``), so vip-manager hears of a change at once rather
+# than after its next poll (up to its `interval` later). At most this long:
+# vip-manager (patroni mode) gives up on a request after 1 s and then drops the
+# VIP, so the hold stays well inside that, with room for a loaded host.
+LEADER_HOLD = 0.4
+# Requests held at once: vip-manager has one in flight; any more are answered
+# at once, so held requests never take the slots other clients need.
+MAX_HELD = 2
 # Seconds a client has to send its whole request head (and then for each
 # write of the answer): a request is one short line and a few headers.
 REQUEST_DEADLINE = 2.0
@@ -161,11 +173,16 @@ class StatusServer:
         leader: Callable[[], float] = lambda: 0.0,
         inherited: socket.socket | None = None,
         fence_bound: Callable[[], float] | None = None,
+        news: LeaderNews | None = None,
     ) -> None:
         """``leader``: the seconds of fence left (``DaemonState.fenced``);
         ``fence_bound``: ``Settings.fence_bound`` of the running settings, so a
-        503 on /leader can say whether a fence is possible at all."""
-        handler = _make_handler(status, metrics, healthy, leader, fence_bound)
+        503 on /leader can say whether a fence is possible at all; ``news``:
+        the fence itself, for /leader to hold vip-manager's request until its
+        answer is news (without it /leader answers at once)."""
+        self.news = news
+        self.holds = _Holds(news) if news is not None else None
+        handler = _make_handler(status, metrics, healthy, leader, fence_bound, self.holds)
         self.server = BoundedServer(address, handler, inherited)
         self.thread = threading.Thread(target=self.server.serve_forever, name="status", daemon=True)
 
@@ -192,6 +209,8 @@ class StatusServer:
         return self
 
     def close(self) -> None:
+        if self.holds is not None:
+            self.holds.release()
         # serve_forever looks at its stop flag only when select() returns, every
         # 0.5 s: each stop took up to that much longer. A listening socket shut
         # down reads as ready at once (Linux), so the loop sees the flag now.
@@ -202,10 +221,56 @@ class StatusServer:
 
     def hand_over(self) -> int:
         """Stop serving but keep listening; the socket's fd, inheritable across exec."""
+        if self.holds is not None:
+            # A held request whose connection the exec closed would read as an
+            # error to vip-manager, which then drops the VIP: answer them first.
+            self.holds.release()
         self.server.shutdown()
         fd = self.server.socket.fileno()
         os.set_inheritable(fd, True)
         return fd
+
+
+class LeaderNews(Protocol):
+    """What /leader's hold needs of the fence (``Fence``)."""
+
+    def wait_for_news(self, seconds: float, done: threading.Event) -> float: ...
+
+    def wake(self) -> None: ...
+
+
+class _Holds:
+    """/leader's held requests: at most MAX_HELD at once, all answered at once
+    when the server closes or hands its socket over (``release``)."""
+
+    def __init__(self, news: LeaderNews) -> None:
+        self.news = news
+        self.slots = threading.BoundedSemaphore(MAX_HELD)
+        self.released = threading.Event()
+        self.count = 0
+        self.idle = threading.Condition()
+
+    def answer(self, immediate: Callable[[], float], send: Callable[[float], None]) -> None:
+        """Send the fence left once it is news (or at once without a free slot)."""
+        if self.released.is_set() or not self.slots.acquire(blocking=False):
+            send(immediate())
+            return
+        with self.idle:
+            self.count += 1
+        try:
+            send(self.news.wait_for_news(LEADER_HOLD, self.released))
+        finally:
+            self.slots.release()
+            with self.idle:
+                self.count -= 1
+                self.idle.notify_all()
+
+    def release(self, timeout: float = 1.0) -> None:
+        """Answer every held request now; wait (briefly) until they are sent."""
+        self.released.set()
+        self.news.wake()
+        with self.idle:
+            self.idle.wait_for(lambda: self.count == 0, timeout)
 
 
 def inherited_socket(fd_text: str | None, address: tuple[str, int]) -> socket.socket | None:
@@ -269,6 +334,7 @@ def _make_handler(
     healthy: Callable[[], bool],
     leader: Callable[[], float],
     fence_bound: Callable[[], float] | None,
+    holds: _Holds | None = None,
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "vip-elector"
@@ -310,12 +376,10 @@ def _make_handler(
                 )
                 self._send(200, headers, body, with_body)
             elif path == "/leader":
-                left = leader()
-                if left > 0:
-                    self._text(200, f"leader (fenced for {left:.1f}s)", with_body)
+                if holds is None:
+                    self._leader(leader(), with_body)
                 else:
-                    bound = fence_bound() if fence_bound is not None else None
-                    self._text(503, not_leader_reason(self._state(), bound), with_body)
+                    holds.answer(leader, lambda left: self._leader(left, with_body))
             elif path == "/primary":
                 state = self._state()
                 if state == "leader":
@@ -332,6 +396,13 @@ def _make_handler(
                 )
             else:
                 self._text(404, "try /status, /metrics, /healthz, /leader or /primary", with_body)
+
+        def _leader(self, left: float, with_body: bool) -> None:
+            if left > 0:
+                self._text(200, f"leader (fenced for {left:.1f}s)", with_body)
+            else:
+                bound = fence_bound() if fence_bound is not None else None
+                self._text(503, not_leader_reason(self._state(), bound), with_body)
 
         def _state(self) -> str:
             return str(status().get("state"))

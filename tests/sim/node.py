@@ -114,6 +114,9 @@ class SimFence:
     def set(self, until: float) -> None:
         self.until = until
 
+    def observe(self, vip: bool | None) -> None:
+        """Fence.observe: the simulated vip-manager polls without /leader's hold."""
+
 
 @dataclass
 class RenewedSession:

@@ -1172,6 +1172,20 @@ def test_a_switchover_hands_over_as_soon_as_the_vip_is_seen_gone() -> None:
     assert not [a for a in of(Log, actions) if a.level == "warning"]
 
 
+def test_the_lock_goes_to_the_target_before_our_entry_says_the_vip_left() -> None:
+    """The VIP seen gone also changes this node's candidacy entry. Written first,
+    that entry held the target's VIP back by one Consul write (4-8 ms measured,
+    fenced switchover); now the lock goes first and the entry in the same step."""
+    run = seeing_leader()
+    for action in of(Publish, run.actions):
+        run(Done(action, "ok"), 0.7)
+    switchover_started(run)
+    actions = run(VipSeen(False), 1.12)
+    writes = [a for a in actions if isinstance(a, (HandTo, Publish))]
+    assert [type(a) for a in writes] == [HandTo, Publish]
+    assert of(Publish, writes)[0].vip is False
+
+
 def test_a_vip_never_seen_gone_is_handed_over_at_the_gap_with_one_warning() -> None:
     run = seeing_leader()
     switchover_started(run)
@@ -1299,6 +1313,19 @@ def test_sigusr1_on_a_leader_that_sees_its_vip_hands_over_instead_of_deleting() 
     (change,) = of(Transition, actions)
     assert (change.role, change.cause) == (Role.FOLLOWER, Cause.STEP_DOWN)
     assert run.memory.standby(1.2) == "SIGUSR1"  # still out for the hold
+
+
+def test_a_step_down_blanks_before_it_writes_its_changed_entry() -> None:
+    """Soak, fenced mode: the step-down's entry (now in its hold) was written between
+    the fence's drop and the blank; /leader's 503 went out at once, the VIP left
+    before the blank was sent, and the hand-over waited its whole gap (0.3 s)."""
+    run = seeing_leader()
+    for action in of(Publish, run.actions):
+        run(Done(action, "ok"), 0.7)
+    actions = run(StepDownAsked("SIGUSR1", 10.0), 1.0)
+    writes = [a for a in actions if isinstance(a, (Blank, Publish))]
+    assert [type(a) for a in writes] == [Blank, Publish]
+    assert of(Publish, writes)[0].why == "SIGUSR1"
 
 
 def test_a_vip_gone_seen_before_the_blank_was_sent_does_not_hand_over() -> None:
