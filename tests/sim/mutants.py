@@ -342,8 +342,8 @@ MUTANTS += (
         "a hand-over goes on whenever the VIP is not seen here (unobservable or not yet "
         "seen counts as gone)",
         lambda: _source_patch(
-            "if self.now < due and not handover.vip_gone:",
-            "if self.now < due and self.m.vip is True:",
+            "return handover.vip_gone or self.now >= handover.blanked_at",
+            "return self.m.vip is not True or self.now >= handover.blanked_at",
         ),
     ),
 )
