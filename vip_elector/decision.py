@@ -810,7 +810,6 @@ class _Step:
         self.now = now
         self.rules = rules
         self.out: list[Action] = []
-        self.candidacy_deferred = False  # behind a hand-over's HandTo in this step
 
     # -- helpers ---------------------------------------------------------------------
     def set(self, **changes: object) -> None:
@@ -1445,10 +1444,6 @@ class _Step:
             at = rule()
             if at is not None:
                 wake = min(wake, at)
-        if self.candidacy_deferred:
-            at = self._candidacy()
-            if at is not None:
-                wake = min(wake, at)
         return wake
 
     def _rules(self) -> float:
@@ -1635,11 +1630,6 @@ class _Step:
     def _candidacy(self) -> float | None:
         m = self.m
         if m.session is None:
-            return None
-        if self._hand_to_due():
-            # The VIP seen gone changes our entry too; the lock goes first (one
-            # Consul write sooner to the target), the entry right after it.
-            self.candidacy_deferred = True
             return None
         why = m.standby(self.now) or ""
         settled_at = self._settled_at()
@@ -1988,8 +1978,18 @@ class _Step:
                 "vip_still_seen",
             )
         self.set(handover=replace(handover, handed=True))
-        self.out.append(HandTo(session, handover.target))
+        # The VIP seen gone changes our entry too: the lock goes first (one Consul
+        # write sooner to the target), the entry right after it.
+        self._ahead_of_entries(HandTo(session, handover.target))
         return self.now + IDLE
+
+    def _ahead_of_entries(self, write: Action) -> None:
+        """A hand-over's write to the key goes out before the candidacy entry this
+        step wrote (Publish): the target waits for the key, not for our entry."""
+        entries = [a for a in self.out if isinstance(a, Publish)]
+        self.out[:] = [a for a in self.out if not isinstance(a, Publish)]
+        self.out.append(write)
+        self.out.extend(entries)
 
     def _hand_to_due(self) -> bool:
         """The hand-over's lock goes to its target now: the blank is done, and the
@@ -2045,10 +2045,7 @@ class _Step:
         # only once the blank was sent. Our entry, changed in this step (a
         # step-down's hold), went first and the VIP left before the blank: the
         # hand-over waited its whole gap. Now the entry follows the blank.
-        entries = [a for a in self.out if isinstance(a, Publish)]
-        self.out[:] = [a for a in self.out if not isinstance(a, Publish)]
-        self.out.append(Blank(self.m.session))
-        self.out.extend(entries)
+        self._ahead_of_entries(Blank(self.m.session))
 
     def _switchover(self) -> float:
         m = self.m
