@@ -207,19 +207,24 @@ def scenario_txn(backend: Backend, key: str) -> list[object]:
     """lock / unlock / check-index / check-not-exists as the daemon uses them."""
     a, b = _session(backend), _session(backend)
     ad = backend.adapter
-    seen: list[object] = [ad.txn([_lock(key, a, b"a")]).ok]
+    locked = ad.txn([_lock(key, a, b"a")])
+    seen: list[object] = [locked.ok]
     first = ad.get_key(key)
     seen += [first.session == a, first.flags == LOCK_FLAG, first.lock_index]
-    seen.append(ad.txn([_lock(key, b, b"b")]).ok)  # held by another session
+    # The daemon orders its reads after its own writes by the index a write got.
+    seen.append(locked.modify_index == first.modify_index)
+    refused = ad.txn([_lock(key, b, b"b")])  # held by another session
+    seen += [refused.ok, refused.modify_index]
     seen.append(ad.txn([_unlock(key, b)]).ok)  # not b's to unlock
     seen.append(ad.txn([_lock(key, a, b"")]).ok)  # a blank, keeping the lock
     blank = ad.get_key(key)
     seen += [blank.value, blank.lock_index, blank.modify_index > first.modify_index]
     stale = {"KV": {"Verb": "check-index", "Key": key, "Index": first.modify_index}}
     seen.append(ad.txn([stale, _lock(key, a)]).ok)
-    seen.append(ad.txn([_unlock(key, a), _lock(key, b, b"b")]).ok)  # a hand-over
+    handed = ad.txn([_unlock(key, a), _lock(key, b, b"b")])  # a hand-over
     moved = ad.get_key(key)
-    seen += [moved.session == b, moved.value, moved.lock_index]
+    seen += [handed.ok, moved.session == b, moved.value, moved.lock_index]
+    seen.append(handed.modify_index == moved.modify_index)
     seen.append(ad.txn([_unlock(key, a), _lock(key, a)]).ok)  # a no longer holds it
     seen.append(ad.txn([{"KV": {"Verb": "check-not-exists", "Key": key}}, _lock(key, a)]).ok)
     keep = {

@@ -380,6 +380,12 @@ class _Client(consul.base.Consul):  # type: ignore[misc]
 class TxnResult:
     ok: bool
     errors: tuple[str, ...] = ()
+    # The highest ModifyIndex among the entries Consul returned (a written key
+    # has the transaction's index): reads taken before it show less. 0: none.
+    modify_index: int = 0
+
+    def __bool__(self) -> bool:
+        return self.ok
 
 
 @dataclass(frozen=True)
@@ -720,7 +726,12 @@ class ConsulAdapter:
             self._transport.put, _txn_answer, "/v1/txn", None, json.dumps(operations)
         )
         errors = tuple(str(e.get("What", "")) for e in (body or {}).get("Errors") or [])
-        return TxnResult(ok=code == 200, errors=errors)
+        indexes = [
+            int((r.get("KV") or {}).get("ModifyIndex") or 0)
+            for r in (body or {}).get("Results") or []
+            if isinstance(r, dict)
+        ]
+        return TxnResult(ok=code == 200, errors=errors, modify_index=max(indexes, default=0))
 
     def delete_key(self, key: str, cas: int) -> bool:
         """Delete only if the key is still at ``cas`` (its ModifyIndex)."""

@@ -262,6 +262,7 @@ class Done:
     result: str
     detail: str = ""
     started: float = 0.0
+    index: int = 0  # the key's ModifyIndex after an ok transaction (0: not known)
 
 
 @dataclass(frozen=True)
@@ -607,6 +608,12 @@ class Memory:
     # When our last write to the key was sent: a read answered before it shows
     # the key as it was, and is not decided on (the next read shows the write).
     written_at: float = float("-inf")
+    # The Raft index our last transaction on the key got, and when its answer
+    # came. A read already under way then may still have been taken before it
+    # (Consul takes the answer when the query wakes; it arrives later): its
+    # X-Consul-Index, below the write's, says so. It is not decided on.
+    written_index: int = 0
+    written_done: float = float("-inf")
     # Whether we have watched the key continuously: at the first read, and after
     # reads that failed, who held a free key last is not known.
     watching: bool = False
@@ -890,6 +897,8 @@ class _Step:
         answered = read.started if read.answered is None else read.answered
         if answered < self.m.written_at:
             return  # answered before our own write was sent: the next read shows it
+        if read.started <= self.m.written_done and read.key.index < self.m.written_index:
+            return  # taken before our write was applied, though it came after: stale
         m, key, now = self.m, read.key, self.now
         previous = m.key
         self.set(key=key, wall=read.wall)
@@ -1104,6 +1113,8 @@ class _Step:
     def _on_done(self, done: Done) -> None:
         if isinstance(done.action, (Acquire, Blank, HandTo, Restore, Delete, Move)):
             self.set(written_at=max(self.m.written_at, done.started))
+        if done.result == "ok" and done.index > self.m.written_index:
+            self.set(written_index=done.index, written_done=self.now)
         handler = getattr(self, f"_done_{_snake(type(done.action).__name__)}", None)
         if handler is not None:
             handler(done)

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vip_elector.address_watch import AddressWatch, vip_rules, vip_status
-from vip_elector.consul_adapter import ConsulAdapter, ConsulError, SessionGone
+from vip_elector.consul_adapter import ConsulAdapter, ConsulError, SessionGone, TxnResult
 from vip_elector.continuity import Inheritance, try_inspect
 from vip_elector.decision import (
     MEMBER_HEARTBEAT,
@@ -408,16 +408,19 @@ class Election(Worker):
         started = time.monotonic()
         assert callable(call)
         try:
-            done = bool(call())
+            answer = call()
         except SessionGone as exc:
             return Done(action, "gone", str(exc), started)
         except ConsulError as exc:
             # The write may have been applied even if we did not see the answer;
             # the next read tells.
             return Done(action, "failed", str(exc), started)
-        return Done(action, "ok" if done else "refused", "", started)
+        index = answer.modify_index if isinstance(answer, TxnResult) else 0
+        return Done(action, "ok" if answer else "refused", "", started, index)
 
-    def _hand_over_write(self, action: Action, call: Callable[[TriggerKey], bool]) -> Done:
+    def _hand_over_write(
+        self, action: Action, call: Callable[[TriggerKey], TxnResult | bool]
+    ) -> Done:
         """A hand-over's write; while stopping, each call is as short as the
         release's, so a hung agent cannot hold the stop past its budget."""
         if self.memory.stop is None:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from vip_elector.consul_adapter import ConsulAdapter, ConsulError
+from vip_elector.consul_adapter import ConsulAdapter, ConsulError, TxnResult
 from vip_elector.key_entries import (
     DEFAULT_PRIORITY,
     LOCK_FLAG,
@@ -477,19 +477,19 @@ class TriggerKey:
             self.name, index=index or None, wait=wait, consistent=consistent
         )
 
-    def acquire(self, session_id: str, seen: KeyState) -> bool:
+    def acquire(self, session_id: str, seen: KeyState) -> TxnResult:
         """Take the key with the lock flag and our value, if it is still as ``seen``.
 
         One transaction: "the key is still absent (or still at the index we
         read)" and "lock it": a value somebody wrote in between is never
-        overwritten. False: it changed, another session holds it, or the
+        overwritten. Not ok: it changed, another session holds it, or the
         lock-delay of a session that held it is still running.
         """
         if seen.exists:
             check = {"Verb": "check-index", "Key": self.name, "Index": seen.modify_index}
         else:
             check = {"Verb": "check-not-exists", "Key": self.name}
-        return self.adapter.txn([{"KV": check}, self._lock(session_id)]).ok
+        return self.adapter.txn([{"KV": check}, self._lock(session_id)])
 
     def unlock_keeping(self, key: KeyState, session_id: str) -> bool:
         """Free the key from our session without touching what is in it.
@@ -518,16 +518,16 @@ class TriggerKey:
             )
         return done
 
-    def move(self, old_session: str, new_session: str) -> bool:
+    def move(self, old_session: str, new_session: str) -> TxnResult:
         """Hand the key from ``old_session`` to ``new_session`` in one transaction.
 
         Unlock and lock in one raft entry: the key goes straight from one
         session to the other with our value (LockIndex + 1, one ModifyIndex), a
         blocking query never sees it free, and an unlock is a release, not an
-        invalidation: no lock-delay. False (and nothing changed) when
+        invalidation: no lock-delay. Not ok (and nothing changed) when
         ``old_session`` does not hold it.
         """
-        return self.adapter.txn([self._unlock(old_session), self._lock(new_session)]).ok
+        return self.adapter.txn([self._unlock(old_session), self._lock(new_session)])
 
     # -- candidates and switchover ------------------------------------------
     def read_all(
@@ -691,12 +691,12 @@ class TriggerKey:
     def drop_request(self, request: SwitchoverRequest) -> None:
         self.adapter.delete_key(switchover_key(self.name), cas=request.modify_index)
 
-    def blank(self, session_id: str) -> bool:
+    def blank(self, session_id: str) -> TxnResult:
         """Empty the value while keeping the lock: vip-manager drops the VIP here
         (no node's trigger-value matches), nobody can take the key meanwhile."""
-        return self.adapter.txn([self._lock(session_id, b"")]).ok
+        return self.adapter.txn([self._lock(session_id, b"")])
 
-    def hand_to(self, session_id: str, target: Candidate) -> bool:
+    def hand_to(self, session_id: str, target: Candidate) -> TxnResult:
         """Move the lock from our session straight to ``target``'s session and value
         (one transaction: never free, no lock-delay). The request that asked for it
         is deleted after, at its own index: one that came meanwhile stays."""
@@ -704,7 +704,7 @@ class TriggerKey:
             self._unlock(session_id),
             self._lock(target.session, target.value.encode()),
         ]
-        return self.adapter.txn(operations).ok
+        return self.adapter.txn(operations)
 
     def _lock(self, session_id: str, value: bytes | None = None) -> dict[str, Any]:
         """A txn operation: lock the key for ``session_id`` with the lock flag and

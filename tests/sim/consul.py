@@ -159,8 +159,12 @@ class SimConsul:
         waiter.done = True
         if waiter in self.waiters:
             self.waiters.remove(waiter)
-        delay = waiter.agent.latency()
-        self.schedule(self.now() + delay, waiter.answer)
+        # Consul runs the query again when it wakes, once the write that woke
+        # it is applied (hence not inside it), and the answer then travels:
+        # ``answer`` takes its snapshot now and delivers it after the agent's
+        # latency, so a write applied meanwhile is not in it (a stale answer
+        # arriving after our own write was sent, as on the real agent).
+        self.schedule(self.now(), waiter.answer)
 
     def block(
         self,
@@ -171,9 +175,9 @@ class SimConsul:
         wait: float,
         answer: Callable[[], None],
     ) -> None:
-        """A blocking query: ``answer`` (which reads again, and may raise) runs when
-        the watched key or prefix changed past ``index``, or after ``wait`` plus
-        up to wait/16 of jitter."""
+        """A blocking query: ``answer`` (which reads again, may raise, and delivers
+        what it read after ``agent.latency()``) runs when the watched key or prefix
+        changed past ``index``, or after ``wait`` plus up to wait/16 of jitter."""
         waiter = Waiter(agent, prefix, name, index, answer)
         current = self.prefix_index(name) if prefix else self.key_index(name)
         if index < 1 or current > index or agent.failing():
@@ -320,7 +324,14 @@ class SimConsul:
                 self.tombstones[key] = index
                 continue
             self._set(key, entry, index, by)
-        return TxnResult(True)
+        # Consul returns each entry an operation touched (not for delete or
+        # check-not-exists), as it is after the transaction.
+        returned = [
+            self.kv[op["KV"]["Key"]].modify_index
+            for op in operations
+            if op["KV"]["Verb"] not in ("delete", "check-not-exists") and op["KV"]["Key"] in self.kv
+        ]
+        return TxnResult(True, modify_index=max(returned, default=0))
 
     # -- sessions ----------------------------------------------------------------
     def create_session(

@@ -325,7 +325,6 @@ class WatchModel:
         if not self.d.running:
             return
         key = TriggerKey(cast(ConsulAdapter, self.d.node.agent), KEY, self.d.settings.lock_value)
-        early = at > 0 and self.w.now < started + wait - WATCH_SLACK
         try:
             if leader:
                 tree = key.read_all(0, None, consistent=True)
@@ -333,7 +332,6 @@ class WatchModel:
                     tree.key,
                     started,
                     wall,
-                    early=early,
                     consistent=True,
                     tree=True,
                     candidates=tree.candidates,
@@ -348,7 +346,6 @@ class WatchModel:
                     key.read(0, None),
                     started,
                     wall,
-                    early=early,
                     answered=self.w.now,
                     resumed=self.attempts > 1,
                 )
@@ -358,8 +355,15 @@ class WatchModel:
             delay = min(maximum, initial * 2 ** min(self.attempts - 1, 6))
             self.w.after(delay, self._send)
             return
+        self.w.after(self.d.node.agent.latency(), lambda: self._deliver(read, at, wait, started))
+
+    def _deliver(self, read: KeyRead, at: int, wait: float, started: float) -> None:
+        """The answer arrives: it says how the key was when Consul took it."""
+        if not self.d.running:
+            return
+        early = at > 0 and self.w.now < started + wait - WATCH_SLACK
         self.index = next_index(self.index, read.key.index)
-        self.d.deliver(read)
+        self.d.deliver(replace(read, early=early, answered=self.w.now))
 
 
 class NodeWatchModel:
@@ -663,10 +667,15 @@ class VipManager:
         try:
             key = self.node.agent.get_key(KEY)
             holds = key.exists and key.value == self.node.name.encode()
-            self.index = next_index(self.index, key.index)
+            index = next_index(self.index, key.index)
         except ConsulError:
-            holds = False
-            self.index = 0
+            holds, index = False, 0
+        self.world.after(self.node.agent.latency(), lambda: self._arrived(holds, index))
+
+    def _arrived(self, holds: bool, index: int) -> None:
+        """The answer arrives (as Consul took it, a few ms ago); then vip-manager
+        sleeps its interval."""
+        self.index = index
         self._set(holds)
         self.world.after(self.interval, self._loop)
 

@@ -803,6 +803,26 @@ def test_a_read_older_than_our_own_write_is_not_decided_on() -> None:
     assert run.memory.leading
 
 
+def test_a_read_taken_before_our_move_but_arriving_after_it_is_not_decided_on() -> None:
+    """Found by CI (the differential test's SIGHUP with a new lock-delay) and by
+    the simulation once its answers travel: Consul took a blocking read's answer
+    when a write woke it, our move was applied before the answer arrived. Its
+    X-Consul-Index, below the move's, says it is older: LOCK LOST for nothing."""
+    run = Run(memory=Memory(move_from="old", leader_since=5.0, role=Role.LEADER, leading=True))
+    run(read(held("old", b"a", 10), 0.0), 0.0)
+    run(SessionUp("new"), 0.1)
+    run(Done(Move("old", "new"), "ok", started=0.15, index=14), 0.16)
+    # Sent before the move's answer came, answered after the move was sent.
+    stale = KeyState(13, True, b"a", LOCK_FLAG, "old", modify_index=10)
+    actions = run(read(stale, 0.14, answered=0.161), 0.161)
+    assert not of(Transition, actions)
+    assert run.memory.leading
+    # A read sent after the move's answer came shows it.
+    actions = run(read(held("new", b"a", 14), 0.2), 0.2)
+    assert not of(Transition, actions)
+    assert run.memory.leading
+
+
 def test_the_read_our_acquire_wakes_makes_the_leader() -> None:
     run = follower()
     acquire = of(Acquire, no_rivals(run, run(read(free(), 0.5), 0.5), 0.5))[0]
