@@ -347,3 +347,16 @@ MUTANTS += (
         ),
     ),
 )
+
+# A read Consul took before our own write, arriving after it (CI, 2026-12-06).
+MUTANTS += (
+    Mutant(
+        "read-older-than-own-write",
+        "a read sent before our write's answer came is decided on even when its "
+        "X-Consul-Index is below the index the write got",
+        lambda: _source_patch(
+            "if read.started <= self.m.written_done and read.key.index < self.m.written_index:",
+            "if False:",
+        ),
+    ),
+)
