@@ -258,6 +258,8 @@ class Election(Worker):
             leader_since=memory.leader_since if memory.leading else None,
             adopted=memory.leading and memory.adopting is not None,
             node=memory.node or None,
+            # The session holding the key: its lease bounds what /primary says.
+            lock_session=memory.move_from or memory.adopting or memory.session,
         )
         if memory.expects_lock:
             # The leader's reads (tree, consistent, fenced wait), also for a lock
