@@ -150,3 +150,19 @@ def test_the_renewer_ends_the_claim_before_the_election_thread_decides(
     snapshot = state.snapshot()
     assert snapshot["state"] == "follower"
     assert snapshot["detail"] == f"{detail}, stepping down"
+
+
+def test_while_the_lock_moves_to_a_new_session_the_old_sessions_lease_bounds_the_claim(
+    serve: Any,
+) -> None:
+    # A reload with a new TTL: the key is still held by the old session (no longer
+    # renewed: its generation retired) until the move; the new one is fresh.
+    state = leader(lease_left=0.5)
+    state.lease("sess-new", time.monotonic() + 60.0)
+    state.sync("sess-new", 11, time.time(), adopted=False, node="node-a", lock_session=SESSION)
+    server = serve(state)
+    assert get(server, "/primary") == (200, "leader\n")
+    wait_until(lambda: get(server, "/primary")[0] == 503, 5.0, "the old lease never ended")
+    # Moved: the new session holds the key, and its lease counts.
+    state.sync("sess-new", 12, time.time(), adopted=False, node="node-a")
+    assert get(server, "/primary") == (200, "leader\n")
