@@ -256,7 +256,9 @@ class Done:
     """The outcome of a write action: ``ok``; ``refused`` (Consul said no: the
     key changed, another session holds it, lock-delay); ``gone`` (the session
     is gone); ``failed`` (no answer, or an error: it may or may not have been
-    applied)."""
+    applied); ``skipped`` (a bookkeeping write, SKIPPABLE, not sent because a
+    session loss or a stop waited to be decided on: sent again when due, with
+    no backoff and nothing said)."""
 
     action: Action
     result: str
@@ -556,6 +558,22 @@ Action = (
     | Record
     | Log
 )
+
+# Inputs that must not wait behind bookkeeping writes: the lock's session is
+# gone (a leader says LEADER until it is decided on), or the main thread waits
+# for the release with a budget of its own.
+URGENT = (SessionDown, AdoptFailed, StopAsked)
+
+
+def skippable(action: Action) -> bool:
+    """A bookkeeping write the election thread leaves unsent while an URGENT input
+    waits (its outcome is then ``Done(action, "skipped")``): the candidacy, the
+    member entry, the history, a reaping. Nothing of the lock's own order depends
+    on them and each is sent again when due; the last ones of a clean stop are
+    not skipped (they are written after the release, on its short timeout)."""
+    if isinstance(action, (Report, AppendHistory)):
+        return not action.final
+    return isinstance(action, (Publish, ReapMember))
 
 
 # -- memory ------------------------------------------------------------------------
@@ -1264,6 +1282,9 @@ class _Step:
     def _done_publish(self, done: Done) -> None:
         action = done.action
         assert isinstance(action, Publish)
+        if done.result == "skipped":
+            self.set(publish_at=self.now)  # not sent: due again at once
+            return
         if done.result == "orphan":
             # A session of an earlier process of this daemon (our name, our node:
             # the instance lock allows one process) holds our entry: SIGKILLed
@@ -1311,6 +1332,9 @@ class _Step:
     def _done_report(self, done: Done) -> None:
         action = done.action
         assert isinstance(action, Report)
+        if done.result == "skipped":
+            self.set(reporting=False)  # not sent: due again as it was
+            return
         if done.result == "ok":
             wanted = (action.state, action.eligible, action.why, action.session, action.node)
             self.set(
@@ -1337,6 +1361,9 @@ class _Step:
 
     def _done_append_history(self, done: Done) -> None:
         sent = self.m.chronicle_sending
+        if done.result == "skipped":
+            self.set(chronicle_sending=0)  # not sent: due again as it was
+            return
         if done.result == "ok":
             self.set(chronicle=self.m.chronicle[sent:], chronicle_sending=0, chronicle_failures=0)
             return
@@ -1791,6 +1818,10 @@ class _Step:
         member = action.member
         who = f"node {member.node or '?'} (value {member.value!r})"
         self.set(reaping=False)
+        if done.result == "skipped":
+            # Not sent: it may be chosen again at the next step.
+            self.set(reaped={k: v for k, v in self.m.reaped.items() if k != member.value})
+            return
         if done.result == "ok":
             since = datetime.datetime.fromtimestamp(member.at, datetime.UTC)
             how = "stopped" if member.state == "stopped" else "silent"

@@ -1,7 +1,9 @@
 """Prometheus metrics, read from the state machine at scrape time.
 
 Role, transitions, renew failures, acquire attempts and time as leader come
-from ``DaemonState`` when scraped (no second copy of the state); only the
+from ``DaemonState`` when scraped (no second copy of the state; the role as
+``snapshot`` reports it, so ``vip_elector_state{state="leader"}``, which the
+alerts count leaders by, ends with the session's lease as /primary does); only the
 Consul request latency and errors are recorded as they happen, by the
 adapter's observer. Blocking queries, which wait for a change on purpose,
 have a histogram of their own, so the request latency means what it says.

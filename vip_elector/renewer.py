@@ -7,6 +7,11 @@ is gone. It treats a session
 as lost as soon as no renewal has succeeded for one TTL by its own clock,
 even when Consul cannot be reached: Consul may invalidate it after 2 x TTL
 and give the lock away, so believing in it longer risks two leaders.
+
+It also publishes that deadline, the session's lease (last good renewal +
+TTL, ``DaemonState.lease``): /status, /primary and the metrics stop saying
+LEADER once it has passed, even while the election thread, which decides on
+the SessionDown, is still waiting for a Consul call.
 """
 
 from __future__ import annotations
@@ -238,12 +243,20 @@ class Renewer(Worker):
         with self._session_changed:
             self._session = session
             self._session_changed.notify_all()
+        if session is not None:
+            self._lease(session)
+
+    def _lease(self, session: Session) -> None:
+        """Publish the TTL rule's deadline of ``session`` (see the module's doc)."""
+        self.state.lease(session.id, session.renewed_at + session.ttl)
 
     def _end(self, session: Session, cause: Cause, detail: str, log_it: bool = True) -> None:
         """End ``session`` (from any thread): forget it, tell the election thread,
         and make a new one at once (the renewer may be waiting for a renewal)."""
         if not session.end():
             return  # another thread ended it first
+        # At once, before anything can block: the readers stop saying LEADER now.
+        self.state.lease_ended(session.id, cause)
         with self._session_changed:
             if self._session is session:
                 self._session = None
@@ -449,6 +462,7 @@ class Renewer(Worker):
             )
         session.failures = 0
         session.renewed_at = time.monotonic()
+        self._lease(session)
         self._renew_latencies.append(session.renewed_at - session.last_attempt)
         self._renew_timeouts = 0
         self._retried_at_once = False

@@ -5,9 +5,18 @@ what it reports about the session and the lock (``transition``, ``sync``); the
 decision core decides the transitions. This module logs each exactly once at
 INFO/WARNING with its cause (the LOCK ACQUIRED / LOST / KEPT and STEPPED DOWN
 banners), counts it, and tells the listeners (notify hooks, systemd status) on
-the caller's thread. The renewer writes its own counters and ``last_renew``;
-every thread writes its own heartbeat. Readers (status, metrics) take a
-snapshot.
+the caller's thread. The renewer writes its own counters, ``last_renew`` and
+the session's lease (``lease``, ``lease_ended``); every thread writes its own
+heartbeat. Readers (status, metrics) take a snapshot.
+
+The lease bounds the role as the readers report it: the renewer's TTL rule
+gives up a session one TTL after its last good renewal (Consul may invalidate
+it and give the lock away from then on), and tells the election thread; but
+that thread may be waiting for a Consul call at that moment (up to the
+request timeout, more than one call). So ``snapshot`` does not claim LEADER
+past the lease of the session the role holds the lock with, whatever the
+role machine says: a deadline, like the fence behind /leader, that time ends
+with no thread awake. The role itself is still the election thread's alone.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from vip_elector.roles import VOLUNTARY, Cause, Role
 
 log = logging.getLogger("vip_elector")
 
+LEASES_KEPT = 4  # sessions whose lease is remembered (a move involves two)
 DEFAULT_BEAT = 5.0  # seconds a thread may take to its next beat unless it says otherwise
 BEAT_SLACK = 2.0
 
@@ -72,6 +82,12 @@ class DaemonState:
         self.leader_since: float | None = None
         self.adopted = False  # the lock is held through a session of a previous run
         self.node: str | None = None  # the Consul node our sessions live on, once known
+        # The session the lock is held with (by the election thread's last decision:
+        # the one a move or an adoption is about, else ours), and the leases of the
+        # last few sessions: until when (monotonic) the renewer's TTL rule believes
+        # in each (last good renewal + TTL), and why it ended (lost, given up).
+        self.lock_session: str | None = None
+        self._leases: dict[str, tuple[float, Cause | None]] = {}
         self.counters = _Counters()
         self._listeners: list[Listener] = []
         self._beat_deadlines: dict[str, float] = {}
@@ -186,10 +202,13 @@ class DaemonState:
         leader_since: float | None,
         adopted: bool,
         node: str | None,
+        lock_session: str | None = None,
     ) -> None:
-        """What the election thread's last decision says about the session and the lock."""
+        """What the election thread's last decision says about the session and the
+        lock; ``lock_session``: the session whose lease bounds a LEADER's claim."""
         with self._lock:
             self.session_id = session
+            self.lock_session = lock_session or session
             self.held_index = held_index
             self.leader_since = leader_since
             self.adopted = adopted
@@ -211,6 +230,37 @@ class DaemonState:
     def session_renewed(self) -> None:
         with self._lock:
             self.last_renew = time.time()
+
+    def lease(self, session_id: str, until: float) -> None:
+        """By the renewer: ``session_id`` is believed in until ``until`` (monotonic),
+        its last good renewal (or creation) + TTL. An ended session stays ended (a
+        renewal that raced its end does not revive it)."""
+        with self._lock:
+            known = self._leases.get(session_id)
+            if known is not None and known[1] is not None:
+                return
+            self._leases[session_id] = (until, None)
+            while len(self._leases) > LEASES_KEPT:
+                del self._leases[next(iter(self._leases))]
+
+    def lease_ended(self, session_id: str, cause: Cause) -> None:
+        """``session_id`` is lost (or given up) now, for ``cause``: by whichever
+        thread ended it (``renewer.Session.end``); it only shortens the lease."""
+        with self._lock:
+            known = self._leases.get(session_id)
+            if known is not None:
+                self._leases[session_id] = (min(known[0], time.monotonic()), cause)
+
+    def _lease_problem(self) -> tuple[Cause, str] | None:
+        """Why the lock's session may not be believed in now (past its lease, or
+        ended), or None while it may."""
+        session = self.lock_session
+        until, ended = self._leases.get(session or "", (0.0, Cause.SESSION_LOST))
+        if time.monotonic() < until:
+            return None
+        if ended is None or ended == Cause.RENEW_TIMEOUT:
+            return Cause.RENEW_TIMEOUT, "session lease expired, stepping down"
+        return ended, f"session {session} lost, stepping down"
 
     def count_acquire_attempt(self) -> None:
         with self._lock:
@@ -241,15 +291,23 @@ class DaemonState:
 
     # -- reporting -----------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
+        """The state as readers report it: a LEADER past its session's lease is
+        reported as the FOLLOWER the election thread will make it (see the
+        module's doc), with why; ``role`` is what the role machine says."""
         with self._lock:
             leader_seconds = self.counters.leader_seconds
             if self.role == Role.LEADER:
                 leader_seconds += time.monotonic() - self._since_monotonic
+            role, cause, detail = self.role, self.cause, self.detail
+            expired = self._lease_problem() if role == Role.LEADER else None
+            if expired is not None:
+                role, (cause, detail) = Role.FOLLOWER, expired
             return {
-                "state": self.role.value,
+                "state": role.value,
+                "role": self.role.value,
                 "since": self.since,
-                "cause": self.cause.value,
-                "detail": self.detail,
+                "cause": cause.value,
+                "detail": detail,
                 "key": self.trigger_key,
                 "lock_value": self.lock_value,
                 "session": self.session_id,

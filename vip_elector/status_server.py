@@ -10,8 +10,11 @@ adds or drops the VIP at once instead of after its next poll.
 
 /primary is for load balancers' health checks, as Patroni's /primary is: 200
 while this node's role is LEADER, fence or not (so for a moment after a
-partition two nodes may say 200; vip-manager must use /leader). Every 503
-says why in its body.
+partition two nodes may say 200; vip-manager must use /leader), and never
+past the lease of the session it holds the lock with (the renewer's TTL rule:
+last good renewal + TTL), even while the election thread is still waiting
+for Consul to decide on its loss (``DaemonState.snapshot``). Every 503 says
+why in its body.
 
 Read-only views of the daemon's state machine, served from their own
 threads. The server is bounded so that its clients can never starve the
@@ -381,9 +384,13 @@ def _make_handler(
                 else:
                     holds.answer(leader, lambda left: self._leader(left, with_body))
             elif path == "/primary":
-                state = self._state()
+                now = status()
+                state = str(now.get("state"))
                 if state == "leader":
                     self._text(200, "leader", with_body)
+                elif now.get("role") == "leader":
+                    # The role machine has not decided on it yet; the lease has ended.
+                    self._text(503, f"not the leader: {now.get('detail')}", with_body)
                 else:
                     self._text(503, not_leader_reason(state, None), with_body)
             elif path == "/healthz":

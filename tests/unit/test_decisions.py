@@ -1754,3 +1754,42 @@ def test_the_step_down_chooses_from_the_candidates_as_they_are_after_the_grace()
     actions = run(read(held(OURS, b"a", 11), 3.7, tree=True, candidates={"b": held_back}), 3.7)
     assert not of(Delete, actions)
     assert [w for w in logs(actions, "warning") if "no other eligible candidate" in w]
+
+
+# -- bookkeeping writes skipped for an urgent input ---------------------------------------
+# The election thread leaves a decision's bookkeeping writes unsent while a session
+# loss or a stop waits (tests/unit/test_urgent_inputs.py); the core hears "skipped".
+
+SKIPPED = "an urgent input waits"
+
+
+def test_a_skipped_publish_is_sent_again_at_once_without_a_backoff_or_an_error() -> None:
+    run = Run()
+    publish = of(Publish, run(SessionUp(OURS, node="node-a"), 0.0))[0]
+    again = run(Done(publish, "skipped", SKIPPED), 0.0)
+    assert of(Publish, again) == [publish]
+    assert run.memory.publish_failures == 0
+    assert not of(Log, run.actions)
+
+
+def test_a_skipped_member_report_and_history_are_sent_again_at_once_and_not_warned() -> None:
+    run = Run(reports=True)
+    run.memory = leader().memory
+    actions = run(SessionDown(OURS, Cause.SESSION_LOST, "gone"), 6.0)
+    (append,) = of(AppendHistory, actions)
+    (report,) = of(Report, actions)
+    assert report.state == "follower"
+    assert of(AppendHistory, run(Done(append, "skipped", SKIPPED), 6.0)) == [append]
+    assert of(Report, run(Done(report, "skipped", SKIPPED), 6.0)) == [report]
+    assert (run.memory.report_failures, run.memory.chronicle_failures) == (0, 0)
+    assert not [a for a in run.actions if isinstance(a, Log) and a.level != "debug"]
+
+
+def test_a_skipped_member_removal_is_chosen_again_without_the_failures_wait() -> None:
+    run = leader()
+    old = member("d", MEMBER_REAP + 1)
+    run(tree(1.0, {"d": old}), 1.0)
+    assert reaped(run(tree(1.0 + SEEN, {"d": old}), 1.0 + SEEN)) == ["d"]
+    skipped = run(Done(ReapMember(old), "skipped", SKIPPED), 1.0 + SEEN)
+    assert not of(Log, skipped)
+    assert reaped(skipped + run(Tick(), 1.1 + SEEN)) == ["d"]
