@@ -20,7 +20,13 @@ Scenarios, each repeated:
   S  `vip-elector switchover --to <the other node>`: times from the request
 
 A scale row: takeover time on SIGTERM and Consul writes for that failover
-with 2, 10 and 30 candidates of distinct priorities on one key.
+with 2, 10 and 30 candidates of distinct priorities on one key. The writes are
+the growth of raft's applied index from just before the SIGTERM to 3 s after the
+takeover, less what in that window the failover did not cause (see scale_run):
+the SIGTERM waits until the candidates' start-up writes are done, and member
+heartbeats and Consul's own coordinate updates that fall into the window are
+left out. A failover writes the same whatever the number of candidates (8 on
+2026-12-06: see scale_run); a row that grows with N is a finding.
 
 Each fault comes at a random moment of vip-manager's cycle, as in real life
 (see Bench._random_phase): the bench's own steps would otherwise put it at the
@@ -43,9 +49,11 @@ lock-delay 5 s, the price of a fence that survives a Consul leader election.
 from __future__ import annotations
 
 import argparse
+import base64
 import compileall
 import contextlib
 import datetime as dt
+import json
 import os
 import platform
 import random
@@ -75,6 +83,7 @@ from tests.testbed.key_watch import KeyWatcher
 from tests.testbed.processes import ManagedProcess, kill_all
 from tests.testbed.vip_watch import VipWatcher
 from tests.testbed.waiting import ConditionTimeout, wait_until
+from vip_elector.decision import REPORT_MIN_GAP
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "bench" / "results"
@@ -528,18 +537,124 @@ def raft_index(api: ConsulHTTP) -> int:
     return int(api.ok("GET", "/v1/agent/self")["Stats"]["raft"]["applied_index"])
 
 
+# The scale rows. Before the SIGTERM, raft is still for SCALE_SETTLE: each
+# candidate's member entry says "starting" when its daemon starts and "follower"
+# REPORT_MIN_GAP later (a node writes it at most that often), so a SIGTERM sooner
+# after the start counts one start-up write per candidate (8 + N - 2 on
+# 2026-12-06: 8, 16 and 36 for 2, 10 and 30); and the new leader's own report,
+# held back by that gap too, would fall after the window.
+SCALE_SETTLE = REPORT_MIN_GAP + 1.0
+SCALE_SETTLE_TIMEOUT = 120.0
+SCALE_WINDOW = 3.0  # after the takeover: everything the failover caused has been written
+# A member entry rewritten unchanged this close to (or after) its heartbeat's due
+# time is the heartbeat (the writer's clock is this host's: same machine).
+HEARTBEAT_SLACK = 1.0
+
+
+@dataclass(frozen=True)
+class MemberSeen:
+    """One member entry (<key>/members/<value>) as the bench read it."""
+
+    modify_index: int
+    view: tuple[tuple[str, str], ...]  # what it says, but when it was written
+    at: float  # the writer's wall clock
+    heartbeat: float  # how often it is written at the latest
+
+
+def member_entries(api: ConsulHTTP, key: str) -> dict[str, MemberSeen]:
+    response = api.request("GET", f"/v1/kv/{key}/members/", params={"recurse": ""})
+    if response.status_code == 404:
+        return {}
+    if response.status_code != 200:
+        raise RuntimeError(f"GET the member entries: {response.status_code} {response.text}")
+    found = {}
+    for item in response.json():
+        body = json.loads(base64.b64decode(item["Value"]))
+        view = tuple(sorted((k, json.dumps(v)) for k, v in body.items() if k != "at"))
+        found[item["Key"]] = MemberSeen(
+            int(item["ModifyIndex"]), view, float(body["at"]), float(body["heartbeat"])
+        )
+    return found
+
+
+def heartbeats(before: dict[str, MemberSeen], after: dict[str, MemberSeen], since: int) -> int:
+    """Member entries written again after raft index ``since`` with nothing changed
+    since ``before`` was read, when their heartbeat was due: periodic writes, not
+    the failover's. An entry written again unchanged *before* it was due counts as
+    the failover's (a follower that writes on a change of leader is what the row
+    must show)."""
+    return sum(
+        1
+        for name, new in after.items()
+        if (old := before.get(name)) is not None
+        and new.modify_index > max(since, old.modify_index)
+        and new.view == old.view
+        and new.at >= old.at + old.heartbeat - HEARTBEAT_SLACK
+    )
+
+
+def coordinate_index(api: ConsulHTTP) -> int:
+    """The raft index of Consul's last network-coordinate update: the agent sends
+    its coordinate every 15 s or more, and the servers apply them in one batch (a
+    raft write nobody here asked for)."""
+    response = api.request("GET", "/v1/coordinate/nodes")
+    return int(response.headers.get("X-Consul-Index", "0"))
+
+
+def raft_still(api: ConsulHTTP, seconds: float, timeout: float) -> bool:
+    """Wait until raft has applied nothing for ``seconds``; False after ``timeout``."""
+    last = [raft_index(api), time.monotonic()]
+
+    def still() -> bool:
+        index = raft_index(api)
+        if index != last[0]:
+            last[:] = [index, time.monotonic()]
+        return time.monotonic() - last[1] >= seconds
+
+    try:
+        wait_until(still, timeout, "raft still", interval=0.2)
+    except ConditionTimeout:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class ScaleRun:
+    took_ms: float  # SIGTERM -> the second candidate's value in the key
+    writes: int  # raft writes the failover caused
+    growth: int  # raft's applied index over the window
+    heartbeats: int  # member heartbeats in the window
+    coordinates: int  # Consul's own coordinate updates in the window
+    settled: bool  # raft was still for SCALE_SETTLE before the SIGTERM
+
+
 def measure_scale(workdir: Path, counts: list[int]) -> dict[int, tuple[float, int]]:
     """Takeover time on SIGTERM of the leader, and writes to Consul for it, with N
     candidates of distinct priorities on one key (no health check: the cost of the
     election itself). Returns {N: (takeover ms, raft writes)}."""
     out = {}
     for count in counts:
-        out[count] = scale_run(workdir, count)
-        print(f"  scale {count}: takeover {out[count][0]:.0f} ms, {out[count][1]} writes")
+        run = scale_run(workdir, count)
+        out[count] = (run.took_ms, run.writes)
+        print(
+            f"  scale {count}: takeover {run.took_ms:.0f} ms, {run.writes} writes (raft "
+            f"+{run.growth}, less {run.heartbeats} member heartbeats and {run.coordinates} "
+            "Consul coordinate updates in the window"
+            f"{'' if run.settled else '; raft was NOT still before the SIGTERM'})"
+        )
     return out
 
 
-def scale_run(workdir: Path, count: int) -> tuple[float, int]:
+def scale_run(workdir: Path, count: int) -> ScaleRun:
+    """One scale row. What a failover writes (the simulation's count, 2026-12-06,
+    the same for 2, 10 and 30 candidates): the stopping leader drops its candidate
+    entry (so nobody holds back for it), deletes the key with cas, destroys its
+    session, appends "shutdown" to the history and writes "stopped" in its member
+    entry; the next candidate acquires the key (one txn), appends "acquired" to the
+    history and writes "leader" in its member entry: 8. The other candidates write
+    nothing (they read: the candidates, the sessions, the new holder's lock-delay).
+    Raft's applied index also counts writes Consul refused (a cas or an acquire
+    that lost), which are the failover's too."""
     agent = dev_agent(workdir / f"scale-{count}", f"scale{count}").start().wait_ready(60)
     key = f"bench/scale/{count}-{uuid.uuid4().hex[:6]}"
     config = write_vip_manager_config(
@@ -575,14 +690,20 @@ def scale_run(workdir: Path, count: int) -> tuple[float, int]:
             wait_until(lambda: api.kv_value(key) not in (None, leader), 60, "another leader")
         wait_until(published, 120, "every candidate published")
         watcher.start_watching()
-        _NEVER.wait(2.0)  # quiet
+        settled = raft_still(api, SCALE_SETTLE, SCALE_SETTLE_TIMEOUT)
+        members = member_entries(api, key)
         before = raft_index(api)
         t0 = time.monotonic()
         procs[top].send_signal(signal.SIGTERM)
         wait_until(lambda: watcher.current()[0] == second, 30, "takeover", interval=0.005)
         took = next(e.t for e in watcher.since(t0) if e.value == second) - t0
-        _NEVER.wait(3.0)  # everything the failover caused has been written
-        return took * 1000, raft_index(api) - before
+        _NEVER.wait(SCALE_WINDOW)  # everything the failover caused has been written
+        growth = raft_index(api) - before
+        beats = heartbeats(members, member_entries(api, key), since=before)
+        coordinates = 1 if coordinate_index(api) > before else 0
+        return ScaleRun(
+            took * 1000, growth - beats - coordinates, growth, beats, coordinates, settled
+        )
     finally:
         watcher.stop()
         for proc in procs.values():
