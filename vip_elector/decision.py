@@ -91,6 +91,12 @@ from vip_elector.roles import Cause, Role
 LOCK_DELAY_MARGIN = 0.02  # retry this long after the lock-delay should have ended
 LOCK_DELAY_RETRY_MAX = 1.0  # past our estimate: back off up to this
 ACQUIRE_RETRY = 0.25  # an acquire whose answer was lost: the next read tells
+# After a write of ours failed without an answer, the read that tells what it
+# did is asked for again after it fails (the key watch, blocked on an unchanged
+# key, may not answer for a minute): 1 s, doubling up to 8 s (a hung agent
+# holds each read of the election thread for its timeout).
+REREAD_RETRY = 1.0
+REREAD_RETRY_MAX = 8.0
 PRIORITY_MARGIN = 1.0  # a better candidate gets this long on top of the time it needs
 RECHECK = 1.0  # a refusal (duplicate value) is looked at again this often
 PUBLISH_RETRY = 0.5  # first retry of a candidacy publish, doubled up to PUBLISH_RETRY_MAX
@@ -178,6 +184,9 @@ class KeyRead:
     answered: float | None = None  # when its answer came (default: ``started``)
     resumed: bool = False  # the first answer after failed reads
     members: Mapping[str, Member] = field(default_factory=dict)  # the tree's member entries
+    # The core's own ReadKey: sent after every outcome decided before it arrives
+    # (a write whose answer was lost included), so it shows what they did.
+    asked: bool = False
 
 
 @dataclass(frozen=True)
@@ -632,6 +641,16 @@ class Memory:
     # X-Consul-Index, below the write's, says so. It is not decided on.
     written_index: int = 0
     written_done: float = float("-inf")
+    # When a write of ours to the key failed without an answer: applied or
+    # not, no read already under way then can tell (only one sent after).
+    unsure_before: float = float("-inf")
+    reread: bool = False  # a read sent after that write is still wanted
+    reread_at: float | None = None  # when to ask for it again (the last one failed)
+    rereads: int = 0  # reads asked for since (their retries back off)
+    # Our value is to go back into the key (a hand-over that failed after its
+    # blank, or whose blank's answer was lost): a blank in our lock is ours
+    # until a read shows our value again.
+    blanked: bool = False
     # Whether we have watched the key continuously: at the first read, and after
     # reads that failed, who held a free key last is not known.
     watching: bool = False
@@ -917,6 +936,9 @@ class _Step:
             return  # answered before our own write was sent: the next read shows it
         if read.started <= self.m.written_done and read.key.index < self.m.written_index:
             return  # taken before our write was applied, though it came after: stale
+        if not read.asked and read.started <= self.m.unsure_before:
+            return  # under way while a write of ours may have been applied unseen
+        self.set(reread=False, reread_at=None, rereads=0)
         m, key, now = self.m, read.key, self.now
         previous = m.key
         self.set(key=key, wall=read.wall)
@@ -1073,6 +1095,9 @@ class _Step:
 
     def _on_read_failed(self, _: ReadFailed) -> None:
         self.set(watching=False)
+        if self.m.reread:
+            retry = min(REREAD_RETRY_MAX, REREAD_RETRY * 2 ** min(max(self.m.rereads - 1, 0), 3))
+            self.set(reread_at=self.now + retry)
         self._vip_reads(True, None)
 
     def _vip_reads(self, troubled: bool, started: float | None) -> None:
@@ -1131,8 +1156,15 @@ class _Step:
     def _on_done(self, done: Done) -> None:
         if isinstance(done.action, (Acquire, Blank, HandTo, Restore, Delete, Move)):
             self.set(written_at=max(self.m.written_at, done.started))
-        if done.result == "ok" and done.index > self.m.written_index:
-            self.set(written_index=done.index, written_done=self.now)
+            if done.result == "ok" and done.index > 0:
+                # The index this write got (not the highest ever: after a
+                # cluster rebuilt from scratch, indexes start low again).
+                self.set(written_index=done.index, written_done=self.now)
+            elif done.result == "failed":
+                # Applied or not (only its answer may be lost): a read sent once
+                # the handler's writes are done tells; one under way may show the
+                # key as it was before.
+                self.set(unsure_before=self.now, reread=True, reread_at=self.now)
         handler = getattr(self, f"_done_{_snake(type(done.action).__name__)}", None)
         if handler is not None:
             handler(done)
@@ -1190,6 +1222,8 @@ class _Step:
                 "switchover_failed",
             )
             self._hand_over_failed()
+            if done.result == "failed":
+                self._put_value_back()  # the blank may have been applied, its answer lost
 
     def _done_hand_to(self, done: Done) -> None:
         handover = self.m.handover
@@ -1223,11 +1257,16 @@ class _Step:
         else:
             self.log("warning", f"handing the VIP over failed: {done.detail}", "switchover_failed")
         self._hand_over_failed()
+        self._put_value_back()
+
+    def _put_value_back(self) -> None:
+        """Our value back after our blank (nobody else could take the key
+        meanwhile); what comes next is decided on the read after it. Until a
+        read shows our value, a blank in our lock is ours, not a foreign write
+        (the restore itself may fail): it is put back again."""
         if self.m.session is not None:
-            # Our value back (nobody else could take the key meanwhile); what comes
-            # next is decided on the read after it.
             self.out.append(Restore(self.m.session))
-            self.set(key=None)
+            self.set(key=None, blanked=True)
 
     def _hand_over_failed_on_leave(self, handover: HandOver, done: Done) -> bool:
         """A hand-over that fails while we leave (stop, step-down, maintenance,
@@ -1454,6 +1493,7 @@ class _Step:
             duplicate=None,
             leader_since=None,
             adopting=None,
+            blanked=False,
         )
 
     def _lost(self, cause: Cause, detail: str, discard: bool = True) -> None:
@@ -1499,6 +1539,9 @@ class _Step:
                 wake = min(wake, at)
             if self.m.finished or self.m.stop is not None:
                 return wake  # stopped, or the stop's hand-over is under way
+        at = self._reread()
+        if at is not None:
+            wake = min(wake, at)
         key = self.m.key
         if key is None:
             return wake
@@ -1865,8 +1908,10 @@ class _Step:
             return now + IDLE  # still the old session's until the move
         if m.loss is not None:
             return now + IDLE  # explaining the loss
-        # Our own blank: a hand-over under way, or a step-down that replaced one.
-        blank_ok = (m.handover is not None or m.leaving is not None) and key.value in (None, b"")
+        # Our own blank: a hand-over under way, a step-down that replaced one, or
+        # one whose restore is still due (a failed hand-over, a lost answer).
+        ours = m.handover is not None or m.leaving is not None or m.blanked
+        blank_ok = ours and key.value in (None, b"")
         problem = ownership_problem(key, m.session, self.rules.value_bytes)
         if problem is not None and not (blank_ok and problem[0] == Cause.KEY_CHANGED):
             if problem[0] == Cause.KEY_CHANGED:
@@ -1879,6 +1924,11 @@ class _Step:
             self._lost(*problem)
             return now + IDLE
         self.set(held_index=key.modify_index)
+        if m.blanked and m.handover is None and m.leaving is None:
+            if key.value in (None, b""):
+                self._put_value_back()
+                return now + IDLE
+            self.set(blanked=False)
         if m.leaving is not None:
             return self._step_down()
         if m.handover is not None:
@@ -2229,6 +2279,18 @@ class _Step:
             )
         else:
             self.forget_said("rival")
+
+    def _reread(self) -> float | None:
+        """After a write of ours failed without an answer: the read that tells
+        what it did, once its writes are sent, and again while it fails."""
+        m = self.m
+        if not m.reread or m.reread_at is None:
+            return None
+        if self.now < m.reread_at:
+            return m.reread_at
+        self.out.append(ReadKey(tree=m.leading))
+        self.set(reread_at=None, rereads=m.rereads + 1)
+        return None
 
     def _compete(self, key: KeyState) -> float:
         m, now, rules = self.m, self.now, self.rules

@@ -461,7 +461,9 @@ class Election(Worker):
         started, wall = time.monotonic(), time.time()
         try:
             if not tree:
-                return KeyRead(self.key.read(), started, wall, answered=time.monotonic())
+                return KeyRead(
+                    self.key.read(), started, wall, answered=time.monotonic(), asked=True
+                )
             found = self.key.read_all(consistent=True)
         except ConsulError:
             return ReadFailed()
@@ -476,6 +478,7 @@ class Election(Worker):
             conflict=found.conflict,
             answered=time.monotonic(),
             members=found.members,
+            asked=True,
         )
 
     def _publish(self, action: Publish) -> Done:

@@ -786,14 +786,21 @@ def test_a_request_the_leader_answered_is_not_acted_on_again() -> None:
     assert not of(RefuseRequest, actions)
 
 
+def moving_leader() -> Run:
+    """A leader whose lock is to move from session "old" (read holding it at
+    index 10) to the new session "new", just made."""
+    run = Run(memory=Memory(move_from="old", leader_since=5.0, role=Role.LEADER, leading=True))
+    run(read(held("old", b"a", 10), 0.0), 0.0)
+    run(SessionUp("new"), 0.1)
+    return run
+
+
 def test_a_read_older_than_our_own_write_is_not_decided_on() -> None:
     """Found by the suite: a read answered before the lock moved to the new
     session, decided on after the move, said the key was taken: LOCK LOST for
     nothing. A read that came back *because* of our write was sent before it,
     and counts."""
-    run = Run(memory=Memory(move_from="old", leader_since=5.0, role=Role.LEADER, leading=True))
-    run(read(held("old", b"a"), 0.0), 0.0)
-    run(SessionUp("new"), 0.1)
+    run = moving_leader()
     run(Done(Move("old", "new"), "ok", started=0.15), 0.16)
     actions = run(read(held("old", b"a"), 0.11, answered=0.12), 0.17)  # before the move
     assert not of(Transition, actions)
@@ -808,9 +815,7 @@ def test_a_read_taken_before_our_move_but_arriving_after_it_is_not_decided_on() 
     the simulation once its answers travel: Consul took a blocking read's answer
     when a write woke it, our move was applied before the answer arrived. Its
     X-Consul-Index, below the move's, says it is older: LOCK LOST for nothing."""
-    run = Run(memory=Memory(move_from="old", leader_since=5.0, role=Role.LEADER, leading=True))
-    run(read(held("old", b"a", 10), 0.0), 0.0)
-    run(SessionUp("new"), 0.1)
+    run = moving_leader()
     run(Done(Move("old", "new"), "ok", started=0.15, index=14), 0.16)
     # Sent before the move's answer came, answered after the move was sent.
     stale = KeyState(13, True, b"a", LOCK_FLAG, "old", modify_index=10)
@@ -821,6 +826,117 @@ def test_a_read_taken_before_our_move_but_arriving_after_it_is_not_decided_on() 
     actions = run(read(held("new", b"a", 14), 0.2), 0.2)
     assert not of(Transition, actions)
     assert run.memory.leading
+
+
+def test_a_move_whose_answer_was_lost_is_judged_on_a_read_sent_after_it() -> None:
+    """Review of the fix above: Consul applied the move, its answer was lost (a
+    timeout). The read under way shows the old session: it proves nothing."""
+    run = moving_leader()
+    actions = run(Done(Move("old", "new"), "failed", "Read timed out", started=0.15), 5.15)
+    assert ReadKey(tree=True) in actions  # a read sent now tells
+    stale = KeyState(13, True, b"a", LOCK_FLAG, "old", modify_index=10)
+    actions = run(read(stale, 0.14, answered=5.2), 5.2)
+    assert not of(Transition, actions)
+    assert not of(Discard, actions)
+    actions = run(read(held("new", b"a", 14), 5.16, consistent=True, tree=True), 5.2)
+    assert not of(Transition, actions)
+    assert run.memory.leading
+
+
+def test_after_indexes_start_low_again_a_read_older_than_our_write_is_still_skipped() -> None:
+    """A Consul cluster rebuilt under a running daemon: its writes get indexes
+    far below earlier ones; the guard follows the last write, not the highest."""
+    memory = Memory(
+        move_from="old",
+        leader_since=5.0,
+        role=Role.LEADER,
+        leading=True,
+        written_index=5000,  # a write to the cluster before it was rebuilt
+        written_done=0.0,
+    )
+    run = Run(memory=memory)
+    run(read(held("old", b"a", 10), 1.0), 1.0)
+    run(SessionUp("new"), 1.01)
+    run(Done(Move("old", "new"), "ok", started=1.05, index=20), 1.06)
+    stale = KeyState(19, True, b"a", LOCK_FLAG, "old", modify_index=10)
+    actions = run(read(stale, 1.04, answered=1.061), 1.061)
+    assert not of(Transition, actions)
+    assert run.memory.leading
+
+
+def test_a_read_sent_before_our_acquires_answer_that_shows_it_is_decided_on() -> None:
+    """The index rule skips only reads taken before the write: one taken after
+    it (its index at least the write's) counts, though it was sent before."""
+    run = follower()
+    acquire = of(Acquire, no_rivals(run, run(read(free(), 0.5), 0.5), 0.5))[0]
+    run(Done(acquire, "ok", started=1.0, index=21), 1.01)
+    actions = run(read(held(OURS, b"a", 21), 0.9, early=True, answered=1.02), 1.02)
+    assert Transition(Role.LEADER, Cause.ACQUIRED) in actions
+    assert run.memory.leading
+
+
+def test_a_switchover_blank_whose_answer_was_lost_puts_our_value_back() -> None:
+    """Review: the blank was applied, its answer lost. Without our value back,
+    the next read finds our own blank in our lock, takes it for somebody's
+    write, and gives the lock up."""
+    run = leader()
+    request = SwitchoverRequest("b", "ops", WALL + 1.0, 30)
+    tree = {"consistent": True, "tree": True, "candidates": {"b": B}}
+    actions = run(read(held(OURS, b"a", 11), 1.0, request=request, **tree), 1.0)
+    assert Blank(OURS) in actions
+    actions = run(Done(Blank(OURS), "failed", "Read timed out", started=1.0), 6.0)
+    assert Restore(OURS) in actions
+    run(Done(Restore(OURS), "ok", started=6.0, index=13), 6.01)
+    # The watch's read under way shows the blank, applied after all: older.
+    actions = run(read(held(OURS, b"", 12), 5.9, answered=6.011, **tree), 6.011)
+    assert not of(Transition, actions)
+    assert not of(UnlockKeeping, actions)
+    actions = run(read(held(OURS, b"a", 13), 6.02, **tree), 6.02)
+    assert not of(Transition, actions)
+    assert run.memory.leading
+
+
+def test_after_a_lost_answer_the_read_that_tells_is_asked_for_until_one_comes() -> None:
+    """Found by the simulation's lost answers (seed 133 before this rule): the
+    read after a failed acquire failed too; the key watch, blocked on the
+    unchanged free key, answered a minute later, and nobody led meanwhile."""
+    run = follower()
+    acquire = of(Acquire, no_rivals(run, run(read(free(), 0.5), 0.5), 0.5))[0]
+    actions = run(Done(acquire, "failed", "timed out", started=0.5), 5.5)
+    assert ReadKey() in actions
+    run(ReadFailed(), 5.6)
+    assert not of(ReadKey, run(Tick(), 6.0))
+    assert ReadKey() in run(Tick(), 6.6)  # 1 s after it failed
+    run(ReadFailed(), 6.7)
+    assert not of(ReadKey, run(Tick(), 7.7))
+    assert ReadKey() in run(Tick(), 8.7)  # then 2 s: it backs off
+    run(read(free(11), 8.7), 8.8)
+    run(ReadFailed(), 9.0)  # a read came: nothing more is wanted
+    assert not of(ReadKey, run(Tick(), 20.0))
+
+
+def test_a_restore_that_fails_leaves_our_blank_ours_and_is_sent_again() -> None:
+    """After a failed switchover the restore of our value failed too: the blank
+    in our lock is still ours, not somebody's write to give the lock up to."""
+    run = leader()
+    request = SwitchoverRequest("b", "ops", WALL + 1.0, 30)
+    tree = {"consistent": True, "tree": True, "candidates": {"b": B}}
+    run(read(held(OURS, b"a", 11), 1.0, request=request, **tree), 1.0)
+    run(Done(Blank(OURS), "ok", started=1.0, index=12), 1.0)
+    actions = run(Tick(), 2.2)
+    assert HandTo(OURS, B) in actions
+    actions = run(Done(HandTo(OURS, B), "refused", started=2.2), 2.2)
+    assert Restore(OURS) in actions
+    run(Done(Restore(OURS), "refused", started=2.2), 2.21)
+    actions = run(read(held(OURS, b"", 12), 2.3, **tree), 2.3)
+    assert Restore(OURS) in actions
+    assert not of(UnlockKeeping, actions)
+    assert not of(Transition, actions)
+    run(Done(Restore(OURS), "ok", started=2.3, index=14), 2.31)
+    actions = run(read(held(OURS, b"a", 14), 2.4, **tree), 2.4)
+    assert not of(Restore, actions)
+    assert run.memory.leading
+    assert not run.memory.blanked
 
 
 def test_the_read_our_acquire_wakes_makes_the_leader() -> None:
