@@ -14,8 +14,9 @@ tests/test_sim_fidelity.py, which checks the primitives against a real agent).
 from __future__ import annotations
 
 import base64
+import contextlib
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -80,6 +81,7 @@ class AgentFaults:
     error_500: bool = False  # every call answers 500
     flaky: float = 0.0  # this share of calls answers 500
     slow: float = 0.0  # extra latency of every answer
+    lost: float = 0.0  # this share of KV writes is applied, its answer lost (a timeout)
 
 
 @dataclass
@@ -114,6 +116,7 @@ class SimConsul:
         self.checks: dict[str, dict[str, str]] = {}
         self.no_leader = False
         self.waiters: list[Waiter] = []
+        self._woken: list[str] | None = None  # keys written by the entry being applied
         self.observers = Mutation()
         self._ids = 0
         self.invalidations = 0
@@ -147,7 +150,25 @@ class SimConsul:
         found += [i for k, i in self.tombstones.items() if k.startswith(prefix)]
         return max(found) if found else self.kv_index
 
+    @contextlib.contextmanager
+    def _applying(self) -> Iterator[None]:
+        """One raft entry: the blocking queries it wakes run again once all of it
+        is applied (never half a transaction), before the writer's next call."""
+        outer = self._woken is None
+        if outer:
+            self._woken = []
+        try:
+            yield
+        finally:
+            if outer:
+                woken, self._woken = self._woken or [], None
+                for key in woken:
+                    self._wake(key)
+
     def _wake(self, key: str) -> None:
+        if self._woken is not None:
+            self._woken.append(key)
+            return
         for waiter in list(self.waiters):
             hit = key.startswith(waiter.name) if waiter.prefix else key == waiter.name
             if hit and not waiter.done:
@@ -159,9 +180,9 @@ class SimConsul:
         waiter.done = True
         if waiter in self.waiters:
             self.waiters.remove(waiter)
-        # Consul runs the query again when it wakes, once the write that woke
-        # it is applied (hence not inside it), and the answer then travels:
-        # ``answer`` takes its snapshot now and delivers it after the agent's
+        # Consul runs the query again once the write that woke it is applied,
+        # and the answer then travels: ``answer`` takes its snapshot (right
+        # after the event that woke it) and delivers it after the agent's
         # latency, so a write applied meanwhile is not in it (a stale answer
         # arriving after our own write was sent, as on the real agent).
         self.schedule(self.now(), waiter.answer)
@@ -176,12 +197,13 @@ class SimConsul:
         answer: Callable[[], None],
     ) -> None:
         """A blocking query: ``answer`` (which reads again, may raise, and delivers
-        what it read after ``agent.latency()``) runs when the watched key or prefix
-        changed past ``index``, or after ``wait`` plus up to wait/16 of jitter."""
+        what it read after ``agent.leg()``, the way back) runs when the watched key
+        or prefix changed past ``index`` (once the whole write is applied), or after
+        ``wait`` plus up to wait/16 of jitter; at once when it already changed."""
         waiter = Waiter(agent, prefix, name, index, answer)
         current = self.prefix_index(name) if prefix else self.key_index(name)
         if index < 1 or current > index or agent.failing():
-            self._answer(waiter)
+            self._answer(waiter)  # at once, as Consul has it now
             return
         self.waiters.append(waiter)
         deadline = self.now() + wait + self.rng.uniform(0, wait / 16)
@@ -319,11 +341,12 @@ class SimConsul:
         if errors:
             return TxnResult(False, tuple(errors))
         self._next_index()
-        for key, entry in staged.items():
-            if entry is None and key not in self.kv:
-                self.tombstones[key] = index
-                continue
-            self._set(key, entry, index, by)
+        with self._applying():
+            for key, entry in staged.items():
+                if entry is None and key not in self.kv:
+                    self.tombstones[key] = index
+                    continue
+                self._set(key, entry, index, by)
         # Consul returns each entry an operation touched (not for delete or
         # check-not-exists), as it is after the transaction.
         returned = [
@@ -396,15 +419,17 @@ class SimConsul:
             return
         self.invalidations += 1
         index = self._next_index()
-        for key, entry in list(self.kv.items()):
-            if entry.session != sid:
-                continue
-            if session.lock_delay > 0:
-                self.lock_delay_until[key] = self.now() + session.lock_delay
-            if session.behavior == "delete":
-                self._set(key, None, index, "consul")
-            else:
-                self._set(key, replace(entry, session=None, modify_index=index), index, "consul")
+        with self._applying():
+            for key, entry in list(self.kv.items()):
+                if entry.session != sid:
+                    continue
+                if session.lock_delay > 0:
+                    self.lock_delay_until[key] = self.now() + session.lock_delay
+                if session.behavior == "delete":
+                    self._set(key, None, index, "consul")
+                else:
+                    freed = replace(entry, session=None, modify_index=index)
+                    self._set(key, freed, index, "consul")
 
     def set_check(self, node: str, check: str, status: str) -> None:
         """The servers learn a check's status; sessions tied to it go when it is critical."""
@@ -455,6 +480,13 @@ class SimAgent:
 
     def latency(self) -> float:
         return self.rng.uniform(0.0005, 0.004) + self.faults.slow
+
+    def leg(self) -> float:
+        """A blocking query's answer on its way back. Its request is taken at once
+        (as every other call is: the simulation's calls take no time), so the whole
+        latency is on the way back: a read sent a moment before a write can show
+        the key without it and arrive after it, as on the real agent."""
+        return self.latency()
 
     def _gate(self, local: bool = False) -> None:
         self.calls += 1
@@ -556,15 +588,28 @@ class SimAgent:
         self, key: str, value: bytes, acquire: str | None = None, cas: int | None = None
     ) -> bool:
         self._gate()
-        return self.cluster.put(key, value, acquire, cas, self.node)
+        done = self.cluster.put(key, value, acquire, cas, self.node)
+        self._answer_lost()
+        return done
 
     def txn(self, operations: list[dict[str, Any]]) -> TxnResult:
         self._gate()
-        return self.cluster.txn(operations, self.node)
+        result = self.cluster.txn(operations, self.node)
+        self._answer_lost()
+        return result
 
     def delete_key(self, key: str, cas: int) -> bool:
         self._gate()
-        return self.cluster.delete(key, cas, self.node)
+        done = self.cluster.delete(key, cas, self.node)
+        self._answer_lost()
+        return done
+
+    def _answer_lost(self) -> None:
+        """The write is applied; its answer does not come back (the client times out)."""
+        if self.faults.lost and self.rng.random() < self.faults.lost:
+            raise Unavailable(
+                "Consul agent did not answer in time (the write was applied)", "timeout"
+            )
 
     def deregister_service(self, service_id: str) -> None:
         self._gate(local=True)

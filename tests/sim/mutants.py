@@ -360,3 +360,16 @@ MUTANTS += (
         ),
     ),
 )
+
+# Writes applied whose answers are lost (the simulation's f_lost_answers).
+MUTANTS += (
+    Mutant(
+        "read-under-way-after-lost-answer",
+        "a read sent before a write of ours failed without an answer is decided on",
+        lambda: _source_patch(
+            "        if not read.asked and read.started <= self.m.unsure_before:\n"
+            "            return",
+            "        if False:\n            return",
+        ),
+    ),
+)

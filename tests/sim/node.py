@@ -355,7 +355,7 @@ class WatchModel:
             delay = min(maximum, initial * 2 ** min(self.attempts - 1, 6))
             self.w.after(delay, self._send)
             return
-        self.w.after(self.d.node.agent.latency(), lambda: self._deliver(read, at, wait, started))
+        self.w.after(self.d.node.agent.leg(), lambda: self._deliver(read, at, wait, started))
 
     def _deliver(self, read: KeyRead, at: int, wait: float, started: float) -> None:
         """The answer arrives: it says how the key was when Consul took it."""
@@ -489,6 +489,9 @@ class Daemon:
         self.busy = False
         self.pending: list[Event] = []
         self.seen_holders: dict[str, float] = {}  # node -> when a read last showed it holding
+        # Until then the election thread is held up in a call (a write on a hung
+        # agent takes its whole timeout): the key watch sends no read meanwhile.
+        self.held_until = 0.0
         self.burst_started, self.burst, self.last_actions = 0.0, 0, ""
         self.stopped_at = 0.0
 
@@ -548,6 +551,14 @@ class Daemon:
             self.busy = False
             self.pending.clear() if not self.running else None
 
+    def _proceed_when_free(self) -> None:
+        """The key watch's next read, once the election thread is not held up."""
+        if self.held_until > self.world.now:
+            # (looked at again every 10 ms: the hold may be shortened meanwhile)
+            self.world.at(min(self.held_until, self.world.now + 0.01), self._proceed_when_free)
+        else:
+            self.watch.proceed()
+
     def _count_decision(self) -> None:
         """A core that decides again and again without waiting is a hot loop (in
         production: Consul calls as fast as they fail)."""
@@ -564,6 +575,7 @@ class Daemon:
     def _step(self, event: Event) -> None:
         election = self.election
         now = self.world.now
+        calls = self.node.agent.calls
         decision = core.decide(election.memory, event, now, election.rules)
         self._trace(decision)
         election._apply(decision)
@@ -572,7 +584,14 @@ class Daemon:
             if event.key.session:
                 # whose session held it (a blank value included)
                 self.seen_holders[event.key.session.split("-s")[0]] = now
-            self.watch.proceed()
+            # The real loop asks for the next read once the decision's calls are
+            # done, each taking the agent's latency (the simulation's take none):
+            # meanwhile no read is waiting at the servers.
+            busy = sum(self.node.agent.latency() for _ in range(self.node.agent.calls - calls))
+            if busy > 0 or self.held_until > now:
+                self.world.after(busy, self._proceed_when_free)
+            else:
+                self.watch.proceed()
         while election._outcomes and not decision.memory.finished:
             outcome = election._outcomes.popleft()
             decision = core.decide(election.memory, outcome, now, election.rules)
@@ -670,7 +689,7 @@ class VipManager:
             index = next_index(self.index, key.index)
         except ConsulError:
             holds, index = False, 0
-        self.world.after(self.node.agent.latency(), lambda: self._arrived(holds, index))
+        self.world.after(self.node.agent.leg(), lambda: self._arrived(holds, index))
 
     def _arrived(self, holds: bool, index: int) -> None:
         """The answer arrives (as Consul took it, a few ms ago); then vip-manager
