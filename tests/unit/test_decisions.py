@@ -786,6 +786,12 @@ def test_a_request_the_leader_answered_is_not_acted_on_again() -> None:
     assert not of(RefuseRequest, actions)
 
 
+def still_leading(run: Run, event: Event, now: float) -> None:
+    """``event`` at ``now`` leaves the lead as it is: no transition, still leading."""
+    assert not of(Transition, run(event, now))
+    assert run.memory.leading
+
+
 def moving_leader() -> Run:
     """A leader whose lock is to move from session "old" (read holding it at
     index 10) to the new session "new", just made."""
@@ -802,12 +808,8 @@ def test_a_read_older_than_our_own_write_is_not_decided_on() -> None:
     and counts."""
     run = moving_leader()
     run(Done(Move("old", "new"), "ok", started=0.15), 0.16)
-    actions = run(read(held("old", b"a"), 0.11, answered=0.12), 0.17)  # before the move
-    assert not of(Transition, actions)
-    assert run.memory.leading
-    actions = run(read(held("new", b"a", 12), 0.2), 0.2)
-    assert not of(Transition, actions)
-    assert run.memory.leading
+    still_leading(run, read(held("old", b"a"), 0.11, answered=0.12), 0.17)  # before the move
+    still_leading(run, read(held("new", b"a", 12), 0.2), 0.2)
 
 
 def test_a_read_taken_before_our_move_but_arriving_after_it_is_not_decided_on() -> None:
@@ -819,13 +821,9 @@ def test_a_read_taken_before_our_move_but_arriving_after_it_is_not_decided_on() 
     run(Done(Move("old", "new"), "ok", started=0.15, index=14), 0.16)
     # Sent before the move's answer came, answered after the move was sent.
     stale = KeyState(13, True, b"a", LOCK_FLAG, "old", modify_index=10)
-    actions = run(read(stale, 0.14, answered=0.161), 0.161)
-    assert not of(Transition, actions)
-    assert run.memory.leading
+    still_leading(run, read(stale, 0.14, answered=0.161), 0.161)
     # A read sent after the move's answer came shows it.
-    actions = run(read(held("new", b"a", 14), 0.2), 0.2)
-    assert not of(Transition, actions)
-    assert run.memory.leading
+    still_leading(run, read(held("new", b"a", 14), 0.2), 0.2)
 
 
 def test_a_move_whose_answer_was_lost_is_judged_on_a_read_sent_after_it() -> None:
@@ -838,9 +836,7 @@ def test_a_move_whose_answer_was_lost_is_judged_on_a_read_sent_after_it() -> Non
     actions = run(read(stale, 0.14, answered=5.2), 5.2)
     assert not of(Transition, actions)
     assert not of(Discard, actions)
-    actions = run(read(held("new", b"a", 14), 5.16, consistent=True, tree=True), 5.2)
-    assert not of(Transition, actions)
-    assert run.memory.leading
+    still_leading(run, read(held("new", b"a", 14), 5.16, consistent=True, tree=True), 5.2)
 
 
 def test_after_indexes_start_low_again_a_read_older_than_our_write_is_still_skipped() -> None:
@@ -859,9 +855,7 @@ def test_after_indexes_start_low_again_a_read_older_than_our_write_is_still_skip
     run(SessionUp("new"), 1.01)
     run(Done(Move("old", "new"), "ok", started=1.05, index=20), 1.06)
     stale = KeyState(19, True, b"a", LOCK_FLAG, "old", modify_index=10)
-    actions = run(read(stale, 1.04, answered=1.061), 1.061)
-    assert not of(Transition, actions)
-    assert run.memory.leading
+    still_leading(run, read(stale, 1.04, answered=1.061), 1.061)
 
 
 def test_a_read_sent_before_our_acquires_answer_that_shows_it_is_decided_on() -> None:
@@ -891,9 +885,7 @@ def test_a_switchover_blank_whose_answer_was_lost_puts_our_value_back() -> None:
     actions = run(read(held(OURS, b"", 12), 5.9, answered=6.011, **tree), 6.011)
     assert not of(Transition, actions)
     assert not of(UnlockKeeping, actions)
-    actions = run(read(held(OURS, b"a", 13), 6.02, **tree), 6.02)
-    assert not of(Transition, actions)
-    assert run.memory.leading
+    still_leading(run, read(held(OURS, b"a", 13), 6.02, **tree), 6.02)
 
 
 def test_after_a_lost_answer_the_read_that_tells_is_asked_for_until_one_comes() -> None:
