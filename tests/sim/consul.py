@@ -197,7 +197,7 @@ class SimConsul:
         answer: Callable[[], None],
     ) -> None:
         """A blocking query: ``answer`` (which reads again, may raise, and delivers
-        what it read after ``agent.leg()``, the way back) runs when the watched key
+        what it read after ``agent.latency()``) runs when the watched key
         or prefix changed past ``index`` (once the whole write is applied), or after
         ``wait`` plus up to wait/16 of jitter; at once when it already changed."""
         waiter = Waiter(agent, prefix, name, index, answer)
@@ -479,14 +479,11 @@ class SimAgent:
         return f.http_down or f.partitioned or f.error_500 or self.cluster.no_leader
 
     def latency(self) -> float:
+        """How long an answer takes to come back. A request is taken at once (the
+        simulation's calls take no time), so the whole latency is on the way back:
+        a blocking read sent a moment before a write can show the key without it
+        and arrive after it, as on the real agent."""
         return self.rng.uniform(0.0005, 0.004) + self.faults.slow
-
-    def leg(self) -> float:
-        """A blocking query's answer on its way back. Its request is taken at once
-        (as every other call is: the simulation's calls take no time), so the whole
-        latency is on the way back: a read sent a moment before a write can show
-        the key without it and arrive after it, as on the real agent."""
-        return self.latency()
 
     def _gate(self, local: bool = False) -> None:
         self.calls += 1

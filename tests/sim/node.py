@@ -355,7 +355,7 @@ class WatchModel:
             delay = min(maximum, initial * 2 ** min(self.attempts - 1, 6))
             self.w.after(delay, self._send)
             return
-        self.w.after(self.d.node.agent.leg(), lambda: self._deliver(read, at, wait, started))
+        self.w.after(self.d.node.agent.latency(), lambda: self._deliver(read, at, wait, started))
 
     def _deliver(self, read: KeyRead, at: int, wait: float, started: float) -> None:
         """The answer arrives: it says how the key was when Consul took it."""
@@ -689,7 +689,7 @@ class VipManager:
             index = next_index(self.index, key.index)
         except ConsulError:
             holds, index = False, 0
-        self.world.after(self.node.agent.leg(), lambda: self._arrived(holds, index))
+        self.world.after(self.node.agent.latency(), lambda: self._arrived(holds, index))
 
     def _arrived(self, holds: bool, index: int) -> None:
         """The answer arrives (as Consul took it, a few ms ago); then vip-manager
