@@ -644,9 +644,10 @@ class Memory:
     # When a write of ours to the key failed without an answer: applied or
     # not, no read already under way then can tell (only one sent after).
     unsure_before: float = float("-inf")
-    reread: bool = False  # a read sent after that write is still wanted
-    reread_at: float | None = None  # when to ask for it again (the last one failed)
-    rereads: int = 0  # reads asked for since (their retries back off)
+    # The read sent after that write: when to ask for it (again, if the last
+    # one failed), and how many were asked for since (their retries back off).
+    reread_at: float | None = None
+    rereads: int = 0
     # Our value is to go back into the key (a hand-over that failed after its
     # blank, or whose blank's answer was lost): a blank in our lock is ours
     # until a read shows our value again.
@@ -785,6 +786,12 @@ class Memory:
         """Leading, or about to be without writing the key (a session to adopt, or
         one to move the lock from): the key is watched as a leader watches it."""
         return self.leading or self.adopting is not None or self.move_from is not None
+
+    @property
+    def rereading(self) -> bool:
+        """A read sent after a write of ours that failed without an answer is still
+        wanted: due, or asked for and not answered yet."""
+        return self.reread_at is not None or self.rereads > 0
 
 
 @dataclass(frozen=True)
@@ -938,7 +945,7 @@ class _Step:
             return  # taken before our write was applied, though it came after: stale
         if not read.asked and read.started <= self.m.unsure_before:
             return  # under way while a write of ours may have been applied unseen
-        self.set(reread=False, reread_at=None, rereads=0)
+        self.set(reread_at=None, rereads=0)
         m, key, now = self.m, read.key, self.now
         previous = m.key
         self.set(key=key, wall=read.wall)
@@ -1095,7 +1102,7 @@ class _Step:
 
     def _on_read_failed(self, _: ReadFailed) -> None:
         self.set(watching=False)
-        if self.m.reread:
+        if self.m.rereading:
             retry = min(REREAD_RETRY_MAX, REREAD_RETRY * 2 ** min(max(self.m.rereads - 1, 0), 3))
             self.set(reread_at=self.now + retry)
         self._vip_reads(True, None)
@@ -1164,7 +1171,7 @@ class _Step:
                 # Applied or not (only its answer may be lost): a read sent once
                 # the handler's writes are done tells; one under way may show the
                 # key as it was before.
-                self.set(unsure_before=self.now, reread=True, reread_at=self.now)
+                self.set(unsure_before=self.now, reread_at=self.now)
         handler = getattr(self, f"_done_{_snake(type(done.action).__name__)}", None)
         if handler is not None:
             handler(done)
@@ -2284,7 +2291,7 @@ class _Step:
         """After a write of ours failed without an answer: the read that tells
         what it did, once its writes are sent, and again while it fails."""
         m = self.m
-        if not m.reread or m.reread_at is None:
+        if m.reread_at is None:
             return None
         if self.now < m.reread_at:
             return m.reread_at
