@@ -64,11 +64,14 @@ class Scenario:
 @dataclass(frozen=True)
 class Timing:
     """When, after node a's acquisition, node b started and the fault came; how
-    long a SIGUSR2's exec took until the new process started (None: no SIGUSR2)."""
+    long a SIGUSR2's exec took until the new process started (None: no SIGUSR2);
+    how long after a killed agent the servers marked its serfHealth critical
+    (None: not measured, SERF_DETECT)."""
 
     b_started: float
     fault: float
     exec_took: float | None = None
+    serf_detected: float | None = None
 
 
 @dataclass(frozen=True)
@@ -243,10 +246,15 @@ class ScriptedWorld(World):
 
     def _kill_agent(self, node: SimNode) -> None:
         """The node's Consul agent SIGKILLed: its daemon's calls are refused, and the
-        servers declare the node failed (serfHealth critical) SERF_DETECT later."""
+        servers declare the node failed (serfHealth critical) as long after it as
+        they did on the test bed (SERF_DETECT when not measured)."""
         node.agent.faults.http_down = True
         self.consul.wake_agent(node.agent)
-        self.after(SERF_DETECT, lambda: self.consul.set_check(node.name, "serfHealth", "critical"))
+        detected = self.timing.serf_detected
+        self.after(
+            SERF_DETECT if detected is None else detected,
+            lambda: self.consul.set_check(node.name, "serfHealth", "critical"),
+        )
 
     def _consul_election(self, node: SimNode, duration: float) -> None:
         """The Consul leader server killed: no leader (every call fails) for ``duration``."""
