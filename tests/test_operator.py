@@ -555,20 +555,23 @@ def test_a_node_waiting_out_lock_delay_follows_a_takeover_and_a_step_down(
     """A node that saw a freed key later than another (it just started, or its
     session is new) estimates the end of lock-delay later too. It watches the key
     while it waits: when the other node takes the key and steps down at once,
-    it takes over then, not when its own estimate ends (4 s later here)."""
-    first = election.add("node-a", lock_delay="8s")
+    it takes over then, not when its own estimate ends (4 s later here).
+    lock-delay is 12 s so that node-c's start-up (a health server, its check's
+    first run, the daemon) has 6 s, on a loaded machine too, to be waiting
+    before node-b takes the key."""
+    first = election.add("node-a", lock_delay="12s")
     election.wait_holder(among=["node-a"])
-    second = election.add("node-b", lock_delay="8s", args=["--step-down-hold", "60s"])
+    second = election.add("node-b", lock_delay="12s", args=["--step-down-hold", "60s"])
     wait_until(partial(election.sessions_of, second), 20, "node-b has a session")
     assert first.check is not None
-    first.check.set("500")  # Consul invalidates node-a's session: lock-delay 8 s
+    first.check.set("500")  # Consul invalidates node-a's session: lock-delay 12 s
     wait_until(lambda: election.holder() is None, 15, "the key is free")
     freed = time.monotonic()
     # node-c first sees the key free at least 4 s after node-b did.
     wait_until(lambda: time.monotonic() - freed >= 4.0, 5, "4 s of lock-delay")
-    third = election.add("node-c", lock_delay="8s", args=["--log-level", "DEBUG"])
+    third = election.add("node-c", lock_delay="12s", args=["--log-level", "DEBUG"])
     wait_until(partial(election.sessions_of, third), 20, "node-c has a session")
-    assert time.monotonic() - freed < 7.0, "node-c was too slow to start for this test"
+    assert time.monotonic() - freed < 10.0, "node-c was too slow to start for this test"
 
     election.wait_holder(10, among=["node-b"])  # at the end of lock-delay
     stepped = time.monotonic()

@@ -63,7 +63,7 @@ from vip_elector.settings import ConsulSettings
 from vip_elector.trigger_key import TriggerKey
 
 LOCK_DELAY = 1.0
-TOLERANCE = 0.6  # seconds: a lock-delay ends within [delay - 0.15, delay + TOLERANCE]
+LOCK_DELAY_LATE = 0.6  # seconds: a lock-delay ends within [delay - 0.15, delay + this]
 
 
 class Backend(Protocol):
@@ -202,7 +202,7 @@ def scenario_lock_delay(backend: Backend, key: str) -> list[object]:
     )
     seen.append(backend.adapter.put_key(key, b"x", acquire=b))
     took = backend.elapsed_until(lambda: backend.adapter.txn([_lock(key, b)]).ok, LOCK_DELAY + 3)
-    seen.append(took is not None and LOCK_DELAY - 0.15 <= took <= LOCK_DELAY + TOLERANCE)
+    seen.append(took is not None and LOCK_DELAY - 0.15 <= took <= LOCK_DELAY + LOCK_DELAY_LATE)
     backend.adapter.destroy_session(b)
     return seen
 
