@@ -34,9 +34,10 @@ from vip_elector.key_entries import KeyState
 # A node cut off or killed: the servers mark its serfHealth critical this long
 # after. Consul 1.14.5's LAN gossip (memberlist defaults: a probe a second, 0.5 s
 # probe timeout, then suspicion for at least 4 x max(1, log10(nodes)) s, longer
-# until other nodes confirm) takes 5 to 8 s on the test bed's five-node cluster
-# (tests/test_sim_fidelity.py's N scenario, the bench's N row); 3 s, the value
-# before that test, let the simulated leader lose its key 3 to 4 s early.
+# until other nodes confirm) takes 5 to 9 s on the test bed's five-node cluster
+# (the bench's N row; tests/test_sim_fidelity.py's N scenario measures it and
+# replays it); 3 s, the value before that test, let the simulated leader lose
+# its key 3 to 4 s early.
 SERF_DETECT = 6.0
 
 
