@@ -363,6 +363,14 @@ SCENARIOS_PLAYED = [
     Scenario("K_sigkill", (Step(0, "sigkill"),), watch=20.0),
     Scenario("R_sigkill_restart_2s", (Step(0, "sigkill"), Step(2.0, "start")), watch=6.5),
     Scenario("S_switchover", (Step(0, "switchover", "b"),), watch=3.5),
+    # A leader killed inside its hand-over (its blank left in the key) and started
+    # again: it deletes the blank (no lock-delay, 10 s here) and lets b take the key.
+    Scenario(
+        "restart_inside_handover",
+        (Step(0, "sigkill"), Step(0.1, "blank"), Step(0.3, "start")),
+        watch=4.0,
+        lock_delay=10.0,
+    ),
     # issue 22 #1: SIGTERM inside the switchover's hand-over gap.
     Scenario(
         "redteam1_sigterm_in_switchover_gap",
@@ -445,6 +453,7 @@ class RealRun:
         self.options: dict[str, dict[str, str]] = {}
         self.service = f"fidelity-{uuid.uuid4().hex[:6]}"
         self.sigusr2_at: tuple[str, float] | None = None  # node, wall-clock time sent
+        self.started_at: tuple[str, float] | None = None  # node, wall-clock time started
         self.serf: SerfWatch | None = None  # kill_agent: when the servers noticed
         for name, agent in agents.items():
             service = self.service if scenario.maintenance_service and name == "a" else None
@@ -514,7 +523,9 @@ class RealRun:
         # The simulation replays what the test bed measured (it takes a fraction of
         # a second, after the real run, so that it delays no step there).
         serf_detected = self.serf.took() if self.serf is not None else None
-        timing = Timing(b_started, fault_at - acquired, self._exec_took(), serf_detected)
+        timing = Timing(
+            b_started, fault_at - acquired, self._exec_took(), serf_detected, self._start_took()
+        )
         self.simulated, world = play(self.scenario, timing)
         self.simulated_leaders = world.leaders
         self.world_trace = "\n".join(f"  {t:8.3f}  {line}" for t, line in world.lines[-60:])
@@ -535,6 +546,21 @@ class RealRun:
         started = dt.datetime.strptime(starts[1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
         return started - sent
 
+    def _start_took(self) -> float | None:
+        """A start step: from the command to the new process's first log line, as
+        _exec_took (a Python process's start-up on a loaded machine: 0.2 to 1 s)."""
+        if self.started_at is None:
+            return None
+        name, sent = self.started_at
+        starts = [
+            dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            for line in self.electors[name].process.log_lines()
+            if " vip-elector starting:" in line
+        ]
+        later = [t for t in starts if t >= sent - 0.01]  # the log's clock, to the ms
+        assert later, f"the process started again never logged its start:{self.logs()}"
+        return later[0] - sent
+
     def _until(self, when: float) -> None:
         wait_until(lambda: time.monotonic() >= when, when - time.monotonic() + 5, "", interval=0.01)
 
@@ -553,7 +579,13 @@ class RealRun:
         elif step.action == "sigkill":
             elector.kill()
         elif step.action == "start":
+            self.started_at = (step.node, time.time())
             elector.start()
+        elif step.action == "blank":  # what a hand-over's blank writes, for a dead process
+            entry = self.api.kv_get(self.key)
+            assert entry is not None, "nobody holds the key to blank"
+            assert entry.session, f"nobody holds the key to blank ({entry})"
+            assert self.api.kv_put(self.key, b"", acquire=entry.session, flags=LOCK_FLAG)
         elif step.action == "switchover":  # the request `switchover --to` writes
             TriggerKey(self.adapter, self.key, step.node).request_switchover(step.node, "op")
         elif step.action == "sighup":
@@ -565,9 +597,10 @@ class RealRun:
             path = f"/v1/agent/service/maintenance/{self.service}"
             self.agents[step.node].api().ok("PUT", path, params={"enable": "true"})
         elif step.action == "kill_agent":
+            killed = time.monotonic()  # the step's time, as the simulation counts it
             self.agents[step.node].kill()
             # its own connection: the watch runs on a thread of its own
-            self.serf = SerfWatch(self.servers[0].api(), self.agents[step.node].name)
+            self.serf = SerfWatch(self.servers[0].api(), self.agents[step.node].name, killed)
         elif step.action == "consul_election" and self.cluster is not None:
             self.cluster.leader_server().kill()
         else:
@@ -589,9 +622,9 @@ class SerfWatch:
     asked every SERF_POLL from a server (memberlist's probes and suspicion set
     the delay; the simulation cannot know it, so it replays it)."""
 
-    def __init__(self, api: ConsulHTTP, node: str) -> None:
+    def __init__(self, api: ConsulHTTP, node: str, killed: float) -> None:
         self.api, self.node = api, node
-        self.started = time.monotonic()
+        self.started = killed
         self.critical_at: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)

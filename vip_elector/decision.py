@@ -809,6 +809,21 @@ def decide(memory: Memory, event: Event, now: float, rules: Rules) -> Decision:
     return Decision(step.m, tuple(step.out), max(wake, now))
 
 
+def handover_goes_on(memory: Memory, now: float, rules: Rules) -> Memory:
+    """A restart inside a hand-over: the previous run of this daemon blanked the key
+    to hand the VIP over and was killed (or exec'd) before it finished; this run
+    deleted that blank. The hand-over goes on: the other nodes, which count the
+    gap from that delete, take the key, and this run stands by for as long as
+    they need (the gap and a margin) instead of racing them for it. Like the hold
+    after a step-down without the VIP, it gives way when no other node is
+    eligible: holding back would then leave the VIP nowhere."""
+    return replace(
+        memory,
+        vip_hold_until=max(memory.vip_hold_until, now + rules.handover_gap + PRIORITY_MARGIN),
+        vip_hold_reason="the previous run of this daemon was handing the VIP over",
+    )
+
+
 def ownership_problem(key: KeyState, session_id: str, value: bytes) -> tuple[Cause, str] | None:
     """Why ``key`` is no longer the lock of ``session_id`` with ``value``, or None while it is."""
     if not key.exists:

@@ -73,6 +73,7 @@ from vip_elector.decision import (
     Transition,
     UnlockKeeping,
     decide,
+    handover_goes_on,
     skippable,
 )
 from vip_elector.fence import Fence
@@ -335,7 +336,8 @@ class Election(Worker):
             # Unless it holds our blank (it exec'd or died inside a hand-over):
             # that is deleted first, destroying the session would set its lock-delay.
             with contextlib.suppress(ConsulError):
-                self.key.release(inherit.session, None)
+                if self.key.release(inherit.session, None):
+                    memory = handover_goes_on(memory, time.monotonic(), self.rules)
             memory = _replace(
                 memory, doomed={**memory.doomed, inherit.session: (0.0, time.monotonic() + 60)}
             )

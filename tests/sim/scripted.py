@@ -23,6 +23,7 @@ from tests.sim.node import KEY, SimNode, make_settings
 from tests.sim.world import Violation, World, patched
 from vip_elector.continuity import Inheritance
 from vip_elector.decision import Memory, StopAsked, VipSeen
+from vip_elector.key_entries import LOCK_FLAG
 from vip_elector.trigger_key import TriggerKey
 
 NODES = ("a", "b")
@@ -37,7 +38,7 @@ class Step:
     """One action, ``at`` seconds after the fault (the first step is the fault)."""
 
     at: float
-    action: str  # check_fail, sigterm, sigkill, start, switchover, sighup, sigusr2, ...
+    action: str  # check_fail, sigterm, sigkill, start, blank, switchover, sighup, sigusr2, ...
     node: str = "a"
     change: tuple[tuple[str, Any], ...] = ()  # settings changed before a SIGHUP / SIGUSR2
     duration: float = 0.0  # how long a Consul leader election leaves the cluster without one
@@ -66,12 +67,14 @@ class Timing:
     """When, after node a's acquisition, node b started and the fault came; how
     long a SIGUSR2's exec took until the new process started (None: no SIGUSR2);
     how long after a killed agent the servers marked its serfHealth critical
-    (None: not measured, SERF_DETECT)."""
+    (None: not measured, SERF_DETECT); how long a start step took until the new
+    process started (None: no start step, or at once)."""
 
     b_started: float
     fault: float
     exec_took: float | None = None
     serf_detected: float | None = None
+    start_took: float | None = None
 
 
 @dataclass(frozen=True)
@@ -228,7 +231,16 @@ class ScriptedWorld(World):
             node.daemon.kill()
 
     def _start(self, node: SimNode) -> None:
-        node.restart_after_failure()
+        self.after(self.timing.start_took or 0.0, node.restart_after_failure)
+
+    def _blank(self, node: SimNode) -> None:
+        """What a hand-over's blank writes, as the test bed writes it for a node whose
+        process is gone: the holding session, an empty value, the lock flag."""
+        entry = self.consul.kv.get(KEY)
+        assert entry is not None, "nobody holds the key to blank"
+        assert entry.session, f"nobody holds the key to blank ({entry})"
+        lock = {"Verb": "lock", "Key": KEY, "Value": "", "Flags": LOCK_FLAG}
+        assert self.consul.txn([{"KV": {**lock, "Session": entry.session}}], by="test").ok
 
     def _switchover(self, node: SimNode) -> None:
         """`switchover --to <node>`: the request the CLI writes."""
