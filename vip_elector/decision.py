@@ -812,14 +812,18 @@ def decide(memory: Memory, event: Event, now: float, rules: Rules) -> Decision:
 def handover_goes_on(memory: Memory, now: float, rules: Rules) -> Memory:
     """A restart inside a hand-over: the previous run of this daemon blanked the key
     to hand the VIP over and was killed (or exec'd) before it finished; this run
-    deleted that blank. The hand-over goes on: the other nodes, which count the
-    gap from that delete, take the key, and this run stands by for as long as
-    they need (the gap and a margin) instead of racing them for it. Like the hold
-    after a step-down without the VIP, it gives way when no other node is
-    eligible: holding back would then leave the VIP nowhere."""
+    deleted that blank (and, before it, the dead session's candidate entry). The
+    hand-over goes on: the other nodes, which count the gap from that delete,
+    take the key, and this run stands by for as long as they need (the gap and a
+    margin) instead of racing them for it; then it competes as usual. Like the
+    hold after a step-down without the VIP, it gives way at once when no other
+    node is eligible: holding back would then leave the VIP nowhere."""
+    until = now + rules.handover_gap + PRIORITY_MARGIN
+    if until <= memory.vip_hold_until:
+        return memory  # a longer hold of its own runs, with its reason
     return replace(
         memory,
-        vip_hold_until=max(memory.vip_hold_until, now + rules.handover_gap + PRIORITY_MARGIN),
+        vip_hold_until=until,
         vip_hold_reason="the previous run of this daemon was handing the VIP over",
     )
 

@@ -11,7 +11,9 @@ on the test bed)."""
 
 from __future__ import annotations
 
-from tests.sim.scripted import Scenario, Step, Timing, play
+from tests.sim.consul import Entry
+from tests.sim.node import KEY
+from tests.sim.scripted import Scenario, ScriptedWorld, Step, Timing, play
 from vip_elector.decision import PRIORITY_MARGIN, Memory, handover_goes_on
 
 from .test_decisions import RULES
@@ -41,6 +43,27 @@ def test_the_hand_over_goes_on_to_the_other_node() -> None:
     assert restarted.daemon.running  # and follows
 
 
+def test_the_dead_sessions_candidate_entry_goes_before_the_key() -> None:
+    """The other node reads the candidates when the key goes free: an entry of the
+    dead session (with a higher priority) still there would hold it back for up
+    to that session's lock-delay + 1 s, while this node stands by for less and
+    then takes the key back. So the entry is deleted first."""
+    world = ScriptedWorld(restart_inside_a_handover(), TIMING)
+    world._node("a").reconfigure(priority=200)
+    gone: list[str] = []
+    watched = world.consul.observers.on_key_change
+
+    def record(key: str, before: Entry | None, after: Entry | None, by: str) -> None:
+        watched(key, before, after, by)
+        if before is not None and before.session == "a-s0001" and after is None:
+            gone.append(key)
+
+    world.consul.observers.on_key_change = record
+    seen = world.play()
+    assert gone == [f"{KEY}/candidates/a", KEY], world.report()
+    assert [s.value for s in seen if s.t >= 0] == ["", None, "b"], world.report()
+
+
 def test_the_restarted_node_stands_by_for_the_gap_and_a_margin_only() -> None:
     gap = RULES.handover_gap
     held = handover_goes_on(Memory(), 100.0, RULES)
@@ -48,6 +71,6 @@ def test_the_restarted_node_stands_by_for_the_gap_and_a_margin_only() -> None:
     assert held.standby(100.0) == "the previous run of this daemon was handing the VIP over"
     assert held.in_vip_hold(100.0)  # gives way when no other node is eligible
     assert held.standby(100.0 + gap + PRIORITY_MARGIN) is None
-    # a longer hold of its own (a step-down without the VIP) is not shortened
-    longer = handover_goes_on(Memory(vip_hold_until=500.0), 100.0, RULES)
-    assert longer.vip_hold_until == 500.0
+    # a longer hold of its own (a step-down without the VIP) is kept, with its reason
+    longer = Memory(vip_hold_until=500.0, vip_hold_reason="stepped down without the VIP")
+    assert handover_goes_on(longer, 100.0, RULES) == longer
