@@ -863,6 +863,13 @@ def _snake(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
+def _doubled(first: float, doublings: int, cap: float) -> float:
+    """A retry's backoff: ``first`` doubled ``doublings`` times, at most ``cap``.
+    No jitter (retrying.backoff has it): the core draws no random numbers, so a
+    decision is a function of its inputs."""
+    return min(cap, first * (1 << min(max(doublings, 0), 30)))
+
+
 def _fmt(seconds: float) -> str:
     """A short duration for log lines (no import of the durations module's parser)."""
     return f"{seconds:.3g}s"
@@ -1122,7 +1129,7 @@ class _Step:
     def _on_read_failed(self, _: ReadFailed) -> None:
         self.set(watching=False)
         if self.m.rereading:
-            retry = min(REREAD_RETRY_MAX, REREAD_RETRY * 2 ** min(max(self.m.rereads - 1, 0), 3))
+            retry = _doubled(REREAD_RETRY, self.m.rereads - 1, REREAD_RETRY_MAX)
             self.set(reread_at=self.now + retry)
         self._vip_reads(True, None)
 
@@ -1219,7 +1226,7 @@ class _Step:
                 )
                 at = estimate
             else:
-                at = self.now + min(LOCK_DELAY_RETRY_MAX, 0.05 * 2 ** min(refused, 5))
+                at = self.now + _doubled(0.05, refused, LOCK_DELAY_RETRY_MAX)
             self.set(refused=refused, acquire_at=at)
             # Look again at once: another node may have won (then watch it; it may
             # step down at once) or the key is still free under lock-delay.
@@ -1382,7 +1389,7 @@ class _Step:
             self.forget_said("publish")
             return
         failures = self.m.publish_failures + 1
-        delay = min(PUBLISH_RETRY_MAX, PUBLISH_RETRY * 2 ** min(failures - 1, 6))
+        delay = _doubled(PUBLISH_RETRY, failures - 1, PUBLISH_RETRY_MAX)
         self.set(publish_failures=failures, publish_at=self.now + delay)
         if done.detail:
             self.say_once(
@@ -1412,7 +1419,7 @@ class _Step:
             self.forget_said("report")
             return
         failures = self.m.report_failures + 1
-        retry = self.now + min(PUBLISH_RETRY_MAX, PUBLISH_RETRY * 2 ** min(failures - 1, 6))
+        retry = self.now + _doubled(PUBLISH_RETRY, failures - 1, PUBLISH_RETRY_MAX)
         self.set(reporting=False, report_failures=failures, report_at=retry, report_soonest=retry)
         if done.detail:
             self.say_once(
@@ -1433,7 +1440,7 @@ class _Step:
             self.set(chronicle=self.m.chronicle[sent:], chronicle_sending=0, chronicle_failures=0)
             return
         failures = self.m.chronicle_failures + 1
-        delay = min(PUBLISH_RETRY_MAX, PUBLISH_RETRY * 2 ** min(failures - 1, 6))
+        delay = _doubled(PUBLISH_RETRY, failures - 1, PUBLISH_RETRY_MAX)
         self.set(chronicle_sending=0, chronicle_failures=failures, chronicle_at=self.now + delay)
 
     def _done_destroy(self, done: Done) -> None:
