@@ -333,10 +333,10 @@ class Election(Worker):
                 inherit.session,
                 extra={"event": "inherit_follower", "session": inherit.session},
             )
-            # Its candidate entry goes first: the other nodes read the candidates
-            # when the key goes free, and an entry of a dead session with a higher
-            # priority would hold them back (up to its lock-delay) from finishing
-            # the hand-over below.
+            # Its candidate entry goes first, as release() does at a stop: the
+            # other nodes read the candidates when the key goes free, and an entry
+            # of a dead session with a higher priority would hold them back (up to
+            # its lock-delay) from finishing the hand-over below.
             with contextlib.suppress(ConsulError):
                 self.key.drop_entry(inherit.session)
             # Unless it holds our blank (it exec'd or died inside a hand-over):

@@ -14,9 +14,8 @@ from __future__ import annotations
 from tests.sim.consul import Entry
 from tests.sim.node import KEY
 from tests.sim.scripted import Scenario, ScriptedWorld, Step, Timing, play
+from tests.unit.test_decisions import RULES
 from vip_elector.decision import PRIORITY_MARGIN, Memory, handover_goes_on
-
-from .test_decisions import RULES
 
 TIMING = Timing(b_started=0.02, fault=2.0)
 
